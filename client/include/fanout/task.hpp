@@ -1,0 +1,181 @@
+// fanout/task.hpp: named tasks, the registry, and calls.
+//
+//   const fanout::Task square{"square", [](int x) { return x * x; }};
+//   fanout::Call<int> call = square(3);   // the name plus the encoded arguments
+//
+// A Task registers itself under its name for as long as it lives (usually the whole program: make
+// it a global or a static). Every binary that may run a task must define it, which is why tasks are
+// usually defined in a library shared by the caller and the workers.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <fanout/codec.hpp>
+#include <fanout/task_error.hpp>
+#include <fanout/value.hpp>
+
+namespace fanout {
+
+// What a slot produces when its function returns void.
+template <class R>
+using ResultOf = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+// A call of a registered task: its name and its arguments, already encoded. Cheap to copy (the
+// encoding is shared). R is the task's result type.
+template <class R>
+class Call {
+ public:
+  using result_type = ResultOf<R>;
+
+  Call(std::string task, Payload args) : task_(std::move(task)), args_(std::move(args)) {}
+
+  const std::string& task() const noexcept { return task_; }
+  const Payload& args() const noexcept { return args_; }
+
+ private:
+  std::string task_;
+  Payload args_;
+};
+
+namespace detail {
+
+// How the registry runs one task: decode `args` (a tuple), call, encode the result into `out`.
+// Throws BadArguments when the arguments do not fit; anything the task throws passes through.
+using TaskInvoker = void (*)(const void* task, ValueReader args, ValueBuilder out);
+
+class BadArguments : public Error {
+ public:
+  using Error::Error;
+};
+
+class UnknownTask : public Error {
+ public:
+  using Error::Error;
+};
+
+// Registers `task` under `name`; throws fanout::Error when the name is taken.
+void register_task(std::string_view name, const void* task, TaskInvoker invoke);
+void unregister_task(std::string_view name, const void* task) noexcept;
+
+template <class F>
+struct Signature : Signature<decltype(&F::operator())> {};
+template <class R, class... A>
+struct Signature<R (*)(A...)> {
+  using result = R;
+  using args = std::tuple<std::remove_cvref_t<A>...>;
+};
+template <class R, class... A>
+struct Signature<R(A...)> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...) const> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...)> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...) const noexcept> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...) noexcept> : Signature<R (*)(A...)> {};
+template <class R, class... A>
+struct Signature<R (*)(A...) noexcept> : Signature<R (*)(A...)> {};
+
+}  // namespace detail
+
+// A named function that batches can call by name, here or in another process.
+// Not copyable or movable: the registry refers to it by address.
+template <class F>
+class Task {
+  using Sig = detail::Signature<std::decay_t<F>>;
+
+ public:
+  using result_type = ResultOf<typename Sig::result>;
+  using arguments = typename Sig::args;  // decayed parameter types, as they travel
+
+  // Throws fanout::Error when another live Task already has this name: for global tasks, the
+  // program stops at start-up with that message.
+  Task(std::string_view name, F function) : name_(name), function_(std::move(function)) {
+    detail::register_task(name_, this, &Task::invoke);
+  }
+  ~Task() { detail::unregister_task(name_, this); }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+
+  // Builds a call. The arguments are checked against the parameters at compile time, converted
+  // to the parameter types and encoded now, so the call owns them.
+  template <class... A>
+  Call<typename Sig::result> operator()(A&&... args) const {
+    static_assert(sizeof...(A) == std::tuple_size_v<arguments>,
+                  "fanout: wrong number of arguments for this task");
+    static_assert(convertible<A...>(std::make_index_sequence<sizeof...(A)>{}),
+                  "fanout: an argument cannot be converted to the task's parameter type");
+    return Call<typename Sig::result>(name_, Payload::build([&](ValueBuilder out) {
+      encode_args(out, std::make_index_sequence<sizeof...(A)>{}, std::forward<A>(args)...);
+    }));
+  }
+
+  // Runs the function here, as the sync driver and executors do; for tests and direct use.
+  result_type call_locally(arguments args) const {
+    if constexpr (std::is_void_v<typename Sig::result>) {
+      std::apply(function_, std::move(args));
+      return {};
+    } else {
+      return std::apply(function_, std::move(args));
+    }
+  }
+
+ private:
+  template <class... A, std::size_t... I>
+  static constexpr bool convertible(std::index_sequence<I...>) {
+    return (std::is_convertible_v<A, std::tuple_element_t<I, arguments>> && ...);
+  }
+
+  template <std::size_t... I, class... A>
+  static void encode_args(ValueBuilder out, std::index_sequence<I...>, A&&... args) {
+    auto tuple = out.init_tuple(sizeof...(A));
+    // Converting first means the wire type is the parameter's type, not the argument's.
+    (encode(tuple[I], std::tuple_element_t<I, arguments>(std::forward<A>(args))), ...);
+  }
+
+  static void invoke(const void* self, ValueReader args, ValueBuilder out) {
+    const auto& task = *static_cast<const Task*>(self);
+    std::optional<arguments> decoded;
+    try {
+      decoded.emplace(decode<arguments>(args));
+    } catch (const TypeMismatch& mismatch) {
+      throw detail::BadArguments("arguments of task '" + task.name_ + "': " + mismatch.what());
+    }
+    encode(out, task.call_locally(std::move(*decoded)));
+  }
+
+  std::string name_;
+  F function_;
+};
+
+template <class F>
+Task(const char*, F) -> Task<F>;
+template <class F>
+Task(std::string_view, F) -> Task<F>;
+template <class F>
+Task(std::string, F) -> Task<F>;
+
+namespace detail {
+
+// Runs the registered task `name` on `args`, writing its result into `out`.
+// Throws UnknownTask / BadArguments / whatever the task throws.
+void invoke_registered(std::string_view name, ValueReader args, ValueBuilder out);
+
+// Names of the registered tasks, sorted.
+std::vector<std::string> registered_task_names();
+
+}  // namespace detail
+
+}  // namespace fanout

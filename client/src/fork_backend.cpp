@@ -1,0 +1,393 @@
+// fork_backend.cpp: the "fork" driver. One forked child per slot, at most N at once.
+//
+// The child runs the slot and writes one framed Result (an 8-byte word count, then a capnp message
+// in the flat-array format) to a pipe that only it and the parent share, then _exits. Output the
+// task prints goes to the inherited stdout/stderr and can never mix with the result. The parent
+// multiplexes the pipes and one pidfd per child with poll(), so large results drain while they are
+// written (nothing hangs on a full pipe) and a child's death is seen even if it leaked the pipe to
+// a grandchild. Every child is killed and reaped by its owner object, so no path out of execute()
+// leaves a zombie or a stray process.
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include "wire.hpp"
+#include "backends.hpp"
+#include "job_runner.hpp"
+#include "unique_fd.hpp"
+#include "wire_kinds.hpp"
+
+namespace fanout::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A result larger than this is refused rather than allocated.
+constexpr std::uint64_t kMaxResultWords = (std::uint64_t{1} << 30) / sizeof(capnp::word);
+// Exit code of a child that could not write its result (the parent is gone, or the pipe broke).
+constexpr int kChildWriteFailed = 125;
+
+std::size_t cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+int open_pidfd(pid_t pid) noexcept {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+std::string signal_description(int signal) {
+  std::string text = "signal " + std::to_string(signal);
+  if (const char* abbreviation = sigabbrev_np(signal)) text += std::string(" (SIG") + abbreviation;
+  if (const char* description = strsignal(signal)) text += std::string(", ") + description + ")";
+  return text;
+}
+
+bool write_all(int fd, const void* data, std::size_t size) noexcept {
+  const auto* bytes = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t written = ::write(fd, bytes, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    bytes += written;
+    size -= static_cast<std::size_t>(written);
+  }
+  return true;
+}
+
+// Runs in the forked child; never returns.
+[[noreturn]] void run_child(const Job& job, std::size_t index, int result_fd, pid_t parent) noexcept {
+  try {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(kChildWriteFailed);  // the parent died before prctl
+    std::signal(SIGPIPE, SIG_IGN);  // a vanished parent shows as a write error, not a signal death
+    const std::string ran_on = "fork pid " + std::to_string(::getpid());
+
+    capnp::MallocMessageBuilder message;
+    auto result = message.initRoot<wire::Result>();
+    result.setIndex(static_cast<std::uint32_t>(index));
+    const auto started = Clock::now();
+    try {
+      run_job(job, wire::wrap(result.initValue()));
+    } catch (...) {
+      const FailureInfo failure = failure_from_current_exception(ran_on);
+      auto error = result.initError();
+      error.setKind(to_wire(failure.kind));
+      error.setRemoteType(failure.remote_type);
+      error.setMessage(failure.message);
+      error.setRanOn(ran_on);
+    }
+    result.setElapsedUs(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
+    result.setRanOn(ran_on);
+    // What the task printed belongs before we vanish; _exit would drop stdio buffers.
+    std::fflush(nullptr);
+
+    const std::uint64_t words = capnp::computeSerializedSizeInWords(message);
+    if (!write_all(result_fd, &words, sizeof(words))) ::_exit(kChildWriteFailed);
+    capnp::writeMessageToFd(result_fd, message);
+    ::_exit(0);
+  } catch (...) {
+    ::_exit(kChildWriteFailed);
+  }
+}
+
+// One forked child and everything the parent knows about it. Owns the process: the destructor
+// kills (the whole process group) and reaps it if that has not happened yet.
+class ForkedChild {
+ public:
+  ForkedChild(std::size_t index, pid_t pid, UniqueFd pipe, UniqueFd pidfd, Clock::time_point deadline)
+      : index_(index), pid_(pid), pipe_(std::move(pipe)), pidfd_(std::move(pidfd)), deadline_(deadline) {}
+
+  ForkedChild(const ForkedChild&) = delete;
+  ForkedChild& operator=(const ForkedChild&) = delete;
+
+  ~ForkedChild() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(-pid_, SIGKILL);
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+
+  std::size_t index() const noexcept { return index_; }
+  int pipe_fd() const noexcept { return eof_ ? -1 : pipe_.get(); }
+  int pidfd() const noexcept { return pidfd_.get(); }
+  Clock::time_point deadline() const noexcept { return deadline_; }
+  bool timed_out() const noexcept { return timed_out_; }
+
+  // Reads whatever the pipe holds now. Returns true once the write end is closed.
+  bool drain() {
+    while (!eof_) {
+      char* target = nullptr;
+      std::size_t room = 0;
+      char discard[4096];
+      if (header_read_ < sizeof(header_)) {
+        target = reinterpret_cast<char*>(&header_) + header_read_;
+        room = sizeof(header_) - header_read_;
+      } else if (body_read_ < body_.size() * sizeof(capnp::word)) {
+        target = reinterpret_cast<char*>(body_.begin()) + body_read_;
+        room = body_.size() * sizeof(capnp::word) - body_read_;
+      } else {
+        target = discard;  // bytes past the announced message: a broken child
+        room = sizeof(discard);
+      }
+      const ssize_t got = ::read(pipe_.get(), target, room);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return false;
+        protocol_error_ = std::string("reading the result pipe failed: ") + std::strerror(errno);
+        eof_ = true;
+        break;
+      }
+      if (got == 0) {
+        eof_ = true;
+        break;
+      }
+      if (target == discard) {
+        protocol_error_ = "the child wrote more than its result";
+      } else if (header_read_ < sizeof(header_)) {
+        header_read_ += static_cast<std::size_t>(got);
+        if (header_read_ == sizeof(header_)) start_body();
+      } else {
+        body_read_ += static_cast<std::size_t>(got);
+      }
+    }
+    return true;
+  }
+
+  // Whether the process has ended (pidfd readable); without pidfds, the pipe's end stands in.
+  bool has_ended(short pidfd_events) const noexcept {
+    return pidfd_ ? (pidfd_events & POLLIN) != 0 : eof_;
+  }
+
+  void kill_for_timeout() noexcept {
+    timed_out_ = true;
+    ::kill(-pid_, SIGKILL);
+    ::kill(pid_, SIGKILL);
+  }
+
+  // Reaps the (ended) child and turns everything into the slot's result.
+  SlotResult finish(const RunOptions& options) {
+    drain();
+    while (::waitpid(pid_, &status_, 0) < 0) {
+      if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "waitpid");
+    }
+    exited_ = true;
+    // A task's grandchildren may outlive it in its process group; a slot that is over owns nothing.
+    ::kill(-pid_, SIGKILL);
+
+    SlotResult result;
+    const std::string ran_on = "fork pid " + std::to_string(pid_);
+    result.failure.ran_on = ran_on;
+    result.failure.kind = ErrorKind::crashed;
+    if (timed_out_) {
+      result.failure.kind = ErrorKind::timeout;
+      result.failure.message = "exceeded its time limit of " + std::to_string(options.timeout.count()) +
+                               " ms and was killed";
+      return result;
+    }
+    const bool complete = header_read_ == sizeof(header_) && body_.size() > 0 &&
+                          body_read_ == body_.size() * sizeof(capnp::word);
+    if (WIFSIGNALED(status_)) {
+      result.failure.message = "the child was killed by " + signal_description(WTERMSIG(status_));
+      return result;
+    }
+    const int code = WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+    if (code != 0 || !complete) {
+      result.failure.message = code == kChildWriteFailed
+                                   ? "the child could not send its result back"
+                                   : "the child exited with code " + std::to_string(code) +
+                                         " before returning a result";
+      return result;
+    }
+    if (!protocol_error_.empty()) {
+      result.failure.kind = ErrorKind::bad_message;
+      result.failure.message = protocol_error_;
+      return result;
+    }
+    return parse_result(ran_on);
+  }
+
+ private:
+  void start_body() {
+    if (header_ == 0 || header_ > kMaxResultWords) {
+      protocol_error_ = "the child announced a result of " + std::to_string(header_) + " words";
+      return;
+    }
+    body_ = kj::heapArray<capnp::word>(header_);
+  }
+
+  SlotResult parse_result(const std::string& ran_on) {
+    SlotResult result;
+    result.failure.ran_on = ran_on;
+    bool has_value = false;
+    try {
+      capnp::FlatArrayMessageReader message(body_, wire::reader_options(body_.size()));
+      const auto root = message.getRoot<wire::Result>();
+      if (root.getIndex() != index_) {
+        result.failure.kind = ErrorKind::bad_message;
+        result.failure.message = "the child answered for slot " + std::to_string(root.getIndex());
+        return result;
+      }
+      if (root.isValue()) {
+        has_value = true;
+      } else if (root.isError()) {
+        const auto error = root.getError();
+        result.failure.kind = from_wire(error.getKind());
+        result.failure.remote_type = error.getRemoteType();
+        result.failure.message = error.getMessage();
+      } else {
+        result.failure.kind = ErrorKind::bad_message;
+        result.failure.message = "the child's result holds neither a value nor an error";
+      }
+    } catch (const kj::Exception& error) {
+      result.failure.kind = ErrorKind::bad_message;
+      result.failure.message = std::string("unreadable result from the child: ") + error.getDescription().cStr();
+      return result;
+    }
+    // The buffer becomes the payload as it is: the value is read in place, never copied.
+    if (has_value) result.value = wire::payload_from_flat(std::move(body_), wire::PayloadRoot::result_value);
+    return result;
+  }
+
+  std::size_t index_;
+  pid_t pid_;
+  UniqueFd pipe_;
+  UniqueFd pidfd_;
+  Clock::time_point deadline_;
+  bool timed_out_ = false;
+  bool eof_ = false;
+  bool exited_ = false;
+  int status_ = 0;
+  std::uint64_t header_ = 0;
+  std::size_t header_read_ = 0;
+  kj::Array<capnp::word> body_;
+  std::size_t body_read_ = 0;
+  std::string protocol_error_;
+};
+
+class ForkBackend final : public Backend {
+ public:
+  std::string_view name() const noexcept override { return "fork"; }
+  bool runs_plain_callables() const noexcept override { return true; }
+
+  void execute(std::span<const Job> jobs, std::span<SlotResult> results, const RunOptions& options) override {
+    // Unflushed stdio would otherwise be inherited and printed again by every child.
+    std::fflush(nullptr);
+    const std::size_t limit = options.max_concurrency > 0 ? options.max_concurrency : cores();
+    std::vector<std::unique_ptr<ForkedChild>> running;
+    running.reserve(std::min(limit, jobs.size()));
+    std::vector<pollfd> fds;
+    std::size_t next = 0;
+
+    while (next < jobs.size() || !running.empty()) {
+      while (running.size() < limit && next < jobs.size()) {
+        start(jobs[next], next, options, running, results);
+        ++next;
+      }
+      if (running.empty()) continue;
+
+      fds.clear();
+      auto nearest = Clock::time_point::max();
+      for (const auto& child : running) {
+        fds.push_back({child->pipe_fd(), POLLIN, 0});
+        fds.push_back({child->pidfd(), POLLIN, 0});
+        if (!child->timed_out()) nearest = std::min(nearest, child->deadline());
+      }
+      int wait_ms = -1;
+      if (nearest != Clock::time_point::max()) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(nearest - Clock::now()).count();
+        wait_ms = static_cast<int>(std::clamp<long long>(left, 0, 60'000));
+      }
+      if (::poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
+        throw std::system_error(errno, std::generic_category(), "fork driver: poll");
+      }
+
+      const auto now = Clock::now();
+      for (std::size_t i = running.size(); i-- > 0;) {
+        ForkedChild& child = *running[i];
+        if (fds[2 * i].revents != 0) child.drain();
+        if (!child.timed_out() && now >= child.deadline()) child.kill_for_timeout();
+        if (child.has_ended(fds[2 * i + 1].revents)) {
+          results[child.index()] = child.finish(options);
+          running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+      }
+    }
+  }
+
+ private:
+  static void start(const Job& job, std::size_t index, const RunOptions& options,
+                    std::vector<std::unique_ptr<ForkedChild>>& running, std::span<SlotResult> results) {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) {
+      fail_to_start(results[index], "pipe");
+      return;
+    }
+    UniqueFd read_end(ends[0]);
+    UniqueFd write_end(ends[1]);
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      fail_to_start(results[index], "fork");
+      return;
+    }
+    if (pid == 0) {
+      ::setpgid(0, 0);  // its own group, so a timeout also stops what the task started
+      for (auto& sibling : running) {
+        ::close(sibling->pipe_fd());
+        ::close(sibling->pidfd());
+      }
+      ::close(read_end.get());
+      run_child(job, index, write_end.get(), parent);
+    }
+    ::setpgid(pid, pid);  // both sides set it, so the group exists before either relies on it
+    write_end.reset();
+    ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
+    const auto deadline = options.timeout.count() > 0 ? Clock::now() + options.timeout : Clock::time_point::max();
+    running.push_back(
+        std::make_unique<ForkedChild>(index, pid, std::move(read_end), UniqueFd(open_pidfd(pid)), deadline));
+  }
+
+  static void fail_to_start(SlotResult& result, const char* what) {
+    result.failure.kind = ErrorKind::crashed;
+    result.failure.ran_on = "fork";
+    result.failure.message = std::string("could not start a child: ") + what + ": " + std::strerror(errno);
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<Backend> make_fork_backend() { return std::make_shared<ForkBackend>(); }
+
+}  // namespace fanout::detail

@@ -1,0 +1,66 @@
+// job_runner.cpp
+#include "job_runner.hpp"
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <typeinfo>
+
+#include <kj/exception.h>
+
+namespace fanout::detail {
+
+void run_job(const Job& job, ValueBuilder out) {
+  if (job.is_callable()) {
+    job.run_callable(job.callable, out);
+    return;
+  }
+  const Payload no_arguments;  // a `none`, which no task's argument tuple accepts
+  const Payload& args = job.args != nullptr ? *job.args : no_arguments;
+  args.read([&](ValueReader decoded) { invoke_registered(job.task, decoded, out); });
+}
+
+std::string demangle(const char* mangled) {
+  if (mangled == nullptr) return "unknown";
+  int status = 0;
+  const std::unique_ptr<char, decltype(&std::free)> name(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
+                                                         &std::free);
+  std::string text = status == 0 && name ? name.get() : mangled;
+  // libstdc++'s inline namespace adds noise that tells the user nothing.
+  for (std::string noise : {"std::__cxx11::", "std::__1::"}) {
+    for (auto at = text.find(noise); at != std::string::npos; at = text.find(noise)) text.replace(at, noise.size(), "std::");
+  }
+  return text;
+}
+
+FailureInfo failure_from_current_exception(std::string ran_on) {
+  FailureInfo failure;
+  failure.ran_on = std::move(ran_on);
+  try {
+    throw;
+  } catch (const UnknownTask& error) {
+    failure.kind = ErrorKind::unknown_task;
+    failure.message = error.what();
+  } catch (const BadArguments& error) {
+    failure.kind = ErrorKind::bad_arguments;
+    failure.message = error.what();
+  } catch (const std::exception& error) {
+    failure.kind = ErrorKind::exception;
+    failure.remote_type = demangle(typeid(error).name());
+    failure.message = error.what();
+  } catch (const kj::Exception& error) {
+    failure.kind = ErrorKind::exception;
+    failure.remote_type = "kj::Exception";
+    failure.message = error.getDescription().cStr();
+  } catch (...) {
+    failure.kind = ErrorKind::exception;
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    failure.remote_type = type != nullptr ? demangle(type->name()) : "unknown";
+    failure.message = "a value of type " + failure.remote_type + " was thrown";
+  }
+  return failure;
+}
+
+}  // namespace fanout::detail

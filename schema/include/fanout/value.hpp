@@ -1,0 +1,170 @@
+// fanout/value.hpp: a Cap'n Proto-free view of the wire `Value` (schema/fanout.capnp).
+//
+// ValueBuilder writes one Value in place inside a message under construction; ValueReader reads
+// one without copying (text and bytes come back as views into the message). Both are small
+// handles, cheap to copy, valid while the message they point into is alive. Payload owns one
+// encoded Value. The Codec<T> templates (codec.hpp) are written against these handles only, so the
+// wire library can change without breaking users (STYLE habit 4).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace fanout {
+
+// The members of the wire union, in schema order.
+enum class ValueKind : std::uint8_t {
+  none,
+  boolean,
+  int64,
+  uint64,
+  float32,
+  float64,
+  text,
+  bytes,
+  list,
+  tuple,
+  map,
+  some,
+  unknown,  // a member this build does not know (a newer peer)
+};
+
+// "int", "text", "list"... as written in the schema.
+std::string_view kind_name(ValueKind kind) noexcept;
+
+// A non-owning reference to a callable, for the few callbacks that cross from templates into the
+// compiled library. It must not outlive the callable it refers to.
+template <class Signature>
+class FunctionRef;
+
+template <class R, class... A>
+class FunctionRef<R(A...)> {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> && std::is_invocable_r_v<R, F&, A...>)
+  FunctionRef(F&& f) noexcept  // NOLINT(google-explicit-constructor): used like a function parameter
+      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* object, A... args) -> R {
+          return (*static_cast<std::remove_reference_t<F>*>(object))(std::forward<A>(args)...);
+        }) {}
+
+  R operator()(A... args) const { return call_(object_, std::forward<A>(args)...); }
+
+ private:
+  void* object_;
+  R (*call_)(void*, A...);
+};
+
+class SequenceBuilder;
+class MapBuilder;
+
+namespace detail {
+// Room for a capnp::*::Builder or Reader; the library static_asserts that they fit.
+struct alignas(8) HandleStorage {
+  unsigned char bytes[48];
+};
+}  // namespace detail
+
+class ValueBuilder {
+ public:
+  void set_none();
+  void set_bool(bool value);
+  void set_int(std::int64_t value);
+  void set_uint(std::uint64_t value);
+  void set_float32(float value);
+  void set_float64(double value);
+  void set_text(std::string_view value);
+  void set_bytes(std::span<const std::byte> value);
+  SequenceBuilder init_list(std::size_t size);
+  SequenceBuilder init_tuple(std::size_t size);
+  MapBuilder init_map(std::size_t size);
+  // Marks the value as an engaged optional and returns the builder of its content.
+  ValueBuilder init_some();
+
+  detail::HandleStorage storage_;  // a capnp builder; public only so the library can make one
+};
+
+class SequenceBuilder {
+ public:
+  std::size_t size() const;
+  ValueBuilder operator[](std::size_t index) const;
+
+  detail::HandleStorage storage_;
+};
+
+class MapBuilder {
+ public:
+  std::size_t size() const;
+  ValueBuilder key(std::size_t index) const;
+  ValueBuilder value(std::size_t index) const;
+
+  detail::HandleStorage storage_;
+};
+
+class ValueReader {
+ public:
+  ValueKind kind() const;
+
+  // Each accessor throws TypeMismatch naming `expected` and the actual wire type when the value is
+  // of another kind. Integers convert between int and uint when the number fits exactly.
+  bool as_bool(std::string_view expected = "bool") const;
+  std::int64_t as_int(std::string_view expected = "int64") const;
+  std::uint64_t as_uint(std::string_view expected = "uint64") const;
+  float as_float32(std::string_view expected = "float32") const;
+  double as_float64(std::string_view expected = "float64") const;  // float32 widens exactly
+  std::string_view as_text(std::string_view expected = "string") const;
+  std::span<const std::byte> as_bytes(std::string_view expected = "bytes") const;
+
+  // list, tuple and map: number of elements (entries for a map); requires that kind.
+  std::size_t list_size(std::string_view expected) const;
+  std::size_t tuple_size(std::string_view expected) const;
+  std::size_t map_size(std::string_view expected) const;
+  // Element access; valid after the matching *_size call succeeded. Index is bounds-checked.
+  ValueReader element(std::size_t index) const;
+  ValueReader map_key(std::size_t index) const;
+  ValueReader map_value(std::size_t index) const;
+  // Content of an engaged optional; requires kind() == some.
+  ValueReader some(std::string_view expected) const;
+
+  // The wire type as a readable type expression ("list<text>", "tuple<int, none>") for messages.
+  std::string describe() const;
+
+  detail::HandleStorage storage_;
+};
+
+// One encoded Value with its own storage: the arguments of a call, or a result.
+// Copying a Payload shares the immutable encoding; it is never re-encoded.
+class Payload {
+ public:
+  Payload();  // holds `none`
+  ~Payload();
+  Payload(const Payload&);
+  Payload& operator=(const Payload&);
+  Payload(Payload&&) noexcept;
+  Payload& operator=(Payload&&) noexcept;
+
+  // Encodes a value with `fill`; the builder passed to it is the payload's root.
+  static Payload build(FunctionRef<void(ValueBuilder)> fill);
+
+  // Calls `read` with the root, under reader limits derived from the encoded size. The reader is
+  // valid only inside the call.
+  void read(FunctionRef<void(ValueReader)> read) const;
+
+  // Size of the encoding in bytes (all segments).
+  std::size_t encoded_size() const;
+
+  struct Impl;
+  explicit Payload(std::shared_ptr<const Impl> impl) noexcept;
+  const std::shared_ptr<const Impl>& impl() const noexcept { return impl_; }
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace fanout

@@ -1,0 +1,37 @@
+// wire.hpp: the Cap'n Proto side of the schema library, for fanout's own parts (client drivers,
+// broker, worker). Never included from a public header.
+#pragma once
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include <fanout/value.hpp>
+
+#include "fanout.capnp.h"
+
+namespace fanout::wire {
+
+// Limits for reading a message of `size_words` from a peer: the traversal limit is proportional to
+// the message (so a small hostile message cannot make us walk gigabytes) and nesting is capped.
+capnp::ReaderOptions reader_options(std::size_t size_words) noexcept;
+
+// Handles <-> capnp. The handles are plain storage for the capnp builder/reader of a Value.
+ValueBuilder wrap(Value::Builder builder) noexcept;
+ValueReader wrap(Value::Reader reader) noexcept;
+Value::Builder unwrap(ValueBuilder builder) noexcept;
+Value::Reader unwrap(ValueReader reader) noexcept;
+
+// A Payload whose Value lives inside a larger message: e.g. the `value` of a Result read from a
+// pipe. `words` holds the whole flat message; `root_of` locates the Value in it.
+enum class PayloadRoot { value, result_value };
+Payload payload_from_flat(kj::Array<capnp::word> words, PayloadRoot root);
+
+// Serializes a message into one contiguous, 8-byte aligned buffer ready for a pipe or a frame.
+kj::Array<capnp::word> to_flat(capnp::MessageBuilder& message);
+
+}  // namespace fanout::wire

@@ -1,0 +1,191 @@
+// The value codec: every supported C++ type survives a trip through the wire Value exactly.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include <fanout/codec.hpp>
+
+namespace {
+
+template <class T>
+T round_trip(const T& value) {
+  return fanout::decode_payload<T>(fanout::encode_payload(value));
+}
+
+template <class T, class U>
+std::string mismatch_message(const U& value) {
+  try {
+    (void)fanout::decode_payload<T>(fanout::encode_payload(value));
+  } catch (const fanout::TypeMismatch& error) {
+    return error.what();
+  }
+  return "no error";
+}
+
+enum class Color : std::uint8_t { red = 1, green = 2, blue = 250 };
+enum Level : int { low = -5, high = 7 };
+
+struct Point {
+  int x = 0;
+  int y = 0;
+  bool operator==(const Point&) const = default;
+};
+auto fanout_fields(Point& p) { return std::tie(p.x, p.y); }
+
+struct Shape {
+  std::string name;
+  std::vector<Point> corners;
+  std::optional<Color> fill;
+  bool operator==(const Shape&) const = default;
+};
+auto fanout_fields(Shape& s) { return std::tie(s.name, s.corners, s.fill); }
+
+}  // namespace
+
+TEST_CASE("codec round-trips scalars exactly, at their limits") {
+  CHECK(round_trip(true) == true);
+  CHECK(round_trip(false) == false);
+  CHECK(round_trip(std::numeric_limits<std::int8_t>::min()) == std::numeric_limits<std::int8_t>::min());
+  CHECK(round_trip(std::numeric_limits<std::int64_t>::min()) == std::numeric_limits<std::int64_t>::min());
+  CHECK(round_trip(std::numeric_limits<std::int64_t>::max()) == std::numeric_limits<std::int64_t>::max());
+  CHECK(round_trip(std::numeric_limits<std::uint64_t>::max()) == std::numeric_limits<std::uint64_t>::max());
+  CHECK(round_trip(std::uint16_t{65535}) == 65535);
+  CHECK(round_trip('x') == 'x');
+  CHECK(round_trip(1.0f / 3.0f) == 1.0f / 3.0f);
+  CHECK(round_trip(std::numeric_limits<double>::denorm_min()) == std::numeric_limits<double>::denorm_min());
+  CHECK(round_trip(-0.0) == 0.0);
+  CHECK(std::signbit(round_trip(-0.0)));
+  CHECK(std::isnan(round_trip(std::nan(""))));
+  CHECK(round_trip(std::numeric_limits<double>::infinity()) == std::numeric_limits<double>::infinity());
+}
+
+TEST_CASE("codec round-trips strings and bytes, including NULs and empty ones") {
+  CHECK(round_trip(std::string()) == "");
+  const std::string with_nul("a\0b\0", 4);
+  CHECK(round_trip(with_nul) == with_nul);
+  CHECK(round_trip(std::string(100000, 'z')) == std::string(100000, 'z'));
+
+  fanout::Bytes bytes{std::byte{0}, std::byte{255}, std::byte{7}};
+  CHECK(round_trip(bytes) == bytes);
+  CHECK(round_trip(fanout::Bytes{}).empty());
+}
+
+TEST_CASE("codec round-trips enums through their underlying type") {
+  CHECK(round_trip(Color::blue) == Color::blue);
+  CHECK(round_trip(low) == low);
+  CHECK(round_trip(high) == high);
+}
+
+TEST_CASE("codec round-trips containers and nests them") {
+  CHECK(round_trip(std::vector<int>{1, 2, 3}) == std::vector<int>{1, 2, 3});
+  CHECK(round_trip(std::vector<bool>{true, false, true}) == std::vector<bool>{true, false, true});
+  CHECK(round_trip(std::vector<std::string>{}).empty());
+  CHECK(round_trip(std::array<double, 3>{1.5, 2.5, 3.5}) == std::array<double, 3>{1.5, 2.5, 3.5});
+  CHECK(round_trip(std::map<std::string, int>{{"a", 1}, {"b", 2}}) == std::map<std::string, int>{{"a", 1}, {"b", 2}});
+  CHECK(round_trip(std::unordered_map<int, std::string>{{1, "x"}, {2, "y"}}) ==
+        std::unordered_map<int, std::string>{{1, "x"}, {2, "y"}});
+  CHECK(round_trip(std::pair<int, std::string>{4, "four"}) == std::pair<int, std::string>{4, "four"});
+  CHECK(round_trip(std::tuple<>{}) == std::tuple<>{});
+  CHECK(round_trip(std::tuple<int, double, std::string>{1, 2.5, "s"}) ==
+        std::tuple<int, double, std::string>{1, 2.5, "s"});
+
+  using Deep = std::vector<std::map<std::string, std::optional<std::tuple<int, std::vector<fanout::Bytes>>>>>;
+  const Deep deep{
+      {{"some", std::tuple<int, std::vector<fanout::Bytes>>{7, {fanout::Bytes{std::byte{1}}, fanout::Bytes{}}}},
+       {"none", std::nullopt}},
+      {},
+  };
+  CHECK(round_trip(deep) == deep);
+}
+
+TEST_CASE("codec keeps nested optionals apart") {
+  using Nested = std::optional<std::optional<int>>;
+  CHECK(round_trip(Nested{}) == Nested{});
+  CHECK(round_trip(Nested{std::optional<int>{}}) == Nested{std::optional<int>{}});
+  CHECK(round_trip(Nested{std::optional<int>{3}}) == Nested{std::optional<int>{3}});
+  CHECK(round_trip(Nested{std::optional<int>{}}).has_value());
+}
+
+TEST_CASE("codec carries user structs through fanout_fields, nested in other types") {
+  const Shape square{"square", {{0, 0}, {0, 1}, {1, 1}, {1, 0}}, Color::green};
+  CHECK(round_trip(square) == square);
+  const std::map<std::string, Shape> shapes{{"s", square}, {"empty", Shape{}}};
+  CHECK(round_trip(shapes) == shapes);
+}
+
+TEST_CASE("decoding into the wrong type names the expected and the actual type") {
+  const auto text_as_int = mismatch_message<int>(std::string("seven"));
+  CHECK(text_as_int.find("expected int32") != std::string::npos);
+  CHECK(text_as_int.find("got text") != std::string::npos);
+
+  const auto nested = mismatch_message<std::vector<int>>(std::vector<std::string>{"a"});
+  CHECK(nested.find("expected vector<int32>") != std::string::npos);
+  CHECK(nested.find("got list<text>") != std::string::npos);
+
+  const auto map_as_vector = mismatch_message<std::vector<int>>(std::map<std::string, int>{{"k", 1}});
+  CHECK(map_as_vector.find("got map<text, int>") != std::string::npos);
+
+  const auto struct_as_tuple = mismatch_message<Point>(std::tuple<int, int, int>{1, 2, 3});
+  CHECK(struct_as_tuple.find("Point") != std::string::npos);
+  CHECK(struct_as_tuple.find("3 fields") != std::string::npos);
+
+  CHECK(mismatch_message<bool>(1).find("expected bool") != std::string::npos);
+  CHECK(mismatch_message<double>(std::string("x")).find("expected float64") != std::string::npos);
+  CHECK(mismatch_message<std::string>(fanout::Bytes{}).find("got bytes") != std::string::npos);
+}
+
+TEST_CASE("integers convert between widths and signedness only when the number fits") {
+  CHECK(round_trip(std::int64_t{200}) == 200);
+  CHECK(fanout::decode_payload<std::uint8_t>(fanout::encode_payload(200)) == 200);
+  CHECK(fanout::decode_payload<std::int64_t>(fanout::encode_payload(std::uint32_t{7})) == 7);
+  CHECK_THROWS_AS(fanout::decode_payload<std::int8_t>(fanout::encode_payload(200)), fanout::TypeMismatch);
+  CHECK_THROWS_AS(fanout::decode_payload<unsigned>(fanout::encode_payload(-1)), fanout::TypeMismatch);
+  CHECK_THROWS_AS(fanout::decode_payload<std::int64_t>(fanout::encode_payload(std::numeric_limits<std::uint64_t>::max())),
+                  fanout::TypeMismatch);
+  CHECK(mismatch_message<std::int8_t>(1000).find("out of range") != std::string::npos);
+  // Floats widen exactly; nothing narrows silently.
+  CHECK(fanout::decode_payload<double>(fanout::encode_payload(0.5f)) == 0.5);
+  CHECK_THROWS_AS(fanout::decode_payload<float>(fanout::encode_payload(0.5)), fanout::TypeMismatch);
+  CHECK_THROWS_AS(fanout::decode_payload<double>(fanout::encode_payload(1)), fanout::TypeMismatch);
+}
+
+TEST_CASE("large byte strings are read in place, not copied") {
+  const fanout::Bytes big(4 << 20, std::byte{0x5a});
+  const auto payload = fanout::encode_payload(big);
+  CHECK(payload.encoded_size() >= big.size());
+  CHECK(payload.encoded_size() < big.size() + 1024);  // the bytes are in there once
+
+  const std::byte* first = nullptr;
+  const std::byte* second = nullptr;
+  payload.read([&](fanout::ValueReader value) { first = value.as_bytes().data(); });
+  payload.read([&](fanout::ValueReader value) { second = value.as_bytes().data(); });
+  CHECK(first == second);  // both views point into the payload's own storage
+
+  // A copy of the payload shares the encoding instead of duplicating it.
+  const auto copy = payload;
+  const std::byte* third = nullptr;
+  copy.read([&](fanout::ValueReader value) { third = value.as_bytes().data(); });
+  CHECK(third == first);
+  CHECK(fanout::decode_payload<fanout::Bytes>(copy) == big);
+}
+
+TEST_CASE("small values are stored compactly") {
+  // Million-task batches hold a Payload per call: it must cost tens of bytes, not a segment.
+  CHECK(fanout::encode_payload(std::tuple<int>{3}).encoded_size() <= 96);
+  CHECK(fanout::Payload().encoded_size() <= 48);
+}
+
+TEST_CASE("describe gives the wire type of a value") {
+  const auto payload = fanout::encode_payload(std::tuple<int, std::optional<std::string>, std::vector<double>>{1, "x", {}});
+  std::string described;
+  payload.read([&](fanout::ValueReader value) { described = value.describe(); });
+  CHECK(described == "tuple<int, optional<text>, list<>>");
+}
