@@ -86,6 +86,16 @@ struct Signature<R (C::*)(A...) noexcept> : Signature<R (*)(A...)> {};
 template <class R, class... A>
 struct Signature<R (*)(A...) noexcept> : Signature<R (*)(A...)> {};
 
+template <class Parameters, class... A, std::size_t... I>
+constexpr bool arguments_convert(std::index_sequence<I...>) {
+  return (std::is_convertible_v<A, std::tuple_element_t<I, Parameters>> && ...);
+}
+
+// The arguments A... can call a task whose (decayed) parameter types are the tuple Parameters.
+template <class Parameters, class... A>
+concept ArgumentsFit = sizeof...(A) == std::tuple_size_v<Parameters> &&
+                       arguments_convert<Parameters, A...>(std::index_sequence_for<A...>{});
+
 }  // namespace detail
 
 // A named function that batches can call by name, here or in another process.
@@ -109,14 +119,12 @@ class Task {
 
   const std::string& name() const noexcept { return name_; }
 
-  // Builds a call. The arguments are checked against the parameters at compile time, converted
-  // to the parameter types and encoded now, so the call owns them.
+  // Builds a call. The arguments are checked against the parameters at compile time (a call
+  // that does not fit is not viable: "constraints not satisfied ... ArgumentsFit"), converted to
+  // the parameter types and encoded now, so the call owns them.
   template <class... A>
+    requires detail::ArgumentsFit<arguments, A...>
   Call<typename Sig::result> operator()(A&&... args) const {
-    static_assert(sizeof...(A) == std::tuple_size_v<arguments>,
-                  "fanout: wrong number of arguments for this task");
-    static_assert(convertible<A...>(std::make_index_sequence<sizeof...(A)>{}),
-                  "fanout: an argument cannot be converted to the task's parameter type");
     return Call<typename Sig::result>(name_, Payload::build([&](ValueBuilder out) {
       encode_args(out, std::make_index_sequence<sizeof...(A)>{}, std::forward<A>(args)...);
     }));
@@ -133,14 +141,9 @@ class Task {
   }
 
  private:
-  template <class... A, std::size_t... I>
-  static constexpr bool convertible(std::index_sequence<I...>) {
-    return (std::is_convertible_v<A, std::tuple_element_t<I, arguments>> && ...);
-  }
-
   template <std::size_t... I, class... A>
   static void encode_args(ValueBuilder out, std::index_sequence<I...>, A&&... args) {
-    auto tuple = out.init_tuple(sizeof...(A));
+    [[maybe_unused]] auto tuple = out.init_tuple(sizeof...(A));  // unused for tasks without parameters
     // Converting first means the wire type is the parameter's type, not the argument's.
     (encode(tuple[I], std::tuple_element_t<I, arguments>(std::forward<A>(args))), ...);
   }
