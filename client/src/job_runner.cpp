@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
+#include <string_view>
 #include <typeinfo>
+#include <utility>
 
 #include <kj/exception.h>
 
@@ -28,9 +30,16 @@ std::string demangle(const char* mangled) {
   const std::unique_ptr<char, decltype(&std::free)> name(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
                                                          &std::free);
   std::string text = status == 0 && name ? name.get() : mangled;
-  // libstdc++'s inline namespace adds noise that tells the user nothing.
-  for (std::string noise : {"std::__cxx11::", "std::__1::"}) {
-    for (auto at = text.find(noise); at != std::string::npos; at = text.find(noise)) text.replace(at, noise.size(), "std::");
+  // Spell standard types the way users write them, not the way the ABI does.
+  static const std::pair<std::string_view, std::string_view> kAliases[] = {
+      {"std::__cxx11::", "std::"},
+      {"std::__1::", "std::"},
+      {"std::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string"},
+  };
+  for (const auto& [noise, plain] : kAliases) {
+    for (auto at = text.find(noise); at != std::string::npos; at = text.find(noise, at + plain.size())) {
+      text.replace(at, noise.size(), plain);
+    }
   }
   return text;
 }
