@@ -9,11 +9,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
-#include <functional>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -120,8 +119,10 @@ void measure_w6(const fanout::Driver& driver, const Settings& settings, Row& row
   row.w6_us_per_task = elapsed_us / settings.w6_tasks;
 }
 
+std::string driver_row_name(std::string_view driver) { return "fanout " + std::string(driver) + " driver"; }
+
 Row measure_driver(std::string_view name, const Settings& settings) {
-  Row row{"fanout " + std::string(name) + " driver", {}, {}, {}};
+  Row row{driver_row_name(name), {}, {}, {}};
   const fanout::Driver driver = fanout::Concurrency::driver(name);
   measure_w1(driver, settings, row);
   measure_w6(driver, settings, row);
@@ -190,8 +191,8 @@ std::string format_us(std::optional<double> value) {
     std::snprintf(text, sizeof(text), "%.1f", *value);
     return text;
   }
-  std::string digits = std::to_string(static_cast<long long>(std::llround(*value)));
-  for (auto at = static_cast<std::ptrdiff_t>(digits.size()) - 3; at > 0; at -= 3) digits.insert(static_cast<std::size_t>(at), ",");
+  std::string digits = std::to_string(std::llround(*value));
+  for (std::size_t at = digits.size(); at > 3; at -= 3) digits.insert(at - 3, ",");
   return digits;
 }
 
@@ -211,7 +212,8 @@ void print_report(const std::vector<Row>& rows, const Settings& settings) {
               << " | " << format_us(row.w6_us_per_task) << " |\n";
   }
 
-  const auto fork = std::find_if(rows.begin(), rows.end(), [](const Row& row) { return row.system == "fanout fork driver"; });
+  const auto fork = std::find_if(rows.begin(), rows.end(),
+                                 [](const Row& row) { return row.system == driver_row_name("fork"); });
   std::cout << "\nFork driver goals: W1 p50 <= " << format_us(kForkW1GoalUs)
             << " µs: " << verdict(fork->w1_p50_us, kForkW1GoalUs) << "; W6 <= " << format_us(kForkW6GoalUs)
             << " µs/task: " << verdict(fork->w6_us_per_task, kForkW6GoalUs) << ". (spatie/fork: "
@@ -234,7 +236,7 @@ int main(int argc, char** argv) {
       "  fanout-bench --repeat 5 --peers");
   app.add_flag("--quick", quick, "Few iterations and one run: checks that everything works, figures are rough");
   app.add_option("--repeat", settings.repeat, "Runs of every workload; each figure is the median over them")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 100));
   app.add_flag("--peers", settings.peers, "Also measure the Python peers (bench/peers.py) in the same run");
   CLI11_PARSE(app, argc, argv);
   if (quick) {

@@ -86,25 +86,31 @@ struct Signature<R (C::*)(A...) noexcept> : Signature<R (*)(A...)> {};
 template <class R, class... A>
 struct Signature<R (*)(A...) noexcept> : Signature<R (*)(A...)> {};
 
-template <class Parameters, class... A, std::size_t... I>
-constexpr bool arguments_convert(std::index_sequence<I...>) {
-  return (std::is_convertible_v<A, std::tuple_element_t<I, Parameters>> && ...);
-}
+// Gives Task<F> a call operator whose parameters are exactly the task's (by const reference), so
+// that arguments are checked and converted by the compiler as for any function call, braced lists
+// included: latest_prices({"ACME", "INIT"}).
+template <class Derived, class R, class Parameters>
+struct CallOperator;
 
-// The arguments A... can call a task whose (decayed) parameter types are the tuple Parameters.
-template <class Parameters, class... A>
-concept ArgumentsFit = sizeof...(A) == std::tuple_size_v<Parameters> &&
-                       arguments_convert<Parameters, A...>(std::index_sequence_for<A...>{});
+template <class Derived, class R, class... P>
+struct CallOperator<Derived, R, std::tuple<P...>> {
+  Call<R> operator()(const P&... args) const { return static_cast<const Derived&>(*this).make_call(args...); }
+};
 
 }  // namespace detail
 
 // A named function that batches can call by name, here or in another process.
 // Not copyable or movable: the registry refers to it by address.
 template <class F>
-class Task {
+class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std::decay_t<F>>::result,
+                                         typename detail::Signature<std::decay_t<F>>::args> {
   using Sig = detail::Signature<std::decay_t<F>>;
+  friend detail::CallOperator<Task, typename Sig::result, typename Sig::args>;
 
  public:
+  // task(args...) builds a fanout::Call: the name plus the arguments, converted to the parameter
+  // types and encoded now, so the call owns them (see detail::CallOperator).
+
   using result_type = ResultOf<typename Sig::result>;
   using arguments = typename Sig::args;  // decayed parameter types, as they travel
 
@@ -119,17 +125,6 @@ class Task {
 
   const std::string& name() const noexcept { return name_; }
 
-  // Builds a call. The arguments are checked against the parameters at compile time (a call
-  // that does not fit is not viable: "constraints not satisfied ... ArgumentsFit"), converted to
-  // the parameter types and encoded now, so the call owns them.
-  template <class... A>
-    requires detail::ArgumentsFit<arguments, A...>
-  Call<typename Sig::result> operator()(A&&... args) const {
-    return Call<typename Sig::result>(name_, Payload::build([&](ValueBuilder out) {
-      encode_args(out, std::make_index_sequence<sizeof...(A)>{}, std::forward<A>(args)...);
-    }));
-  }
-
   // Runs the function here, as the sync driver and executors do; for tests and direct use.
   result_type call_locally(arguments args) const {
     if constexpr (std::is_void_v<typename Sig::result>) {
@@ -141,11 +136,13 @@ class Task {
   }
 
  private:
-  template <std::size_t... I, class... A>
-  static void encode_args(ValueBuilder out, std::index_sequence<I...>, A&&... args) {
-    [[maybe_unused]] auto tuple = out.init_tuple(sizeof...(A));  // unused for tasks without parameters
-    // Converting first means the wire type is the parameter's type, not the argument's.
-    (encode(tuple[I], std::tuple_element_t<I, arguments>(std::forward<A>(args))), ...);
+  template <class... P>
+  Call<typename Sig::result> make_call(const P&... args) const {
+    return Call<typename Sig::result>(name_, Payload::build([&](ValueBuilder out) {
+      [[maybe_unused]] auto tuple = out.init_tuple(sizeof...(P));  // unused for tasks without parameters
+      std::size_t index = 0;
+      (encode(tuple[index++], args), ...);
+    }));
   }
 
   static void invoke(const void* self, ValueReader args, ValueBuilder out) {
