@@ -12,17 +12,21 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <memory>
+#include <mutex>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <span>
 #include <system_error>
 #include <vector>
 
@@ -68,18 +72,78 @@ std::string signal_description(int signal) {
   return text;
 }
 
-bool write_all(int fd, const void* data, std::size_t size) noexcept {
-  const auto* bytes = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t written = ::write(fd, bytes, size);
+// Writes all of `pieces`, resuming after partial writes. Returns false on a write error.
+bool write_all(int fd, std::span<iovec> pieces) noexcept {
+  std::size_t first = 0;
+  while (first < pieces.size()) {
+    const int count = static_cast<int>(std::min<std::size_t>(pieces.size() - first, IOV_MAX));
+    const ssize_t written = ::writev(fd, pieces.data() + first, count);
     if (written < 0) {
       if (errno == EINTR) continue;
       return false;
     }
-    bytes += written;
-    size -= static_cast<std::size_t>(written);
+    // Skip what was written: whole pieces, then part of the next one.
+    auto left = static_cast<std::size_t>(written);
+    while (first < pieces.size() && left >= pieces[first].iov_len) left -= pieces[first++].iov_len;
+    if (left > 0) {
+      pieces[first].iov_base = static_cast<char*>(pieces[first].iov_base) + left;
+      pieces[first].iov_len -= left;
+    }
   }
   return true;
+}
+
+// Writes the result frame: an 8-byte word count, then the message in capnp's flat format (segment
+// table, segments). Messages of up to kInlineSegments segments, i.e. all but huge ones, go out in
+// one writev from stack buffers: a forked child that touches the heap pays copy-on-write faults.
+bool write_framed(int fd, capnp::MessageBuilder& message) {
+  constexpr std::size_t kInlineSegments = 15;
+  const auto segments = message.getSegmentsForOutput();
+  if (segments.size() > kInlineSegments) {
+    auto flat = capnp::messageToFlatArray(segments);
+    std::uint64_t words = flat.size();
+    iovec pieces[] = {{&words, sizeof(words)}, {flat.begin(), flat.size() * sizeof(capnp::word)}};
+    return write_all(fd, pieces);
+  }
+  // Segment table: count-1, then each size, as 32-bit words, padded to a whole 64-bit word.
+  std::uint32_t table[kInlineSegments + 1] = {};
+  const std::size_t table_entries = (segments.size() + 2) & ~std::size_t{1};
+  table[0] = static_cast<std::uint32_t>(segments.size() - 1);
+  std::uint64_t words = table_entries / 2;
+  iovec pieces[kInlineSegments + 2];
+  pieces[0] = {&words, sizeof(words)};
+  pieces[1] = {table, table_entries * sizeof(std::uint32_t)};
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    table[i + 1] = static_cast<std::uint32_t>(segments[i].size());
+    words += segments[i].size();
+    pieces[i + 2] = {const_cast<capnp::word*>(segments[i].begin()), segments[i].size() * sizeof(capnp::word)};
+  }
+  return write_all(fd, std::span<iovec>(pieces, segments.size() + 2));
+}
+
+// The first call of a shared-library function pays a symbol lookup (lazy binding), and a forked
+// child pays it again for everything the parent never called: measured at about 40 µs per child.
+// Walking the child's path once in the parent, writing to /dev/null, binds it all before the
+// first fork.
+void warm_child_path() {
+  int death_signal = 0;
+  ::prctl(PR_GET_PDEATHSIG, &death_signal);
+  (void)::getppid();
+  struct sigaction current {};
+  ::sigaction(SIGPIPE, nullptr, &current);
+  // The argument-reading path: a child decodes its call's arguments, which the parent never does.
+  const Payload arguments = Payload::build([](ValueBuilder out) { out.init_tuple(1)[0].set_text("warm-up"); });
+  arguments.read([](ValueReader in) { (void)in.as_tuple(nullptr)[0].as_text(nullptr); });
+  const UniqueFd sink(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  if (!sink) return;
+  capnp::word scratch[64];
+  std::memset(scratch, 0, sizeof(scratch));
+  capnp::MallocMessageBuilder message(kj::arrayPtr(scratch, 64));
+  auto result = message.initRoot<wire::Result>();
+  result.initValue().setNone();
+  result.setRanOn("warm-up");
+  result.initError().setMessage("warm-up");
+  (void)write_framed(sink.get(), message);
 }
 
 // Runs in the forked child; never returns.
@@ -87,10 +151,16 @@ bool write_all(int fd, const void* data, std::size_t size) noexcept {
   try {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(kChildWriteFailed);  // the parent died before prctl
-    std::signal(SIGPIPE, SIG_IGN);  // a vanished parent shows as a write error, not a signal death
+    // A vanished parent shows as a write error, not a signal death.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, nullptr);
     const std::string ran_on = "fork pid " + std::to_string(::getpid());
 
-    capnp::MallocMessageBuilder message;
+    // Small results fit in this first segment, so most children never touch a fresh heap page.
+    capnp::word first_segment[256];
+    std::memset(first_segment, 0, sizeof(first_segment));  // capnp requires a zeroed first segment
+    capnp::MallocMessageBuilder message(kj::arrayPtr(first_segment, 256));
     auto result = message.initRoot<wire::Result>();
     result.setIndex(static_cast<std::uint32_t>(index));
     const auto started = Clock::now();
@@ -110,10 +180,7 @@ bool write_all(int fd, const void* data, std::size_t size) noexcept {
     // What the task printed belongs before we vanish; _exit would drop stdio buffers.
     std::fflush(nullptr);
 
-    const std::uint64_t words = capnp::computeSerializedSizeInWords(message);
-    if (!write_all(result_fd, &words, sizeof(words))) ::_exit(kChildWriteFailed);
-    capnp::writeMessageToFd(result_fd, message);
-    ::_exit(0);
+    ::_exit(write_framed(result_fd, message) ? 0 : kChildWriteFailed);
   } catch (...) {
     ::_exit(kChildWriteFailed);
   }
@@ -185,6 +252,14 @@ class ForkedChild {
     return true;
   }
 
+  // Whether the child is done with its slot: its whole result arrived or its pipe closed. It may
+  // still be exiting; it no longer counts against the concurrency limit, because all that is left
+  // of it is kernel teardown, which overlaps with the next child's start.
+  bool delivered() const noexcept {
+    return eof_ || (body_.size() > 0 && body_read_ == body_.size() * sizeof(capnp::word)) ||
+           !protocol_error_.empty();
+  }
+
   // Whether the process has ended (pidfd readable); without pidfds, the pipe's end stands in.
   bool has_ended(short pidfd_events) const noexcept {
     return pidfd_ ? (pidfd_events & POLLIN) != 0 : eof_;
@@ -199,12 +274,13 @@ class ForkedChild {
   // Reaps the (ended) child and turns everything into the slot's result.
   SlotResult finish(const RunOptions& options) {
     drain();
+    // A task's grandchildren may outlive it in its process group; a slot that is over owns nothing.
+    // Killed before reaping, while the unreaped leader still reserves the group id.
+    ::kill(-pid_, SIGKILL);
     while (::waitpid(pid_, &status_, 0) < 0) {
       if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "waitpid");
     }
     exited_ = true;
-    // A task's grandchildren may outlive it in its process group; a slot that is over owns nothing.
-    ::kill(-pid_, SIGKILL);
 
     SlotResult result;
     const std::string ran_on = "fork pid " + std::to_string(pid_);
@@ -304,6 +380,8 @@ class ForkBackend final : public Backend {
   void execute(std::span<const Job> jobs, std::span<SlotResult> results, const RunOptions& options) override {
     // Unflushed stdio would otherwise be inherited and printed again by every child.
     std::fflush(nullptr);
+    static std::once_flag warmed;
+    std::call_once(warmed, warm_child_path);
     const std::size_t limit = options.max_concurrency > 0 ? options.max_concurrency : cores();
     std::vector<std::unique_ptr<ForkedChild>> running;
     running.reserve(std::min(limit, jobs.size()));
@@ -311,7 +389,11 @@ class ForkBackend final : public Backend {
     std::size_t next = 0;
 
     while (next < jobs.size() || !running.empty()) {
-      while (running.size() < limit && next < jobs.size()) {
+      const auto busy = [&] {
+        return static_cast<std::size_t>(std::count_if(running.begin(), running.end(),
+                                                      [](const auto& child) { return !child->delivered(); }));
+      };
+      while (next < jobs.size() && busy() < limit) {
         start(jobs[next], next, options, running, results);
         ++next;
       }

@@ -19,9 +19,8 @@ void run_job(const Job& job, ValueBuilder out) {
     job.run_callable(job.callable, out);
     return;
   }
-  const Payload no_arguments;  // a `none`, which no task's argument tuple accepts
-  const Payload& args = job.args != nullptr ? *job.args : no_arguments;
-  args.read([&](ValueReader decoded) { invoke_registered(job.task, decoded, out); });
+  if (job.args == nullptr) throw BadArguments("task '" + std::string(job.task) + "' was sent without arguments");
+  job.args->read([&](ValueReader decoded) { invoke_registered(job.task, decoded, out); });
 }
 
 std::string demangle(const char* mangled) {

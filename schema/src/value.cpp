@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <vector>
 
 #include <fanout/error.hpp>
+#include <kj/exception.h>
 
 #include "wire.hpp"
 
@@ -63,10 +65,6 @@ SequenceBuilder make_sequence(SequenceList::Builder list) {
   SequenceBuilder builder;
   builder.storage_ = store(list);
   return builder;
-}
-
-[[noreturn]] void mismatch(std::string_view expected, const ValueReader& actual) {
-  throw TypeMismatch(std::string(expected), actual.describe());
 }
 
 void describe_into(std::string& out, Value::Reader value, int depth) {
@@ -197,113 +195,142 @@ ValueBuilder MapBuilder::value(std::size_t index) const {
 
 // ---- ValueReader ------------------------------------------------------------------------------
 
-ValueKind ValueReader::kind() const { return kind_of(wire::unwrap(*this).which()); }
+namespace {
 
-bool ValueReader::as_bool(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::BOOL) mismatch(expected, *this);
-  return value.getBool();
+// Reading a pointer can hit a malformed message or a reader limit, which capnp reports as
+// kj::Exception; callers of the codec only ever see fanout errors.
+template <class Read>
+auto guarded(Read&& read) -> decltype(read()) {
+  try {
+    return read();
+  } catch (const kj::Exception& error) {
+    throw Error(std::string("malformed value: ") + error.getDescription().cStr());
+  }
 }
 
-std::int64_t ValueReader::as_int(std::string_view expected) const {
+std::string name_of(TypeName expected) { return expected != nullptr ? expected() : std::string("?"); }
+
+[[noreturn]] void mismatch(TypeName expected, const ValueReader& actual) {
+  throw TypeMismatch(name_of(expected), actual.describe());
+}
+
+Value::Reader checked(const ValueReader& handle, Value::Which which, TypeName expected) {
+  const auto value = wire::unwrap(handle);
+  if (value.which() != which) mismatch(expected, handle);
+  return value;
+}
+
+SequenceReader make_sequence_reader(SequenceList::Reader items) {
+  SequenceReader reader;
+  reader.storage_ = store(items);
+  return reader;
+}
+
+}  // namespace
+
+ValueKind ValueReader::kind() const { return kind_of(wire::unwrap(*this).which()); }
+
+bool ValueReader::as_bool(TypeName expected) const { return checked(*this, Value::BOOL, expected).getBool(); }
+
+std::int64_t ValueReader::as_int(TypeName expected) const {
   const auto value = wire::unwrap(*this);
   if (value.which() == Value::INT) return value.getInt();
   if (value.which() == Value::UINT) {
     const std::uint64_t number = value.getUint();
     if (number <= static_cast<std::uint64_t>(INT64_MAX)) return static_cast<std::int64_t>(number);
-    throw TypeMismatch(std::string(expected), "uint " + std::to_string(number), "out of range");
+    throw TypeMismatch(name_of(expected), "uint " + std::to_string(number), "out of range");
   }
   mismatch(expected, *this);
 }
 
-std::uint64_t ValueReader::as_uint(std::string_view expected) const {
+std::uint64_t ValueReader::as_uint(TypeName expected) const {
   const auto value = wire::unwrap(*this);
   if (value.which() == Value::UINT) return value.getUint();
   if (value.which() == Value::INT) {
     const std::int64_t number = value.getInt();
     if (number >= 0) return static_cast<std::uint64_t>(number);
-    throw TypeMismatch(std::string(expected), "int " + std::to_string(number), "out of range");
+    throw TypeMismatch(name_of(expected), "int " + std::to_string(number), "out of range");
   }
   mismatch(expected, *this);
 }
 
-float ValueReader::as_float32(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::FLOAT32) mismatch(expected, *this);
-  return value.getFloat32();
+float ValueReader::as_float32(TypeName expected) const {
+  return checked(*this, Value::FLOAT32, expected).getFloat32();
 }
 
-double ValueReader::as_float64(std::string_view expected) const {
+double ValueReader::as_float64(TypeName expected) const {
   const auto value = wire::unwrap(*this);
   if (value.which() == Value::FLOAT64) return value.getFloat64();
   if (value.which() == Value::FLOAT32) return value.getFloat32();
   mismatch(expected, *this);
 }
 
-std::string_view ValueReader::as_text(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::TEXT) mismatch(expected, *this);
-  const auto text = value.getText();
+std::string_view ValueReader::as_text(TypeName expected) const {
+  const auto value = checked(*this, Value::TEXT, expected);
+  const auto text = guarded([&] { return value.getText(); });
   return {text.begin(), text.size()};
 }
 
-std::span<const std::byte> ValueReader::as_bytes(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::BYTES) mismatch(expected, *this);
-  const auto data = value.getBytes();
+std::span<const std::byte> ValueReader::as_bytes(TypeName expected) const {
+  const auto value = checked(*this, Value::BYTES, expected);
+  const auto data = guarded([&] { return value.getBytes(); });
   return {reinterpret_cast<const std::byte*>(data.begin()), data.size()};
 }
 
-std::size_t ValueReader::list_size(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::LIST) mismatch(expected, *this);
-  return value.getList().size();
+SequenceReader ValueReader::as_list(TypeName expected) const {
+  const auto value = checked(*this, Value::LIST, expected);
+  return make_sequence_reader(guarded([&] { return value.getList(); }));
 }
 
-std::size_t ValueReader::tuple_size(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::TUPLE) mismatch(expected, *this);
-  return value.getTuple().size();
+SequenceReader ValueReader::as_tuple(TypeName expected) const {
+  const auto value = checked(*this, Value::TUPLE, expected);
+  return make_sequence_reader(guarded([&] { return value.getTuple(); }));
 }
 
-std::size_t ValueReader::map_size(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::MAP) mismatch(expected, *this);
-  return value.getMap().size();
+MapReader ValueReader::as_map(TypeName expected) const {
+  const auto value = checked(*this, Value::MAP, expected);
+  MapReader reader;
+  reader.storage_ = store(guarded([&] { return value.getMap(); }));
+  return reader;
 }
 
-ValueReader ValueReader::element(std::size_t index) const {
-  const auto value = wire::unwrap(*this);
-  const auto items = value.which() == Value::TUPLE ? value.getTuple() : value.getList();
-  if (index >= items.size()) {
-    throw Error("value element " + std::to_string(index) + " out of range (size " +
-                std::to_string(items.size()) + ")");
-  }
-  return wire::wrap(items[static_cast<unsigned>(index)]);
-}
-
-ValueReader ValueReader::map_key(std::size_t index) const {
-  const auto entries = wire::unwrap(*this).getMap();
-  if (index >= entries.size()) throw Error("map entry " + std::to_string(index) + " out of range");
-  return wire::wrap(entries[static_cast<unsigned>(index)].getKey());
-}
-
-ValueReader ValueReader::map_value(std::size_t index) const {
-  const auto entries = wire::unwrap(*this).getMap();
-  if (index >= entries.size()) throw Error("map entry " + std::to_string(index) + " out of range");
-  return wire::wrap(entries[static_cast<unsigned>(index)].getValue());
-}
-
-ValueReader ValueReader::some(std::string_view expected) const {
-  const auto value = wire::unwrap(*this);
-  if (value.which() != Value::SOME) mismatch(expected, *this);
-  return wire::wrap(value.getSome());
+ValueReader ValueReader::as_some(TypeName expected) const {
+  const auto value = checked(*this, Value::SOME, expected);
+  return wire::wrap(guarded([&] { return value.getSome(); }));
 }
 
 std::string ValueReader::describe() const {
   std::string out;
-  describe_into(out, wire::unwrap(*this), 0);
+  try {
+    describe_into(out, wire::unwrap(*this), 0);
+  } catch (const kj::Exception&) {
+    out += "(malformed)";
+  }
   return out;
+}
+
+std::size_t SequenceReader::size() const { return load<SequenceList::Reader>(storage_).size(); }
+
+ValueReader SequenceReader::operator[](std::size_t index) const {
+  const auto items = load<SequenceList::Reader>(storage_);
+  if (index >= items.size()) {
+    throw Error("value element " + std::to_string(index) + " out of range (size " + std::to_string(items.size()) + ")");
+  }
+  return wire::wrap(items[static_cast<unsigned>(index)]);
+}
+
+std::size_t MapReader::size() const { return load<EntryList::Reader>(storage_).size(); }
+
+ValueReader MapReader::key(std::size_t index) const {
+  const auto entries = load<EntryList::Reader>(storage_);
+  if (index >= entries.size()) throw Error("map entry " + std::to_string(index) + " out of range");
+  return wire::wrap(guarded([&] { return entries[static_cast<unsigned>(index)].getKey(); }));
+}
+
+ValueReader MapReader::value(std::size_t index) const {
+  const auto entries = load<EntryList::Reader>(storage_);
+  if (index >= entries.size()) throw Error("map entry " + std::to_string(index) + " out of range");
+  return wire::wrap(guarded([&] { return entries[static_cast<unsigned>(index)].getValue(); }));
 }
 
 // ---- Payload ----------------------------------------------------------------------------------
@@ -360,12 +387,14 @@ Payload Payload::build(FunctionRef<void(ValueBuilder)> fill) {
 }
 
 void Payload::read(FunctionRef<void(ValueReader)> read) const {
+  // The reader is made and its root located inside guarded(): a truncated or corrupt buffer (a
+  // result read from a pipe, say) surfaces as fanout::Error.
   const auto read_root = [&](capnp::MessageReader& message) {
-    if (impl_->root == wire::PayloadRoot::result_value) {
-      read(wire::wrap(message.getRoot<wire::Result>().getValue()));
-    } else {
-      read(wire::wrap(message.getRoot<Value>()));
-    }
+    const auto root = guarded([&] {
+      return impl_->root == wire::PayloadRoot::result_value ? message.getRoot<wire::Result>().getValue()
+                                                            : message.getRoot<Value>();
+    });
+    read(wire::wrap(root));
   };
   if (impl_->builder) {
     std::size_t words = 0;
@@ -374,10 +403,11 @@ void Payload::read(FunctionRef<void(ValueReader)> read) const {
         kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>(impl_->segments.data(), impl_->segments.size()),
         wire::reader_options(words));
     read_root(message);
-  } else {
-    capnp::FlatArrayMessageReader message(impl_->flat, wire::reader_options(impl_->flat.size()));
-    read_root(message);
+    return;
   }
+  std::optional<capnp::FlatArrayMessageReader> message;
+  guarded([&] { message.emplace(impl_->flat, wire::reader_options(impl_->flat.size())); });
+  read_root(*message);
 }
 
 std::size_t Payload::encoded_size() const {

@@ -13,6 +13,8 @@
 
 #include <fanout/codec.hpp>
 
+#include "wire.hpp"  // in-tree tests may build raw messages
+
 namespace {
 
 template <class T>
@@ -165,14 +167,14 @@ TEST_CASE("large byte strings are read in place, not copied") {
 
   const std::byte* first = nullptr;
   const std::byte* second = nullptr;
-  payload.read([&](fanout::ValueReader value) { first = value.as_bytes().data(); });
-  payload.read([&](fanout::ValueReader value) { second = value.as_bytes().data(); });
+  payload.read([&](fanout::ValueReader value) { first = value.as_bytes(&fanout::Codec<fanout::Bytes>::name).data(); });
+  payload.read([&](fanout::ValueReader value) { second = value.as_bytes(&fanout::Codec<fanout::Bytes>::name).data(); });
   CHECK(first == second);  // both views point into the payload's own storage
 
   // A copy of the payload shares the encoding instead of duplicating it.
   const auto copy = payload;
   const std::byte* third = nullptr;
-  copy.read([&](fanout::ValueReader value) { third = value.as_bytes().data(); });
+  copy.read([&](fanout::ValueReader value) { third = value.as_bytes(&fanout::Codec<fanout::Bytes>::name).data(); });
   CHECK(third == first);
   CHECK(fanout::decode_payload<fanout::Bytes>(copy) == big);
 }
@@ -188,4 +190,36 @@ TEST_CASE("describe gives the wire type of a value") {
   std::string described;
   payload.read([&](fanout::ValueReader value) { described = value.describe(); });
   CHECK(described == "tuple<int, optional<text>, list<>>");
+}
+
+TEST_CASE("long lists and deep maps decode in linear time within the reader limits") {
+  // Each element access must not re-read the whole list (which capnp charges against the
+  // traversal limit): a quadratic reader fails here long before 100,000 elements.
+  std::vector<int> many(100000);
+  for (std::size_t i = 0; i < many.size(); ++i) many[i] = static_cast<int>(i);
+  CHECK(round_trip(many) == many);
+  std::map<int, std::vector<std::string>> wide;
+  for (int i = 0; i < 2000; ++i) wide[i] = {std::to_string(i), "x"};
+  CHECK(round_trip(wide) == wide);
+  std::vector<std::tuple<int, std::string>> rows(20000, {1, "row"});
+  CHECK(round_trip(rows) == rows);
+}
+
+TEST_CASE("a malformed message is reported as a fanout error, never a foreign exception") {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<fanout::wire::Value>().setText(std::string(1000, 'q'));
+  const auto whole = capnp::messageToFlatArray(message);
+
+  // Cut short, as a result read from a pipe that broke halfway would be.
+  auto truncated = kj::heapArray<capnp::word>(whole.size() / 2);
+  std::memcpy(truncated.begin(), whole.begin(), truncated.size() * sizeof(capnp::word));
+  const auto cut = fanout::wire::payload_from_flat(std::move(truncated), fanout::wire::PayloadRoot::value);
+  CHECK_THROWS_AS((void)fanout::decode_payload<std::string>(cut), fanout::Error);
+
+  // A root pointer aimed far outside the message.
+  auto corrupt = kj::heapArray<capnp::word>(whole.size());
+  std::memcpy(corrupt.begin(), whole.begin(), whole.size() * sizeof(capnp::word));
+  reinterpret_cast<std::uint64_t*>(corrupt.begin())[1] = 0x0000000100fffff0ull;
+  const auto wild = fanout::wire::payload_from_flat(std::move(corrupt), fanout::wire::PayloadRoot::value);
+  CHECK_THROWS_AS((void)fanout::decode_payload<std::string>(wild), fanout::Error);
 }

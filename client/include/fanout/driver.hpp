@@ -127,6 +127,10 @@ T value_or_throw(SlotResult& result, const Job& job, std::size_t index) {
     FailureInfo failure{ErrorKind::bad_result, "fanout::TypeMismatch",
                         std::string("result: ") + mismatch.what(), result.failure.ran_on};
     throw make_task_error(std::move(failure), job, index);
+  } catch (const Error& unreadable) {
+    FailureInfo failure{ErrorKind::bad_message, "fanout::Error", std::string("result: ") + unreadable.what(),
+                        result.failure.ran_on};
+    throw make_task_error(std::move(failure), job, index);
   }
 }
 

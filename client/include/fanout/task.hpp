@@ -150,8 +150,8 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
     std::optional<arguments> decoded;
     try {
       decoded.emplace(decode<arguments>(args));
-    } catch (const TypeMismatch& mismatch) {
-      throw detail::BadArguments("arguments of task '" + task.name_ + "': " + mismatch.what());
+    } catch (const Error& unfit) {  // a TypeMismatch, or arguments that cannot be read at all
+      throw detail::BadArguments("arguments of task '" + task.name_ + "': " + unfit.what());
     }
     encode(out, task.call_locally(std::move(*decoded)));
   }

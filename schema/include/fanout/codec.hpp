@@ -73,18 +73,18 @@ std::string joined_names() {
 }
 
 template <class Integer>
-Integer narrow_integer(ValueReader in, const std::string& name) {
+Integer narrow_integer(ValueReader in, TypeName name) {
   if constexpr (std::is_signed_v<Integer>) {
     const std::int64_t value = in.as_int(name);
     if (value < static_cast<std::int64_t>(std::numeric_limits<Integer>::min()) ||
         value > static_cast<std::int64_t>(std::numeric_limits<Integer>::max())) {
-      throw TypeMismatch(name, "int " + std::to_string(value), "out of range");
+      throw TypeMismatch(name(), "int " + std::to_string(value), "out of range");
     }
     return static_cast<Integer>(value);
   } else {
     const std::uint64_t value = in.as_uint(name);
     if (value > static_cast<std::uint64_t>(std::numeric_limits<Integer>::max())) {
-      throw TypeMismatch(name, "uint " + std::to_string(value), "out of range");
+      throw TypeMismatch(name(), "uint " + std::to_string(value), "out of range");
     }
     return static_cast<Integer>(value);
   }
@@ -98,7 +98,7 @@ template <>
 struct Codec<bool> {
   static std::string name() { return "bool"; }
   static void encode(ValueBuilder out, bool value) { out.set_bool(value); }
-  static bool decode(ValueReader in) { return in.as_bool(); }
+  static bool decode(ValueReader in) { return in.as_bool(&name); }
 };
 
 template <class T>
@@ -113,21 +113,21 @@ struct Codec<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, boo
       out.set_uint(value);
     }
   }
-  static T decode(ValueReader in) { return detail::narrow_integer<T>(in, name()); }
+  static T decode(ValueReader in) { return detail::narrow_integer<T>(in, &name); }
 };
 
 template <>
 struct Codec<float> {
   static std::string name() { return "float32"; }
   static void encode(ValueBuilder out, float value) { out.set_float32(value); }
-  static float decode(ValueReader in) { return in.as_float32(); }
+  static float decode(ValueReader in) { return in.as_float32(&name); }
 };
 
 template <>
 struct Codec<double> {
   static std::string name() { return "float64"; }
   static void encode(ValueBuilder out, double value) { out.set_float64(value); }
-  static double decode(ValueReader in) { return in.as_float64(); }
+  static double decode(ValueReader in) { return in.as_float64(&name); }
 };
 
 template <class E>
@@ -137,7 +137,7 @@ struct Codec<E, std::enable_if_t<std::is_enum_v<E>>> {
   static void encode(ValueBuilder out, E value) {
     Codec<Underlying>::encode(out, static_cast<Underlying>(value));
   }
-  static E decode(ValueReader in) { return static_cast<E>(detail::narrow_integer<Underlying>(in, name())); }
+  static E decode(ValueReader in) { return static_cast<E>(detail::narrow_integer<Underlying>(in, &name)); }
 };
 
 template <>
@@ -154,7 +154,7 @@ template <>
 struct Codec<std::string> {
   static std::string name() { return "string"; }
   static void encode(ValueBuilder out, std::string_view value) { out.set_text(value); }
-  static std::string decode(ValueReader in) { return std::string(in.as_text()); }
+  static std::string decode(ValueReader in) { return std::string(in.as_text(&name)); }
 };
 
 template <>
@@ -162,7 +162,7 @@ struct Codec<Bytes> {
   static std::string name() { return "bytes"; }
   static void encode(ValueBuilder out, const Bytes& value) { out.set_bytes(value); }
   static Bytes decode(ValueReader in) {
-    const auto view = in.as_bytes();
+    const auto view = in.as_bytes(&name);
     return Bytes(view.begin(), view.end());
   }
 };
@@ -178,10 +178,10 @@ struct Codec<std::vector<T, Allocator>, std::enable_if_t<!std::is_same_v<T, std:
     for (const auto& value : values) Codec<T>::encode(list[i++], value);  // also vector<bool>
   }
   static std::vector<T, Allocator> decode(ValueReader in) {
-    const std::size_t size = in.list_size(name());
+    const SequenceReader items = in.as_list(&name);
     std::vector<T, Allocator> values;
-    values.reserve(size);
-    for (std::size_t i = 0; i < size; ++i) values.push_back(Codec<T>::decode(in.element(i)));
+    values.reserve(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) values.push_back(Codec<T>::decode(items[i]));
     return values;
   }
 };
@@ -194,10 +194,10 @@ struct Codec<std::array<T, N>> {
     for (std::size_t i = 0; i < N; ++i) Codec<T>::encode(list[i], values[i]);
   }
   static std::array<T, N> decode(ValueReader in) {
-    const std::size_t size = in.list_size(name());
-    if (size != N) throw TypeMismatch(name(), in.describe(), std::to_string(size) + " elements");
+    const SequenceReader items = in.as_list(&name);
+    if (items.size() != N) throw TypeMismatch(name(), in.describe(), std::to_string(items.size()) + " elements");
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::array<T, N>{Codec<T>::decode(in.element(I))...};
+      return std::array<T, N>{Codec<T>::decode(items[I])...};
     }(std::make_index_sequence<N>{});
   }
 };
@@ -216,10 +216,10 @@ struct MapCodec {
     }
   }
   static MapType decode(ValueReader in) {
-    const std::size_t size = in.map_size(name());
+    const MapReader entries = in.as_map(&name);
     MapType values;
-    for (std::size_t i = 0; i < size; ++i) {
-      values.insert_or_assign(Codec<K>::decode(in.map_key(i)), Codec<V>::decode(in.map_value(i)));
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      values.insert_or_assign(Codec<K>::decode(entries.key(i)), Codec<V>::decode(entries.value(i)));
     }
     return values;
   }
@@ -246,7 +246,7 @@ struct Codec<std::optional<T>> {
   }
   static std::optional<T> decode(ValueReader in) {
     if (in.kind() == ValueKind::none) return std::nullopt;
-    return Codec<T>::decode(in.some(name()));
+    return Codec<T>::decode(in.as_some(&name));
   }
 };
 
@@ -257,12 +257,12 @@ struct Codec<std::tuple<T...>> {
     detail::encode_tuple_elements(out.init_tuple(sizeof...(T)), values, std::index_sequence_for<T...>{});
   }
   static std::tuple<T...> decode(ValueReader in) {
-    const std::size_t size = in.tuple_size(name());
-    if (size != sizeof...(T)) {
-      throw TypeMismatch(name(), in.describe(), std::to_string(size) + " elements");
+    const SequenceReader items = in.as_tuple(&name);
+    if (items.size() != sizeof...(T)) {
+      throw TypeMismatch(name(), in.describe(), std::to_string(items.size()) + " elements");
     }
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<T...>{Codec<T>::decode(in.element(I))...};
+      return std::tuple<T...>{Codec<T>::decode(items[I])...};
     }(std::index_sequence_for<T...>{});
   }
 };
@@ -294,13 +294,13 @@ struct Codec<T, std::enable_if_t<std::is_class_v<T> && detail::HasFields<T>>> {
   }
   static T decode(ValueReader in) {
     constexpr std::size_t arity = std::tuple_size_v<Fields>;
-    const std::size_t size = in.tuple_size(name());
-    if (size != arity) throw TypeMismatch(name(), in.describe(), std::to_string(size) + " fields");
+    const SequenceReader items = in.as_tuple(&name);
+    if (items.size() != arity) throw TypeMismatch(name(), in.describe(), std::to_string(items.size()) + " fields");
     T value{};
     Fields fields = fanout_fields(value);
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       ((std::get<I>(fields) =
-            Codec<std::remove_cvref_t<std::tuple_element_t<I, Fields>>>::decode(in.element(I))),
+            Codec<std::remove_cvref_t<std::tuple_element_t<I, Fields>>>::decode(items[I])),
        ...);
     }(std::make_index_sequence<arity>{});
     return value;

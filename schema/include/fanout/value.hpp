@@ -107,33 +107,55 @@ class MapBuilder {
   detail::HandleStorage storage_;
 };
 
+class SequenceReader;
+class MapReader;
+
+// Names the C++ type being decoded, for error messages only: a function so that the (possibly
+// long) name is built when a mismatch is reported, never on the successful path.
+using TypeName = std::string (*)();
+
+// Reads one Value in place. Every accessor throws TypeMismatch naming `expected` and the actual
+// wire type when the value is of another kind, and fanout::Error when the message itself is
+// malformed (a bad pointer, a traversal or nesting limit hit).
 class ValueReader {
  public:
   ValueKind kind() const;
 
-  // Each accessor throws TypeMismatch naming `expected` and the actual wire type when the value is
-  // of another kind. Integers convert between int and uint when the number fits exactly.
-  bool as_bool(std::string_view expected = "bool") const;
-  std::int64_t as_int(std::string_view expected = "int64") const;
-  std::uint64_t as_uint(std::string_view expected = "uint64") const;
-  float as_float32(std::string_view expected = "float32") const;
-  double as_float64(std::string_view expected = "float64") const;  // float32 widens exactly
-  std::string_view as_text(std::string_view expected = "string") const;
-  std::span<const std::byte> as_bytes(std::string_view expected = "bytes") const;
-
-  // list, tuple and map: number of elements (entries for a map); requires that kind.
-  std::size_t list_size(std::string_view expected) const;
-  std::size_t tuple_size(std::string_view expected) const;
-  std::size_t map_size(std::string_view expected) const;
-  // Element access; valid after the matching *_size call succeeded. Index is bounds-checked.
-  ValueReader element(std::size_t index) const;
-  ValueReader map_key(std::size_t index) const;
-  ValueReader map_value(std::size_t index) const;
+  // Integers convert between int and uint when the number fits exactly; float32 widens to float64.
+  bool as_bool(TypeName expected) const;
+  std::int64_t as_int(TypeName expected) const;
+  std::uint64_t as_uint(TypeName expected) const;
+  float as_float32(TypeName expected) const;
+  double as_float64(TypeName expected) const;
+  // Views into the message: valid as long as the message.
+  std::string_view as_text(TypeName expected) const;
+  std::span<const std::byte> as_bytes(TypeName expected) const;
+  SequenceReader as_list(TypeName expected) const;
+  SequenceReader as_tuple(TypeName expected) const;
+  MapReader as_map(TypeName expected) const;
   // Content of an engaged optional; requires kind() == some.
-  ValueReader some(std::string_view expected) const;
+  ValueReader as_some(TypeName expected) const;
 
   // The wire type as a readable type expression ("list<text>", "tuple<int, none>") for messages.
   std::string describe() const;
+
+  detail::HandleStorage storage_;
+};
+
+// The elements of a list or tuple, read once (element access does not re-read the list).
+class SequenceReader {
+ public:
+  std::size_t size() const;
+  ValueReader operator[](std::size_t index) const;  // bounds-checked
+
+  detail::HandleStorage storage_;
+};
+
+class MapReader {
+ public:
+  std::size_t size() const;
+  ValueReader key(std::size_t index) const;  // bounds-checked
+  ValueReader value(std::size_t index) const;
 
   detail::HandleStorage storage_;
 };
