@@ -1,0 +1,43 @@
+# The two commands: `make run` (the example on the embedded default) and `make test` (everything,
+# also under AddressSanitizer and UndefinedBehaviorSanitizer). Both install missing Debian
+# packages first, then configure, build and run.
+BUILD_DIR      ?= build
+SANITIZE_DIR   ?= build-sanitize
+JOBS           ?= $(shell nproc)
+CMAKE_ARGS     ?=
+CTEST_ARGS     ?= --output-on-failure --timeout 900 -j $(JOBS)
+
+.PHONY: all deps build run test test-release test-sanitize bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_WERROR=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	$(BUILD_DIR)/examples/fanout-lookups
+
+test: test-release test-sanitize
+
+test-release: build
+	cd $(BUILD_DIR) && ctest $(CTEST_ARGS)
+
+# Debug build with ASan and UBSan; examples and benchmarks are left out (nothing to check there
+# that the release run does not), the package test too (a sanitized install cannot be linked by
+# an ordinary consumer).
+test-sanitize: deps
+	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFANOUT_WERROR=ON \
+	  -DFANOUT_SANITIZE=address,undefined -DFANOUT_BUILD_EXAMPLES=OFF -DFANOUT_BUILD_BENCH=OFF $(CMAKE_ARGS)
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest $(CTEST_ARGS)
+
+bench: build
+	$(BUILD_DIR)/bench/fanout-bench --peers
+
+clean:
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)

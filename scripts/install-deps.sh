@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages fanout needs to build, test and benchmark, when any is missing.
+# Safe to run again: it does nothing (and needs no network) when everything is there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config   # toolchain
+  capnproto libcapnp-dev                         # wire schema and codegen
+  libzmq3-dev cppzmq-dev                         # transport (broker and workers)
+  libspdlog-dev libcli11-dev nlohmann-json3-dev  # logging, command lines, JSON output
+  doctest-dev                                    # tests
+  python3                                        # benchmark peers
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+((${#missing[@]} == 0)) && exit 0
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: missing ${missing[*]}; run as root or install sudo" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "install-deps: installing ${missing[*]}"
+"${sudo[@]}" apt-get update -q
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
