@@ -3,10 +3,12 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -116,6 +118,31 @@ TEST_CASE("fork driver never runs more children at once than its limit") {
   const auto seen = fork_driver().max_concurrency(2).run(slots);
   REQUIRE(seen.size() == 8);
   for (const std::size_t running : seen) CHECK(running <= 2);
+}
+
+TEST_CASE("fork driver runs as many children at once as there are cores by default") {
+  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  fanout_test::TempDir dir;
+  std::vector<std::function<std::pair<bool, std::size_t>()>> slots;
+  for (std::size_t i = 0; i < 2 * cores; ++i) {
+    slots.emplace_back([&, i] {
+      const auto mine = dir.path() / ("running-" + std::to_string(i));
+      std::ofstream(mine) << "x";
+      std::ofstream(dir.path() / ("arrived-" + std::to_string(i))) << "x";  // stays: a barrier
+      // The first `cores` children can all meet; none sees more than `cores` running.
+      const bool met = fanout_test::eventually([&] { return count_files(dir.path(), "arrived-") >= cores; },
+                                               std::chrono::milliseconds(i < cores ? 10000 : 0));
+      const std::size_t seen = count_files(dir.path(), "running-");
+      fs::remove(mine);
+      return std::make_pair(met, seen);
+    });
+  }
+  const auto results = fork_driver().run(slots);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    CAPTURE(i);
+    if (i < cores) CHECK(results[i].first);
+    CHECK(results[i].second <= cores);
+  }
 }
 
 TEST_CASE("fork children see the parent's memory, captures included") {
