@@ -271,8 +271,8 @@ class ForkedChild {
     ::kill(pid_, SIGKILL);
   }
 
-  // Reaps the (ended) child and turns everything into the slot's result.
-  SlotResult finish(const RunOptions& options) {
+  // Reaps the (ended) child and delivers the slot's outcome.
+  void finish(const RunOptions& options, Results& results) {
     drain();
     // A task's grandchildren may outlive it in its process group; a slot that is over owns nothing.
     // Killed before reaping, while the unreaped leader still reserves the group id.
@@ -282,36 +282,32 @@ class ForkedChild {
     }
     exited_ = true;
 
-    SlotResult result;
     const std::string ran_on = "fork pid " + std::to_string(pid_);
-    result.failure.ran_on = ran_on;
-    result.failure.kind = ErrorKind::crashed;
+    FailureInfo failure{ErrorKind::crashed, "", "", ran_on};
     if (timed_out_) {
-      result.failure.kind = ErrorKind::timeout;
-      result.failure.message = "exceeded its time limit of " + std::to_string(options.timeout.count()) +
-                               " ms and was killed";
-      return result;
+      failure.kind = ErrorKind::timeout;
+      failure.message = "exceeded its time limit of " + std::to_string(options.timeout.count()) + " ms and was killed";
+      return results.failure(index_, std::move(failure));
     }
     const bool complete = header_read_ == sizeof(header_) && body_.size() > 0 &&
                           body_read_ == body_.size() * sizeof(capnp::word);
     if (WIFSIGNALED(status_)) {
-      result.failure.message = "the child was killed by " + signal_description(WTERMSIG(status_));
-      return result;
+      failure.message = "the child was killed by " + signal_description(WTERMSIG(status_));
+      return results.failure(index_, std::move(failure));
     }
     const int code = WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
     if (code != 0 || !complete) {
-      result.failure.message = code == kChildWriteFailed
-                                   ? "the child could not send its result back"
-                                   : "the child exited with code " + std::to_string(code) +
-                                         " before returning a result";
-      return result;
+      failure.message = code == kChildWriteFailed ? "the child could not send its result back"
+                                                  : "the child exited with code " + std::to_string(code) +
+                                                        " before returning a result";
+      return results.failure(index_, std::move(failure));
     }
     if (!protocol_error_.empty()) {
-      result.failure.kind = ErrorKind::bad_message;
-      result.failure.message = protocol_error_;
-      return result;
+      failure.kind = ErrorKind::bad_message;
+      failure.message = protocol_error_;
+      return results.failure(index_, std::move(failure));
     }
-    return parse_result(ran_on);
+    deliver(ran_on, results);
   }
 
  private:
@@ -323,37 +319,29 @@ class ForkedChild {
     body_ = kj::heapArray<capnp::word>(header_);
   }
 
-  SlotResult parse_result(const std::string& ran_on) {
-    SlotResult result;
-    result.failure.ran_on = ran_on;
-    bool has_value = false;
+  // Reads the child's Result message in place and hands its value (or error) to `results`.
+  void deliver(const std::string& ran_on, Results& results) {
+    FailureInfo failure{ErrorKind::bad_message, "", "", ran_on};
     try {
       capnp::FlatArrayMessageReader message(body_, wire::reader_options(body_.size()));
       const auto root = message.getRoot<wire::Result>();
       if (root.getIndex() != index_) {
-        result.failure.kind = ErrorKind::bad_message;
-        result.failure.message = "the child answered for slot " + std::to_string(root.getIndex());
-        return result;
-      }
-      if (root.isValue()) {
-        has_value = true;
+        failure.message = "the child answered for slot " + std::to_string(root.getIndex());
+      } else if (root.isValue()) {
+        return results.value(index_, wire::wrap(root.getValue()), ran_on);
       } else if (root.isError()) {
         const auto error = root.getError();
-        result.failure.kind = from_wire(error.getKind());
-        result.failure.remote_type = error.getRemoteType();
-        result.failure.message = error.getMessage();
+        failure.kind = from_wire(error.getKind());
+        failure.remote_type = error.getRemoteType();
+        failure.message = error.getMessage();
       } else {
-        result.failure.kind = ErrorKind::bad_message;
-        result.failure.message = "the child's result holds neither a value nor an error";
+        failure.message = "the child's result holds neither a value nor an error";
       }
     } catch (const kj::Exception& error) {
-      result.failure.kind = ErrorKind::bad_message;
-      result.failure.message = std::string("unreadable result from the child: ") + error.getDescription().cStr();
-      return result;
+      failure.kind = ErrorKind::bad_message;
+      failure.message = std::string("unreadable result from the child: ") + error.getDescription().cStr();
     }
-    // The buffer becomes the payload as it is: the value is read in place, never copied.
-    if (has_value) result.value = wire::payload_from_flat(std::move(body_), wire::PayloadRoot::result_value);
-    return result;
+    results.failure(index_, std::move(failure));
   }
 
   std::size_t index_;
@@ -377,24 +365,25 @@ class ForkBackend final : public Backend {
   std::string_view name() const noexcept override { return "fork"; }
   bool runs_plain_callables() const noexcept override { return true; }
 
-  void execute(std::span<const Job> jobs, std::span<SlotResult> results, const RunOptions& options) override {
+  void execute(Batch& batch, Results& results, const RunOptions& options) override {
     // Unflushed stdio would otherwise be inherited and printed again by every child.
     std::fflush(nullptr);
     static std::once_flag warmed;
     std::call_once(warmed, warm_child_path);
     const std::size_t limit = options.max_concurrency > 0 ? options.max_concurrency : cores();
     std::vector<std::unique_ptr<ForkedChild>> running;
-    running.reserve(std::min(limit, jobs.size()));
+    const std::size_t total = batch.size();
+    running.reserve(std::min(limit, total));
     std::vector<pollfd> fds;
     std::size_t next = 0;
 
-    while (next < jobs.size() || !running.empty()) {
+    while (next < total || !running.empty()) {
       const auto busy = [&] {
         return static_cast<std::size_t>(std::count_if(running.begin(), running.end(),
                                                       [](const auto& child) { return !child->delivered(); }));
       };
-      while (next < jobs.size() && busy() < limit) {
-        start(jobs[next], next, options, running, results);
+      while (next < total && busy() < limit) {
+        start(batch.job(next), next, options, running, results);
         ++next;
       }
       if (running.empty()) continue;
@@ -421,7 +410,7 @@ class ForkBackend final : public Backend {
         if (fds[2 * i].revents != 0) child.drain();
         if (!child.timed_out() && now >= child.deadline()) child.kill_for_timeout();
         if (child.has_ended(fds[2 * i + 1].revents)) {
-          results[child.index()] = child.finish(options);
+          child.finish(options, results);
           running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
         }
       }
@@ -430,10 +419,10 @@ class ForkBackend final : public Backend {
 
  private:
   static void start(const Job& job, std::size_t index, const RunOptions& options,
-                    std::vector<std::unique_ptr<ForkedChild>>& running, std::span<SlotResult> results) {
+                    std::vector<std::unique_ptr<ForkedChild>>& running, Results& results) {
     int ends[2];
     if (::pipe2(ends, O_CLOEXEC) != 0) {
-      fail_to_start(results[index], "pipe");
+      fail_to_start(results, index, "pipe");
       return;
     }
     UniqueFd read_end(ends[0]);
@@ -441,7 +430,7 @@ class ForkBackend final : public Backend {
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) {
-      fail_to_start(results[index], "fork");
+      fail_to_start(results, index, "fork");
       return;
     }
     if (pid == 0) {
@@ -461,10 +450,10 @@ class ForkBackend final : public Backend {
         std::make_unique<ForkedChild>(index, pid, std::move(read_end), UniqueFd(open_pidfd(pid)), deadline));
   }
 
-  static void fail_to_start(SlotResult& result, const char* what) {
-    result.failure.kind = ErrorKind::crashed;
-    result.failure.ran_on = "fork";
-    result.failure.message = std::string("could not start a child: ") + what + ": " + std::strerror(errno);
+  static void fail_to_start(Results& results, std::size_t index, const char* what) {
+    results.failure(index, FailureInfo{ErrorKind::crashed, "",
+                                       std::string("could not start a child: ") + what + ": " + std::strerror(errno),
+                                       "fork"});
   }
 };
 

@@ -12,7 +12,7 @@ class ProcessBackend final : public Backend {
   std::string_view name() const noexcept override { return "process"; }
   bool runs_plain_callables() const noexcept override { return false; }
 
-  void execute(std::span<const Job>, std::span<SlotResult>, const RunOptions&) override {
+  void execute(Batch&, Results&, const RunOptions&) override {
     throw Error(
         "the 'process' driver is not built yet: its broker and workers are still to come. "
         "Set FANOUT_DRIVER=fork (or sync), or use Concurrency::driver(\"fork\")");

@@ -56,11 +56,15 @@ TaskError make_task_error(FailureInfo failure, const Job& job, std::size_t index
                    job.key ? std::optional<std::string>(*job.key) : std::nullopt);
 }
 
-void check_unique_keys(std::span<const Job> jobs) {
+namespace {
+
+// Throws fanout::Error naming the first key that appears twice.
+void check_unique_keys(const Batch& batch) {
   std::vector<std::pair<std::string_view, std::size_t>> keys;
-  keys.reserve(jobs.size());
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (jobs[i].key) keys.emplace_back(*jobs[i].key, i);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const Job job = batch.job(i);
+    if (job.key == nullptr) return;  // keys come with every slot of a keyed batch or none
+    keys.emplace_back(*job.key, i);
   }
   std::sort(keys.begin(), keys.end());
   const auto twin = std::adjacent_find(keys.begin(), keys.end(),
@@ -72,19 +76,70 @@ void check_unique_keys(std::span<const Job> jobs) {
   }
 }
 
-std::vector<SlotResult> execute_batch(Backend& backend, std::span<const Job> jobs, const RunOptions& options) {
-  std::vector<SlotResult> results(jobs.size());
-  if (jobs.empty()) return results;
-  if (!backend.runs_plain_callables()) {
-    const auto callable = std::find_if(jobs.begin(), jobs.end(), [](const Job& job) { return job.is_callable(); });
-    if (callable != jobs.end()) {
+void check_runnable(const Backend& backend, const Batch& batch) {
+  if (backend.runs_plain_callables()) return;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (batch.job(i).is_callable()) {
       throw Error("the '" + std::string(backend.name()) + "' driver runs registered tasks only, but slot " +
-                  std::to_string(callable - jobs.begin()) +
+                  std::to_string(i) +
                   " is a plain callable: define it as a fanout::Task, or use the fork or sync driver");
     }
   }
-  backend.execute(jobs, results, options);
-  return results;
+}
+
+}  // namespace
+
+Results::Results(Batch& batch, const RunOptions& options)
+    : batch_(batch), options_(options), settled_(batch.size(), false) {}
+
+void Results::value(std::size_t index, ValueReader value, std::string_view ran_on) {
+  if (index >= settled_.size() || settled_[index]) return;  // a second outcome for a slot is dropped
+  try {
+    batch_.store(index, value);
+  } catch (const TypeMismatch& mismatch) {
+    failures_[index] = FailureInfo{ErrorKind::bad_result, "fanout::TypeMismatch",
+                                   std::string("result: ") + mismatch.what(), std::string(ran_on)};
+  } catch (const Error& unreadable) {
+    failures_[index] = FailureInfo{ErrorKind::bad_message, "fanout::Error",
+                                   std::string("result: ") + unreadable.what(), std::string(ran_on)};
+  }
+  settle(index);
+}
+
+void Results::failure(std::size_t index, FailureInfo failure) {
+  if (index >= settled_.size() || settled_[index]) return;
+  failures_[index] = std::move(failure);
+  settle(index);
+}
+
+void Results::settle(std::size_t index) {
+  settled_[index] = true;
+  ++settled_count_;
+  if (options_.on_progress) options_.on_progress(settled_count_, settled_.size());
+}
+
+void Results::finish() {
+  for (std::size_t i = 0; i < settled_.size(); ++i) {
+    if (!settled_[i]) failure(i, FailureInfo{ErrorKind::bad_message, "", "the driver returned no outcome", ""});
+  }
+}
+
+const FailureInfo* Results::failure_of(std::size_t index) const {
+  const auto found = failures_.find(index);
+  return found == failures_.end() ? nullptr : &found->second;
+}
+
+std::optional<std::size_t> Results::first_failure() const {
+  if (failures_.empty()) return std::nullopt;
+  return failures_.begin()->first;
+}
+
+void execute_batch(Backend& backend, Batch& batch, Results& results, const RunOptions& options) {
+  if (batch.size() == 0) return;
+  check_unique_keys(batch);
+  check_runnable(backend, batch);
+  backend.execute(batch, results, options);
+  results.finish();
 }
 
 }  // namespace detail

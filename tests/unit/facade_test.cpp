@@ -320,3 +320,19 @@ TEST_CASE("the sync driver fails a slot that overran its time limit, as the othe
   CHECK(slow.error().remote_message().find("20 ms") != std::string::npos);
   CHECK(quick.value() == 2);
 }
+
+TEST_CASE("a progress callback hears of every settled slot, failures included") {
+  for (const char* name : kDrivers) {
+    CAPTURE(name);
+    std::vector<std::pair<std::size_t, std::size_t>> reports;
+    const auto driver = fanout::Concurrency::driver(name).on_progress(
+        [&](std::size_t settled, std::size_t total) { reports.emplace_back(settled, total); });
+    std::vector<fanout::Call<int>> calls{facade_square(1), facade_fail("logic"), facade_square(3)};
+    (void)driver.settle(calls);
+    REQUIRE(reports.size() == 3);
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      CHECK(reports[i].first == i + 1);
+      CHECK(reports[i].second == 3);
+    }
+  }
+}

@@ -16,6 +16,8 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -47,16 +49,54 @@ struct Job {
   bool is_callable() const noexcept { return run_callable != nullptr; }
 };
 
-// What a driver hands back for one slot: a value, or why there is none. `failure.ran_on` is set in
-// both cases.
-struct SlotResult {
-  std::optional<Payload> value;
-  FailureInfo failure;
-};
-
 struct RunOptions {
   std::size_t max_concurrency = 0;       // 0: the driver's default (fork: the number of cores)
   std::chrono::milliseconds timeout{0};  // per task; 0: none
+  // Called after each slot settles, with (settled, total), on the thread running the batch.
+  std::function<void(std::size_t, std::size_t)> on_progress;
+};
+
+// A batch as a driver sees it. Slots are produced on demand from the caller's own containers, so a
+// million-slot batch costs a driver no per-slot storage of its own.
+class Batch {
+ public:
+  virtual std::size_t size() const noexcept = 0;
+  virtual Job job(std::size_t index) const = 0;
+  // Decodes slot `index`'s value into the caller's result storage. Throws TypeMismatch when it is
+  // not the type the caller expects, fanout::Error when it cannot be read.
+  virtual void store(std::size_t index, ValueReader value) = 0;
+
+ protected:
+  ~Batch() = default;
+};
+
+// Where a driver delivers each slot's outcome as soon as it is known, from the thread that runs the
+// batch. Records failures, ignores a second outcome for a slot, reports progress.
+class Results {
+ public:
+  Results(Batch& batch, const RunOptions& options);
+
+  void value(std::size_t index, ValueReader value, std::string_view ran_on);
+  void failure(std::size_t index, FailureInfo failure);
+
+  bool settled(std::size_t index) const noexcept { return settled_[index]; }
+  std::size_t settled_count() const noexcept { return settled_count_; }
+
+  // Fails every slot the driver left without an outcome (which would be a driver bug).
+  void finish();
+  // The failure of slot `index`, or nullptr when it has a value.
+  const FailureInfo* failure_of(std::size_t index) const;
+  // The first failed slot in batch order.
+  std::optional<std::size_t> first_failure() const;
+
+ private:
+  void settle(std::size_t index);
+
+  Batch& batch_;
+  const RunOptions& options_;
+  std::vector<bool> settled_;
+  std::size_t settled_count_ = 0;
+  std::map<std::size_t, FailureInfo> failures_;  // sparse: failures are the exception
 };
 
 // The engine behind a driver name. Implementations live in the client library.
@@ -65,16 +105,14 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const noexcept = 0;
   virtual bool runs_plain_callables() const noexcept = 0;
-  // Runs every job and fills results[i] for jobs[i]; never throws for a job's own failure.
-  virtual void execute(std::span<const Job> jobs, std::span<SlotResult> results, const RunOptions& options) = 0;
+  // Runs every slot of `batch`, delivering each outcome to `results`; never throws for a slot's own
+  // failure.
+  virtual void execute(Batch& batch, Results& results, const RunOptions& options) = 0;
 };
 
-// Validates the batch (plain callables on a driver that cannot run them, ...), runs it, and returns
-// one result per job. An empty batch returns at once and starts nothing.
-std::vector<SlotResult> execute_batch(Backend& backend, std::span<const Job> jobs, const RunOptions& options);
-
-// Throws fanout::Error naming the first key that appears twice.
-void check_unique_keys(std::span<const Job> jobs);
+// Validates the batch (duplicate keys, plain callables on a driver that cannot run them), runs it
+// and settles every slot. An empty batch returns at once and starts nothing.
+void execute_batch(Backend& backend, Batch& batch, Results& results, const RunOptions& options);
 
 // Builds the TaskError of a failed slot.
 TaskError make_task_error(FailureInfo failure, const Job& job, std::size_t index);
@@ -96,6 +134,14 @@ struct SlotValueOf<Call<R>> {
   using type = typename Call<R>::result_type;
 };
 
+}  // namespace detail
+
+// The type a slot produces: R for a Call<R> (std::monostate for void), the callable's result else.
+template <class C>
+using SlotValue = typename detail::SlotValueOf<std::remove_cvref_t<C>>::type;
+
+namespace detail {
+
 template <class C>
 void run_plain_callable(const void* callable, ValueBuilder out) {
   const auto& function = *static_cast<const C*>(callable);
@@ -116,43 +162,94 @@ Job make_job(const C& slot, const std::string* key = nullptr) {
   }
 }
 
-// The value of slot `index`, or its TaskError thrown (a result that does not decode as T fails the
-// slot with kind bad_result).
-template <class T>
-T value_or_throw(SlotResult& result, const Job& job, std::size_t index) {
-  if (!result.value) throw make_task_error(std::move(result.failure), job, index);
-  try {
-    return decode_payload<T>(*result.value);
-  } catch (const TypeMismatch& mismatch) {
-    FailureInfo failure{ErrorKind::bad_result, "fanout::TypeMismatch",
-                        std::string("result: ") + mismatch.what(), result.failure.ran_on};
-    throw make_task_error(std::move(failure), job, index);
-  } catch (const Error& unreadable) {
-    FailureInfo failure{ErrorKind::bad_message, "fanout::Error", std::string("result: ") + unreadable.what(),
-                        result.failure.ran_on};
-    throw make_task_error(std::move(failure), job, index);
+// Batches over the three forms. Each keeps one std::optional result per slot, filled by store().
+template <class S>
+class VectorBatch final : public Batch {
+ public:
+  using Value = SlotValue<S>;
+  explicit VectorBatch(const std::vector<S>& slots) : slots_(slots), values_(slots.size()) {}
+  std::size_t size() const noexcept override { return slots_.size(); }
+  Job job(std::size_t index) const override { return make_job(slots_[index]); }
+  void store(std::size_t index, ValueReader value) override { values_[index].emplace(decode<Value>(value)); }
+  std::optional<Value>& value(std::size_t index) { return values_[index]; }
+
+ private:
+  const std::vector<S>& slots_;
+  std::vector<std::optional<Value>> values_;
+};
+
+template <class S>
+class KeyedBatch final : public Batch {
+ public:
+  using Value = SlotValue<S>;
+  explicit KeyedBatch(const std::vector<std::pair<std::string, S>>& slots) : slots_(slots), values_(slots.size()) {}
+  std::size_t size() const noexcept override { return slots_.size(); }
+  Job job(std::size_t index) const override { return make_job(slots_[index].second, &slots_[index].first); }
+  void store(std::size_t index, ValueReader value) override { values_[index].emplace(decode<Value>(value)); }
+  std::optional<Value>& value(std::size_t index) { return values_[index]; }
+  const std::string& key(std::size_t index) const { return slots_[index].first; }
+
+ private:
+  const std::vector<std::pair<std::string, S>>& slots_;
+  std::vector<std::optional<Value>> values_;
+};
+
+template <class... S>
+class TupleBatch final : public Batch {
+ public:
+  explicit TupleBatch(const S&... slots) : slots_(slots...) {}
+  std::size_t size() const noexcept override { return sizeof...(S); }
+  Job job(std::size_t index) const override {
+    return dispatch(index, [&]<std::size_t I>() { return make_job(std::get<I>(slots_)); });
   }
+  void store(std::size_t index, ValueReader value) override {
+    dispatch(index, [&]<std::size_t I>() {
+      std::get<I>(values_).emplace(decode<SlotValue<std::tuple_element_t<I, std::tuple<S...>>>>(value));
+    });
+  }
+  template <std::size_t I>
+  auto& value() {
+    return std::get<I>(values_);
+  }
+
+ private:
+  // Calls f.template operator()<I>() for the runtime index.
+  template <class F>
+  static decltype(auto) dispatch(std::size_t index, F&& f) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
+      using Result = decltype(f.template operator()<0>());
+      using Call = Result (*)(F&);
+      static constexpr Call table[] = {[](F& g) -> Result { return g.template operator()<I>(); }...};
+      return table[index](f);
+    }(std::index_sequence_for<S...>{});
+  }
+
+  std::tuple<const S&...> slots_;
+  std::tuple<std::optional<SlotValue<S>>...> values_;
+};
+
+// The value of slot `index` after the batch settled, or its TaskError thrown.
+template <class T, class B>
+T take_value(B& batch, Results& results, std::optional<T>& value, std::size_t index) {
+  if (const FailureInfo* failure = results.failure_of(index)) throw make_task_error(*failure, batch.job(index), index);
+  return std::move(*value);
 }
 
-template <class T>
-Outcome<T> outcome_of(SlotResult& result, const Job& job, std::size_t index) {
-  try {
-    return Outcome<T>(value_or_throw<T>(result, job, index));
-  } catch (TaskError& error) {
-    return Outcome<T>(std::move(error));
+template <class T, class B>
+Outcome<T> take_outcome(B& batch, Results& results, std::optional<T>& value, std::size_t index) {
+  if (const FailureInfo* failure = results.failure_of(index)) {
+    return Outcome<T>(make_task_error(*failure, batch.job(index), index));
   }
+  return Outcome<T>(std::move(*value));
 }
 
 }  // namespace detail
-
-template <class C>
-using SlotValue = typename detail::SlotValueOf<std::remove_cvref_t<C>>::type;
 
 // A handle on one driver with its options. Cheap to copy; the option setters return a new handle.
 class Driver {
  public:
   explicit Driver(std::shared_ptr<detail::Backend> backend, detail::RunOptions options = {})
-      : backend_(std::move(backend)), options_(options) {}
+      : backend_(std::move(backend)), options_(std::move(options)) {}
 
   std::string_view name() const noexcept { return backend_->name(); }
 
@@ -160,14 +257,21 @@ class Driver {
   Driver max_concurrency(std::size_t limit) const {
     auto options = options_;
     options.max_concurrency = limit;
-    return Driver(backend_, options);
+    return Driver(backend_, std::move(options));
   }
 
   // Each slot may run for at most `limit`; past it the slot is killed and fails with kind timeout.
   Driver timeout(std::chrono::milliseconds limit) const {
     auto options = options_;
     options.timeout = limit;
-    return Driver(backend_, options);
+    return Driver(backend_, std::move(options));
+  }
+
+  // Calls `progress(settled, total)` after each slot settles, on the thread that runs the batch.
+  Driver on_progress(std::function<void(std::size_t settled, std::size_t total)> progress) const {
+    auto options = options_;
+    options.on_progress = std::move(progress);
+    return Driver(backend_, std::move(options));
   }
 
   const detail::RunOptions& options() const noexcept { return options_; }
@@ -176,92 +280,88 @@ class Driver {
 
   template <detail::Slot... S>
   std::tuple<Outcome<SlotValue<S>>...> settle(const S&... slots) const {
-    return settle_all<std::tuple<Outcome<SlotValue<S>>...>>(
-        [](auto& result, const auto& job, std::size_t index, auto type) {
-          return detail::outcome_of<typename decltype(type)::type>(result, job, index);
-        },
-        slots...);
+    if constexpr (sizeof...(S) == 0) {
+      return {};
+    } else {
+      detail::TupleBatch<S...> batch(slots...);
+      detail::Results results(batch, options_);
+      detail::execute_batch(*backend_, batch, results, options_);
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return std::tuple<Outcome<SlotValue<S>>...>{
+            detail::take_outcome(batch, results, batch.template value<I>(), I)...};
+      }(std::index_sequence_for<S...>{});
+    }
   }
 
   template <detail::Slot... S>
   std::tuple<SlotValue<S>...> run(const S&... slots) const {
-    return settle_all<std::tuple<SlotValue<S>...>>(
-        [](auto& result, const auto& job, std::size_t index, auto type) {
-          return detail::value_or_throw<typename decltype(type)::type>(result, job, index);
-        },
-        slots...);
+    if constexpr (sizeof...(S) == 0) {
+      return {};
+    } else {
+      detail::TupleBatch<S...> batch(slots...);
+      detail::Results results(batch, options_);
+      detail::execute_batch(*backend_, batch, results, options_);
+      // Braced initialisation evaluates in order, so the first failure in batch order is the one
+      // that propagates.
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return std::tuple<SlotValue<S>...>{detail::take_value(batch, results, batch.template value<I>(), I)...};
+      }(std::index_sequence_for<S...>{});
+    }
   }
 
   // ---- a vector: same order ----
 
   template <detail::Slot S>
   std::vector<Outcome<SlotValue<S>>> settle(const std::vector<S>& slots) const {
-    return gather<Outcome<SlotValue<S>>>(slots, &detail::outcome_of<SlotValue<S>>);
+    detail::VectorBatch<S> batch(slots);
+    detail::Results results(batch, options_);
+    detail::execute_batch(*backend_, batch, results, options_);
+    std::vector<Outcome<SlotValue<S>>> outcomes;
+    outcomes.reserve(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) outcomes.push_back(detail::take_outcome(batch, results, batch.value(i), i));
+    return outcomes;
   }
 
   template <detail::Slot S>
   std::vector<SlotValue<S>> run(const std::vector<S>& slots) const {
-    return gather<SlotValue<S>>(slots, &detail::value_or_throw<SlotValue<S>>);
+    detail::VectorBatch<S> batch(slots);
+    detail::Results results(batch, options_);
+    detail::execute_batch(*backend_, batch, results, options_);
+    std::vector<SlotValue<S>> values;
+    values.reserve(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) values.push_back(detail::take_value(batch, results, batch.value(i), i));
+    return values;
   }
 
   // ---- keyed: the same keys, in the order given ----
 
   template <detail::Slot S>
   Keyed<Outcome<SlotValue<S>>> settle(const std::vector<std::pair<std::string, S>>& slots) const {
-    return gather_keyed<Outcome<SlotValue<S>>>(slots, &detail::outcome_of<SlotValue<S>>);
+    detail::KeyedBatch<S> batch(slots);
+    detail::Results results(batch, options_);
+    detail::execute_batch(*backend_, batch, results, options_);
+    std::vector<std::pair<std::string, Outcome<SlotValue<S>>>> entries;
+    entries.reserve(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      entries.emplace_back(batch.key(i), detail::take_outcome(batch, results, batch.value(i), i));
+    }
+    return Keyed<Outcome<SlotValue<S>>>(std::move(entries));
   }
 
   template <detail::Slot S>
   Keyed<SlotValue<S>> run(const std::vector<std::pair<std::string, S>>& slots) const {
-    return gather_keyed<SlotValue<S>>(slots, &detail::value_or_throw<SlotValue<S>>);
+    detail::KeyedBatch<S> batch(slots);
+    detail::Results results(batch, options_);
+    detail::execute_batch(*backend_, batch, results, options_);
+    std::vector<std::pair<std::string, SlotValue<S>>> entries;
+    entries.reserve(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      entries.emplace_back(batch.key(i), detail::take_value(batch, results, batch.value(i), i));
+    }
+    return Keyed<SlotValue<S>>(std::move(entries));
   }
 
  private:
-  template <class T>
-  struct Type {
-    using type = T;
-  };
-
-  template <class Tuple, class Take, class... S>
-  Tuple settle_all(Take take, const S&... slots) const {
-    if constexpr (sizeof...(S) == 0) {
-      return {};
-    } else {
-      const std::array<detail::Job, sizeof...(S)> jobs{detail::make_job(slots)...};
-      auto results = detail::execute_batch(*backend_, jobs, options_);
-      // Braced initialisation evaluates in order, so the first failure in batch order is the one
-      // that propagates from `run`.
-      return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return Tuple{take(results[I], jobs[I], I, Type<SlotValue<S>>{})...};
-      }(std::index_sequence_for<S...>{});
-    }
-  }
-
-  template <class T, class S, class Take>
-  std::vector<T> gather(const std::vector<S>& slots, Take take) const {
-    std::vector<detail::Job> jobs;
-    jobs.reserve(slots.size());
-    for (const auto& slot : slots) jobs.push_back(detail::make_job(slot));
-    auto results = detail::execute_batch(*backend_, jobs, options_);
-    std::vector<T> values;
-    values.reserve(results.size());
-    for (std::size_t i = 0; i < results.size(); ++i) values.push_back(take(results[i], jobs[i], i));
-    return values;
-  }
-
-  template <class T, class S, class Take>
-  Keyed<T> gather_keyed(const std::vector<std::pair<std::string, S>>& slots, Take take) const {
-    std::vector<detail::Job> jobs;
-    jobs.reserve(slots.size());
-    for (const auto& [key, slot] : slots) jobs.push_back(detail::make_job(slot, &key));
-    detail::check_unique_keys(jobs);
-    auto results = detail::execute_batch(*backend_, jobs, options_);
-    std::vector<std::pair<std::string, T>> entries;
-    entries.reserve(results.size());
-    for (std::size_t i = 0; i < results.size(); ++i) entries.emplace_back(slots[i].first, take(results[i], jobs[i], i));
-    return Keyed<T>(std::move(entries));
-  }
-
   std::shared_ptr<detail::Backend> backend_;
   detail::RunOptions options_;
 };
