@@ -129,59 +129,66 @@ enum ErrorKind {
 # ---------------------------------------------------------------------------------------------
 
 struct Envelope {
-  version @0 :UInt16;        # protocolVersion of the sender.
+  # One ZeroMQ message between two fanout peers is exactly one frame holding one Envelope in capnp's
+  # flat format (ROUTER sockets add the routing-id frame in front). docs/protocol.md tells who
+  # sends what when.
+  version @0 :UInt16;              # protocolVersion of the sender.
   union {
-    submit @1 :Submit;             # client -> broker
-    results @2 :List(Result);      # worker -> broker -> client, many per message
-    dispatch @3 :List(Task);       # broker -> worker, many per message (only what the worker has room for)
-    announce @4 :Announce;         # worker -> broker, on connect and whenever its offer changes
-    heartbeat @5 :Heartbeat;       # both ways
-    cancel @6 :Cancel;             # client -> broker -> worker
-    ack @7 :Ack;                   # broker -> client, e.g. a deferred batch is on disk
-    output @8 :OutputChunk;        # worker -> broker -> client, live shell output
-    error @9 :TaskError;           # a protocol-level complaint about the message received
-    credit @10 :Credit;            # client <-> broker flow control
-    statusRequest @11 :Void;       # fanout status -> broker
-    status @12 :Status;            # broker -> fanout status
+    tasks @1 :TaskBatch;           # client -> broker (a window of a batch); broker -> executor
+                                   # (forwarded as received when it fits, else a subset)
+    results @2 :List(Result);      # executor -> broker -> client; all of one batch per message
+    announce @3 :Announce;         # supervisor or executor -> broker: who I am, what I serve
+    heartbeat @4 :Heartbeat;       # every peer, both ways
+    cancel @5 :Cancel;             # client -> broker
+    ack @6 :Ack;                   # broker -> client: a batch (window) was accepted or refused
+    output @7 :OutputChunk;        # executor -> broker -> client: live output of shell tasks
+    error @8 :TaskError;           # a complaint about the message received (kind badMessage...)
+    statusRequest @9 :Void;        # `fanout status` -> broker
+    status @10 :Status;            # broker -> `fanout status`
+    executorLost @11 :ExecutorLost;  # supervisor -> broker: an executor died
+    stopExecutor @12 :StopExecutor;  # broker -> supervisor: kill (and replace) an executor
+    bye @13 :Void;                 # a peer leaving on purpose (client done, worker draining)
   }
 }
 
-struct Submit {
-  batchId @0 :UInt64;
-  total @1 :UInt32;          # Slots in the whole batch; this message may carry only a window of them.
-  tasks @2 :List(Task);
-  deferred @3 :Bool;         # Fire-and-forget: acknowledge once journaled, no results to the client.
-  timeoutMs @4 :UInt32;      # Per-batch limit covering queue wait and run time; 0 = none.
+struct TaskBatch {
+  batchId @0 :UInt64;        # Random 64-bit id chosen by the client; unique among batches in flight.
+  total @1 :UInt32;          # Slots in the whole batch; one message carries a window of them.
+  timeoutMs @2 :UInt32;      # Per-batch limit covering queue wait and run time, from submission; 0 = none.
+  tasks @3 :List(Task);
+  deferred @4 :Bool;         # Fire-and-forget: acknowledged once journaled, results stay at the broker.
 }
 
 struct Announce {
-  workerId @0 :Text;         # Stable for the worker's life, e.g. "host-a/1234".
-  taskNames @1 :List(Text);  # What it serves; the broker sends nothing else.
-  freeSlots @2 :UInt32;      # Credit: how many tasks it can start now.
-  allowShell @3 :Bool;
-  host @4 :Text;
-  processes @5 :UInt32;      # Executor processes supervised.
+  role @0 :Role;
+  enum Role {
+    supervisor @0;           # the worker process: heartbeats for its executors, reports their deaths
+    executor @1;             # runs tasks; receives `tasks`, answers `results`
+  }
+  workerId @1 :Text;         # The supervisor's id ("host/pid"); executors give their supervisor's.
+  executorId @2 :Text;       # Executors only: unique id, also their ZeroMQ routing id.
+  taskNames @3 :List(Text);  # What it serves; the broker sends nothing else.
+  slots @4 :UInt32;          # Executors: how many tasks the broker may send ahead (credit).
+  allowShell @5 :Bool;
+  host @6 :Text;
+  processes @7 :UInt32;      # Supervisors: executor processes supervised.
+  pid @8 :Int32;
+  draining @9 :Bool;         # Stopping: send nothing new.
 }
 
 struct Heartbeat {
   sentUnixMs @0 :Int64;
-  freeSlots @1 :UInt32;      # Workers restate their credit so a lost message cannot starve them.
 }
 
 struct Cancel {
-  batchId @0 :UInt64;
-  indexes @1 :List(UInt32);  # Empty = the whole batch.
+  batchId @0 :UInt64;        # Queued tasks are dropped, running ones killed, slots fail as cancelled.
 }
 
 struct Ack {
   batchId @0 :UInt64;
-  accepted @1 :UInt32;       # Slots accepted (written to the journal for deferred batches).
-  receipt @2 :Text;          # For deferred batches: the id `fanout deferred` looks up.
-}
-
-struct Credit {
-  batchId @0 :UInt64;
-  slots @1 :UInt32;          # How many more tasks the receiver may send for this batch.
+  accepted @1 :UInt32;       # Tasks of the window accepted.
+  receipt @2 :Text;          # Deferred batches: the id `fanout deferred` looks up.
+  refused @3 :TaskError;     # Set when the window was refused (the batch's slots fail with it).
 }
 
 struct OutputChunk {
@@ -193,6 +200,21 @@ struct OutputChunk {
     out @0;
     err @1;
   }
+}
+
+struct ExecutorLost {
+  executorId @0 :Text;
+  signal @1 :Int32;          # Signal that ended it, 0 if it exited.
+  exitCode @2 :Int32;
+  running @3 :Bool;          # Whether it was running a task when it died:
+  batchId @4 :UInt64;        # ...this one (read from memory the executor shares with its supervisor).
+  index @5 :UInt32;
+  stoppedByBroker @6 :Bool;  # It was killed on the broker's StopExecutor (timeout, cancel).
+}
+
+struct StopExecutor {
+  executorId @0 :Text;
+  reason @1 :Text;           # For the logs: "timeout of batch 7 after 200 ms".
 }
 
 struct Status {

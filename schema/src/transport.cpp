@@ -1,0 +1,96 @@
+// transport.cpp
+#include "transport.hpp"
+
+#include <chrono>
+#include <cstring>
+
+#include <kj/exception.h>
+
+namespace fanout::wire {
+
+namespace {
+
+// The first segment is sized for a small envelope; large ones grow by capnp's heuristic.
+constexpr unsigned kFirstSegmentWords = 128;
+
+void free_words(void* /*data*/, void* hint) noexcept { delete static_cast<kj::Array<capnp::word>*>(hint); }
+
+}  // namespace
+
+OutMessage::OutMessage() : OutMessage(kFirstSegmentWords) {}
+
+OutMessage::OutMessage(unsigned first_segment_words)
+    : builder_(std::make_unique<capnp::MallocMessageBuilder>(first_segment_words)),
+      envelope_(builder_->initRoot<Envelope>()) {
+  envelope_.setVersion(PROTOCOL_VERSION);
+}
+
+zmq::message_t OutMessage::frame() {
+  auto* words = new kj::Array<capnp::word>(capnp::messageToFlatArray(*builder_));
+  return zmq::message_t(words->begin(), words->size() * sizeof(capnp::word), &free_words, words);
+}
+
+InMessage::~InMessage() = default;
+
+std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* error, std::size_t max_bytes) {
+  const auto fail = [&](std::string why) -> std::optional<InMessage> {
+    if (error != nullptr) *error = std::move(why);
+    return std::nullopt;
+  };
+  const std::size_t size = frame.size();
+  if (size == 0 || size % sizeof(capnp::word) != 0) {
+    return fail("frame of " + std::to_string(size) + " bytes is not a whole number of 8-byte words");
+  }
+  if (size > max_bytes) {
+    return fail("frame of " + std::to_string(size) + " bytes exceeds the limit of " + std::to_string(max_bytes));
+  }
+  InMessage message;
+  message.frame_ = std::move(frame);
+  const auto* data = static_cast<const capnp::word*>(message.frame_.data());
+  const std::size_t words = size / sizeof(capnp::word);
+  kj::ArrayPtr<const capnp::word> view(data, words);
+  if (reinterpret_cast<std::uintptr_t>(data) % alignof(capnp::word) != 0) {
+    message.aligned_copy_ = kj::heapArray<capnp::word>(words);
+    std::memcpy(message.aligned_copy_.begin(), data, size);
+    view = message.aligned_copy_.asPtr();
+  }
+  try {
+    message.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(view, reader_options(words));
+    if (message.reader_->getEnd() != view.end()) return fail("frame has bytes after its message");
+    message.envelope_ = message.reader_->getRoot<Envelope>();
+    const auto version = message.envelope_.getVersion();
+    if (version != PROTOCOL_VERSION) {
+      return fail("protocol version " + std::to_string(version) + ", this peer speaks " +
+                  std::to_string(PROTOCOL_VERSION));
+    }
+  } catch (const kj::Exception& exception) {
+    return fail(std::string("unreadable message: ") + exception.getDescription().cStr());
+  }
+  return message;
+}
+
+void configure_socket(zmq::socket_t& socket, std::size_t max_frame_bytes) {
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_frame_bytes));
+  socket.set(zmq::sockopt::sndhwm, 100000);
+  socket.set(zmq::sockopt::rcvhwm, 100000);
+}
+
+bool send_to(zmq::socket_t& router, std::string_view routing_id, zmq::message_t&& frame) {
+  try {
+    if (!router.send(zmq::buffer(routing_id.data(), routing_id.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      return false;
+    }
+    return router.send(frame, zmq::send_flags::dontwait).has_value();
+  } catch (const zmq::error_t& error) {
+    if (error.num() == EHOSTUNREACH) return false;
+    throw;
+  }
+}
+
+std::int64_t unix_ms() noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace fanout::wire

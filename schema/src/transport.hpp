@@ -1,0 +1,81 @@
+// transport.hpp: Envelopes over ZeroMQ, for fanout's own parts (broker, worker, process driver).
+//
+// One ZeroMQ message = one frame = one Envelope in capnp's flat format (ROUTER sockets add the
+// routing-id frame in front). Building hands the encoded words to ZeroMQ without a copy; reading
+// uses the received frame in place when it is 8-byte aligned (it copies once otherwise), always
+// under reader limits proportional to the frame.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <zmq.hpp>
+
+#include "wire.hpp"
+
+namespace fanout::wire {
+
+// Frames above this are refused by the sockets made below (ZMQ_MAXMSGSIZE) and by parse().
+inline constexpr std::size_t kDefaultMaxFrameBytes = std::size_t{512} << 20;
+
+// An Envelope under construction.
+class OutMessage {
+ public:
+  OutMessage();
+  explicit OutMessage(unsigned first_segment_words);
+
+  // The envelope, with `version` already set.
+  Envelope::Builder envelope() noexcept { return envelope_; }
+  capnp::MallocMessageBuilder& builder() noexcept { return *builder_; }
+
+  // The encoded frame; hands ownership of the words to ZeroMQ (no copy of the payload).
+  zmq::message_t frame();
+
+ private:
+  std::unique_ptr<capnp::MallocMessageBuilder> builder_;
+  Envelope::Builder envelope_;
+};
+
+// A received Envelope. Keeps the frame alive; readers obtained from it are valid as long as it.
+class InMessage {
+ public:
+  // Parses `frame`. On a malformed frame (bad size, bad pointers, another protocol version)
+  // returns nullopt and, if `error` is given, says why in a sentence.
+  static std::optional<InMessage> parse(zmq::message_t&& frame, std::string* error = nullptr,
+                                        std::size_t max_bytes = kDefaultMaxFrameBytes);
+
+  Envelope::Reader envelope() const noexcept { return envelope_; }
+  // The frame as received, e.g. to forward it unchanged.
+  zmq::message_t& frame() noexcept { return frame_; }
+  std::size_t size() const noexcept { return frame_.size(); }
+
+  InMessage(InMessage&&) noexcept = default;
+  InMessage& operator=(InMessage&&) noexcept = default;
+  InMessage(const InMessage&) = delete;
+  InMessage& operator=(const InMessage&) = delete;
+  ~InMessage();
+
+ private:
+  InMessage() = default;
+
+  zmq::message_t frame_;
+  kj::Array<capnp::word> aligned_copy_;  // only when the frame was not 8-byte aligned
+  std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
+  Envelope::Reader envelope_;
+};
+
+// Socket options every fanout socket gets: no linger on close, bounded frame size, generous
+// high-water marks (flow control is fanout's own, by windows and credit).
+void configure_socket(zmq::socket_t& socket, std::size_t max_frame_bytes = kDefaultMaxFrameBytes);
+
+// Sends `frame` to the peer `routing_id` on a ROUTER socket. Returns false when the peer is gone
+// (with ZMQ_ROUTER_MANDATORY) or the send would block; never throws for those.
+bool send_to(zmq::socket_t& router, std::string_view routing_id, zmq::message_t&& frame);
+
+// Milliseconds since the epoch (for heartbeats' sentUnixMs, deadlines that cross machines).
+std::int64_t unix_ms() noexcept;
+
+}  // namespace fanout::wire
