@@ -1,0 +1,111 @@
+// fanout-broker: the standalone broker. Parses flags and environment, then runs the library.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fanout/error.hpp>
+
+#include "broker.hpp"
+#include "status.hpp"
+
+namespace {
+
+// Exit codes, documented in --help.
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitCannotListen = 3;
+constexpr int kExitNoBroker = 4;
+
+fanout::broker::Broker* g_running = nullptr;
+
+extern "C" void request_stop(int) {
+  if (g_running != nullptr) g_running->stop();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fanout-broker: distributes fanout batches to worker processes"};
+  app.footer(
+      "Examples:\n"
+      "  fanout-broker --bind tcp://127.0.0.1:5555\n"
+      "  fanout-broker --bind tcp://127.0.0.1:5555 --bind ipc:///run/fanout/broker.sock\n"
+      "  fanout-broker --bind tcp://0.0.0.0:5555 --insecure      # other hosts may connect\n"
+      "  fanout-broker --status tcp://127.0.0.1:5555             # workers, slots, queue depth\n"
+      "\n"
+      "Every flag can also come from the environment: FANOUT_BIND (comma-separated),\n"
+      "FANOUT_INSECURE=1, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL.\n"
+      "\n"
+      "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad usage, 3 cannot listen (bad or\n"
+      "non-loopback endpoint without --insecure), 4 --status got no answer.");
+
+  fanout::broker::Config config;
+  std::string status_of;
+  std::string log_level = "info";
+  int heartbeat_ms = 500;
+  int liveness_ms = 2000;
+  app.add_option("--bind", config.endpoints, "Endpoint to listen on (repeatable)")
+      ->envname("FANOUT_BIND")
+      ->delimiter(',');
+  app.add_flag("--insecure", config.insecure, "Allow listening on non-loopback addresses")->envname("FANOUT_INSECURE");
+  app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval")->envname("FANOUT_HEARTBEAT_MS")->check(CLI::Range(10, 60000));
+  app.add_option("--liveness-ms", liveness_ms, "A peer silent this long is dead")
+      ->envname("FANOUT_LIVENESS_MS")
+      ->check(CLI::Range(50, 600000));
+  app.add_option("--max-attempts", config.max_attempts, "Fail a task that took down its worker this often")
+      ->check(CLI::Range(1, 100));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->envname("FANOUT_LOG_LEVEL");
+  app.add_option("--status", status_of, "Print the status of the broker at this endpoint and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int code = app.exit(error);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  config.liveness = std::chrono::milliseconds(liveness_ms);
+
+  zmq::context_t context;
+  if (!status_of.empty()) {
+    try {
+      std::cout << fanout::broker::status_report(context, status_of, std::chrono::seconds(3));
+      return kExitOk;
+    } catch (const fanout::Error& error) {
+      std::cerr << "fanout-broker: " << error.what() << "\n";
+      return kExitNoBroker;
+    }
+  }
+  if (config.endpoints.empty()) config.endpoints.push_back("tcp://127.0.0.1:5555");
+
+  std::unique_ptr<fanout::broker::Broker> broker;
+  try {
+    broker = std::make_unique<fanout::broker::Broker>(config, context);
+  } catch (const fanout::Error& error) {
+    std::cerr << "fanout-broker: " << error.what() << "\n";
+    return kExitCannotListen;
+  }
+  g_running = broker.get();
+  std::signal(SIGTERM, request_stop);
+  std::signal(SIGINT, request_stop);
+  for (const auto& endpoint : broker->endpoints()) spdlog::info("fanout-broker: listening on {}", endpoint);
+  // Tests and scripts read the bound endpoints (OS-chosen ports included) from stdout.
+  for (const auto& endpoint : broker->endpoints()) std::printf("listening %s\n", endpoint.c_str());
+  std::fflush(stdout);
+  try {
+    broker->run();
+  } catch (const std::exception& error) {
+    spdlog::error("fanout-broker: {}", error.what());
+    return kExitFailure;
+  }
+  g_running = nullptr;
+  spdlog::info("fanout-broker: stopped");
+  return kExitOk;
+}

@@ -1,0 +1,887 @@
+// broker.cpp: routing, fairness, liveness and timeouts of the fanout broker (docs/protocol.md).
+#include "broker.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <deque>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include <fanout/error.hpp>
+
+#include <zmq_addon.hpp>
+
+#include "transport.hpp"
+
+namespace fanout::broker {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using PeerId = std::string;
+
+// A received `tasks` frame. Queue entries and in-flight records share it, so a task is never
+// copied while it waits and can be requeued after its executor died.
+struct Frame {
+  explicit Frame(wire::InMessage received)
+      : message(std::move(received)), tasks(message.envelope().getTasks().getTasks()) {
+    for (const auto task : tasks) {
+      const std::string_view name(task.getName().cStr(), task.getName().size());
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.emplace_back(name);
+    }
+  }
+  std::uint32_t size() const noexcept { return tasks.size(); }
+
+  wire::InMessage message;
+  capnp::List<wire::Task>::Reader tasks;
+  std::vector<std::string> names;  // distinct task names, usually one or a few
+};
+using FramePtr = std::shared_ptr<Frame>;
+
+// Queued tasks: positions [begin, end) of a frame. A requeued task is a run of one with the
+// attempt it is to run with.
+struct Pending {
+  FramePtr frame;
+  std::uint32_t begin = 0;
+  std::uint32_t end = 0;
+  int attempt = -1;  // -1: as in the frame
+
+  bool whole_fresh_frame() const noexcept { return begin == 0 && end == frame->size() && attempt < 0; }
+};
+
+struct InFlight {
+  FramePtr frame;
+  std::uint32_t position;
+  std::uint64_t batch;
+  std::uint32_t index;
+  std::uint16_t attempt;
+};
+
+struct Batch {
+  std::uint64_t id = 0;
+  PeerId client;
+  std::uint32_t total = 0;
+  std::uint32_t received = 0;  // tasks received in windows so far
+  std::uint32_t settled = 0;   // tasks whose outcome went to the client (or was dropped)
+  std::uint32_t in_flight = 0;
+  std::deque<Pending> queue;
+  std::size_t queued = 0;
+  std::uint32_t timeout_ms = 0;
+  std::optional<Clock::time_point> deadline;
+  // Set once the batch timed out or was cancelled: what its remaining tasks fail with.
+  std::optional<std::pair<wire::ErrorKind, std::string>> ended;
+};
+
+struct Client {
+  Clock::time_point last_seen;
+  std::deque<std::uint64_t> batches;  // round-robin order among its batches
+};
+
+using NameSet = std::shared_ptr<const std::vector<std::string>>;  // sorted
+
+struct Executor {
+  PeerId id;
+  std::string worker;
+  NameSet names;
+  std::uint32_t slots = 0;
+  std::deque<InFlight> in_flight;  // in dispatch order: the front is the one running
+  Clock::time_point last_seen;
+  bool draining = false;
+
+  std::uint32_t free() const noexcept {
+    return in_flight.size() >= slots ? 0 : slots - static_cast<std::uint32_t>(in_flight.size());
+  }
+  bool serves(std::string_view name) const {
+    return std::binary_search(names->begin(), names->end(), name, std::less<>());
+  }
+};
+
+struct Supervisor {
+  std::string worker_id;
+  std::string host;
+  std::int32_t pid = 0;
+  std::uint32_t processes = 0;
+  bool allow_shell = false;
+  bool draining = false;
+  Clock::time_point last_seen;
+};
+
+std::string_view text(capnp::Text::Reader value) { return {value.cStr(), value.size()}; }
+
+std::string describe_signal(int signal) {
+  std::string text = "signal " + std::to_string(signal);
+  if (const char* name = sigabbrev_np(signal)) text += std::string(" (SIG") + name + ")";
+  return text;
+}
+
+}  // namespace
+
+class Broker::State {
+ public:
+  State(Config config, zmq::context_t& context)
+      : config_(std::move(config)), router_(context, zmq::socket_type::router), stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (stop_fd_ < 0) throw Error("broker: eventfd failed");
+    // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
+    // oversized frame is counted and answered rather than silently cutting the connection.
+    wire::configure_socket(router_, config_.max_frame_bytes * 2);
+    router_.set(zmq::sockopt::router_mandatory, 1);
+    for (const auto& endpoint : config_.endpoints) {
+      check_endpoint_allowed(endpoint, config_.insecure);
+      try {
+        router_.bind(endpoint);
+      } catch (const zmq::error_t& error) {
+        throw Error("broker: cannot bind " + endpoint + ": " + error.what());
+      }
+      endpoints_.push_back(router_.get(zmq::sockopt::last_endpoint));
+    }
+    if (endpoints_.empty()) throw Error("broker: no endpoint to bind");
+  }
+
+  ~State() { ::close(stop_fd_); }
+
+  void run() {
+    next_heartbeat_ = Clock::now();
+    std::vector<zmq::message_t> parts;
+    while (true) {
+      zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stop_fd_, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, until_next_timer());
+      if (items[1].revents & ZMQ_POLLIN) return;
+      // Drain what is there (bounded, so timers still run under a flood), then act on it once.
+      for (int received = 0; received < 4096; ++received) {
+        parts.clear();
+        const auto got = zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait);
+        if (!got) break;
+        handle(parts);
+      }
+      dispatch();
+      for (const PeerId& id : std::exchange(unreachable_, {})) lose_executor(id, std::nullopt, true, "unreachable");
+      run_timers();
+      sweep_finished();
+    }
+  }
+
+  void stop() noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = ::write(stop_fd_, &one, sizeof(one));
+  }
+
+  const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
+  const Counters& counters() const noexcept { return counters_; }
+
+ private:
+  // ---- input ----------------------------------------------------------------------------------
+
+  void handle(std::vector<zmq::message_t>& parts) {
+    if (parts.size() != 2) {  // a DEALER peer sends exactly one frame per message
+      ++counters_.dropped_messages;
+      if (!parts.empty()) complain(parts[0].to_string(), "expected one frame per message, got " + std::to_string(parts.size() - 1));
+      return;
+    }
+    PeerId peer = parts[0].to_string();
+    std::string why;
+    auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes);
+    if (!message) {
+      ++counters_.dropped_messages;
+      spdlog::debug("broker: dropped a message from a peer: {}", why);
+      complain(peer, why);
+      return;
+    }
+    const auto envelope = message->envelope();
+    const auto now = Clock::now();
+    switch (envelope.which()) {
+      case wire::Envelope::TASKS:
+        if (is_worker_peer(peer)) return refuse(peer, "workers do not submit tasks");
+        touch_client(peer, now);
+        return on_tasks(peer, std::move(*message));
+      case wire::Envelope::RESULTS: {
+        const auto found = executors_.find(peer);
+        if (found == executors_.end()) return unknown_peer(peer);
+        found->second.last_seen = now;
+        return on_results(found->second, std::move(*message));
+      }
+      case wire::Envelope::ANNOUNCE:
+        return on_announce(peer, envelope.getAnnounce(), now);
+      case wire::Envelope::HEARTBEAT:
+        return on_heartbeat(peer, now);
+      case wire::Envelope::CANCEL:
+        touch_client(peer, now);
+        return on_cancel(peer, envelope.getCancel().getBatchId());
+      case wire::Envelope::BYE:
+        return on_bye(peer);
+      case wire::Envelope::STATUS_REQUEST:
+        return send_status(peer);
+      case wire::Envelope::EXECUTOR_LOST: {
+        const auto found = supervisors_.find(peer);
+        if (found == supervisors_.end()) return unknown_peer(peer);
+        found->second.last_seen = now;
+        return on_executor_lost(envelope.getExecutorLost());
+      }
+      default:
+        ++counters_.dropped_messages;
+        return refuse(peer, "the broker does not accept this message");
+    }
+  }
+
+  bool is_worker_peer(const PeerId& peer) const {
+    return executors_.count(peer) != 0 || supervisors_.count(peer) != 0;
+  }
+
+  void touch_client(const PeerId& peer, Clock::time_point now) { clients_[peer].last_seen = now; }
+
+  void on_heartbeat(const PeerId& peer, Clock::time_point now) {
+    if (auto found = executors_.find(peer); found != executors_.end()) {
+      found->second.last_seen = now;
+    } else if (auto supervisor = supervisors_.find(peer); supervisor != supervisors_.end()) {
+      supervisor->second.last_seen = now;
+    } else if (auto client = clients_.find(peer); client != clients_.end()) {
+      client->second.last_seen = now;
+    } else {
+      // After a broker restart every peer is unknown: tell it, so that workers re-announce and
+      // clients learn that their batches are gone.
+      unknown_peer(peer);
+    }
+  }
+
+  void on_tasks(const PeerId& client, wire::InMessage message) {
+    const auto window = message.envelope().getTasks();
+    const std::uint64_t id = window.getBatchId();
+    const std::uint32_t count = window.getTasks().size();
+    auto [where, created] = batches_.try_emplace(id);
+    Batch& batch = where->second;
+    if (created) {
+      batch.id = id;
+      batch.client = client;
+      batch.total = window.getTotal();
+      batch.timeout_ms = window.getTimeoutMs();
+      if (batch.timeout_ms > 0) batch.deadline = Clock::now() + std::chrono::milliseconds(batch.timeout_ms);
+      clients_[client].batches.push_back(id);
+      if (std::find(client_ring_.begin(), client_ring_.end(), client) == client_ring_.end()) client_ring_.push_back(client);
+    } else if (batch.client != client) {
+      return refuse_window(client, id, count, "batch id " + std::to_string(id) + " belongs to another client");
+    }
+    counters_.tasks_received += count;
+    for (const auto task : window.getTasks()) {
+      if (task.getIndex() >= batch.total) {
+        if (created) forget_batch(batch);
+        return refuse_window(client, id, count,
+                             "task index " + std::to_string(task.getIndex()) + " is outside the batch of " +
+                                 std::to_string(batch.total));
+      }
+    }
+    if (batch.received + count > batch.total) {
+      return refuse_window(client, id, count, "the batch's windows hold more tasks than its total");
+    }
+    batch.received += count;
+    if (count == 0) return;
+    auto frame = std::make_shared<Frame>(std::move(message));
+    if (batch.ended) {  // windows that arrive after the batch timed out or was cancelled
+      fail_range(batch, *frame, 0, frame->size(), batch.ended->first, batch.ended->second);
+      return;
+    }
+    batch.queue.push_back(Pending{frame, 0, frame->size(), -1});
+    batch.queued += frame->size();
+    fail_unserved(batch);
+  }
+
+  void on_results(Executor& executor, wire::InMessage message) {
+    const auto results = message.envelope().getResults();
+    if (results.size() == 0) return;
+    std::vector<bool> matched(results.size(), false);
+    std::size_t matches = 0;
+    for (unsigned i = 0; i < results.size(); ++i) {
+      const auto result = results[i];
+      // Executors answer in order, so the match is almost always at the front.
+      const auto found = std::find_if(executor.in_flight.begin(), executor.in_flight.end(), [&](const InFlight& f) {
+        return f.batch == result.getBatchId() && f.index == result.getIndex();
+      });
+      if (found == executor.in_flight.end()) {
+        ++counters_.duplicate_results;
+        continue;
+      }
+      executor.in_flight.erase(found);
+      matched[i] = true;
+      ++matches;
+      if (auto batch = batches_.find(result.getBatchId()); batch != batches_.end()) --batch->second.in_flight;
+    }
+    if (matches == 0) return;
+    const std::uint64_t first_batch = results[0].getBatchId();
+    bool one_batch = true;
+    for (const auto result : results) one_batch = one_batch && result.getBatchId() == first_batch;
+    if (one_batch && matches == results.size()) {
+      // The common case: the frame goes to the client as it came, not even re-encoded.
+      return deliver(first_batch, matches, std::move(message.frame()));
+    }
+    // Rare: duplicates to filter out, or results of several batches in one message.
+    std::vector<std::uint64_t> batch_ids;
+    for (unsigned i = 0; i < results.size(); ++i) {
+      if (matched[i] && std::find(batch_ids.begin(), batch_ids.end(), results[i].getBatchId()) == batch_ids.end()) {
+        batch_ids.push_back(results[i].getBatchId());
+      }
+    }
+    for (const std::uint64_t id : batch_ids) {
+      std::vector<unsigned> chosen;
+      for (unsigned i = 0; i < results.size(); ++i) {
+        if (matched[i] && results[i].getBatchId() == id) chosen.push_back(i);
+      }
+      wire::OutMessage out;
+      auto list = out.envelope().initResults(static_cast<unsigned>(chosen.size()));
+      for (unsigned j = 0; j < chosen.size(); ++j) list.setWithCaveats(j, results[chosen[j]]);
+      deliver(id, static_cast<std::uint32_t>(chosen.size()), out.frame());
+    }
+  }
+
+  // Sends `count` outcomes of batch `id` (already encoded in `frame`) to its client.
+  void deliver(std::uint64_t id, std::uint32_t count, zmq::message_t&& frame) {
+    auto found = batches_.find(id);
+    if (found == batches_.end()) return;  // the client left or the batch ended: nobody to tell
+    Batch& batch = found->second;
+    batch.settled += count;
+    counters_.results_forwarded += count;
+    if (!batch.ended) wire::send_to(router_, batch.client, std::move(frame));
+  }
+
+  void on_announce(const PeerId& peer, wire::Announce::Reader announce, Clock::time_point now) {
+    const std::string worker(text(announce.getWorkerId()));
+    if (announce.getRole() == wire::Announce::Role::SUPERVISOR) {
+      Supervisor& supervisor = supervisors_[peer];
+      const bool was_draining = supervisor.draining;
+      supervisor.worker_id = worker;
+      supervisor.host = text(announce.getHost());
+      supervisor.pid = announce.getPid();
+      supervisor.processes = announce.getProcesses();
+      supervisor.allow_shell = announce.getAllowShell();
+      supervisor.draining = announce.getDraining();
+      supervisor.last_seen = now;
+      supervisor_by_worker_[worker] = peer;
+      if (supervisor.draining && !was_draining) spdlog::info("broker: worker {} is draining", worker);
+      for (auto& [id, executor] : executors_) {
+        if (executor.worker == worker) executor.draining = supervisor.draining;
+      }
+      return;
+    }
+    std::vector<std::string> names;
+    for (const auto name : announce.getTaskNames()) names.emplace_back(text(name));
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    Executor& executor = executors_[peer];
+    const bool fresh = executor.id.empty();
+    executor.id = peer;
+    executor.worker = worker;
+    executor.names = intern(std::move(names));
+    executor.slots = std::max<std::uint32_t>(1, announce.getSlots());
+    executor.last_seen = now;
+    executor.draining = announce.getDraining();
+    if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {
+      if (auto s = supervisors_.find(supervisor->second); s != supervisors_.end() && s->second.draining) executor.draining = true;
+    }
+    if (fresh) spdlog::debug("broker: executor {} of worker {} joined ({} slots)", peer, worker, executor.slots);
+    // Queued tasks that nobody could serve may have found their executor, or still have none.
+    for (auto& [id, batch] : batches_) fail_unserved(batch);  // never erases: sweep_finished() does
+  }
+
+  void on_cancel(const PeerId& client, std::uint64_t id) {
+    auto found = batches_.find(id);
+    if (found == batches_.end() || found->second.client != client) return;
+    end_batch(found->second, wire::ErrorKind::CANCELLED, "the batch was cancelled");
+  }
+
+  void on_bye(const PeerId& peer) {
+    if (supervisors_.count(peer) != 0) return drop_supervisor(peer, "said goodbye");
+    if (executors_.count(peer) != 0) return lose_executor(peer, std::nullopt, false, "said goodbye");
+    drop_client(peer);
+  }
+
+  void on_executor_lost(wire::ExecutorLost::Reader lost) {
+    const PeerId id(text(lost.getExecutorId()));
+    if (executors_.count(id) == 0) return;
+    std::optional<std::pair<std::uint64_t, std::uint32_t>> running;
+    if (lost.getRunning()) running.emplace(lost.getBatchId(), lost.getIndex());
+    const std::string how = lost.getSignal() != 0 ? "killed by " + describe_signal(lost.getSignal())
+                                                  : "exited with code " + std::to_string(lost.getExitCode());
+    lose_executor(id, running, lost.getStoppedByBroker(), how);
+  }
+
+  // ---- dispatch -------------------------------------------------------------------------------
+
+  void dispatch() {
+    if (batches_.empty()) return;
+    std::vector<Executor*> ready;
+    for (auto& [id, executor] : executors_) {
+      if (!executor.draining && executor.free() > 0) ready.push_back(&executor);
+    }
+    if (ready.empty()) return;
+    // Each pass gives every ready executor at most one message; passes repeat while anything moves.
+    bool moved = true;
+    while (moved) {
+      moved = false;
+      for (Executor* executor : ready) {
+        if (executor->free() > 0 && assign_one(*executor, ready.size())) moved = true;
+      }
+    }
+  }
+
+  // Gives `executor` one message of work from the next client in round-robin order.
+  bool assign_one(Executor& executor, std::size_t ready_executors) {
+    const std::size_t candidates = client_ring_.size();
+    for (std::size_t turn = 0; turn < candidates; ++turn) {
+      const PeerId client = client_ring_.front();
+      client_ring_.pop_front();
+      client_ring_.push_back(client);  // whatever happens, the next call starts with the next client
+      auto found = clients_.find(client);
+      if (found == clients_.end()) continue;
+      auto& order = found->second.batches;
+      for (std::size_t b = 0; b < order.size(); ++b) {
+        const std::uint64_t id = order.front();
+        order.pop_front();
+        order.push_back(id);
+        auto batch = batches_.find(id);
+        if (batch == batches_.end() || batch->second.queue.empty() || batch->second.ended) continue;
+        if (!servable(executor, batch->second)) continue;
+        const std::size_t share = (batch->second.queued + ready_executors - 1) / ready_executors;
+        send_work(executor, batch->second, static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)));
+        return true;
+      }
+    }
+    return false;
+  }
+
+  static bool serves_all(const Executor& executor, const Frame& frame) {
+    return std::all_of(frame.names.begin(), frame.names.end(), [&](const std::string& name) { return executor.serves(name); });
+  }
+
+  static bool servable(const Executor& executor, const Batch& batch) {
+    return serves_all(executor, *batch.queue.front().frame);
+  }
+
+  // Sends up to `limit` (>= 1) queued tasks of `batch` to `executor`.
+  void send_work(Executor& executor, Batch& batch, std::uint32_t limit) {
+    limit = std::max<std::uint32_t>(limit, 1);
+    Pending& front = batch.queue.front();
+    if (front.whole_fresh_frame() && front.frame->size() <= limit) {
+      // Forward the client's frame as it came: ZeroMQ shares the bytes, nothing is copied.
+      zmq::message_t copy;
+      copy.copy(front.frame->message.frame());
+      const FramePtr frame = front.frame;
+      batch.queue.pop_front();
+      batch.queued -= frame->size();
+      for (std::uint32_t position = 0; position < frame->size(); ++position) {
+        const auto task = frame->tasks[position];
+        executor.in_flight.push_back(InFlight{frame, position, batch.id, task.getIndex(), task.getAttempt()});
+      }
+      batch.in_flight += frame->size();
+      counters_.tasks_dispatched += frame->size();
+      return send_to_executor(executor, std::move(copy));
+    }
+    // Otherwise a new message with a subset: runs of queue entries, requeued tasks first.
+    std::vector<std::pair<FramePtr, std::pair<std::uint32_t, int>>> chosen;  // frame, (position, attempt)
+    while (chosen.size() < limit && !batch.queue.empty()) {
+      Pending& pending = batch.queue.front();
+      if (!serves_all(executor, *pending.frame)) break;
+      while (pending.begin < pending.end && chosen.size() < limit) {
+        chosen.push_back({pending.frame, {pending.begin++, pending.attempt}});
+      }
+      if (pending.begin == pending.end) batch.queue.pop_front();
+    }
+    batch.queued -= chosen.size();
+    wire::OutMessage out;
+    auto window = out.envelope().initTasks();
+    window.setBatchId(batch.id);
+    window.setTotal(batch.total);
+    window.setTimeoutMs(batch.timeout_ms);
+    auto tasks = window.initTasks(static_cast<unsigned>(chosen.size()));
+    for (unsigned i = 0; i < chosen.size(); ++i) {
+      const auto& [frame, where] = chosen[i];
+      const auto source = frame->tasks[where.first];
+      tasks.setWithCaveats(i, source);
+      const std::uint16_t attempt = where.second >= 0 ? static_cast<std::uint16_t>(where.second) : source.getAttempt();
+      tasks[i].setAttempt(attempt);
+      executor.in_flight.push_back(InFlight{frame, where.first, batch.id, source.getIndex(), attempt});
+    }
+    batch.in_flight += static_cast<std::uint32_t>(chosen.size());
+    counters_.tasks_dispatched += chosen.size();
+    send_to_executor(executor, out.frame());
+  }
+
+  void send_to_executor(Executor& executor, zmq::message_t&& frame) {
+    if (!wire::send_to(router_, executor.id, std::move(frame))) {
+      // The executor is gone (ZMQ_ROUTER_MANDATORY): what we gave it goes back to the queues,
+      // once dispatch() no longer holds pointers to executors.
+      executor.draining = true;
+      unreachable_.push_back(executor.id);
+    }
+  }
+
+  // ---- failures, requeues, endings ------------------------------------------------------------
+
+  // Fails queued tasks whose name no executor serves, when there are executors at all (with none
+  // connected, tasks wait for one until their batch times out).
+  void fail_unserved(Batch& batch) {
+    if (executors_.empty() || batch.queue.empty()) return;
+    const auto served_anywhere = [&](std::string_view name) {
+      return std::any_of(executors_.begin(), executors_.end(), [&](const auto& e) { return e.second.serves(name); });
+    };
+    std::deque<Pending> kept;
+    for (Pending& pending : batch.queue) {
+      const Frame& frame = *pending.frame;
+      const bool all_served = std::all_of(frame.names.begin(), frame.names.end(),
+                                          [&](const std::string& name) { return served_anywhere(name); });
+      if (all_served) {
+        kept.push_back(std::move(pending));
+        continue;
+      }
+      // Split the run: served tasks stay queued (as runs of one), the others fail.
+      std::vector<std::uint32_t> unserved;
+      for (std::uint32_t position = pending.begin; position < pending.end; ++position) {
+        if (served_anywhere(text(frame.tasks[position].getName()))) {
+          kept.push_back(Pending{pending.frame, position, position + 1, pending.attempt});
+        } else {
+          unserved.push_back(position);
+        }
+      }
+      batch.queued -= unserved.size();
+      std::vector<std::pair<std::uint32_t, std::uint16_t>> failed;
+      for (const std::uint32_t position : unserved) {
+        failed.emplace_back(frame.tasks[position].getIndex(), frame.tasks[position].getAttempt());
+      }
+      const std::string name(text(frame.tasks[unserved.front()].getName()));
+      send_failures(batch, failed, wire::ErrorKind::UNKNOWN_TASK,
+                    "no connected worker serves task '" + name + "' (workers serve: " + served_names() + ")");
+    }
+    batch.queue = std::move(kept);
+  }
+
+  std::string served_names() const {
+    std::vector<std::string> all;
+    for (const auto& [id, executor] : executors_) all.insert(all.end(), executor.names->begin(), executor.names->end());
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    std::string list;
+    for (const auto& name : all) list += (list.empty() ? "" : ", ") + name;
+    return list.empty() ? std::string("nothing") : list;
+  }
+
+  void fail_range(Batch& batch, const Frame& frame, std::uint32_t begin, std::uint32_t end, wire::ErrorKind kind,
+                  const std::string& message) {
+    std::vector<std::pair<std::uint32_t, std::uint16_t>> failed;
+    for (std::uint32_t position = begin; position < end; ++position) {
+      failed.emplace_back(frame.tasks[position].getIndex(), frame.tasks[position].getAttempt());
+    }
+    send_failures(batch, failed, kind, message);
+  }
+
+  // Sends failure results for (index, attempt) pairs of `batch` to its client.
+  void send_failures(Batch& batch, const std::vector<std::pair<std::uint32_t, std::uint16_t>>& failed,
+                     wire::ErrorKind kind, const std::string& message) {
+    if (failed.empty()) return;
+    wire::OutMessage out;
+    auto list = out.envelope().initResults(static_cast<unsigned>(failed.size()));
+    for (unsigned i = 0; i < failed.size(); ++i) {
+      auto result = list[i];
+      result.setBatchId(batch.id);
+      result.setIndex(failed[i].first);
+      result.setAttempt(failed[i].second);
+      result.setRanOn("broker");
+      auto error = result.initError();
+      error.setKind(kind);
+      error.setMessage(message);
+      error.setRanOn("broker");
+    }
+    batch.settled += static_cast<std::uint32_t>(failed.size());
+    wire::send_to(router_, batch.client, out.frame());
+  }
+
+  // Ends a batch early (timeout, cancel): queued tasks fail, running ones fail and their
+  // executors are stopped, windows still to come fail on arrival.
+  void end_batch(Batch& batch, wire::ErrorKind kind, const std::string& message) {
+    if (batch.ended) return;
+    for (Pending& pending : batch.queue) fail_range(batch, *pending.frame, pending.begin, pending.end, kind, message);
+    batch.queue.clear();
+    batch.queued = 0;
+    for (auto& [id, executor] : executors_) {
+      std::vector<std::pair<std::uint32_t, std::uint16_t>> failed;
+      const bool running_it = !executor.in_flight.empty() && executor.in_flight.front().batch == batch.id;
+      std::erase_if(executor.in_flight, [&](const InFlight& f) {
+        if (f.batch != batch.id) return false;
+        failed.emplace_back(f.index, f.attempt);
+        return true;
+      });
+      batch.in_flight -= static_cast<std::uint32_t>(failed.size());
+      send_failures(batch, failed, kind, message);
+      if (running_it) stop_executor(executor, message);
+    }
+    batch.ended.emplace(kind, message);
+  }
+
+  void stop_executor(const Executor& executor, const std::string& reason) {
+    const auto supervisor = supervisor_by_worker_.find(executor.worker);
+    if (supervisor == supervisor_by_worker_.end()) return;
+    wire::OutMessage out;
+    auto stop = out.envelope().initStopExecutor();
+    stop.setExecutorId(executor.id);
+    stop.setReason(reason);
+    wire::send_to(router_, supervisor->second, out.frame());
+  }
+
+  // Forgets an executor; its in-flight tasks go back to their batches' queues. The task it was
+  // running (`running`, else the oldest) is blamed: its attempt goes up, and at max_attempts it
+  // fails as worker lost. A broker-ordered stop blames nobody (those tasks already failed).
+  void lose_executor(const PeerId& id, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
+                     bool stopped_by_broker, const std::string& how) {
+    auto found = executors_.find(id);
+    if (found == executors_.end()) return;
+    Executor executor = std::move(found->second);
+    executors_.erase(found);
+    ++counters_.executors_lost;
+    if (!executor.in_flight.empty()) spdlog::info("broker: executor {} lost ({}), requeueing {} task(s)", id, how, executor.in_flight.size());
+    bool blamed = stopped_by_broker;
+    for (auto entry = executor.in_flight.rbegin(); entry != executor.in_flight.rend(); ++entry) {
+      auto batch = batches_.find(entry->batch);
+      if (batch == batches_.end()) continue;
+      --batch->second.in_flight;
+      const bool guilty = running ? (entry->batch == running->first && entry->index == running->second)
+                                  : (!blamed && std::next(entry) == executor.in_flight.rend());
+      int attempt = entry->attempt;
+      if (guilty) {
+        blamed = true;
+        attempt = entry->attempt + 1;
+        if (attempt >= static_cast<int>(config_.max_attempts)) {
+          send_failures(batch->second, {{entry->index, entry->attempt}}, wire::ErrorKind::WORKER_LOST,
+                        "the task took down its worker " + std::to_string(attempt) + " times (last: " + how + ")");
+          continue;
+        }
+      }
+      if (batch->second.ended) {
+        send_failures(batch->second, {{entry->index, entry->attempt}}, batch->second.ended->first, batch->second.ended->second);
+        continue;
+      }
+      // Requeued at the front (iterating backwards keeps their order), to run again soon.
+      batch->second.queue.push_front(Pending{entry->frame, entry->position, entry->position + 1, attempt});
+      ++batch->second.queued;
+      ++counters_.requeued_tasks;
+    }
+  }
+
+  void drop_supervisor(const PeerId& peer, const std::string& how) {
+    auto found = supervisors_.find(peer);
+    if (found == supervisors_.end()) return;
+    const std::string worker = found->second.worker_id;
+    supervisors_.erase(found);
+    if (auto by_worker = supervisor_by_worker_.find(worker); by_worker != supervisor_by_worker_.end() && by_worker->second == peer) {
+      supervisor_by_worker_.erase(by_worker);
+    }
+    std::vector<PeerId> its;
+    for (const auto& [id, executor] : executors_) {
+      if (executor.worker == worker) its.push_back(id);
+    }
+    spdlog::info("broker: worker {} {}; {} executor(s) gone with it", worker, how, its.size());
+    for (const auto& id : its) lose_executor(id, std::nullopt, false, "its worker " + how);
+  }
+
+  void drop_client(const PeerId& peer) {
+    auto found = clients_.find(peer);
+    if (found == clients_.end()) return;
+    for (const std::uint64_t id : found->second.batches) batches_.erase(id);
+    clients_.erase(found);
+    std::erase(client_ring_, peer);
+  }
+
+  void forget_batch(Batch& batch) {
+    if (auto client = clients_.find(batch.client); client != clients_.end()) std::erase(client->second.batches, batch.id);
+    batches_.erase(batch.id);
+  }
+
+  // Forgets batches whose every task has settled. The only place batches are erased (besides a
+  // client leaving), so that handlers may hold references to batches freely.
+  void sweep_finished() {
+    for (auto batch = batches_.begin(); batch != batches_.end();) {
+      const Batch& b = batch->second;
+      if (b.received == b.total && b.settled >= b.total && b.in_flight == 0 && b.queue.empty()) {
+        if (auto client = clients_.find(b.client); client != clients_.end()) std::erase(client->second.batches, b.id);
+        batch = batches_.erase(batch);
+      } else {
+        ++batch;
+      }
+    }
+  }
+
+  // ---- timers ---------------------------------------------------------------------------------
+
+  std::chrono::milliseconds until_next_timer() const {
+    auto next = next_heartbeat_;
+    for (const auto& [id, batch] : batches_) {
+      if (batch.deadline && !batch.ended) next = std::min(next, *batch.deadline);
+    }
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+    return std::clamp(left, std::chrono::milliseconds(0), config_.heartbeat);
+  }
+
+  void run_timers() {
+    const auto now = Clock::now();
+    std::vector<Batch*> expired;
+    for (auto& [id, batch] : batches_) {
+      if (batch.deadline && !batch.ended && now >= *batch.deadline) expired.push_back(&batch);
+    }
+    for (Batch* batch : expired) {
+      end_batch(*batch, wire::ErrorKind::TIMEOUT,
+                "the batch exceeded its time limit of " + std::to_string(batch->timeout_ms) + " ms");
+    }
+    if (now < next_heartbeat_) return;
+    next_heartbeat_ = now + config_.heartbeat;
+
+    std::vector<PeerId> dead;
+    for (const auto& [id, supervisor] : supervisors_) {
+      if (now - supervisor.last_seen > config_.liveness) dead.push_back(id);
+    }
+    for (const auto& id : dead) drop_supervisor(id, "went silent");
+    dead.clear();
+    for (const auto& [id, executor] : executors_) {
+      if (now - executor.last_seen > config_.liveness) dead.push_back(id);
+    }
+    for (const auto& id : dead) lose_executor(id, std::nullopt, false, "went silent");
+    dead.clear();
+    for (const auto& [id, client] : clients_) {
+      if (now - client.last_seen > config_.liveness) dead.push_back(id);
+    }
+    for (const auto& id : dead) {
+      spdlog::info("broker: a client went silent; dropping its queued tasks");
+      drop_client(id);
+    }
+
+    wire::OutMessage beat;
+    beat.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
+    auto frame = beat.frame();
+    const auto send_beat = [&](const PeerId& peer) {
+      zmq::message_t copy;
+      copy.copy(frame);
+      wire::send_to(router_, peer, std::move(copy));
+    };
+    for (const auto& [id, supervisor] : supervisors_) send_beat(id);
+    for (const auto& [id, executor] : executors_) send_beat(id);
+    for (const auto& [id, client] : clients_) send_beat(id);
+  }
+
+  // ---- replies --------------------------------------------------------------------------------
+
+  void complain(const PeerId& peer, const std::string& why) { reply_error(peer, wire::ErrorKind::BAD_MESSAGE, why); }
+  void refuse(const PeerId& peer, const std::string& why) { reply_error(peer, wire::ErrorKind::REFUSED, why); }
+  void unknown_peer(const PeerId& peer) {
+    ++counters_.dropped_messages;
+    reply_error(peer, wire::ErrorKind::REFUSED, "unknown peer: announce first (the broker may have restarted)");
+  }
+
+  void reply_error(const PeerId& peer, wire::ErrorKind kind, const std::string& why) {
+    wire::OutMessage out;
+    auto error = out.envelope().initError();
+    error.setKind(kind);
+    error.setMessage(why);
+    error.setRanOn("broker");
+    wire::send_to(router_, peer, out.frame());
+  }
+
+  void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why) {
+    ++counters_.dropped_messages;
+    wire::OutMessage out;
+    auto ack = out.envelope().initAck();
+    ack.setBatchId(id);
+    ack.setAccepted(0);
+    auto refused = ack.initRefused();
+    refused.setKind(wire::ErrorKind::BAD_MESSAGE);
+    refused.setMessage(why + " (" + std::to_string(count) + " task(s) refused)");
+    refused.setRanOn("broker");
+    wire::send_to(router_, client, out.frame());
+  }
+
+  void send_status(const PeerId& peer) {
+    wire::OutMessage out;
+    auto status = out.envelope().initStatus();
+    auto workers = status.initWorkers(static_cast<unsigned>(supervisors_.size()));
+    const auto now = Clock::now();
+    unsigned i = 0;
+    std::uint64_t running = 0;
+    for (const auto& [id, supervisor] : supervisors_) {
+      auto worker = workers[i++];
+      worker.setWorkerId(supervisor.worker_id);
+      std::uint32_t free = 0;
+      std::uint32_t executors = 0;
+      std::vector<std::string> names;
+      for (const auto& [eid, executor] : executors_) {
+        if (executor.worker != supervisor.worker_id) continue;
+        ++executors;
+        free += executor.draining ? 0 : executor.free();
+        names.insert(names.end(), executor.names->begin(), executor.names->end());
+      }
+      std::sort(names.begin(), names.end());
+      names.erase(std::unique(names.begin(), names.end()), names.end());
+      worker.setFreeSlots(free);
+      worker.setProcesses(executors);
+      auto list = worker.initTaskNames(static_cast<unsigned>(names.size()));
+      for (unsigned n = 0; n < names.size(); ++n) list.set(n, names[n]);
+      worker.setLastSeenMsAgo(static_cast<std::uint32_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - supervisor.last_seen).count()));
+    }
+    std::uint64_t queued = 0;
+    for (const auto& [id, batch] : batches_) queued += batch.queued;
+    for (const auto& [id, executor] : executors_) running += executor.in_flight.size();
+    status.setQueued(queued);
+    status.setRunning(running);
+    status.setDroppedMessages(counters_.dropped_messages.load());
+    wire::send_to(router_, peer, out.frame());
+  }
+
+  NameSet intern(std::vector<std::string> names) {
+    for (const auto& known : name_sets_) {
+      if (*known == names) return known;
+    }
+    name_sets_.push_back(std::make_shared<const std::vector<std::string>>(std::move(names)));
+    return name_sets_.back();
+  }
+
+  Config config_;
+  zmq::socket_t router_;
+  int stop_fd_;
+  std::vector<std::string> endpoints_;
+  Counters counters_;
+  Clock::time_point next_heartbeat_;
+
+  std::unordered_map<PeerId, Client> clients_;
+  std::deque<PeerId> client_ring_;
+  std::unordered_map<std::uint64_t, Batch> batches_;
+  std::unordered_map<PeerId, Executor> executors_;
+  std::unordered_map<PeerId, Supervisor> supervisors_;
+  std::unordered_map<std::string, PeerId> supervisor_by_worker_;
+  std::vector<NameSet> name_sets_;
+  std::vector<PeerId> unreachable_;  // executors a send failed to, lost after dispatch()
+};
+
+Broker::Broker(Config config, zmq::context_t& context) : state_(std::make_unique<State>(std::move(config), context)) {}
+Broker::~Broker() = default;
+const std::vector<std::string>& Broker::endpoints() const noexcept { return state_->endpoints(); }
+void Broker::run() { state_->run(); }
+void Broker::stop() noexcept { state_->stop(); }
+const Counters& Broker::counters() const noexcept { return state_->counters(); }
+
+void check_endpoint_allowed(const std::string& endpoint, bool insecure) {
+  if (insecure) return;
+  const auto scheme_end = endpoint.find("://");
+  if (scheme_end == std::string::npos) throw Error("broker: '" + endpoint + "' is not an endpoint (tcp://host:port, ipc://path, inproc://name)");
+  const std::string scheme = endpoint.substr(0, scheme_end);
+  if (scheme == "ipc" || scheme == "inproc") return;
+  if (scheme == "tcp") {
+    std::string host = endpoint.substr(scheme_end + 3);
+    const auto colon = host.rfind(':');
+    if (colon != std::string::npos) host.resize(colon);
+    if (host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" || host == "::1") return;
+  }
+  throw Error("broker: refusing to listen on " + endpoint +
+              ": fanout has no authentication yet, so it binds loopback, ipc or inproc only; pass --insecure "
+              "(FANOUT_INSECURE=1) to listen on other addresses of a network you trust");
+}
+
+}  // namespace fanout::broker

@@ -1,0 +1,74 @@
+// broker.hpp: the fanout broker as a library. `fanout-broker` is a thin main around it, and the
+// process driver runs the same class on a thread of the calling program in local mode.
+//
+// One ROUTER socket, bound to every endpoint of the configuration, serves clients, worker
+// supervisors and executors (docs/protocol.md). All work happens on the thread that calls run();
+// stop() may be called from any thread or from a signal handler.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+namespace fanout::broker {
+
+struct Config {
+  // Where to listen: tcp://127.0.0.1:5555, tcp://127.0.0.1:* (the OS picks the port),
+  // ipc:///path or ipc://@abstract-name, inproc://name.
+  std::vector<std::string> endpoints;
+  std::chrono::milliseconds heartbeat{500};  // how often the broker heartbeats every peer
+  std::chrono::milliseconds liveness{2000};  // a peer silent this long is dead
+  std::size_t max_frame_bytes = std::size_t{512} << 20;
+  unsigned max_attempts = 3;  // a task that took down its executor this often fails (worker lost)
+  // Binding anything but loopback, ipc or inproc is refused without it, until fanout has
+  // authentication.
+  bool insecure = false;
+};
+
+// Counters since start, readable from any thread.
+struct Counters {
+  std::atomic<std::uint64_t> tasks_received{0};
+  std::atomic<std::uint64_t> tasks_dispatched{0};
+  std::atomic<std::uint64_t> results_forwarded{0};
+  std::atomic<std::uint64_t> dropped_messages{0};   // unreadable, wrong version, wrong sender
+  std::atomic<std::uint64_t> duplicate_results{0};  // results for slots no longer in flight
+  std::atomic<std::uint64_t> requeued_tasks{0};
+  std::atomic<std::uint64_t> executors_lost{0};
+};
+
+class Broker {
+ public:
+  // Binds every endpoint now. Throws fanout::Error for an endpoint that cannot be bound or that
+  // is not loopback while `insecure` is false. `context` must outlive the broker.
+  Broker(Config config, zmq::context_t& context);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // The endpoints as bound, with OS-chosen ports filled in (tcp://127.0.0.1:41234).
+  const std::vector<std::string>& endpoints() const noexcept;
+
+  // Serves until stop() is called.
+  void run();
+
+  // Makes run() return soon. Async-signal-safe.
+  void stop() noexcept;
+
+  const Counters& counters() const noexcept;
+
+  class State;  // the broker's bookkeeping (broker.cpp)
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// Throws fanout::Error unless `endpoint` is loopback, ipc or inproc (or `insecure`).
+void check_endpoint_allowed(const std::string& endpoint, bool insecure);
+
+}  // namespace fanout::broker
