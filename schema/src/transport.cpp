@@ -49,7 +49,13 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
   const auto* data = static_cast<const capnp::word*>(message.frame_.data());
   const std::size_t words = size / sizeof(capnp::word);
   kj::ArrayPtr<const capnp::word> view(data, words);
-  if (reinterpret_cast<std::uintptr_t>(data) % alignof(capnp::word) != 0) {
+  // ZeroMQ stores small frames (up to 33 bytes: `bye`, `statusRequest`) inside the message_t
+  // object itself, so their data moves whenever the InMessage does; those are copied too, like
+  // unaligned frames, so that the reader never points into a moved-from object.
+  const auto object = reinterpret_cast<std::uintptr_t>(message.frame_.handle());
+  const auto address = reinterpret_cast<std::uintptr_t>(data);
+  const bool stored_inline = address >= object && address < object + sizeof(zmq_msg_t);
+  if (stored_inline || address % alignof(capnp::word) != 0) {
     message.aligned_copy_ = kj::heapArray<capnp::word>(words);
     std::memcpy(message.aligned_copy_.begin(), data, size);
     view = message.aligned_copy_.asPtr();
