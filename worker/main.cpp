@@ -1,0 +1,111 @@
+// fanout-worker: a worker process for a fanout broker. Parses flags and environment into a
+// worker::Config and runs the library; everything else lives in fanout::worker.
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "worker.hpp"
+
+namespace {
+
+namespace worker = fanout::worker;
+
+// FANOUT_LOAD holds paths separated by ':' like PATH (a library path rarely contains one).
+std::vector<std::string> split_paths(const char* list) {
+  std::vector<std::string> paths;
+  std::string current;
+  for (const char* c = list; *c != '\0'; ++c) {
+    if (*c == ':') {
+      if (!current.empty()) paths.push_back(current);
+      current.clear();
+    } else {
+      current += *c;
+    }
+  }
+  if (!current.empty()) paths.push_back(current);
+  return paths;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fanout-worker: runs fanout tasks for a broker, in N executor processes it supervises"};
+  app.footer(
+      "Examples:\n"
+      "  fanout-worker --connect tcp://127.0.0.1:5555\n"
+      "  fanout-worker --connect tcp://10.0.0.5:5555 --processes 8 --load ./libmytasks.so\n"
+      "  FANOUT_BROKER=ipc:///run/fanout/broker.sock FANOUT_LOAD=/opt/a.so:/opt/b.so fanout-worker\n"
+      "  fanout-worker --connect tcp://127.0.0.1:5555 --allow-shell   # also accept shell commands\n"
+      "\n"
+      "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
+      "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
+      "FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL.\n"
+      "\n"
+      "SIGTERM or SIGINT drains: no new work, running tasks finish and their results are sent,\n"
+      "then the worker exits 0; a second signal stops at once.\n"
+      "\n"
+      "Exit codes: 0 stopped after a clean drain, 1 failure (or a forced stop), 2 bad usage,\n"
+      "3 a task library could not be loaded.");
+
+  worker::Config config;
+  std::vector<std::string> load;
+  std::string log_level = "info";
+  int heartbeat_ms = static_cast<int>(config.heartbeat.count());
+  int liveness_ms = static_cast<int>(config.liveness.count());
+  app.add_option("--connect,-c", config.broker, "Broker endpoint: tcp://HOST:PORT or ipc://PATH")
+      ->envname("FANOUT_BROKER")
+      ->required();
+  app.add_option("--processes,-p", config.processes, "Executor processes (default: one per core)")
+      ->envname("FANOUT_PROCESSES");
+  app.add_option("--slots", config.slots_per_executor, "Tasks the broker may send each executor ahead")
+      ->envname("FANOUT_SLOTS")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--load,-l", load, "Task library (.so) to load before starting executors (repeatable)");
+  app.add_flag("--allow-shell", config.allow_shell, "Accept shell command tasks (fanout::Process pools)")
+      ->envname("FANOUT_ALLOW_SHELL");
+  app.add_option("--id", config.worker_id, "Worker id (default: HOST/PID)")->envname("FANOUT_WORKER_ID");
+  app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval")
+      ->envname("FANOUT_HEARTBEAT_MS")
+      ->check(CLI::Range(10, 60000));
+  app.add_option("--liveness-ms", liveness_ms, "Reconnect when the broker is silent this long")
+      ->envname("FANOUT_LIVENESS_MS")
+      ->check(CLI::Range(50, 600000));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
+      ->envname("FANOUT_LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? worker::kExitClean : worker::kExitUsage;  // --help is not an error
+  }
+  if (load.empty()) {
+    if (const char* from_env = std::getenv("FANOUT_LOAD")) load = split_paths(from_env);
+  }
+  config.load = std::move(load);
+  config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  config.liveness = std::chrono::milliseconds(liveness_ms);
+
+  // Logs go to stderr: stdout belongs to what tasks print.
+  auto logger = spdlog::stderr_color_mt("fanout-worker");
+  logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] [pid %P] %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  try {
+    return worker::run(config);
+  } catch (const worker::LoadError& error) {
+    spdlog::critical("fanout-worker: {}", error.what());
+    return worker::kExitCannotLoad;
+  } catch (const worker::ConfigError& error) {
+    spdlog::critical("fanout-worker: {}", error.what());
+    return worker::kExitUsage;
+  } catch (const std::exception& error) {
+    spdlog::critical("fanout-worker: {}", error.what());
+    return worker::kExitFailure;
+  }
+}

@@ -1,0 +1,313 @@
+// executor.cpp
+//
+// The hot path: a received `tasks` frame is queued as it came (no copy, its tasks are read in
+// place), each task runs through the registry with its arguments read in place, and its outcome is
+// written straight into the `results` message that goes back. One results message answers up to
+// kMaxResultsPerMessage tasks of one received frame, so it always holds results of one batch; it is
+// sent when that part of the frame is done (a frame never holds more tasks than the credit, so the
+// broker gets its credit back at least once per frame). Nothing on the path logs or allocates per
+// task beyond the result itself.
+#include "executor.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <kj/exception.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include <fanout/task.hpp>
+
+#include "job_runner.hpp"
+#include "posix.hpp"
+#include "transport.hpp"
+#include "wire_kinds.hpp"
+
+namespace fanout::worker {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr unsigned kMaxResultsPerMessage = 128;
+constexpr std::string_view kShellTask = "fanout.shell";
+// While draining, an executor with nothing left waits this long for tasks the broker sent before
+// it learnt about the drain, so that they are answered here instead of bounced to another worker.
+constexpr auto kDrainQuietPeriod = std::chrono::milliseconds(250);
+// How long results (and the last announce) may take to leave when the executor exits.
+constexpr int kExitLingerMs = 5000;
+// Per result: the Result struct, ranOn and a small value, in words; bigger ones grow the message.
+constexpr unsigned kWordsPerResult = 24;
+
+class Executor {
+ public:
+  explicit Executor(const ExecutorConfig& config)
+      : config_(config),
+        ran_on_("worker " + config.worker_id + " pid " + std::to_string(::getpid())),
+        task_names_(detail::registered_task_names()),
+        context_(1),
+        socket_(context_, zmq::socket_type::dealer) {
+    sigset_t signals;
+    ::sigemptyset(&signals);
+    for (const int signal : {SIGTERM, SIGINT, SIGUSR1}) ::sigaddset(&signals, signal);
+    signals_ = open_signalfd(signals);
+    wire::configure_socket(socket_);
+    socket_.set(zmq::sockopt::routing_id, config_.executor_id);
+    socket_.connect(config_.broker);
+  }
+
+  int run() {
+    announce();
+    next_heartbeat_ = Clock::now() + config_.heartbeat;
+    for (;;) {
+      if (inbox_.empty()) receive_available();
+      if (!inbox_.empty()) {
+        Inbox& front = inbox_.front();
+        run_some(front);
+        if (front.next == front.tasks.size()) inbox_.pop_front();
+        // Between frames: cheap checks, so that a long queue does not starve heartbeats or a
+        // request to re-announce.
+        handle_signals();
+        heartbeat_if_due(Clock::now());
+        continue;
+      }
+      handle_signals();
+      const auto now = Clock::now();
+      heartbeat_if_due(now);
+      if (draining_ && now >= quiet_until_) break;
+      wait_for_input(std::min(next_heartbeat_, draining_ ? quiet_until_ : Clock::time_point::max()));
+    }
+    // Results and announcements still queued in the socket get a bounded time to leave.
+    socket_.set(zmq::sockopt::linger, kExitLingerMs);
+    socket_.close();
+    context_.close();
+    if (dropped_frames_ > 0) {
+      spdlog::info("executor {}: dropped {} malformed or unexpected frame(s)", config_.executor_id, dropped_frames_);
+    }
+    return kExecutorDrained;
+  }
+
+ private:
+  // One received `tasks` frame and how far it has been run. The frame stays alive (and its tasks
+  // are read in place) until every task in it has been answered.
+  struct Inbox {
+    wire::InMessage message;
+    capnp::List<wire::Task>::Reader tasks;
+    std::uint64_t batch_id = 0;
+    unsigned next = 0;
+  };
+
+  void announce() {
+    wire::OutMessage out;
+    auto announce = out.envelope().initAnnounce();
+    announce.setRole(wire::Announce::Role::EXECUTOR);
+    announce.setWorkerId(config_.worker_id);
+    announce.setExecutorId(config_.executor_id);
+    auto names = announce.initTaskNames(static_cast<unsigned>(task_names_.size()));
+    for (unsigned i = 0; i < names.size(); ++i) names.set(i, task_names_[i]);
+    announce.setSlots(config_.slots);
+    announce.setAllowShell(config_.allow_shell);
+    announce.setHost(config_.host);
+    announce.setPid(::getpid());
+    announce.setDraining(draining_);
+    send(out.frame());
+    last_announce_ = Clock::now();
+  }
+
+  void heartbeat_if_due(Clock::time_point now) {
+    if (now < next_heartbeat_) return;
+    next_heartbeat_ = now + config_.heartbeat;
+    wire::OutMessage out;
+    out.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
+    send(out.frame());
+  }
+
+  // A frame that cannot leave now (the broker has been unreachable long enough to fill the
+  // high-water mark) is dropped: the broker requeues what it does not hear about.
+  void send(zmq::message_t&& frame) {
+    if (!socket_.send(frame, zmq::send_flags::dontwait)) {
+      ++unsent_frames_;
+      if ((unsent_frames_ & (unsent_frames_ - 1)) == 0) {
+        spdlog::warn("executor {}: the broker is not taking messages; {} dropped so far", config_.executor_id,
+                     unsent_frames_);
+      }
+    }
+  }
+
+  void wait_for_input(Clock::time_point until) {
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, signals_.get(), ZMQ_POLLIN, 0}};
+    if (::zmq_poll(items, 2, poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
+  }
+
+  void handle_signals() {
+    for (const int signal : read_signals(signals_.get())) {
+      if (signal == SIGUSR1) {
+        announce();
+      } else if (!draining_) {  // SIGTERM or SIGINT
+        draining_ = true;
+        quiet_until_ = Clock::now() + kDrainQuietPeriod;
+        announce();  // with draining set: the broker sends nothing more
+      }
+    }
+  }
+
+  // Takes every frame that has arrived, without waiting.
+  void receive_available() {
+    for (;;) {
+      zmq::message_t frame;
+      if (!socket_.recv(frame, zmq::recv_flags::dontwait)) return;
+      if (frame.more()) {  // a broker sends one frame per message: drop the whole multipart message
+        while (frame.more() && socket_.recv(frame, zmq::recv_flags::dontwait)) {
+        }
+        drop("a multipart message");
+        continue;
+      }
+      accept(std::move(frame));
+    }
+  }
+
+  void accept(zmq::message_t&& frame) {
+    std::string why;
+    auto message = wire::InMessage::parse(std::move(frame), &why);
+    if (!message) return drop(why);
+    try {
+      const auto envelope = message->envelope();
+      switch (envelope.which()) {
+        case wire::Envelope::TASKS: {
+          const auto batch = envelope.getTasks();
+          const auto tasks = batch.getTasks();  // validates the list pointer now, not mid-run
+          if (tasks.size() == 0) return;
+          const std::uint64_t batch_id = batch.getBatchId();
+          inbox_.push_back(Inbox{std::move(*message), tasks, batch_id, 0});
+          if (draining_) quiet_until_ = Clock::now() + kDrainQuietPeriod;
+          return;
+        }
+        case wire::Envelope::HEARTBEAT:
+          return;
+        case wire::Envelope::ERROR:
+          return on_broker_error(envelope.getError());
+        default:
+          return drop("an envelope an executor does not accept");
+      }
+    } catch (const kj::Exception& error) {
+      drop(std::string("unreadable envelope: ") + error.getDescription().cStr());
+    }
+  }
+
+  // The broker answers `refused` to a peer it does not know, e.g. after it restarted: announce
+  // again, at most once per heartbeat interval so that a broker that keeps refusing the announce
+  // itself is not flooded.
+  void on_broker_error(wire::TaskError::Reader error) {
+    const std::string message = error.getMessage();
+    if (error.getKind() != wire::ErrorKind::REFUSED) {
+      spdlog::warn("executor {}: the broker complained: {}", config_.executor_id, message);
+      return;
+    }
+    if (Clock::now() - last_announce_ < config_.heartbeat) return;
+    spdlog::info("executor {}: the broker refused us ({}); announcing again", config_.executor_id, message);
+    announce();
+  }
+
+  void drop(const std::string& why) {
+    ++dropped_frames_;
+    // Logged with backoff (1st, 2nd, 4th, 8th...): a peer spraying garbage cannot flood the log.
+    if ((dropped_frames_ & (dropped_frames_ - 1)) == 0) {
+      spdlog::warn("executor {}: dropped {} ({} so far)", config_.executor_id, why, dropped_frames_);
+    }
+  }
+
+  // Runs up to kMaxResultsPerMessage tasks of `inbox` and sends their results in one message.
+  void run_some(Inbox& inbox) {
+    const unsigned count = std::min<unsigned>(kMaxResultsPerMessage, inbox.tasks.size() - inbox.next);
+    wire::OutMessage out(count * kWordsPerResult + 16);
+    auto results = out.envelope().initResults(count);
+    for (unsigned i = 0; i < count; ++i) run_task(inbox.tasks[inbox.next + i], inbox.batch_id, results[i]);
+    inbox.next += count;
+    send(out.frame());
+  }
+
+  void run_task(wire::Task::Reader task, std::uint64_t batch_id, wire::Result::Builder result) {
+    // Data fields of a list element are read without following pointers, so they never throw.
+    const std::uint32_t index = task.getIndex();
+    result.setBatchId(batch_id);
+    result.setIndex(index);
+    result.setAttempt(task.getAttempt());
+    result.setRanOn(ran_on_);
+    const auto started = Clock::now();
+    config_.running->begin(batch_id, index);
+    try {
+      run_call(task, result);
+    } catch (...) {
+      const FailureInfo failure = detail::failure_from_current_exception(ran_on_);
+      fail(result, failure.kind, failure.remote_type, failure.message);
+    }
+    config_.running->end();
+    result.setElapsedUs(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
+  }
+
+  void run_call(wire::Task::Reader task, wire::Result::Builder result) {
+    std::string_view name;
+    wire::Value::Reader args;
+    try {
+      const auto text = task.getName();
+      name = std::string_view(text.cStr(), text.size());
+      args = task.getArgs();
+    } catch (const kj::Exception& error) {
+      return fail(result, ErrorKind::bad_message, "",
+                  std::string("the task could not be read: ") + error.getDescription().cStr());
+    }
+    if (name == kShellTask) {
+      return fail(result, ErrorKind::refused, "",
+                  config_.allow_shell ? "this worker cannot run shell tasks yet (fanout.shell is not implemented here)"
+                                      : "this worker was started without --allow-shell");
+    }
+    detail::invoke_registered(name, wire::wrap(args), wire::wrap(result.initValue()));
+  }
+
+  // Replaces whatever the task wrote with an error (the union's value becomes unreachable).
+  void fail(wire::Result::Builder result, ErrorKind kind, const std::string& remote_type, const std::string& message) {
+    auto error = result.initError();
+    error.setKind(detail::to_wire(kind));
+    error.setRemoteType(remote_type);
+    error.setMessage(message);
+    error.setRanOn(ran_on_);
+  }
+
+  const ExecutorConfig& config_;
+  const std::string ran_on_;
+  const std::vector<std::string> task_names_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  UniqueFd signals_;
+  std::deque<Inbox> inbox_;
+  bool draining_ = false;
+  Clock::time_point quiet_until_ = Clock::time_point::max();
+  Clock::time_point next_heartbeat_;
+  Clock::time_point last_announce_;
+  std::uint64_t dropped_frames_ = 0;
+  std::uint64_t unsent_frames_ = 0;
+};
+
+}  // namespace
+
+int run_executor(const ExecutorConfig& config) {
+  try {
+    Executor executor(config);
+    return executor.run();
+  } catch (const std::exception& error) {
+    spdlog::error("executor {}: {}", config.executor_id, error.what());
+    return kExecutorFailed;
+  }
+}
+
+}  // namespace fanout::worker

@@ -1,0 +1,34 @@
+// executor.hpp: one executor process: its own DEALER to the broker, tasks run in order, results
+// in batches (docs/protocol.md, "Executor rules").
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "running_table.hpp"
+
+namespace fanout::worker {
+
+struct ExecutorConfig {
+  std::string broker;        // endpoint to connect
+  std::string worker_id;     // the supervisor's id
+  std::string executor_id;   // "<workerId>/<n>/<generation>", also the ZeroMQ routing id
+  std::string host;
+  unsigned slots = 64;       // credit announced to the broker
+  bool allow_shell = false;
+  std::chrono::milliseconds heartbeat{500};
+  RunningSlot* running = nullptr;  // this executor's slot in memory shared with the supervisor; not owned
+};
+
+// Exit codes of an executor process, as its supervisor sees them.
+inline constexpr int kExecutorDrained = 0;       // drained on request: every received task answered
+inline constexpr int kExecutorFailed = 70;       // could not set itself up, or its socket failed
+
+// Runs an executor in the calling process, which must be freshly forked by its supervisor with
+// SIGTERM, SIGINT and SIGUSR1 blocked: it creates its own ZeroMQ context (never the
+// supervisor's), announces itself and runs the tasks it receives until SIGTERM or SIGINT asks it
+// to drain; SIGUSR1 makes it announce itself again (after the broker restarted). Returns the exit
+// code; never throws for a task's failure or a malformed message.
+int run_executor(const ExecutorConfig& config);
+
+}  // namespace fanout::worker

@@ -1,0 +1,62 @@
+// worker.hpp: the worker runtime, for fanout-worker's main and for fanout::init in local mode.
+//
+// A worker is a supervisor process with one DEALER to the broker and N executor processes it
+// forks (docs/protocol.md, "Peers and sockets" and "Executor rules"). Executors are forked without
+// exec, so they run the tasks registered in this program, including those of the task libraries
+// in Config::load.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <fanout/error.hpp>
+
+namespace fanout::worker {
+
+struct Config {
+  std::string broker;                  // endpoint to connect, e.g. tcp://127.0.0.1:5555 or ipc://@name
+  unsigned processes = 0;              // executors; 0 = number of cores
+  unsigned slots_per_executor = 64;    // credit each executor announces
+  bool allow_shell = false;
+  std::string worker_id;               // default "<hostname>/<pid>"
+  std::chrono::milliseconds heartbeat{500};
+  std::chrono::milliseconds liveness{2000};  // broker silent this long => reconnect
+  std::vector<std::string> load;       // task libraries to dlopen before forking executors
+  bool exit_with_parent = false;       // local mode: die when the process that started us dies
+  std::chrono::milliseconds drain_timeout{30000};  // on SIGTERM, executors still busy after this are killed
+};
+
+// Exit codes of fanout-worker (and the values run() returns).
+inline constexpr int kExitClean = 0;        // stopped on SIGTERM/SIGINT after a clean drain
+inline constexpr int kExitFailure = 1;      // anything else: cannot connect, forced stop...
+inline constexpr int kExitUsage = 2;        // bad command line or configuration
+inline constexpr int kExitCannotLoad = 3;   // a task library could not be loaded
+
+// A task library that dlopen() refused; what() names the library and gives dlerror().
+class LoadError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A configuration that cannot work (no endpoint, an inproc:// endpoint, zero slots...).
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Loads each library with dlopen(RTLD_NOW | RTLD_GLOBAL), so that the tasks it defines register
+// themselves in this program. Throws LoadError for the first one that fails.
+void load_task_libraries(const std::vector<std::string>& paths);
+
+// Runs a supervisor until it is told to stop: SIGTERM or SIGINT drains (announce draining, let the
+// executors finish what they hold and flush their results, say bye) and returns kExitClean; a
+// second signal while draining kills the executors at once and returns kExitFailure.
+//
+// Checks the configuration first (throws ConfigError), loads Config::load (throws LoadError),
+// and throws std::system_error or zmq::error_t when the process cannot be set up. Call it from the main thread before other threads exist: it blocks SIGTERM, SIGINT,
+// SIGCHLD and SIGUSR1 on the calling thread (restored on return) to read them from a signalfd,
+// and forked executors die with the thread that forked them (PR_SET_PDEATHSIG).
+int run(const Config& config);
+
+}  // namespace fanout::worker
