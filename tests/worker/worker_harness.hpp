@@ -1,0 +1,305 @@
+// worker_harness.hpp: a real fanout-worker process and a fake broker to drive it.
+//
+// The fake broker is a ZeroMQ ROUTER speaking the wire protocol by hand, so that tests can send
+// exactly what a broker would (or would not: malformed frames, stopExecutor at a chosen moment)
+// and look at every message the supervisor and its executors send back.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include <fanout/codec.hpp>
+
+#include "transport.hpp"
+
+namespace fanout_test {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+namespace wire = fanout::wire;
+
+// Generous: the tests must pass on two busy cores and under sanitizers.
+inline constexpr milliseconds kPatience{15000};
+
+// A running fanout-worker with stdout and stderr going to a file. The destructor kills it with
+// SIGKILL (its executors follow through PR_SET_PDEATHSIG) and reaps it, whatever the test did.
+class WorkerProcess {
+ public:
+  WorkerProcess(const std::vector<std::string>& arguments, std::filesystem::path log) : log_(std::move(log)) {
+    std::vector<std::string> all{FANOUT_WORKER_PROGRAM};
+    all.insert(all.end(), arguments.begin(), arguments.end());
+    std::vector<char*> argv;
+    for (auto& argument : all) argv.push_back(argument.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    const int error = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error != 0) throw std::system_error(error, std::generic_category(), "posix_spawn fanout-worker");
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+  }
+  ~WorkerProcess() {
+    if (!exit_status_) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    if (pidfd_ >= 0) ::close(pidfd_);
+  }
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+  pid_t pid() const noexcept { return pid_; }
+  void signal(int signal) const { ::kill(pid_, signal); }
+
+  // The wait status once the process has ended, or nullopt if it still runs after `limit`.
+  std::optional<int> wait_exit(milliseconds limit = kPatience) {
+    if (exit_status_) return exit_status_;
+    pollfd item{pidfd_, POLLIN, 0};
+    if (pidfd_ >= 0 && ::poll(&item, 1, static_cast<int>(limit.count())) <= 0) return std::nullopt;
+    int status = 0;
+    if (::waitpid(pid_, &status, pidfd_ >= 0 ? 0 : WNOHANG) != pid_) return std::nullopt;
+    exit_status_ = status;
+    return exit_status_;
+  }
+
+  // What the worker printed so far (its log).
+  std::string output() const {
+    std::ifstream file(log_);
+    std::stringstream text;
+    text << file.rdbuf();
+    return text.str();
+  }
+
+ private:
+  std::filesystem::path log_;
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  std::optional<int> exit_status_;
+};
+
+// Whether `pid` has ended (gone, or a zombie nobody reaped yet).
+inline bool process_ended(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
+// One message a peer sent to the fake broker.
+struct Received {
+  std::string peer;  // the sender's routing id
+  wire::InMessage message;
+  bool taken = false;
+
+  wire::Envelope::Reader envelope() const { return message.envelope(); }
+};
+
+class FakeBroker {
+ public:
+  // Binds a ROUTER to `endpoint` (e.g. ipc:///tmp/x/broker or tcp://127.0.0.1:*).
+  explicit FakeBroker(const std::string& endpoint) : router_(context_, zmq::socket_type::router) {
+    wire::configure_socket(router_);
+    router_.set(zmq::sockopt::router_mandatory, true);
+    router_.bind(endpoint);
+    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+  }
+
+  const std::string& endpoint() const noexcept { return endpoint_; }
+
+  // Like the real broker: answer a heartbeat from a peer that announced with a heartbeat...
+  bool answer_heartbeats = true;
+  // ...and a message from one that did not with `error` (refused, "unknown peer"). When false,
+  // unknown peers are ignored, as by a broker that is silent towards them.
+  bool refuse_unknown_peers = false;
+
+  // Takes the first message not taken yet that satisfies `match`, waiting for new ones up to
+  // `limit`; nullptr when none came. The reference stays valid as long as the broker.
+  Received* take(const std::function<bool(const Received&)>& match, milliseconds limit = kPatience) {
+    const auto deadline = Clock::now() + limit;
+    std::size_t checked = 0;
+    for (;;) {
+      for (; checked < received_.size(); ++checked) {
+        Received& candidate = received_[checked];
+        if (!candidate.taken && match(candidate)) {
+          candidate.taken = true;
+          return &candidate;
+        }
+      }
+      const auto now = Clock::now();
+      if (now >= deadline) return nullptr;
+      pump(std::chrono::ceil<milliseconds>(deadline - now));
+    }
+  }
+
+  // Receives (and answers heartbeats) for `duration`, e.g. to check that nothing else comes.
+  void listen(milliseconds duration) {
+    const auto deadline = Clock::now() + duration;
+    for (auto now = Clock::now(); now < deadline; now = Clock::now()) pump(std::chrono::ceil<milliseconds>(deadline - now));
+  }
+
+  // Every message received so far that satisfies `match`, taken or not.
+  std::size_t count(const std::function<bool(const Received&)>& match) const {
+    std::size_t n = 0;
+    for (const auto& message : received_) n += match(message) ? 1 : 0;
+    return n;
+  }
+
+  void send(const std::string& peer, wire::OutMessage& message) { send_frame(peer, message.frame()); }
+
+  void send_frame(const std::string& peer, zmq::message_t&& frame) {
+    router_.send(zmq::buffer(peer), zmq::send_flags::sndmore);
+    router_.send(frame, zmq::send_flags::none);
+  }
+
+  // A message of several frames after the routing id, which a DEALER peer never expects.
+  void send_multipart(const std::string& peer, const std::vector<std::string>& frames) {
+    router_.send(zmq::buffer(peer), zmq::send_flags::sndmore);
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      router_.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+
+ private:
+  void pump(milliseconds limit) {
+    zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+    if (::zmq_poll(&item, 1, static_cast<long>(std::min(limit, milliseconds(100)).count())) <= 0) return;
+    for (;;) {
+      zmq::message_t identity;
+      if (!router_.recv(identity, zmq::recv_flags::dontwait)) return;
+      std::vector<zmq::message_t> parts;
+      for (bool more = identity.more(); more;) {
+        zmq::message_t part;
+        (void)router_.recv(part);
+        more = part.more();
+        parts.push_back(std::move(part));
+      }
+      if (parts.size() != 1) throw std::runtime_error("a worker sent a multipart message");
+      std::string why;
+      auto message = wire::InMessage::parse(std::move(parts[0]), &why);
+      if (!message) throw std::runtime_error("a worker sent an unreadable frame: " + why);
+      handle(identity.to_string(), std::move(*message));
+    }
+  }
+
+  void handle(const std::string& peer, wire::InMessage message) {
+    const auto envelope = message.envelope();
+    if (envelope.isAnnounce()) known_.insert(peer);
+    if (!known_.count(peer) && refuse_unknown_peers) {
+      wire::OutMessage error;
+      auto refused = error.envelope().initError();
+      refused.setKind(wire::ErrorKind::REFUSED);
+      refused.setMessage("unknown peer: announce first (the broker may have restarted)");
+      wire::send_to(router_, peer, error.frame());  // the peer may be gone already: not an error
+    } else if (envelope.isHeartbeat() && known_.count(peer) && answer_heartbeats) {
+      wire::OutMessage beat;
+      beat.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
+      wire::send_to(router_, peer, beat.frame());
+    }
+    received_.push_back(Received{peer, std::move(message), false});
+  }
+
+  zmq::context_t context_{1};
+  zmq::socket_t router_;
+  std::string endpoint_;
+  std::set<std::string> known_;
+  std::deque<Received> received_;  // a deque: references stay valid as it grows
+};
+
+// ---- matchers ---------------------------------------------------------------------------------
+
+inline auto announce_of(wire::Announce::Role role) {
+  return [role](const Received& r) { return r.envelope().isAnnounce() && r.envelope().getAnnounce().getRole() == role; };
+}
+inline auto supervisor_announce() { return announce_of(wire::Announce::Role::SUPERVISOR); }
+inline auto executor_announce() { return announce_of(wire::Announce::Role::EXECUTOR); }
+inline auto executor_announce(const std::string& id) {
+  return [id](const Received& r) {
+    return r.envelope().isAnnounce() && r.envelope().getAnnounce().getRole() == wire::Announce::Role::EXECUTOR &&
+           r.envelope().getAnnounce().getExecutorId() == id;
+  };
+}
+inline auto results_of(std::uint64_t batch) {
+  return [batch](const Received& r) {
+    return r.envelope().isResults() && r.envelope().getResults().size() > 0 &&
+           r.envelope().getResults()[0].getBatchId() == batch;
+  };
+}
+inline auto executor_lost() {
+  return [](const Received& r) { return r.envelope().isExecutorLost(); };
+}
+inline auto bye() {
+  return [](const Received& r) { return r.envelope().isBye(); };
+}
+inline auto heartbeat_from(const std::string& peer) {
+  return [peer](const Received& r) { return r.peer == peer && r.envelope().isHeartbeat(); };
+}
+
+// ---- building messages ------------------------------------------------------------------------
+
+// One task of a `tasks` message: a registered name and its arguments (a tuple).
+struct TaskSpec {
+  std::uint32_t index = 0;
+  std::string name;
+  std::function<void(fanout::ValueBuilder)> args;
+  std::uint16_t attempt = 0;
+};
+
+// Arguments encoded as the tuple a task of parameters A... expects.
+template <class... A>
+std::function<void(fanout::ValueBuilder)> arguments(A... values) {
+  return [=](fanout::ValueBuilder out) { fanout::encode(out, std::make_tuple(values...)); };
+}
+
+inline wire::OutMessage tasks_message(std::uint64_t batch, const std::vector<TaskSpec>& specs) {
+  wire::OutMessage out;
+  auto window = out.envelope().initTasks();
+  window.setBatchId(batch);
+  window.setTotal(static_cast<std::uint32_t>(specs.size()));
+  auto tasks = window.initTasks(static_cast<unsigned>(specs.size()));
+  for (unsigned i = 0; i < specs.size(); ++i) {
+    auto task = tasks[i];
+    task.setBatchId(batch);
+    task.setIndex(specs[i].index);
+    task.setName(specs[i].name);
+    task.setAttempt(specs[i].attempt);
+    specs[i].args(wire::wrap(task.initArgs()));
+  }
+  return out;
+}
+
+inline wire::OutMessage stop_executor_message(const std::string& executor, const std::string& reason) {
+  wire::OutMessage out;
+  auto stop = out.envelope().initStopExecutor();
+  stop.setExecutorId(executor);
+  stop.setReason(reason);
+  return out;
+}
+
+}  // namespace fanout_test

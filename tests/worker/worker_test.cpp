@@ -1,0 +1,436 @@
+// fanout-worker, driven from outside: a real worker process (loading the example task library)
+// against a fake broker on a real socket. Every wait has a deadline; every process is killed and
+// reaped by its owner object, also when a check fails.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+#include "worker_harness.hpp"
+
+using namespace fanout_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A fake broker on an ipc endpoint in a fresh directory, and a worker connected to it whose
+// supervisor and executors have announced themselves.
+class Setup {
+ public:
+  explicit Setup(unsigned processes, std::vector<std::string> extra = {}) : processes_(processes) {
+    std::vector<std::string> arguments{"--connect",  endpoint_,           "--processes", std::to_string(processes),
+                                       "--load",     FANOUT_EXAMPLE_TASKS, "--id",        "test-worker",
+                                       "--log-level", "debug"};
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    worker_ = std::make_unique<WorkerProcess>(arguments, directory_.path() / "worker.log");
+    const Received* supervisor = broker_->take(supervisor_announce());
+    if (supervisor == nullptr) FAIL("the supervisor did not announce itself; worker log:\n" << log());
+    supervisor_ = supervisor->peer;
+    for (unsigned i = 0; i < processes; ++i) {
+      const Received* executor = broker_->take(executor_announce());
+      if (executor == nullptr) FAIL("executor " << i << " did not announce itself; worker log:\n" << log());
+      executors_.emplace_back(executor->envelope().getAnnounce().getExecutorId());
+      executor_pids_.push_back(executor->envelope().getAnnounce().getPid());
+    }
+    // Announced in whatever order the executors got going; tests address them by number.
+    std::vector<std::size_t> order(executors_.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return executors_[a] < executors_[b]; });
+    std::vector<std::string> ids;
+    std::vector<pid_t> pids;
+    for (const std::size_t i : order) {
+      ids.push_back(executors_[i]);
+      pids.push_back(executor_pids_[i]);
+    }
+    executors_ = std::move(ids);
+    executor_pids_ = std::move(pids);
+  }
+
+  FakeBroker& broker() { return *broker_; }
+  WorkerProcess& worker() { return *worker_; }
+  const std::string& endpoint() const { return endpoint_; }
+  const std::string& supervisor() const { return supervisor_; }
+  const std::string& executor(std::size_t n) const { return executors_.at(n); }
+  pid_t executor_pid(std::size_t n) const { return executor_pids_.at(n); }
+  unsigned processes() const { return processes_; }
+  std::string log() const { return worker_->output(); }
+
+  // Simulates a broker restart: the old socket closes, a new one binds the same endpoint.
+  FakeBroker& restart_broker() {
+    broker_.reset();
+    broker_.emplace(endpoint_);
+    return *broker_;
+  }
+
+ private:
+  TempDir directory_;
+  std::string endpoint_ = "ipc://" + (directory_.path() / "broker").string();
+  std::optional<FakeBroker> broker_{std::in_place, endpoint_};
+  std::unique_ptr<WorkerProcess> worker_;  // after the broker: killed and reaped first
+  unsigned processes_;
+  std::string supervisor_;
+  std::vector<std::string> executors_;
+  std::vector<pid_t> executor_pids_;
+};
+
+// The value of one result, decoded as T; fails the test for an error result.
+template <class T>
+T value_of(wire::Result::Reader result) {
+  if (!result.isValue()) {
+    FAIL("expected a value, got an error: " << std::string(result.getError().getMessage()));
+  }
+  return fanout::decode<T>(wire::wrap(result.getValue()));
+}
+
+// The single result of a batch, or a test failure.
+wire::Result::Reader single_result(FakeBroker& broker, std::uint64_t batch, const std::string& log) {
+  const Received* results = broker.take(results_of(batch));
+  if (results == nullptr) FAIL("no results for batch " << batch << "; worker log:\n" << log);
+  REQUIRE(results->envelope().getResults().size() == 1);
+  return results->envelope().getResults()[0];
+}
+
+bool exited_with(const std::optional<int>& status, int code) {
+  return status && WIFEXITED(*status) && WEXITSTATUS(*status) == code;
+}
+
+}  // namespace
+
+TEST_CASE("a worker announces its supervisor and executors, with the tasks of --load and its credit") {
+  Setup setup(2, {"--slots", "17"});
+  auto& broker = setup.broker();
+  const auto supervisor = broker.count([&](const Received& r) {
+    if (!r.envelope().isAnnounce() || r.peer != setup.supervisor()) return false;
+    const auto announce = r.envelope().getAnnounce();
+    return announce.getWorkerId() == "test-worker" && announce.getPid() == setup.worker().pid() &&
+           announce.getProcesses() == 2 && !announce.getAllowShell() && !announce.getDraining() &&
+           announce.getHost().size() > 0;
+  });
+  CHECK(supervisor == 1);
+  CHECK(setup.executor(0) == "test-worker/0/0");
+  CHECK(setup.executor(1) == "test-worker/1/0");
+  for (std::size_t n = 0; n < 2; ++n) {
+    CHECK(broker.count([&](const Received& r) {
+      if (!r.envelope().isAnnounce() || r.peer != setup.executor(n)) return false;  // routing id = executorId
+      const auto announce = r.envelope().getAnnounce();
+      std::vector<std::string> names;
+      for (const auto name : announce.getTaskNames()) names.emplace_back(name);
+      return announce.getWorkerId() == "test-worker" && announce.getSlots() == 17 &&
+             std::find(names.begin(), names.end(), "example.square") != names.end() &&
+             std::find(names.begin(), names.end(), "example.concat") != names.end() &&
+             std::find(names.begin(), names.end(), "example.crash") != names.end() &&
+             std::find(names.begin(), names.end(), "example.sleep_ms") != names.end();
+    }) == 1);
+  }
+  // The supervisor keeps heartbeating (every 500 ms by default).
+  CHECK(broker.take(heartbeat_from(setup.supervisor())) != nullptr);
+}
+
+TEST_CASE("an executor runs the tasks it receives and answers with their results in order") {
+  Setup setup(1);
+  auto& broker = setup.broker();
+  std::vector<TaskSpec> tasks;
+  for (std::uint32_t i = 0; i < 5; ++i) tasks.push_back({i, "example.square", arguments(static_cast<int>(i) + 1)});
+  tasks.push_back({5, "example.concat", arguments(std::string(", "), std::vector<std::string>{"a", "b", "c"}), 2});
+  auto message = tasks_message(0xBA7C4, tasks);
+  broker.send(setup.executor(0), message);
+
+  const Received* received = broker.take(results_of(0xBA7C4));
+  REQUIRE_MESSAGE(received != nullptr, setup.log());
+  const auto results = received->envelope().getResults();
+  REQUIRE(results.size() == 6);
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    CHECK(results[i].getBatchId() == 0xBA7C4);
+    CHECK(results[i].getIndex() == i);
+    CHECK(value_of<int>(results[i]) == static_cast<int>((i + 1) * (i + 1)));
+  }
+  CHECK(results[5].getIndex() == 5);
+  CHECK(results[5].getAttempt() == 2);  // echoed, so the broker can tell attempts apart
+  CHECK(value_of<std::string>(results[5]) == "a, b, c");
+  const std::string ran_on = results[0].getRanOn();
+  CHECK(ran_on == "worker test-worker pid " + std::to_string(setup.executor_pid(0)));
+}
+
+TEST_CASE("results go back in messages of at most 128, all of one batch") {
+  Setup setup(1, {"--slots", "512"});
+  auto& broker = setup.broker();
+  std::vector<TaskSpec> tasks;
+  for (std::uint32_t i = 0; i < 300; ++i) tasks.push_back({i, "example.square", arguments(static_cast<int>(i))});
+  auto message = tasks_message(300, tasks);
+  broker.send(setup.executor(0), message);
+
+  std::vector<bool> seen(300, false);
+  std::size_t answered = 0;
+  while (answered < 300) {
+    const Received* received = broker.take(results_of(300));
+    REQUIRE_MESSAGE(received != nullptr, "answered " << answered << " of 300; " << setup.log());
+    const auto results = received->envelope().getResults();
+    CHECK(results.size() <= 128);
+    for (const auto result : results) {
+      REQUIRE(result.getBatchId() == 300);
+      REQUIRE(result.getIndex() < 300);
+      CHECK_FALSE(seen[result.getIndex()]);
+      seen[result.getIndex()] = true;
+      CHECK(value_of<int>(result) == static_cast<int>(result.getIndex() * result.getIndex()));
+      ++answered;
+    }
+  }
+  CHECK(std::all_of(seen.begin(), seen.end(), [](bool s) { return s; }));
+}
+
+TEST_CASE("an unknown task name fails its slot with kind unknownTask") {
+  Setup setup(1);
+  auto message = tasks_message(41, {{7, "example.no_such_task", arguments(1)}});
+  setup.broker().send(setup.executor(0), message);
+  const auto result = single_result(setup.broker(), 41, setup.log());
+  CHECK(result.getIndex() == 7);
+  REQUIRE(result.isError());
+  CHECK(result.getError().getKind() == wire::ErrorKind::UNKNOWN_TASK);
+  CHECK(std::string(result.getError().getMessage()).find("example.no_such_task") != std::string::npos);
+}
+
+TEST_CASE("arguments of the wrong types fail the slot with kind badArguments") {
+  Setup setup(1);
+  auto message = tasks_message(42, {{0, "example.square", arguments(std::string("three"))},
+                                    {1, "example.square", arguments(1, 2)},
+                                    {2, "example.square", arguments(3)}});
+  setup.broker().send(setup.executor(0), message);
+  const Received* received = setup.broker().take(results_of(42));
+  REQUIRE_MESSAGE(received != nullptr, setup.log());
+  const auto results = received->envelope().getResults();
+  REQUIRE(results.size() == 3);
+  for (unsigned i = 0; i < 2; ++i) {
+    REQUIRE(results[i].isError());
+    CHECK(results[i].getError().getKind() == wire::ErrorKind::BAD_ARGUMENTS);
+    CHECK(std::string(results[i].getError().getMessage()).find("example.square") != std::string::npos);
+  }
+  CHECK(value_of<int>(results[2]) == 9);  // one bad slot does not spoil the others
+}
+
+TEST_CASE("a task that kills its executor is reported as executorLost with the running task, and a replacement announces") {
+  Setup setup(1);
+  auto& broker = setup.broker();
+  auto message = tasks_message(55, {{3, "example.crash", arguments(0)}});
+  broker.send(setup.executor(0), message);
+
+  const Received* lost = broker.take(executor_lost());
+  REQUIRE_MESSAGE(lost != nullptr, setup.log());
+  CHECK(lost->peer == setup.supervisor());
+  const auto report = lost->envelope().getExecutorLost();
+  CHECK(report.getExecutorId() == setup.executor(0));
+  CHECK(report.getSignal() == SIGKILL);
+  CHECK(report.getRunning());
+  CHECK(report.getBatchId() == 55);
+  CHECK(report.getIndex() == 3);
+  CHECK_FALSE(report.getStoppedByBroker());
+
+  const Received* replacement = broker.take(executor_announce("test-worker/0/1"));
+  REQUIRE_MESSAGE(replacement != nullptr, setup.log());
+  auto next = tasks_message(56, {{0, "example.square", arguments(12)}});
+  broker.send("test-worker/0/1", next);
+  CHECK(value_of<int>(single_result(broker, 56, setup.log())) == 144);
+}
+
+TEST_CASE("stopExecutor kills the executor, which is reported as stopped by the broker and replaced") {
+  Setup setup(1);
+  auto& broker = setup.broker();
+  auto message = tasks_message(66, {{9, "example.sleep_ms", arguments(60'000)}});
+  broker.send(setup.executor(0), message);
+  auto stop = stop_executor_message(setup.executor(0), "timeout of batch 66 after 10 ms");
+  broker.send(setup.supervisor(), stop);
+
+  const Received* lost = broker.take(executor_lost());
+  REQUIRE_MESSAGE(lost != nullptr, setup.log());
+  const auto report = lost->envelope().getExecutorLost();
+  CHECK(report.getExecutorId() == setup.executor(0));
+  CHECK(report.getStoppedByBroker());
+  CHECK(report.getSignal() == SIGKILL);
+  if (report.getRunning()) {  // it may have been stopped before it took the task up
+    CHECK(report.getBatchId() == 66);
+    CHECK(report.getIndex() == 9);
+  }
+  CHECK(eventually([&] { return process_ended(setup.executor_pid(0)); }));
+  CHECK(broker.take(executor_announce("test-worker/0/1")) != nullptr);
+  // A stop for an executor that is not (or no longer) there changes nothing.
+  auto stale = stop_executor_message("test-worker/0/0", "stale");
+  broker.send(setup.supervisor(), stale);
+  auto next = tasks_message(67, {{0, "example.square", arguments(5)}});
+  broker.send("test-worker/0/1", next);
+  CHECK(value_of<int>(single_result(broker, 67, setup.log())) == 25);
+  CHECK(broker.count([](const Received& r) { return r.envelope().isExecutorLost(); }) == 1);
+}
+
+TEST_CASE("SIGTERM drains: the running task's result arrives, then bye, and the worker exits 0") {
+  Setup setup(1);
+  auto& broker = setup.broker();
+  auto message = tasks_message(77, {{0, "example.sleep_ms", arguments(400)}});
+  broker.send(setup.executor(0), message);
+  setup.worker().signal(SIGTERM);
+
+  const Received* draining = broker.take([&](const Received& r) {
+    return r.peer == setup.supervisor() && r.envelope().isAnnounce() && r.envelope().getAnnounce().getDraining();
+  });
+  CHECK_MESSAGE(draining != nullptr, setup.log());
+  const auto result = single_result(broker, 77, setup.log());
+  CHECK(value_of<int>(result) == 400);
+  const Received* goodbye = broker.take(bye());
+  REQUIRE_MESSAGE(goodbye != nullptr, setup.log());
+  CHECK(goodbye->peer == setup.supervisor());
+  // Drained executors are not "lost": nothing to requeue.
+  CHECK(broker.count([](const Received& r) { return r.envelope().isExecutorLost(); }) == 0);
+  const auto status = setup.worker().wait_exit();
+  CHECK_MESSAGE(exited_with(status, 0), setup.log());
+  CHECK(process_ended(setup.executor_pid(0)));
+}
+
+TEST_CASE("after a broker restart the worker and its executors announce themselves again") {
+  // Short heartbeats so that a silent broker is noticed quickly.
+  Setup setup(2, {"--heartbeat-ms", "100", "--liveness-ms", "800"});
+
+  SUBCASE("a new broker that ignores unknown peers: the supervisor notices the silence") {
+    FakeBroker& broker = setup.restart_broker();
+    broker.refuse_unknown_peers = false;
+    CHECK_MESSAGE(broker.take(supervisor_announce()) != nullptr, setup.log());
+    for (unsigned n = 0; n < setup.processes(); ++n) {
+      CHECK_MESSAGE(broker.take(executor_announce(setup.executor(n))) != nullptr, setup.log());
+    }
+  }
+  SUBCASE("a new broker that answers unknown peers with `refused`") {
+    FakeBroker& broker = setup.restart_broker();
+    broker.refuse_unknown_peers = true;
+    CHECK_MESSAGE(broker.take(supervisor_announce()) != nullptr, setup.log());
+    for (unsigned n = 0; n < setup.processes(); ++n) {
+      CHECK_MESSAGE(broker.take(executor_announce(setup.executor(n))) != nullptr, setup.log());
+    }
+  }
+  // Whichever way it came back, the new broker is served.
+  auto message = tasks_message(88, {{0, "example.square", arguments(9)}});
+  setup.broker().send(setup.executor(1), message);
+  CHECK(value_of<int>(single_result(setup.broker(), 88, setup.log())) == 81);
+}
+
+TEST_CASE("malformed frames sent to an executor are dropped and it keeps serving") {
+  Setup setup(1);
+  auto& broker = setup.broker();
+  const std::string executor = setup.executor(0);
+  std::mt19937 random(20261122);
+  const auto random_bytes = [&](std::size_t size) {
+    std::string bytes(size, '\0');
+    for (auto& byte : bytes) byte = static_cast<char>(random() & 0xFF);
+    return bytes;
+  };
+  const auto send_bytes = [&](const std::string& bytes) { broker.send_frame(executor, zmq::message_t(bytes.data(), bytes.size())); };
+
+  send_bytes("");                    // empty
+  send_bytes("abc");                 // not whole words
+  send_bytes(std::string(8, '\0'));  // a segment table and nothing else
+  send_bytes(random_bytes(64));
+  send_bytes(random_bytes(4096));
+  broker.send_multipart(executor, {"one", "two"});
+  {
+    wire::OutMessage other_version;
+    other_version.envelope().setVersion(wire::PROTOCOL_VERSION + 1);
+    other_version.envelope().initTasks().setBatchId(1);
+    broker.send(executor, other_version);
+  }
+  {
+    wire::OutMessage results;  // executors do not accept results
+    results.envelope().initResults(1)[0].setBatchId(2);
+    broker.send(executor, results);
+  }
+  // Valid tasks frames with random bytes overwritten: unreadable pointers, absurd list sizes,
+  // garbage names. Whatever still parses is answered (batch ids other than 99).
+  // (Only concat: a flipped argument of square could overflow x * x, which UBSan rightly stops.)
+  auto valid = tasks_message(99, {{0, "example.concat", arguments(std::string("-"), std::vector<std::string>{"x", "y"})},
+                                  {1, "example.concat", arguments(std::string("+"), std::vector<std::string>{"z"})}});
+  const zmq::message_t pristine = valid.frame();
+  for (int i = 0; i < 200; ++i) {
+    std::string bytes(static_cast<const char*>(pristine.data()), pristine.size());
+    for (int flips = 0; flips < 3; ++flips) bytes[random() % bytes.size()] = static_cast<char>(random() & 0xFF);
+    if (bytes == std::string(static_cast<const char*>(pristine.data()), pristine.size())) continue;
+    send_bytes(bytes);
+  }
+  // Still alive and serving.
+  auto good = tasks_message(1000, {{0, "example.square", arguments(11)}});
+  broker.send(executor, good);
+  const Received* received = broker.take(results_of(1000));
+  REQUIRE_MESSAGE(received != nullptr, setup.log());
+  CHECK(value_of<int>(received->envelope().getResults()[0]) == 121);
+  CHECK(broker.count([](const Received& r) { return r.envelope().isExecutorLost(); }) == 0);
+  CHECK_FALSE(process_ended(setup.executor_pid(0)));
+}
+
+TEST_CASE("a worker started without --allow-shell refuses shell tasks with kind refused") {
+  Setup setup(1);
+  wire::OutMessage message;
+  auto window = message.envelope().initTasks();
+  window.setBatchId(123);
+  window.setTotal(1);
+  auto task = window.initTasks(1)[0];
+  task.setBatchId(123);
+  task.setName("fanout.shell");
+  task.initArgs().initTuple(0);
+  auto shell = task.initShell();
+  shell.setUseShell(true);
+  shell.setScript("touch /tmp/fanout-must-not-exist");
+  setup.broker().send(setup.executor(0), message);
+  const auto result = single_result(setup.broker(), 123, setup.log());
+  REQUIRE(result.isError());
+  CHECK(result.getError().getKind() == wire::ErrorKind::REFUSED);
+  CHECK(std::string(result.getError().getMessage()) == "this worker was started without --allow-shell");
+}
+
+TEST_CASE("executors die with their supervisor") {
+  Setup setup(2);
+  setup.worker().signal(SIGKILL);
+  CHECK(setup.worker().wait_exit().has_value());
+  for (unsigned n = 0; n < setup.processes(); ++n) {
+    const pid_t executor = setup.executor_pid(n);
+    CHECK_MESSAGE(eventually([&] { return process_ended(executor); }), "executor pid " << executor);
+  }
+}
+
+TEST_CASE("--load of a missing library exits with code 3 and names the library") {
+  TempDir directory;
+  WorkerProcess worker({"--connect", "ipc://" + (directory.path() / "nobody").string(), "--load",
+                        "/nonexistent/libno-such-tasks.so"},
+                       directory.path() / "worker.log");
+  const auto status = worker.wait_exit();
+  CHECK_MESSAGE(exited_with(status, 3), worker.output());
+  const std::string output = worker.output();
+  CHECK(output.find("cannot load task library '/nonexistent/libno-such-tasks.so'") != std::string::npos);
+  CHECK(output.find("No such file or directory") != std::string::npos);  // dlerror()
+}
+
+TEST_CASE("the command line: --help exits 0 with examples, bad usage exits 2") {
+  TempDir directory;
+  {
+    WorkerProcess help({"--help"}, directory.path() / "help.log");
+    CHECK(exited_with(help.wait_exit(), 0));
+    CHECK(help.output().find("Examples:") != std::string::npos);
+    CHECK(help.output().find("FANOUT_BROKER") != std::string::npos);
+  }
+  {
+    const ScopedEnv no_broker("FANOUT_BROKER", nullptr);
+    WorkerProcess missing({}, directory.path() / "missing.log");  // no --connect, no FANOUT_BROKER
+    CHECK(exited_with(missing.wait_exit(), 2));
+  }
+  {
+    WorkerProcess bad({"--connect", "tcp://127.0.0.1:5555", "--processes", "many"}, directory.path() / "bad.log");
+    CHECK(exited_with(bad.wait_exit(), 2));
+  }
+  {
+    WorkerProcess inproc({"--connect", "inproc://nope"}, directory.path() / "inproc.log");
+    CHECK(exited_with(inproc.wait_exit(), 2));
+    CHECK(inproc.output().find("inproc://nope") != std::string::npos);
+  }
+}
