@@ -10,6 +10,7 @@ packages=(
   libspdlog-dev libcli11-dev nlohmann-json3-dev  # logging, command lines, JSON output
   doctest-dev                                    # tests
   python3                                        # benchmark peers
+  iproute2                                       # network namespaces for the multi-host test
 )
 
 missing=()

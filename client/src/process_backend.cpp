@@ -1,22 +1,324 @@
-// process_backend.cpp: the "process" driver (ZeroMQ broker and worker processes).
+// process_backend.cpp: the "process" driver. Batches travel as Cap'n Proto windows over ZeroMQ to
+// a broker, which spreads them over worker executors; results come back by (batch, index) and are
+// decoded in place into the caller's storage (docs/protocol.md, "Client rules").
+//
+// Remote mode: FANOUT_BROKER=tcp://host:port. Local mode (no configuration): the first batch
+// starts an embedded broker on a thread of this program and a worker pool made by re-executing
+// the program itself (local_pool.hpp).
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fanout/init.hpp>
+
 #include "backends.hpp"
+#include "local_pool.hpp"
+#include "transport.hpp"
+#include "wire_kinds.hpp"
 
 namespace fanout::detail {
 
 namespace {
 
-// Until the broker and workers land, the process driver says so instead of pretending: creating it
-// is harmless (empty batches and driver lookups work), running a batch is a clear error.
+using Clock = std::chrono::steady_clock;
+
+// Tasks in flight per batch: enough to keep every executor's credit full on a large pool, and the
+// bound on client and broker memory for a batch of any size.
+constexpr std::size_t kWindowTasks = 16384;
+// Tasks per frame for large batches. Small batches go in one frame, which the broker splits over
+// idle executors.
+constexpr std::size_t kFrameTasks = 128;
+constexpr std::size_t kSingleFrameBatch = 256;
+constexpr auto kHeartbeat = std::chrono::milliseconds(500);
+// No word from the broker for this long (it heartbeats every 500 ms) means it is gone.
+constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
+
+std::uint64_t random_batch_id() {
+  static thread_local std::mt19937_64 generator{std::random_device{}()};
+  std::uint64_t id = 0;
+  while (id == 0) id = generator();
+  return id;
+}
+
+// ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
+class SocketPool {
+ public:
+  SocketPool(zmq::context_t& context, std::string endpoint) : context_(context), endpoint_(std::move(endpoint)) {}
+
+  class Lease {
+   public:
+    Lease(SocketPool& pool, std::unique_ptr<zmq::socket_t> socket) : pool_(pool), socket_(std::move(socket)) {}
+    ~Lease() { pool_.give_back(std::move(socket_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    zmq::socket_t& operator*() const noexcept { return *socket_; }
+
+   private:
+    SocketPool& pool_;
+    std::unique_ptr<zmq::socket_t> socket_;
+  };
+
+  Lease lease() {
+    {
+      const std::lock_guard lock(mutex_);
+      if (!idle_.empty()) {
+        auto socket = std::move(idle_.back());
+        idle_.pop_back();
+        return Lease(*this, std::move(socket));
+      }
+    }
+    auto socket = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+    wire::configure_socket(*socket);
+    socket->connect(endpoint_);
+    return Lease(*this, std::move(socket));
+  }
+
+  const std::string& endpoint() const noexcept { return endpoint_; }
+
+ private:
+  void give_back(std::unique_ptr<zmq::socket_t> socket) {
+    const std::lock_guard lock(mutex_);
+    idle_.push_back(std::move(socket));
+  }
+
+  zmq::context_t& context_;
+  std::string endpoint_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<zmq::socket_t>> idle_;
+};
+
+// One batch on the wire: sends windows as results free room, settles slots as results arrive.
+class BatchRun {
+ public:
+  // `health` says why the workers behind the broker cannot run anything (local mode), if so.
+  using Health = std::function<std::optional<std::string>()>;
+
+  BatchRun(Batch& batch, Results& results, const RunOptions& options, zmq::socket_t& socket, const std::string& where,
+           Health health)
+      : batch_(batch),
+        results_(results),
+        options_(options),
+        socket_(socket),
+        where_(where),
+        health_(std::move(health)),
+        id_(random_batch_id()) {}
+
+  void go() {
+    const std::size_t total = batch_.size();
+    const auto started = Clock::now();
+    last_heard_ = started;
+    last_beat_ = started;
+    // A broker that stops answering must not hang the caller past the batch's own limit.
+    std::optional<Clock::time_point> give_up;
+    if (options_.timeout.count() > 0) give_up = started + options_.timeout + std::chrono::seconds(2);
+
+    try {
+      while (results_.settled_count() < total) {
+        while (next_ < total && next_ - results_.settled_count() < kWindowTasks) {
+          const std::size_t room = kWindowTasks - (next_ - results_.settled_count());
+          const std::size_t frame = total <= kSingleFrameBatch ? total : kFrameTasks;
+          send_window(std::min({frame, total - next_, room}));
+        }
+        if (results_.settled_count() >= total) break;
+
+        zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, kHeartbeat);
+        drain();
+
+        const auto now = Clock::now();
+        if (now - last_beat_ >= kHeartbeat) {
+          send_simple([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
+          last_beat_ = now;
+        }
+        if (now - last_heard_ > kBrokerSilence) {
+          fail_open(ErrorKind::worker_lost, "no word from the broker at " + where_ + " for " +
+                                                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(kBrokerSilence).count()) +
+                                                " ms");
+        } else if (const auto broken = health_ ? health_() : std::nullopt) {
+          fail_open(ErrorKind::worker_lost, *broken);
+        } else if (give_up && now > *give_up) {
+          fail_open(ErrorKind::timeout, "exceeded its time limit of " + std::to_string(options_.timeout.count()) +
+                                            " ms (the broker did not report in time)");
+        }
+      }
+    } catch (...) {
+      // The caller's progress callback threw, or the transport failed: the broker must not keep
+      // running what nobody waits for.
+      cancel();
+      throw;
+    }
+    if (results_.first_failure()) cancel();  // stop what may still run for a batch that failed early
+  }
+
+ private:
+  void send_window(std::size_t count) {
+    wire::OutMessage out(static_cast<unsigned>(64 + count * 16));
+    auto window = out.envelope().initTasks();
+    window.setBatchId(id_);
+    window.setTotal(static_cast<std::uint32_t>(batch_.size()));
+    window.setTimeoutMs(static_cast<std::uint32_t>(options_.timeout.count()));
+    auto tasks = window.initTasks(static_cast<unsigned>(count));
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t index = next_ + i;
+      const Job job = batch_.job(index);
+      auto task = tasks[static_cast<unsigned>(i)];
+      task.setBatchId(id_);
+      task.setIndex(static_cast<std::uint32_t>(index));
+      task.setName(capnp::Text::Reader(job.task.data(), job.task.size()));
+      if (job.key != nullptr) {
+        task.setKey(*job.key);
+        task.setHasKey(true);
+      }
+      task.setTimeoutMs(static_cast<std::uint32_t>(options_.timeout.count()));
+      if (job.args != nullptr) job.args->read([&](ValueReader args) { task.setArgs(wire::unwrap(args)); });
+    }
+    next_ += count;
+    socket_.send(out.frame(), zmq::send_flags::none);
+  }
+
+  template <class Fill>
+  void send_simple(Fill fill) {
+    wire::OutMessage out(16);
+    fill(out.envelope());
+    socket_.send(out.frame(), zmq::send_flags::dontwait);
+  }
+
+  void drain() {
+    zmq::message_t frame;
+    while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
+      last_heard_ = Clock::now();
+      std::string why;
+      auto message = wire::InMessage::parse(std::move(frame), &why);
+      if (!message) continue;  // unreadable: the broker never sends those; nothing to settle
+      handle(message->envelope());
+    }
+  }
+
+  void handle(wire::Envelope::Reader envelope) {
+    switch (envelope.which()) {
+      case wire::Envelope::RESULTS:
+        for (const auto result : envelope.getResults()) {
+          // Results of an earlier batch on this socket (late answers after it ended) are ignored.
+          if (result.getBatchId() != id_ || result.getIndex() >= batch_.size()) continue;
+          const std::string_view ran_on(result.getRanOn().cStr(), result.getRanOn().size());
+          if (result.isValue()) {
+            results_.value(result.getIndex(), wire::wrap(result.getValue()), ran_on);
+          } else {
+            const auto error = result.getError();
+            results_.failure(result.getIndex(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
+                                                            error.getMessage(), error.getRanOn()});
+          }
+        }
+        return;
+      case wire::Envelope::ACK:
+        if (envelope.getAck().getBatchId() == id_ && envelope.getAck().hasRefused()) {
+          const auto refused = envelope.getAck().getRefused();
+          fail_open(from_wire(refused.getKind()), std::string("the broker refused the batch: ") + refused.getMessage().cStr());
+        }
+        return;
+      case wire::Envelope::ERROR: {
+        // The broker does not know us: it restarted and the batch is gone with it.
+        const auto error = envelope.getError();
+        fail_open(ErrorKind::worker_lost,
+                  std::string("the broker at ") + where_ + " lost the batch: " + error.getMessage().cStr());
+        return;
+      }
+      default:
+        return;  // heartbeats: last_heard_ is enough
+    }
+  }
+
+  void fail_open(ErrorKind kind, const std::string& message) {
+    for (std::size_t index = 0; index < batch_.size(); ++index) {
+      if (!results_.settled(index)) results_.failure(index, FailureInfo{kind, "", message, "broker " + where_});
+    }
+  }
+
+  void cancel() noexcept {
+    try {
+      send_simple([&](wire::Envelope::Builder envelope) { envelope.initCancel().setBatchId(id_); });
+    } catch (...) {
+    }
+  }
+
+  Batch& batch_;
+  Results& results_;
+  const RunOptions& options_;
+  zmq::socket_t& socket_;
+  const std::string& where_;
+  Health health_;
+  const std::uint64_t id_;
+  std::size_t next_ = 0;
+  Clock::time_point last_heard_;
+  Clock::time_point last_beat_;
+};
+
 class ProcessBackend final : public Backend {
  public:
   std::string_view name() const noexcept override { return "process"; }
   bool runs_plain_callables() const noexcept override { return false; }
 
-  void execute(Batch&, Results&, const RunOptions&) override {
-    throw Error(
-        "the 'process' driver is not built yet: its broker and workers are still to come. "
-        "Set FANOUT_DRIVER=fork (or sync), or use Concurrency::driver(\"fork\")");
+  ~ProcessBackend() override {
+    // Sockets before the pool (whose broker they talk to) and the pool before the context.
+    sockets_.reset();
+    pool_.reset();
   }
+
+  void execute(Batch& batch, Results& results, const RunOptions& options) override {
+    SocketPool& sockets = connect();
+    const auto socket = sockets.lease();
+    BatchRun::Health health;
+    if (pool_) health = [pool = pool_.get()] { return pool->broken(); };
+    BatchRun(batch, results, options, *socket, sockets.endpoint(), std::move(health)).go();
+  }
+
+ private:
+  // Starts what the first batch needs: nothing in remote mode but a socket; the embedded broker
+  // and the local worker pool in local mode.
+  SocketPool& connect() {
+    const std::lock_guard lock(mutex_);
+    if (sockets_) return *sockets_;
+    refuse_recursive_start();
+    const char* remote = std::getenv("FANOUT_BROKER");
+    if (remote != nullptr && *remote != '\0') {
+      sockets_ = std::make_unique<SocketPool>(context_, remote);
+    } else {
+      if (!initialized()) {
+        throw Error(
+            "the 'process' driver starts its local workers by re-executing this program, which needs "
+            "fanout::init(argc, argv) as the first line of main(); add it (or set FANOUT_BROKER to use "
+            "a standalone broker, or pick the fork or sync driver)");
+      }
+      pool_ = std::make_unique<LocalPool>(context_);
+      sockets_ = std::make_unique<SocketPool>(context_, pool_->client_endpoint());
+    }
+    return *sockets_;
+  }
+
+  // A local worker is this program re-executed; fanout::init diverts it into the worker before
+  // main() goes on. Reaching a batch in such a process means main() never called fanout::init:
+  // stop here, loudly, rather than spawn workers of workers.
+  static void refuse_recursive_start() {
+    if (std::getenv(kWorkerRoleVariable) == nullptr) return;
+    std::fprintf(stderr,
+                 "fanout: this process was started as a local fanout worker, but main() never called "
+                 "fanout::init(argc, argv); add it as the first line of main()\n");
+    std::fflush(stderr);
+    std::_Exit(kForgotInitExitCode);
+  }
+
+  zmq::context_t context_;
+  std::mutex mutex_;
+  std::unique_ptr<LocalPool> pool_;
+  std::unique_ptr<SocketPool> sockets_;
 };
 
 }  // namespace

@@ -1,0 +1,61 @@
+// local_pool.hpp: local mode of the process driver. An embedded broker on a thread of this
+// program, and a worker pool made by re-executing the program itself (Laravel's hidden Artisan
+// command, in C++): fanout::init() in the new process sees kWorkerRoleVariable and becomes a
+// worker supervisor with one executor per core. Everything goes away with the program, even when
+// it is killed with SIGKILL (the worker dies with its parent, executors with the worker).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <zmq.hpp>
+
+namespace fanout::broker {
+class Broker;
+}
+
+namespace fanout::detail {
+
+// Set in the environment of a re-executed local worker; its value is the broker endpoint.
+inline constexpr const char* kWorkerRoleVariable = "FANOUT_LOCAL_WORKER";
+// How many executors a local worker runs (default: the number of cores).
+inline constexpr const char* kWorkerProcessesVariable = "FANOUT_PROCESSES";
+// Exit code of a re-executed program that reached a batch without calling fanout::init.
+inline constexpr int kForgotInitExitCode = 70;
+
+class LocalPool {
+ public:
+  // Starts the broker and spawns the worker. Throws fanout::Error when either cannot start.
+  explicit LocalPool(zmq::context_t& context);
+  ~LocalPool();
+  LocalPool(const LocalPool&) = delete;
+  LocalPool& operator=(const LocalPool&) = delete;
+
+  // Where clients of this program connect (inproc).
+  const std::string& client_endpoint() const noexcept { return client_endpoint_; }
+
+  // Why the pool cannot run tasks (its worker exited and could not be restarted), if it cannot.
+  std::optional<std::string> broken() const;
+
+ private:
+  void watch_worker();  // runs on watcher_: spawns the worker and reaps it
+  pid_t spawn_worker();
+
+  std::unique_ptr<broker::Broker> broker_;
+  std::thread broker_thread_;
+  std::string client_endpoint_;
+  std::string worker_endpoint_;
+  std::thread watcher_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<pid_t> worker_pid_{-1};
+  mutable std::mutex mutex_;
+  std::optional<std::string> broken_;
+};
+
+}  // namespace fanout::detail

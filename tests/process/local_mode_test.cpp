@@ -1,0 +1,157 @@
+// The process driver in local mode: no configuration, an embedded broker, and workers made by
+// re-executing this test program.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fanout/fanout.hpp>
+
+#include "../unit/test_support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const fanout::Task local_square{"local.square", [](int x) { return x * x; }};
+const fanout::Task local_greet{"local.greet", [](std::string name) { return "hello " + name; }};
+const fanout::Task local_pid{"local.pid", [] { return static_cast<int>(::getpid()); }};
+const fanout::Task local_parent{"local.parent", [] { return static_cast<int>(::getppid()); }};
+const fanout::Task local_fail{"local.fail", [](std::string message) -> int { throw std::invalid_argument(message); }};
+const fanout::Task local_sleep{"local.sleep_ms", [](int ms) {
+                                 std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                                 return ms;
+                               }};
+const fanout::Task local_crash{"local.crash", []() -> int {
+                                 ::raise(SIGKILL);
+                                 return 0;
+                               }};
+const fanout::Task local_bytes{"local.bytes", [](fanout::Bytes data) { return data.size(); }};
+
+fanout::Driver process() {
+  fanout_test::ScopedEnv no_remote("FANOUT_BROKER", nullptr);
+  return fanout::Concurrency::driver("process");
+}
+
+}  // namespace
+
+TEST_CASE("local mode runs a batch with no configuration and keeps the order") {
+  std::vector<fanout::Call<int>> calls;
+  for (int i = 0; i < 200; ++i) calls.push_back(local_square(i));
+  const auto results = process().run(calls);
+  REQUIRE(results.size() == 200);
+  for (int i = 0; i < 200; ++i) CHECK(results[static_cast<std::size_t>(i)] == i * i);
+
+  auto [a, b] = process().run(local_square(12), local_greet("ada"));
+  CHECK(a == 144);
+  CHECK(b == "hello ada");
+
+  const std::vector<std::pair<std::string, fanout::Call<int>>> jobs{{"b", local_square(2)}, {"a", local_square(3)}};
+  const auto keyed = process().run(jobs);
+  CHECK(keyed.keys() == std::vector<std::string>{"b", "a"});
+  CHECK(keyed["a"] == 9);
+}
+
+TEST_CASE("the default driver is the process driver, in local mode") {
+  fanout_test::ScopedEnv default_driver("FANOUT_DRIVER", nullptr);
+  CHECK(fanout::Concurrency::run(local_square(7)) == std::tuple<int>{49});
+}
+
+TEST_CASE("local workers run in other processes, children of a worker this program started") {
+  std::vector<fanout::Call<int>> pids;
+  std::vector<fanout::Call<int>> parents;
+  for (int i = 0; i < 20; ++i) {
+    pids.push_back(local_pid());
+    parents.push_back(local_parent());
+  }
+  const auto seen = process().run(pids);
+  for (const int pid : seen) CHECK(pid != ::getpid());
+  // Executors are forked by the worker supervisor, which is a child of this program.
+  for (const int parent : process().run(parents)) CHECK(fanout_test::parent_of(parent) == ::getpid());
+}
+
+TEST_CASE("later batches reuse the warm pool") {
+  std::vector<fanout::Call<int>> calls(16, local_pid());
+  const auto first = process().run(calls);
+  const auto second = process().run(calls);
+  const std::set<int> before(first.begin(), first.end());
+  for (const int pid : second) CHECK(before.count(pid) == 1);
+}
+
+TEST_CASE("a task's exception fails its slot with the remote type and message") {
+  try {
+    (void)process().run(local_square(1), local_fail("no such table"));
+    FAIL("the failure was not rethrown");
+  } catch (const fanout::TaskError& error) {
+    CHECK(error.index() == 1);
+    CHECK(error.kind() == fanout::ErrorKind::exception);
+    CHECK(error.remote_type() == "std::invalid_argument");
+    CHECK(error.remote_message() == "no such table");
+    CHECK(error.ran_on().find("worker") != std::string::npos);
+  }
+}
+
+TEST_CASE("an unregistered task name fails with kind unknown task") {
+  const fanout::Call<int> ghost("local.no-such-task", fanout::encode_payload(std::tuple<int>{1}));
+  auto [outcome, fine] = process().settle(ghost, local_square(3));
+  REQUIRE_FALSE(outcome.ok());
+  CHECK(outcome.error().kind() == fanout::ErrorKind::unknown_task);
+  CHECK(fine.value() == 9);
+}
+
+TEST_CASE("arguments of the wrong type fail with kind bad arguments") {
+  const fanout::Call<int> wrong("local.square", fanout::encode_payload(std::tuple<std::string>{"x"}));
+  auto [outcome] = process().settle(wrong);
+  REQUIRE_FALSE(outcome.ok());
+  CHECK(outcome.error().kind() == fanout::ErrorKind::bad_arguments);
+  CHECK(outcome.error().remote_message().find("expected tuple<int32>") != std::string::npos);
+}
+
+TEST_CASE("a batch over its time limit fails the slow slots with kind timeout, and the pool recovers") {
+  auto [slow, quick] = process().timeout(500ms).settle(local_sleep(20000), local_square(4));
+  REQUIRE_FALSE(slow.ok());
+  CHECK(slow.error().kind() == fanout::ErrorKind::timeout);
+  CHECK(slow.error().remote_message().find("500 ms") != std::string::npos);
+  CHECK(quick.value() == 16);
+  // The executor that ran the slow task was replaced; the pool still serves.
+  std::vector<fanout::Call<int>> calls(8, local_square(5));
+  CHECK(process().run(calls) == std::vector<int>(8, 25));
+}
+
+TEST_CASE("a task that keeps killing its executor fails with kind worker lost") {
+  auto [crash, fine] = process().settle(local_crash(), local_square(6));
+  REQUIRE_FALSE(crash.ok());
+  CHECK(crash.error().kind() == fanout::ErrorKind::worker_lost);
+  CHECK(crash.error().remote_message().find("3 times") != std::string::npos);
+  CHECK(fine.value() == 36);
+}
+
+TEST_CASE("large payloads travel to local workers") {
+  std::vector<fanout::Call<std::size_t>> calls;
+  for (int i = 0; i < 8; ++i) calls.push_back(local_bytes(fanout::Bytes(1 << 20, std::byte{7})));
+  CHECK(process().run(calls) == std::vector<std::size_t>(8, std::size_t{1} << 20));
+}
+
+TEST_CASE("progress is reported as results arrive") {
+  std::size_t last = 0;
+  std::size_t calls_seen = 0;
+  std::vector<fanout::Call<int>> calls;
+  for (int i = 0; i < 50; ++i) calls.push_back(local_square(i));
+  (void)process()
+      .on_progress([&](std::size_t settled, std::size_t total) {
+        CHECK(total == 50);
+        CHECK(settled == last + 1);
+        last = settled;
+        ++calls_seen;
+      })
+      .run(calls);
+  CHECK(calls_seen == 50);
+}
