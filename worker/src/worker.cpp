@@ -61,7 +61,13 @@ void load_task_libraries(const std::vector<std::string>& paths) {
 int run(const Config& requested) {
   const Config config = complete(requested);
   load_task_libraries(config.load);
-  if (config.exit_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (config.exit_with_parent) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (config.expected_parent != 0 && ::getppid() != config.expected_parent) {
+      spdlog::error("the process that started this worker (pid {}) is gone", config.expected_parent);
+      return kExitFailure;
+    }
+  }
   Supervisor supervisor(config);
   return supervisor.run();
 }

@@ -6,6 +6,8 @@
 // in Config::load.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -24,6 +26,9 @@ struct Config {
   std::chrono::milliseconds liveness{2000};  // broker silent this long => reconnect
   std::vector<std::string> load;       // task libraries to dlopen before forking executors
   bool exit_with_parent = false;       // local mode: die when the process that started us dies
+  // With exit_with_parent: the pid of that process, when known. A starter that died before this
+  // process could watch it (a race PR_SET_PDEATHSIG cannot close alone) is then noticed at once.
+  pid_t expected_parent = 0;
   std::chrono::milliseconds drain_timeout{30000};  // on SIGTERM, executors still busy after this are killed
 };
 
