@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -110,6 +112,24 @@ inline bool process_ended(pid_t pid) {
   if (!std::getline(stat, line)) return true;
   const auto close = line.rfind(')');
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
+// Makes this process the reaper of its orphaned descendants: executors whose supervisor a test
+// killed come back to it, so reap_orphans() can reap them rather than leave zombies to an init
+// that may never reap them (as in some containers).
+inline void become_subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+// Reaps every child of this process, waiting up to `limit` for those still running (orphaned
+// executors die at once through PR_SET_PDEATHSIG). Call only when no child is owned by anyone.
+inline void reap_orphans(milliseconds limit = milliseconds(5000)) {
+  const auto deadline = Clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    const pid_t reaped = ::waitpid(-1, &status, WNOHANG);
+    if (reaped > 0) continue;
+    if (reaped < 0 || Clock::now() >= deadline) return;  // ECHILD: none left
+    std::this_thread::sleep_for(milliseconds(5));      // children left, not ended yet
+  }
 }
 
 // One message a peer sent to the fake broker.

@@ -27,6 +27,7 @@ namespace {
 class Setup {
  public:
   explicit Setup(unsigned processes, std::vector<std::string> extra = {}) : processes_(processes) {
+    become_subreaper();
     std::vector<std::string> arguments{"--connect",  endpoint_,           "--processes", std::to_string(processes),
                                        "--load",     FANOUT_EXAMPLE_TASKS, "--id",        "test-worker",
                                        "--log-level", "debug"};
@@ -54,6 +55,13 @@ class Setup {
     executors_ = std::move(ids);
     executor_pids_ = std::move(pids);
   }
+
+  ~Setup() {
+    worker_.reset();  // kills and reaps the supervisor...
+    reap_orphans();   // ...whose executors, orphaned, die and come back to this process
+  }
+  Setup(const Setup&) = delete;
+  Setup& operator=(const Setup&) = delete;
 
   FakeBroker& broker() { return *broker_; }
   WorkerProcess& worker() { return *worker_; }
