@@ -9,8 +9,12 @@
 #include <filesystem>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "local_pool.hpp"
 #include "program.hpp"
@@ -39,13 +43,30 @@ void init(int argc, char** argv) {
   }
   g_initialized.store(true, std::memory_order_release);
 
-  // Re-executed by the process driver as a local worker: serve tasks, never return to main().
-  if (const char* broker = std::getenv(detail::kWorkerRoleVariable); broker != nullptr && *broker != '\0') {
+  // Re-executed by the process driver as a local worker, or started as a worker of a remote broker
+  // (FANOUT_WORKER=tcp://broker:5555: a user's own worker binary is their tasks plus this call):
+  // serve tasks, never return to main().
+  const char* local = std::getenv(detail::kWorkerRoleVariable);
+  const char* remote = std::getenv("FANOUT_WORKER");
+  const bool is_local = local != nullptr && *local != '\0';
+  if (is_local || (remote != nullptr && *remote != '\0')) {
+    // Worker logs go to stderr; a local pool speaks only of trouble unless asked (FANOUT_LOG_LEVEL).
+    spdlog::set_default_logger(spdlog::stderr_color_mt("fanout-worker"));
+    const char* level = std::getenv("FANOUT_LOG_LEVEL");
+    spdlog::set_level(level != nullptr && *level != '\0' ? spdlog::level::from_str(level)
+                                                          : (is_local ? spdlog::level::warn : spdlog::level::info));
     worker::Config config;
-    config.broker = broker;
+    config.broker = is_local ? local : remote;
     config.processes = processes_from_environment();
-    config.exit_with_parent = true;
-    const int code = worker::run(config);
+    config.exit_with_parent = is_local;
+    const char* shell = std::getenv("FANOUT_ALLOW_SHELL");
+    config.allow_shell = !is_local && shell != nullptr && std::string_view(shell) == "1";
+    int code = worker::kExitFailure;
+    try {
+      code = worker::run(config);
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "fanout: cannot run as a worker of %s: %s\n", config.broker.c_str(), error.what());
+    }
     std::fflush(nullptr);
     std::_Exit(code);  // the program's own static objects were never meant to run in a worker
   }

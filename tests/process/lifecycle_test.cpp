@@ -101,7 +101,7 @@ TEST_CASE("killing a program with SIGKILL takes its local workers with it") {
   std::vector<pid_t> pids;
   while (auto line = victim.line()) {
     if (*line == "ready") break;
-    pids.push_back(std::stoi(*line));
+    if (!line->empty() && line->find_first_not_of("0123456789") == std::string::npos) pids.push_back(std::stoi(*line));
   }
   REQUIRE(pids.size() >= 2);  // the worker supervisor and at least one executor
   for (const pid_t pid : pids) CHECK(fanout_test::process_alive(pid));

@@ -1,0 +1,155 @@
+// The process driver in remote mode: a standalone fanout-broker, a fanout-worker loading a task
+// library, a user's own program running as a worker, and this test program as the client, all
+// separate processes talking over TCP on loopback.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fanout/fanout.hpp>
+
+#include "../unit/test_support.hpp"
+#include "spawned.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// The same names and signatures as the example task library (examples/tasks/tasks.cpp): the
+// client needs them to build calls, this program serves them when it runs as a worker.
+const fanout::Task square{"example.square", [](int x) { return x * x; }};
+const fanout::Task sleep_ms{"example.sleep_ms", [](int ms) {
+                              std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                              return ms;
+                            }};
+
+// A broker, one fanout-worker and one worker that is this very program. Short heartbeats, so that
+// deaths are noticed in about a second.
+class Cluster {
+ public:
+  Cluster() {
+    start_broker("tcp://127.0.0.1:*");
+    const std::string broker = endpoint_;
+    library_worker_ = std::make_unique<fanout_test::Spawned>(
+        std::vector<std::string>{FANOUT_WORKER_PROGRAM, "--connect", broker, "--processes", "2", "--load",
+                                 FANOUT_EXAMPLE_TASKS, "--log-level", "info"},
+        std::vector<std::string>{}, dir_.path() / "library-worker.log");
+    program_worker_ = std::make_unique<fanout_test::Spawned>(
+        std::vector<std::string>{FANOUT_THIS_PROGRAM}, std::vector<std::string>{"FANOUT_WORKER=" + broker, "FANOUT_PROCESSES=2"},
+        dir_.path() / "program-worker.log");
+    REQUIRE(wait_for_workers(2));
+    ::setenv("FANOUT_BROKER", broker.c_str(), 1);
+  }
+
+  void start_broker(const std::string& bind) {
+    broker_.reset();
+    broker_ = std::make_unique<fanout_test::Spawned>(
+        std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", bind, "--heartbeat-ms", "200", "--liveness-ms", "1200"},
+        std::vector<std::string>{}, dir_.path() / "broker.log");
+    const auto listening = broker_->wait_for_line("listening ", 10s);
+    REQUIRE(listening.has_value());
+    endpoint_ = *listening;
+  }
+
+  // Whether `fanout status` reports `count` workers with free slots before the deadline.
+  bool wait_for_workers(int count) const {
+    return fanout_test::eventually(
+        [&] {
+          const std::string command = std::string(FANOUT_TOOL_PROGRAM) + " status --broker " + endpoint_ + " 2>&1";
+          FILE* pipe = ::popen(command.c_str(), "r");
+          if (pipe == nullptr) return false;
+          std::string text;
+          char buffer[1024];
+          while (const std::size_t got = std::fread(buffer, 1, sizeof(buffer), pipe)) text.append(buffer, got);
+          ::pclose(pipe);
+          return text.find("workers: " + std::to_string(count) + "\n") != std::string::npos;
+        },
+        20s);
+  }
+
+  std::string logs() const {
+    return "--- broker\n" + broker_->log() + "--- library worker\n" + library_worker_->log() +
+           "--- program worker\n" + program_worker_->log();
+  }
+
+  fanout_test::TempDir dir_;
+  std::string endpoint_;
+  std::unique_ptr<fanout_test::Spawned> broker_;
+  std::unique_ptr<fanout_test::Spawned> library_worker_;
+  std::unique_ptr<fanout_test::Spawned> program_worker_;
+};
+
+Cluster& cluster() {
+  static Cluster instance;
+  return instance;
+}
+
+fanout::Driver remote() { return fanout::Concurrency::driver("process").timeout(60s); }
+
+}  // namespace
+
+TEST_CASE("a batch runs on remote workers through a standalone broker, in order") {
+  auto& workers = cluster();
+  std::vector<fanout::Call<int>> calls;
+  for (int i = 0; i < 500; ++i) calls.push_back(square(i));
+  const auto results = remote().run(calls);
+  REQUIRE(results.size() == 500);
+  for (int i = 0; i < 500; ++i) CHECK(results[static_cast<std::size_t>(i)] == i * i);
+  INFO(workers.logs());
+}
+
+TEST_CASE("a worker killed with SIGKILL is noticed and its tasks finish on the other worker") {
+  auto& workers = cluster();
+  std::vector<fanout::Call<int>> calls(16, sleep_ms(300));
+  std::thread killer([&] {
+    std::this_thread::sleep_for(400ms);
+    workers.program_worker_->signal_group(SIGKILL);
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto results = remote().run(calls);
+  killer.join();
+  CHECK(results == std::vector<int>(16, 300));
+  CHECK(std::chrono::steady_clock::now() - started < 30s);
+  CHECK(workers.wait_for_workers(1));
+  INFO(workers.logs());
+}
+
+TEST_CASE("after a broker restart, workers reconnect on their own") {
+  auto& workers = cluster();
+  const std::string endpoint = workers.endpoint_;
+  workers.broker_->kill_all();
+  workers.start_broker(endpoint);  // the same port
+  CHECK(workers.wait_for_workers(1));  // the library worker; the program worker was killed above
+  std::vector<fanout::Call<int>> calls;
+  for (int i = 0; i < 50; ++i) calls.push_back(square(i));
+  const auto results = remote().run(calls);
+  CHECK(results[49] == 49 * 49);
+  INFO(workers.logs());
+}
+
+TEST_CASE("a frozen worker (SIGSTOP) is noticed and its tasks go to another worker") {
+  auto& workers = cluster();
+  // A fresh worker next to the library worker, then the library worker is frozen mid-batch.
+  fanout_test::Spawned extra(std::vector<std::string>{FANOUT_THIS_PROGRAM},
+                             std::vector<std::string>{"FANOUT_WORKER=" + workers.endpoint_, "FANOUT_PROCESSES=2"},
+                             workers.dir_.path() / "extra-worker.log");
+  REQUIRE(workers.wait_for_workers(2));
+  std::vector<fanout::Call<int>> calls(12, sleep_ms(300));
+  std::thread freezer([&] {
+    std::this_thread::sleep_for(400ms);
+    workers.library_worker_->signal_group(SIGSTOP);
+  });
+  const auto results = remote().run(calls);
+  freezer.join();
+  CHECK(results == std::vector<int>(12, 300));
+  workers.library_worker_->kill_all();
+  const std::string logs = workers.logs() + "--- extra worker\n" + extra.log();
+  INFO(logs);
+}
