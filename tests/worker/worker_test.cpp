@@ -277,6 +277,18 @@ TEST_CASE("stopExecutor kills the executor, which is reported as stopped by the 
   CHECK(broker.count([](const Received& r) { return r.envelope().isExecutorLost(); }) == 1);
 }
 
+TEST_CASE("an executor keeps heartbeating while a task runs longer than the liveness period") {
+  Setup setup(1, {"--heartbeat-ms", "100", "--liveness-ms", "500"});
+  auto& broker = setup.broker();
+  const auto before = broker.count(heartbeat_from(setup.executor(0)));
+  auto message = tasks_message(444, {{0, "example.sleep_ms", arguments(1500)}});
+  broker.send(setup.executor(0), message);
+  CHECK(value_of<int>(single_result(broker, 444, setup.log())) == 1500);
+  // About 15 while the task ran (one per 100 ms); a broker that hears nothing for 500 ms would
+  // take the executor for dead and hand its task to another.
+  CHECK(broker.count(heartbeat_from(setup.executor(0))) - before >= 5);
+}
+
 TEST_CASE("SIGTERM drains: the running task's result arrives, then bye, and the worker exits 0") {
   Setup setup(1);
   auto& broker = setup.broker();

@@ -7,6 +7,12 @@
 // sent when that part of the frame is done (a frame never holds more tasks than the credit, so the
 // broker gets its credit back at least once per frame). Nothing on the path logs or allocates per
 // task beyond the result itself.
+//
+// Liveness: the broker hears from an executor through its messages and heartbeats. A task may run
+// longer than the broker's liveness period, so a second thread heartbeats while tasks run. The
+// socket is guarded by a mutex the main thread holds at all times except while it runs tasks
+// (released once per frame, not per task): the heartbeat thread only ever gets the socket then,
+// and the mutex is the memory barrier ZeroMQ asks for when a socket changes threads.
 #include "executor.hpp"
 
 #include <unistd.h>
@@ -14,10 +20,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <condition_variable>
 #include <deque>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -48,6 +58,36 @@ constexpr int kExitLingerMs = 5000;
 // Per result: the Result struct, ranOn and a small value, in words; bigger ones grow the message.
 constexpr unsigned kWordsPerResult = 24;
 
+// Calls `beat` every `interval` on its own thread until destroyed.
+class Ticker {
+ public:
+  Ticker(std::chrono::milliseconds interval, std::function<void()> beat)
+      : interval_(interval), beat_(std::move(beat)), thread_([this] { loop(); }) {}
+  ~Ticker() {
+    {
+      const std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  Ticker(const Ticker&) = delete;
+  Ticker& operator=(const Ticker&) = delete;
+
+ private:
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (!wake_.wait_for(lock, interval_, [this] { return stop_; })) beat_();
+  }
+
+  const std::chrono::milliseconds interval_;
+  const std::function<void()> beat_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once everything it uses exists
+};
+
 class Executor {
  public:
   explicit Executor(const ExecutorConfig& config)
@@ -67,6 +107,7 @@ class Executor {
 
   int run() {
     announce();
+    ticker_.emplace(config_.heartbeat, [this] { heartbeat_while_busy(); });
     next_heartbeat_ = Clock::now() + config_.heartbeat;
     for (;;) {
       if (inbox_.empty()) receive_available();
@@ -86,6 +127,7 @@ class Executor {
       if (draining_ && now >= quiet_until_) break;
       wait_for_input(std::min(next_heartbeat_, draining_ ? quiet_until_ : Clock::time_point::max()));
     }
+    ticker_.reset();
     // Results and announcements still queued in the socket get a bounded time to leave.
     socket_.set(zmq::sockopt::linger, kExitLingerMs);
     socket_.close();
@@ -133,7 +175,20 @@ class Executor {
 
   // A frame that cannot leave now (the broker has been unreachable long enough to fill the
   // high-water mark) is dropped: the broker requeues what it does not hear about.
+  // On the ticker's thread: a heartbeat when the main thread is busy running tasks (it has
+  // released the socket) and nothing was sent for a heartbeat interval. When the main thread holds
+  // the socket it is between tasks or idle, and heartbeats by itself.
+  void heartbeat_while_busy() {
+    const std::unique_lock socket(socket_mutex_, std::try_to_lock);
+    if (!socket.owns_lock() || Clock::now() - last_sent_ < config_.heartbeat) return;
+    wire::OutMessage out;
+    out.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
+    send(out.frame());
+  }
+
+  // Needs the socket (socket_mutex_ held).
   void send(zmq::message_t&& frame) {
+    last_sent_ = Clock::now();
     if (!socket_.send(frame, zmq::send_flags::dontwait)) {
       ++unsent_frames_;
       if ((unsent_frames_ & (unsent_frames_ - 1)) == 0) {
@@ -232,7 +287,9 @@ class Executor {
     auto results = out.envelope().initResults(count);
     // One clock read per task: a task's end is the next one's start.
     auto clock = Clock::now();
+    socket_lock_.unlock();  // the ticker may heartbeat while the tasks run
     for (unsigned i = 0; i < count; ++i) run_task(inbox.tasks[inbox.next + i], inbox.batch_id, results[i], clock);
+    socket_lock_.lock();
     inbox.next += count;
     send(out.frame());
   }
@@ -300,6 +357,10 @@ class Executor {
   Clock::time_point last_announce_;
   std::uint64_t dropped_frames_ = 0;
   std::uint64_t unsent_frames_ = 0;
+  std::mutex socket_mutex_;
+  std::unique_lock<std::mutex> socket_lock_{socket_mutex_};  // the main thread's hold on the socket
+  Clock::time_point last_sent_;                              // guarded by socket_mutex_
+  std::optional<Ticker> ticker_;  // last: stopped before anything it uses goes
 };
 
 }  // namespace
