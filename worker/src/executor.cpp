@@ -173,8 +173,6 @@ class Executor {
     send(out.frame());
   }
 
-  // A frame that cannot leave now (the broker has been unreachable long enough to fill the
-  // high-water mark) is dropped: the broker requeues what it does not hear about.
   // On the ticker's thread: a heartbeat when the main thread is busy running tasks (it has
   // released the socket) and nothing was sent for a heartbeat interval. When the main thread holds
   // the socket it is between tasks or idle, and heartbeats by itself.
@@ -186,7 +184,9 @@ class Executor {
     send(out.frame());
   }
 
-  // Needs the socket (socket_mutex_ held).
+  // Needs the socket (socket_mutex_ held). A frame that cannot leave now (the broker has been
+  // unreachable long enough to fill the high-water mark) is dropped: the broker requeues what it
+  // does not hear about.
   void send(zmq::message_t&& frame) {
     last_sent_ = Clock::now();
     if (!socket_.send(frame, zmq::send_flags::dontwait)) {
