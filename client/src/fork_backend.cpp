@@ -271,6 +271,12 @@ class ForkedChild {
     ::kill(pid_, SIGKILL);
   }
 
+  void kill_for_cancel() noexcept {
+    cancelled_ = true;
+    ::kill(-pid_, SIGKILL);
+    ::kill(pid_, SIGKILL);
+  }
+
   // Reaps the (ended) child and delivers the slot's outcome.
   void finish(const RunOptions& options, Results& results) {
     drain();
@@ -284,6 +290,11 @@ class ForkedChild {
 
     const std::string ran_on = "fork pid " + std::to_string(pid_);
     FailureInfo failure{ErrorKind::crashed, "", "", ran_on};
+    if (cancelled_) {
+      failure.kind = ErrorKind::cancelled;
+      failure.message = "the batch was cancelled";
+      return results.failure(index_, std::move(failure));
+    }
     if (timed_out_) {
       failure.kind = ErrorKind::timeout;
       failure.message = "exceeded its time limit of " + std::to_string(options.timeout.count()) + " ms and was killed";
@@ -350,6 +361,7 @@ class ForkedChild {
   UniqueFd pidfd_;
   Clock::time_point deadline_;
   bool timed_out_ = false;
+  bool cancelled_ = false;
   bool eof_ = false;
   bool exited_ = false;
   int status_ = 0;
@@ -376,12 +388,18 @@ class ForkBackend final : public Backend {
     running.reserve(std::min(limit, total));
     std::vector<pollfd> fds;
     std::size_t next = 0;
+    bool cancelling = false;
 
     while (next < total || !running.empty()) {
       const auto busy = [&] {
         return static_cast<std::size_t>(std::count_if(running.begin(), running.end(),
                                                       [](const auto& child) { return !child->delivered(); }));
       };
+      if (!cancelling && results.cancelled()) {
+        cancelling = true;
+        next = total;  // start nothing more; finish() fails the slots never started
+        for (auto& child : running) child->kill_for_cancel();
+      }
       while (next < total && busy() < limit) {
         start(batch.job(next), next, options, running, results);
         ++next;
@@ -395,10 +413,11 @@ class ForkBackend final : public Backend {
         fds.push_back({child->pidfd(), POLLIN, 0});
         if (!child->timed_out()) nearest = std::min(nearest, child->deadline());
       }
-      int wait_ms = -1;
+      // With a cancellation token, wake up now and then to look at it.
+      int wait_ms = options.cancelled ? 50 : -1;
       if (nearest != Clock::time_point::max()) {
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(nearest - Clock::now()).count();
-        wait_ms = static_cast<int>(std::clamp<long long>(left, 0, 60'000));
+        wait_ms = static_cast<int>(std::clamp<long long>(left, 0, wait_ms < 0 ? 60'000 : wait_ms));
       }
       if (::poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
         throw std::system_error(errno, std::generic_category(), "fork driver: poll");

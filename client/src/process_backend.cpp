@@ -130,8 +130,14 @@ class BatchRun {
         if (results_.settled_count() >= total) break;
 
         zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-        zmq::poll(&item, 1, kHeartbeat);
+        // With a cancellation token, wake up now and then to look at it.
+        zmq::poll(&item, 1, options_.cancelled ? std::chrono::milliseconds(50) : kHeartbeat);
         drain();
+        if (results_.cancelled()) {
+          cancel();  // the broker drops what is queued and stops what runs
+          results_.fail_unsettled(ErrorKind::cancelled, "the batch was cancelled", "client");
+          break;
+        }
 
         const auto now = Clock::now();
         if (now - last_beat_ >= kHeartbeat) {

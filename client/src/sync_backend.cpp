@@ -16,7 +16,7 @@ class SyncBackend final : public Backend {
   bool runs_plain_callables() const noexcept override { return true; }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
-    for (std::size_t i = 0; i < batch.size(); ++i) {
+    for (std::size_t i = 0; i < batch.size() && !results.cancelled(); ++i) {
       const Job job = batch.job(i);
       const auto started = std::chrono::steady_clock::now();
       std::optional<Payload> value;

@@ -115,13 +115,23 @@ void Results::failure(std::size_t index, FailureInfo failure) {
 void Results::settle(std::size_t index) {
   settled_[index] = true;
   ++settled_count_;
+  batch_.settled(index, failure_of(index));
   if (options_.on_progress) options_.on_progress(settled_count_, settled_.size());
 }
 
-void Results::finish() {
+bool Results::cancelled() const noexcept {
+  return options_.cancelled && options_.cancelled->load(std::memory_order_acquire);
+}
+
+void Results::fail_unsettled(ErrorKind kind, const std::string& message, const std::string& ran_on) {
   for (std::size_t i = 0; i < settled_.size(); ++i) {
-    if (!settled_[i]) failure(i, FailureInfo{ErrorKind::bad_message, "", "the driver returned no outcome", ""});
+    if (!settled_[i]) failure(i, FailureInfo{kind, "", message, ran_on});
   }
+}
+
+void Results::finish() {
+  if (cancelled()) fail_unsettled(ErrorKind::cancelled, "the batch was cancelled", "");
+  fail_unsettled(ErrorKind::bad_message, "the driver returned no outcome", "");
 }
 
 const FailureInfo* Results::failure_of(std::size_t index) const {

@@ -155,3 +155,35 @@ TEST_CASE("progress is reported as results arrive") {
       .run(calls);
   CHECK(calls_seen == 50);
 }
+
+TEST_CASE("a running batch can be cancelled: queued tasks dropped, running ones stopped") {
+  fanout::CancellationToken token;
+  std::vector<fanout::Call<int>> calls(10, local_sleep(30000));
+  std::thread canceller([token]() mutable {
+    std::this_thread::sleep_for(300ms);
+    token.cancel();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto outcomes = process().cancel_with(token).settle(calls);
+  canceller.join();
+  CHECK(std::chrono::steady_clock::now() - started < 20s);
+  for (const auto& outcome : outcomes) {
+    REQUIRE_FALSE(outcome.ok());
+    CHECK(outcome.error().kind() == fanout::ErrorKind::cancelled);
+  }
+  // The executors that ran the cancelled tasks were replaced; the pool still serves.
+  std::vector<fanout::Call<int>> after(6, local_square(3));
+  CHECK(process().timeout(30s).run(after) == std::vector<int>(6, 9));
+}
+
+TEST_CASE("each result of a process batch can be taken as it completes") {
+  std::vector<fanout::Call<int>> calls;
+  for (int i = 0; i < 40; ++i) calls.push_back(local_square(i));
+  std::size_t callbacks = 0;
+  const auto values = process().run(calls, [&](std::size_t index, fanout::Outcome<int>&& outcome) {
+    ++callbacks;
+    CHECK(outcome.value() == static_cast<int>(index * index));
+  });
+  CHECK(callbacks == 40);
+  CHECK(values[39] == 39 * 39);
+}

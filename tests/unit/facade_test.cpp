@@ -330,3 +330,57 @@ TEST_CASE("a progress callback hears of every settled slot, failures included") 
     }
   }
 }
+
+TEST_CASE("each result can be taken as it completes while run still returns all of them by index") {
+  for (const char* name : kDrivers) {
+    CAPTURE(name);
+    std::vector<fanout::Call<int>> calls;
+    for (int i = 0; i < 6; ++i) calls.push_back(facade_sleepy(i, 6));
+    std::vector<int> seen(6, -1);
+    std::size_t callbacks = 0;
+    const auto values = fanout::Concurrency::driver(name).max_concurrency(3).run(
+        calls, [&](std::size_t index, fanout::Outcome<int>&& outcome) {
+          ++callbacks;
+          seen[index] = outcome.value();
+        });
+    CHECK(callbacks == 6);
+    CHECK(values == std::vector<int>{0, 1, 2, 3, 4, 5});
+    CHECK(seen == values);
+  }
+}
+
+TEST_CASE("a cancelled batch fails every slot it did not finish with kind cancelled") {
+  for (const char* name : kDrivers) {
+    CAPTURE(name);
+    fanout::CancellationToken token;
+    std::vector<std::function<int()>> slots;
+    slots.emplace_back([token]() mutable {
+      token.cancel();  // the first slot cancels its own batch (sync runs in order)
+      return 1;
+    });
+    for (int i = 0; i < 3; ++i) {
+      slots.emplace_back([] {
+        std::this_thread::sleep_for(std::chrono::seconds(30));
+        return 2;
+      });
+    }
+    if (std::string(name) == "fork") {
+      // A forked child cannot reach the parent's token: cancel from a thread of the parent.
+      slots[0] = [] { return 1; };
+      std::thread([token]() mutable {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        token.cancel();
+      }).detach();
+    }
+    const auto started = std::chrono::steady_clock::now();
+    const auto outcomes = fanout::Concurrency::driver(name).max_concurrency(4).cancel_with(token).settle(slots);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(20));
+    REQUIRE(outcomes.size() == 4);
+    CHECK(outcomes[0].value() == 1);
+    for (std::size_t i = 1; i < outcomes.size(); ++i) {
+      REQUIRE_FALSE(outcomes[i].ok());
+      CHECK(outcomes[i].error().kind() == fanout::ErrorKind::cancelled);
+    }
+    CHECK(fanout_test::child_count() == 0);
+  }
+}

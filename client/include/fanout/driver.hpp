@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -51,7 +52,8 @@ struct Job {
 
 struct RunOptions {
   std::size_t max_concurrency = 0;       // 0: the driver's default (fork: the number of cores)
-  std::chrono::milliseconds timeout{0};  // per task; 0: none
+  std::chrono::milliseconds timeout{0};  // fork, sync: per slot; process: the whole batch; 0: none
+  std::shared_ptr<const std::atomic<bool>> cancelled;  // set by a CancellationToken
   // Called after each slot settles, with (settled, total), on the thread running the batch.
   std::function<void(std::size_t, std::size_t)> on_progress;
 };
@@ -65,6 +67,8 @@ class Batch {
   // Decodes slot `index`'s value into the caller's result storage. Throws TypeMismatch when it is
   // not the type the caller expects, fanout::Error when it cannot be read.
   virtual void store(std::size_t index, ValueReader value) = 0;
+  // Called once per slot as soon as it settled (its value stored, or `failure` set).
+  virtual void settled(std::size_t /*index*/, const FailureInfo* /*failure*/) {}
 
  protected:
   ~Batch() = default;
@@ -82,7 +86,12 @@ class Results {
   bool settled(std::size_t index) const noexcept { return settled_[index]; }
   std::size_t settled_count() const noexcept { return settled_count_; }
 
-  // Fails every slot the driver left without an outcome (which would be a driver bug).
+  // Whether the caller cancelled the batch (CancellationToken); drivers check it as they wait.
+  bool cancelled() const noexcept;
+  // Fails every slot not settled yet with `kind`.
+  void fail_unsettled(ErrorKind kind, const std::string& message, const std::string& ran_on);
+  // Fails every slot the driver left without an outcome: cancelled ones as such, any other would
+  // be a driver bug.
   void finish();
   // The failure of slot `index`, or nullptr when it has a value.
   const FailureInfo* failure_of(std::size_t index) const;
@@ -163,19 +172,33 @@ Job make_job(const C& slot, const std::string* key = nullptr) {
 }
 
 // Batches over the three forms. Each keeps one std::optional result per slot, filled by store().
-template <class S>
+// Calls nothing: the default per-result callback.
+struct NoCallback {};
+
+template <class S, class OnResult = NoCallback>
 class VectorBatch final : public Batch {
  public:
   using Value = SlotValue<S>;
-  explicit VectorBatch(const std::vector<S>& slots) : slots_(slots), values_(slots.size()) {}
+  explicit VectorBatch(const std::vector<S>& slots, OnResult on_result = {})
+      : slots_(slots), values_(slots.size()), on_result_(std::move(on_result)) {}
   std::size_t size() const noexcept override { return slots_.size(); }
   Job job(std::size_t index) const override { return make_job(slots_[index]); }
   void store(std::size_t index, ValueReader value) override { values_[index].emplace(decode<Value>(value)); }
+  void settled(std::size_t index, const FailureInfo* failure) override {
+    if constexpr (!std::is_same_v<OnResult, NoCallback>) {
+      if (failure != nullptr) {
+        on_result_(index, Outcome<Value>(make_task_error(*failure, job(index), index)));
+      } else {
+        on_result_(index, Outcome<Value>(*values_[index]));  // a copy: the run still returns every value
+      }
+    }
+  }
   std::optional<Value>& value(std::size_t index) { return values_[index]; }
 
  private:
   const std::vector<S>& slots_;
   std::vector<std::optional<Value>> values_;
+  OnResult on_result_;
 };
 
 template <class S>
@@ -245,6 +268,18 @@ Outcome<T> take_outcome(B& batch, Results& results, std::optional<T>& value, std
 
 }  // namespace detail
 
+// Cancels batches from another thread. Copies share one flag; cancelling is permanent.
+class CancellationToken {
+ public:
+  CancellationToken() : flag_(std::make_shared<std::atomic<bool>>(false)) {}
+  void cancel() noexcept { flag_->store(true, std::memory_order_release); }
+  bool cancelled() const noexcept { return flag_->load(std::memory_order_acquire); }
+  std::shared_ptr<const std::atomic<bool>> flag() const noexcept { return flag_; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> flag_;
+};
+
 // A handle on one driver with its options. Cheap to copy; the option setters return a new handle.
 class Driver {
  public:
@@ -271,6 +306,14 @@ class Driver {
   Driver on_progress(std::function<void(std::size_t settled, std::size_t total)> progress) const {
     auto options = options_;
     options.on_progress = std::move(progress);
+    return Driver(backend_, std::move(options));
+  }
+
+  // Lets `token.cancel()` (from any thread) stop the batches run through this handle: queued slots
+  // are dropped, running ones killed, and every slot not yet settled fails with kind cancelled.
+  Driver cancel_with(const CancellationToken& token) const {
+    auto options = options_;
+    options.cancelled = token.flag();
     return Driver(backend_, std::move(options));
   }
 
@@ -325,6 +368,20 @@ class Driver {
   template <detail::Slot S>
   std::vector<SlotValue<S>> run(const std::vector<S>& slots) const {
     detail::VectorBatch<S> batch(slots);
+    detail::Results results(batch, options_);
+    detail::execute_batch(*backend_, batch, results, options_);
+    std::vector<SlotValue<S>> values;
+    values.reserve(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) values.push_back(detail::take_value(batch, results, batch.value(i), i));
+    return values;
+  }
+
+  // Also calls `on_result(index, outcome)` for each slot as soon as it settles, in completion order,
+  // on the calling thread; the returned vector still holds every value by index.
+  template <detail::Slot S, class OnResult>
+    requires std::invocable<OnResult&, std::size_t, Outcome<SlotValue<S>>&&>
+  std::vector<SlotValue<S>> run(const std::vector<S>& slots, OnResult on_result) const {
+    detail::VectorBatch<S, OnResult> batch(slots, std::move(on_result));
     detail::Results results(batch, options_);
     detail::execute_batch(*backend_, batch, results, options_);
     std::vector<SlotValue<S>> values;
