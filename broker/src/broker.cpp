@@ -1,6 +1,8 @@
 // broker.cpp: routing, fairness, liveness and timeouts of the fanout broker (docs/protocol.md).
 #include "broker.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -132,8 +134,9 @@ class Broker::State {
     // oversized frame is counted and answered rather than silently cutting the connection.
     wire::configure_socket(router_, config_.max_frame_bytes * 2);
     router_.set(zmq::sockopt::router_mandatory, 1);
+    // Every endpoint is checked before any is bound: a refused one must not leave others listening.
+    for (const auto& endpoint : config_.endpoints) check_endpoint_allowed(endpoint, config_.insecure);
     for (const auto& endpoint : config_.endpoints) {
-      check_endpoint_allowed(endpoint, config_.insecure);
       try {
         router_.bind(endpoint);
       } catch (const zmq::error_t& error) {
@@ -151,7 +154,13 @@ class Broker::State {
     std::vector<zmq::message_t> parts;
     while (true) {
       zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stop_fd_, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, until_next_timer());
+      try {
+        zmq::poll(items, 2, until_next_timer());
+      } catch (const zmq::error_t& error) {
+        // A signal (the SIGTERM that is about to call stop(), say) interrupted the wait: look again.
+        if (error.num() != EINTR) throw;
+        continue;
+      }
       if (items[1].revents & ZMQ_POLLIN) return;
       // Drain what is there (bounded, so timers still run under a flood), then act on it once.
       for (int received = 0; received < 4096; ++received) {
@@ -868,16 +877,25 @@ void Broker::stop() noexcept { state_->stop(); }
 const Counters& Broker::counters() const noexcept { return state_->counters(); }
 
 void check_endpoint_allowed(const std::string& endpoint, bool insecure) {
-  if (insecure) return;
   const auto scheme_end = endpoint.find("://");
-  if (scheme_end == std::string::npos) throw Error("broker: '" + endpoint + "' is not an endpoint (tcp://host:port, ipc://path, inproc://name)");
+  if (scheme_end == std::string::npos) {
+    throw Error("broker: '" + endpoint + "' is not an endpoint (tcp://host:port, ipc://path, inproc://name)");
+  }
+  if (insecure) return;
   const std::string scheme = endpoint.substr(0, scheme_end);
   if (scheme == "ipc" || scheme == "inproc") return;
   if (scheme == "tcp") {
     std::string host = endpoint.substr(scheme_end + 3);
     const auto colon = host.rfind(':');
     if (colon != std::string::npos) host.resize(colon);
-    if (host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" || host == "::1") return;
+    // Loopback only as a literal address (127.0.0.0/8, ::1) or "localhost": ZeroMQ binds names
+    // of interfaces too, and "127.0.0.1.example.com" starts like loopback without being it.
+    in_addr v4{};
+    in6_addr v6{};
+    if (host == "localhost") return;
+    if (::inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127) return;
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6)) return;
   }
   throw Error("broker: refusing to listen on " + endpoint +
               ": fanout has no authentication yet, so it binds loopback, ipc or inproc only; pass --insecure "
