@@ -431,7 +431,7 @@ class Broker::State {
     while (moved) {
       moved = false;
       for (Executor* executor : ready) {
-        if (executor->free() > 0 && assign_one(*executor, ready.size())) moved = true;
+        if (!executor->draining && executor->free() > 0 && assign_one(*executor, ready.size())) moved = true;
       }
     }
   }
@@ -628,14 +628,16 @@ class Broker::State {
     batch.ended.emplace(kind, message);
   }
 
-  void stop_executor(const Executor& executor, const std::string& reason) {
+  // Asks the executor's supervisor to kill and replace it. From then on it gets no new work: what
+  // it would get would only be requeued when its death is reported.
+  void stop_executor(Executor& executor, const std::string& reason) {
     const auto supervisor = supervisor_by_worker_.find(executor.worker);
     if (supervisor == supervisor_by_worker_.end()) return;
     wire::OutMessage out;
     auto stop = out.envelope().initStopExecutor();
     stop.setExecutorId(executor.id);
     stop.setReason(reason);
-    wire::send_to(router_, supervisor->second, out.frame());
+    if (wire::send_to(router_, supervisor->second, out.frame())) executor.draining = true;
   }
 
   // Forgets an executor; its in-flight tasks go back to their batches' queues. The task it was
@@ -750,7 +752,12 @@ class Broker::State {
     }
     for (const auto& id : dead) drop_supervisor(id, "went silent");
     dead.clear();
+    // An executor's liveness is its supervisor's (which heartbeats for it: a single-threaded
+    // executor running a long task says nothing meanwhile). Only an executor without a known
+    // supervisor is judged by its own silence.
     for (const auto& [id, executor] : executors_) {
+      const auto supervisor = supervisor_by_worker_.find(executor.worker);
+      if (supervisor != supervisor_by_worker_.end() && supervisors_.count(supervisor->second) != 0) continue;
       if (now - executor.last_seen > config_.liveness) dead.push_back(id);
     }
     for (const auto& id : dead) lose_executor(id, std::nullopt, false, "went silent");
