@@ -29,32 +29,57 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using PeerId = std::string;
 
+std::string_view text(capnp::Text::Reader value) { return {value.cStr(), value.size()}; }
+
 // A received `tasks` frame. Queue entries and in-flight records share it, so a task is never
 // copied while it waits and can be requeued after its executor died.
 struct Frame {
+  // Consecutive tasks of one name: the unit of queueing, so that a window mixing names that no
+  // single executor serves all of still goes, each task where its name is served.
+  struct Run {
+    std::uint32_t begin;
+    std::uint32_t end;
+    std::uint32_t name;  // index into `names`
+  };
+
+  // Reads every task's name: throws kj::Exception for a name that is not text.
   explicit Frame(wire::InMessage received)
       : message(std::move(received)), tasks(message.envelope().getTasks().getTasks()) {
-    for (const auto task : tasks) {
-      const std::string_view name(task.getName().cStr(), task.getName().size());
-      if (std::find(names.begin(), names.end(), name) == names.end()) names.emplace_back(name);
+    for (std::uint32_t position = 0; position < tasks.size(); ++position) {
+      const std::string_view name = text(tasks[position].getName());
+      if (!runs.empty() && names[runs.back().name] == name) {
+        ++runs.back().end;
+        continue;
+      }
+      auto known = std::find(names.begin(), names.end(), name);
+      if (known == names.end()) known = names.emplace(names.end(), name);
+      runs.push_back(Run{position, position + 1, static_cast<std::uint32_t>(known - names.begin())});
     }
   }
   std::uint32_t size() const noexcept { return tasks.size(); }
+  std::uint32_t name_at(std::uint32_t position) const {
+    const auto run = std::upper_bound(runs.begin(), runs.end(), position,
+                                      [](std::uint32_t p, const Run& r) { return p < r.begin; });
+    return std::prev(run)->name;
+  }
 
   wire::InMessage message;
   capnp::List<wire::Task>::Reader tasks;
   std::vector<std::string> names;  // distinct task names, usually one or a few
+  std::vector<Run> runs;           // usually one
 };
 using FramePtr = std::shared_ptr<Frame>;
 
-// Queued tasks: positions [begin, end) of a frame. A requeued task is a run of one with the
-// attempt it is to run with.
+// Queued tasks: positions [begin, end) of a frame, all of one name. A requeued task is a run of
+// one with the attempt it is to run with.
 struct Pending {
   FramePtr frame;
   std::uint32_t begin = 0;
   std::uint32_t end = 0;
-  int attempt = -1;  // -1: as in the frame
+  std::uint32_t name = 0;  // index into frame->names
+  int attempt = -1;        // -1: as in the frame
 
+  const std::string& name_text() const noexcept { return frame->names[name]; }
   bool whole_fresh_frame() const noexcept { return begin == 0 && end == frame->size() && attempt < 0; }
 };
 
@@ -114,8 +139,6 @@ struct Supervisor {
   bool draining = false;
   Clock::time_point last_seen;
 };
-
-std::string_view text(capnp::Text::Reader value) { return {value.cStr(), value.size()}; }
 
 std::string describe_signal(int signal) {
   std::string text = "signal " + std::to_string(signal);
@@ -294,7 +317,7 @@ class Broker::State {
       fail_range(batch, *frame, 0, frame->size(), batch.ended->first, batch.ended->second);
       return;
     }
-    batch.queue.push_back(Pending{frame, 0, frame->size(), -1});
+    for (const Frame::Run& run : frame->runs) batch.queue.push_back(Pending{frame, run.begin, run.end, run.name, -1});
     batch.queued += frame->size();
     fail_unserved(batch);
   }
@@ -452,33 +475,32 @@ class Broker::State {
         order.push_back(id);
         auto batch = batches_.find(id);
         if (batch == batches_.end() || batch->second.queue.empty() || batch->second.ended) continue;
-        if (!servable(executor, batch->second)) continue;
+        const auto first = first_served(executor, batch->second);
+        if (first == batch->second.queue.end()) continue;
         const std::size_t share = (batch->second.queued + ready_executors - 1) / ready_executors;
-        send_work(executor, batch->second, static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)));
+        send_work(executor, batch->second, first,
+                  static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)));
         return true;
       }
     }
     return false;
   }
 
-  static bool serves_all(const Executor& executor, const Frame& frame) {
-    return std::all_of(frame.names.begin(), frame.names.end(), [&](const std::string& name) { return executor.serves(name); });
+  // The first queue entry of `batch` that `executor` serves (almost always the front).
+  static std::deque<Pending>::iterator first_served(const Executor& executor, Batch& batch) {
+    return std::find_if(batch.queue.begin(), batch.queue.end(),
+                        [&](const Pending& pending) { return executor.serves(pending.name_text()); });
   }
 
-  static bool servable(const Executor& executor, const Batch& batch) {
-    return serves_all(executor, *batch.queue.front().frame);
-  }
-
-  // Sends up to `limit` (>= 1) queued tasks of `batch` to `executor`.
-  void send_work(Executor& executor, Batch& batch, std::uint32_t limit) {
+  // Sends up to `limit` (>= 1) queued tasks of `batch` that `executor` serves, starting at `first`.
+  void send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit) {
     limit = std::max<std::uint32_t>(limit, 1);
-    Pending& front = batch.queue.front();
-    if (front.whole_fresh_frame() && front.frame->size() <= limit) {
+    if (first->whole_fresh_frame() && first->frame->size() <= limit) {
       // Forward the client's frame as it came: ZeroMQ shares the bytes, nothing is copied.
       zmq::message_t copy;
-      copy.copy(front.frame->message.frame());
-      const FramePtr frame = front.frame;
-      batch.queue.pop_front();
+      copy.copy(first->frame->message.frame());
+      const FramePtr frame = first->frame;
+      batch.queue.erase(first);
       batch.queued -= frame->size();
       for (std::uint32_t position = 0; position < frame->size(); ++position) {
         const auto task = frame->tasks[position];
@@ -488,30 +510,39 @@ class Broker::State {
       counters_.tasks_dispatched += frame->size();
       return send_to_executor(executor, std::move(copy));
     }
-    // Otherwise a new message with a subset: runs of queue entries, requeued tasks first.
-    std::vector<std::pair<FramePtr, std::pair<std::uint32_t, int>>> chosen;  // frame, (position, attempt)
-    while (chosen.size() < limit && !batch.queue.empty()) {
-      Pending& pending = batch.queue.front();
-      if (!serves_all(executor, *pending.frame)) break;
-      while (pending.begin < pending.end && chosen.size() < limit) {
-        chosen.push_back({pending.frame, {pending.begin++, pending.attempt}});
+    // Otherwise a new message with a subset: runs of queue entries in queue order (requeued tasks
+    // first), skipping names this executor does not serve.
+    struct Chosen {
+      const Frame* frame;
+      std::uint32_t position;
+      int attempt;
+    };
+    std::vector<Chosen> chosen;
+    chosen.reserve(limit);
+    for (auto pending = first; pending != batch.queue.end() && chosen.size() < limit;) {
+      if (!executor.serves(pending->name_text())) {
+        ++pending;
+        continue;
       }
-      if (pending.begin == pending.end) batch.queue.pop_front();
+      while (pending->begin < pending->end && chosen.size() < limit) {
+        const std::uint32_t position = pending->begin++;
+        const auto task = pending->frame->tasks[position];
+        const auto attempt = pending->attempt >= 0 ? static_cast<std::uint16_t>(pending->attempt) : task.getAttempt();
+        chosen.push_back(Chosen{pending->frame.get(), position, pending->attempt});
+        executor.in_flight.push_back(InFlight{pending->frame, position, batch.id, task.getIndex(), attempt});
+      }
+      pending = pending->begin == pending->end ? batch.queue.erase(pending) : std::next(pending);
     }
     batch.queued -= chosen.size();
-    wire::OutMessage out;
+    wire::OutMessage out(static_cast<unsigned>(64 + chosen.size() * 24));
     auto window = out.envelope().initTasks();
     window.setBatchId(batch.id);
     window.setTotal(batch.total);
     window.setTimeoutMs(batch.timeout_ms);
     auto tasks = window.initTasks(static_cast<unsigned>(chosen.size()));
     for (unsigned i = 0; i < chosen.size(); ++i) {
-      const auto& [frame, where] = chosen[i];
-      const auto source = frame->tasks[where.first];
-      tasks.setWithCaveats(i, source);
-      const std::uint16_t attempt = where.second >= 0 ? static_cast<std::uint16_t>(where.second) : source.getAttempt();
-      tasks[i].setAttempt(attempt);
-      executor.in_flight.push_back(InFlight{frame, where.first, batch.id, source.getIndex(), attempt});
+      tasks.setWithCaveats(i, chosen[i].frame->tasks[chosen[i].position]);
+      if (chosen[i].attempt >= 0) tasks[i].setAttempt(static_cast<std::uint16_t>(chosen[i].attempt));
     }
     batch.in_flight += static_cast<std::uint32_t>(chosen.size());
     counters_.tasks_dispatched += chosen.size();
@@ -536,34 +567,16 @@ class Broker::State {
     const auto served_anywhere = [&](std::string_view name) {
       return std::any_of(executors_.begin(), executors_.end(), [&](const auto& e) { return e.second.serves(name); });
     };
-    std::deque<Pending> kept;
-    for (Pending& pending : batch.queue) {
-      const Frame& frame = *pending.frame;
-      const bool all_served = std::all_of(frame.names.begin(), frame.names.end(),
-                                          [&](const std::string& name) { return served_anywhere(name); });
-      if (all_served) {
-        kept.push_back(std::move(pending));
+    for (auto pending = batch.queue.begin(); pending != batch.queue.end();) {
+      if (served_anywhere(pending->name_text())) {
+        ++pending;
         continue;
       }
-      // Split the run: served tasks stay queued (as runs of one), the others fail.
-      std::vector<std::uint32_t> unserved;
-      for (std::uint32_t position = pending.begin; position < pending.end; ++position) {
-        if (served_anywhere(text(frame.tasks[position].getName()))) {
-          kept.push_back(Pending{pending.frame, position, position + 1, pending.attempt});
-        } else {
-          unserved.push_back(position);
-        }
-      }
-      batch.queued -= unserved.size();
-      std::vector<std::pair<std::uint32_t, std::uint16_t>> failed;
-      for (const std::uint32_t position : unserved) {
-        failed.emplace_back(frame.tasks[position].getIndex(), frame.tasks[position].getAttempt());
-      }
-      const std::string name(text(frame.tasks[unserved.front()].getName()));
-      send_failures(batch, failed, wire::ErrorKind::UNKNOWN_TASK,
-                    "no connected worker serves task '" + name + "' (workers serve: " + served_names() + ")");
+      batch.queued -= pending->end - pending->begin;
+      fail_range(batch, *pending->frame, pending->begin, pending->end, wire::ErrorKind::UNKNOWN_TASK,
+                 "no connected worker serves task '" + pending->name_text() + "' (workers serve: " + served_names() + ")");
+      pending = batch.queue.erase(pending);
     }
-    batch.queue = std::move(kept);
   }
 
   std::string served_names() const {
@@ -610,7 +623,7 @@ class Broker::State {
   // executors are stopped, windows still to come fail on arrival.
   void end_batch(Batch& batch, wire::ErrorKind kind, const std::string& message) {
     if (batch.ended) return;
-    for (Pending& pending : batch.queue) fail_range(batch, *pending.frame, pending.begin, pending.end, kind, message);
+    for (const Pending& pending : batch.queue) fail_range(batch, *pending.frame, pending.begin, pending.end, kind, message);
     batch.queue.clear();
     batch.queued = 0;
     for (auto& [id, executor] : executors_) {
@@ -673,7 +686,8 @@ class Broker::State {
         continue;
       }
       // Requeued at the front (iterating backwards keeps their order), to run again soon.
-      batch->second.queue.push_front(Pending{entry->frame, entry->position, entry->position + 1, attempt});
+      batch->second.queue.push_front(
+          Pending{entry->frame, entry->position, entry->position + 1, entry->frame->name_at(entry->position), attempt});
       ++batch->second.queued;
       ++counters_.requeued_tasks;
     }
