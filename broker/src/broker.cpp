@@ -212,37 +212,46 @@ class Broker::State {
 
   void handle(std::vector<zmq::message_t>& parts) {
     if (parts.size() != 2) {  // a DEALER peer sends exactly one frame per message
-      ++counters_.dropped_messages;
-      if (!parts.empty()) complain(parts[0].to_string(), "expected one frame per message, got " + std::to_string(parts.size() - 1));
-      return;
+      if (parts.empty()) return;
+      return drop(parts[0].to_string(), wire::ErrorKind::BAD_MESSAGE,
+                  "expected one frame per message, got " + std::to_string(parts.size() - 1));
     }
     PeerId peer = parts[0].to_string();
     std::string why;
-    auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes);
+    auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole);
     if (!message) {
-      ++counters_.dropped_messages;
       spdlog::debug("broker: dropped a message from a peer: {}", why);
-      complain(peer, why);
-      return;
+      return drop(peer, wire::ErrorKind::BAD_MESSAGE, why);
     }
-    const auto envelope = message->envelope();
+    try {
+      handle(peer, std::move(*message));
+    } catch (const kj::Exception& exception) {
+      // A field of the wrong kind (parse() has checked bounds, not kinds). Every handler reads
+      // what it needs before it changes anything, so nothing is half done; and copies of what is
+      // accepted (tasks in dispatch) cannot fail, since they do not look at kinds.
+      drop(peer, wire::ErrorKind::BAD_MESSAGE, std::string("unreadable message: ") + exception.getDescription().cStr());
+    }
+  }
+
+  void handle(const PeerId& peer, wire::InMessage message) {
+    const auto envelope = message.envelope();
     const auto now = Clock::now();
     switch (envelope.which()) {
       case wire::Envelope::TASKS:
-        if (is_worker_peer(peer)) return refuse(peer, "workers do not submit tasks");
-        touch_client(peer, now);
-        return on_tasks(peer, std::move(*message));
+        if (is_worker_peer(peer)) return drop(peer, wire::ErrorKind::REFUSED, "workers do not submit tasks");
+        return on_tasks(peer, std::move(message), now);
       case wire::Envelope::RESULTS: {
         const auto found = executors_.find(peer);
         if (found == executors_.end()) return unknown_peer(peer);
         found->second.last_seen = now;
-        return on_results(found->second, std::move(*message));
+        return on_results(found->second, std::move(message));
       }
       case wire::Envelope::ANNOUNCE:
         return on_announce(peer, envelope.getAnnounce(), now);
       case wire::Envelope::HEARTBEAT:
         return on_heartbeat(peer, now);
       case wire::Envelope::CANCEL:
+        if (is_worker_peer(peer)) return drop(peer, wire::ErrorKind::REFUSED, "workers do not cancel batches");
         touch_client(peer, now);
         return on_cancel(peer, envelope.getCancel().getBatchId());
       case wire::Envelope::BYE:
@@ -256,8 +265,7 @@ class Broker::State {
         return on_executor_lost(envelope.getExecutorLost());
       }
       default:
-        ++counters_.dropped_messages;
-        return refuse(peer, "the broker does not accept this message");
+        return drop(peer, wire::ErrorKind::REFUSED, "the broker does not accept this message");
     }
   }
 
@@ -281,38 +289,49 @@ class Broker::State {
     }
   }
 
-  void on_tasks(const PeerId& client, wire::InMessage message) {
+  // Everything about the window is checked, and its task names read, before anything changes: a
+  // refused window leaves no trace but its ack.
+  void on_tasks(const PeerId& client, wire::InMessage message, Clock::time_point now) {
     const auto window = message.envelope().getTasks();
     const std::uint64_t id = window.getBatchId();
-    const std::uint32_t count = window.getTasks().size();
+    const auto tasks = window.getTasks();
+    const std::uint32_t count = tasks.size();
+    const auto known = batches_.find(id);
+    if (known != batches_.end() && known->second.client != client) {
+      return refuse_window(client, id, count, "batch id " + std::to_string(id) + " belongs to another client");
+    }
+    const std::uint32_t total = known != batches_.end() ? known->second.total : window.getTotal();
+    const std::uint32_t received = known != batches_.end() ? known->second.received : 0;
+    for (const auto task : tasks) {
+      if (task.getIndex() >= total) {
+        return refuse_window(client, id, count,
+                             "task index " + std::to_string(task.getIndex()) + " is outside the batch of " + std::to_string(total));
+      }
+      if (task.getBatchId() != id) {
+        return refuse_window(client, id, count,
+                             "a task of batch " + std::to_string(task.getBatchId()) + " in a window of batch " + std::to_string(id));
+      }
+    }
+    if (std::uint64_t{received} + count > total) {
+      return refuse_window(client, id, count, "the batch's windows hold more tasks than its total");
+    }
+    FramePtr frame = count == 0 ? nullptr : std::make_shared<Frame>(std::move(message));
+
+    touch_client(client, now);
     auto [where, created] = batches_.try_emplace(id);
     Batch& batch = where->second;
     if (created) {
       batch.id = id;
       batch.client = client;
-      batch.total = window.getTotal();
+      batch.total = total;
       batch.timeout_ms = window.getTimeoutMs();
-      if (batch.timeout_ms > 0) batch.deadline = Clock::now() + std::chrono::milliseconds(batch.timeout_ms);
+      if (batch.timeout_ms > 0) batch.deadline = now + std::chrono::milliseconds(batch.timeout_ms);
       clients_[client].batches.push_back(id);
       if (std::find(client_ring_.begin(), client_ring_.end(), client) == client_ring_.end()) client_ring_.push_back(client);
-    } else if (batch.client != client) {
-      return refuse_window(client, id, count, "batch id " + std::to_string(id) + " belongs to another client");
     }
     counters_.tasks_received += count;
-    for (const auto task : window.getTasks()) {
-      if (task.getIndex() >= batch.total) {
-        if (created) forget_batch(batch);
-        return refuse_window(client, id, count,
-                             "task index " + std::to_string(task.getIndex()) + " is outside the batch of " +
-                                 std::to_string(batch.total));
-      }
-    }
-    if (batch.received + count > batch.total) {
-      return refuse_window(client, id, count, "the batch's windows hold more tasks than its total");
-    }
     batch.received += count;
-    if (count == 0) return;
-    auto frame = std::make_shared<Frame>(std::move(message));
+    if (!frame) return;
     if (batch.ended) {  // windows that arrive after the batch timed out or was cancelled
       fail_range(batch, *frame, 0, frame->size(), batch.ended->first, batch.ended->second);
       return;
@@ -380,12 +399,25 @@ class Broker::State {
   }
 
   void on_announce(const PeerId& peer, wire::Announce::Reader announce, Clock::time_point now) {
+    const auto role = announce.getRole();
+    if (role != wire::Announce::Role::SUPERVISOR && role != wire::Announce::Role::EXECUTOR) {
+      return drop(peer, wire::ErrorKind::REFUSED,
+                  "announce with an unknown role (" + std::to_string(static_cast<unsigned>(role)) + ")");
+    }
+    // Read everything first: a field of the wrong kind throws before anything changed.
     const std::string worker(text(announce.getWorkerId()));
-    if (announce.getRole() == wire::Announce::Role::SUPERVISOR) {
+    const std::string executor_id(text(announce.getExecutorId()));
+    const std::string host(text(announce.getHost()));
+    std::vector<std::string> names;
+    for (const auto name : announce.getTaskNames()) names.emplace_back(text(name));
+    if (worker.empty()) return drop(peer, wire::ErrorKind::REFUSED, "announce without a workerId");
+    if (clients_.count(peer) != 0) return drop(peer, wire::ErrorKind::REFUSED, "a client cannot announce itself as a worker");
+    if (role == wire::Announce::Role::SUPERVISOR) {
+      if (executors_.count(peer) != 0) return drop(peer, wire::ErrorKind::REFUSED, "an executor cannot become a supervisor");
       Supervisor& supervisor = supervisors_[peer];
       const bool was_draining = supervisor.draining;
       supervisor.worker_id = worker;
-      supervisor.host = text(announce.getHost());
+      supervisor.host = host;
       supervisor.pid = announce.getPid();
       supervisor.processes = announce.getProcesses();
       supervisor.allow_shell = announce.getAllowShell();
@@ -398,8 +430,13 @@ class Broker::State {
       }
       return;
     }
-    std::vector<std::string> names;
-    for (const auto name : announce.getTaskNames()) names.emplace_back(text(name));
+    // The broker addresses an executor (tasks, stopExecutor, executorLost) by its executorId, so
+    // that must be the routing id of the socket it announced from.
+    if (executor_id != peer) {
+      return drop(peer, wire::ErrorKind::REFUSED,
+                  "executor '" + executor_id + "' announced from a socket whose routing id is not its executorId");
+    }
+    if (supervisors_.count(peer) != 0) return drop(peer, wire::ErrorKind::REFUSED, "a supervisor cannot become an executor");
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());
     Executor& executor = executors_[peer];
@@ -717,11 +754,6 @@ class Broker::State {
     std::erase(client_ring_, peer);
   }
 
-  void forget_batch(Batch& batch) {
-    if (auto client = clients_.find(batch.client); client != clients_.end()) std::erase(client->second.batches, batch.id);
-    batches_.erase(batch.id);
-  }
-
   // Forgets batches whose every task has settled. The only place batches are erased (besides a
   // client leaving), so that handlers may hold references to batches freely.
   void sweep_finished() {
@@ -799,8 +831,11 @@ class Broker::State {
 
   // ---- replies --------------------------------------------------------------------------------
 
-  void complain(const PeerId& peer, const std::string& why) { reply_error(peer, wire::ErrorKind::BAD_MESSAGE, why); }
-  void refuse(const PeerId& peer, const std::string& why) { reply_error(peer, wire::ErrorKind::REFUSED, why); }
+  // A message dropped: counted, and its sender told why.
+  void drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why) {
+    ++counters_.dropped_messages;
+    reply_error(peer, kind, why);
+  }
   void unknown_peer(const PeerId& peer) {
     ++counters_.dropped_messages;
     reply_error(peer, wire::ErrorKind::REFUSED, "unknown peer: announce first (the broker may have restarted)");

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <limits>
 
+#include <capnp/any.h>
 #include <kj/exception.h>
 
 namespace fanout::wire {
@@ -32,7 +34,7 @@ zmq::message_t OutMessage::frame() {
 
 InMessage::~InMessage() = default;
 
-std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* error, std::size_t max_bytes) {
+std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* error, std::size_t max_bytes, Check check) {
   const auto fail = [&](std::string why) -> std::optional<InMessage> {
     if (error != nullptr) *error = std::move(why);
     return std::nullopt;
@@ -63,6 +65,18 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
   try {
     message.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(view, reader_options(words));
     if (message.reader_->getEnd() != view.end()) return fail("frame has bytes after its message");
+    if (check == Check::whole) {
+      // Walk every pointer once, now, under the traversal limit (so pointers that share their
+      // targets cannot make it expensive): bounds, nesting, no capabilities.
+      if (message.reader_->getRoot<capnp::AnyPointer>().targetSize().capCount != 0) {
+        return fail("message holds capability pointers, which fanout never sends");
+      }
+      // The walk has bounded what reading costs; from here on reads and copies must not fail,
+      // however often a part is read again (a task copied anew each time it is requeued).
+      capnp::ReaderOptions options = reader_options(words);
+      options.traversalLimitInWords = std::numeric_limits<std::uint64_t>::max();
+      message.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(view, options);
+    }
     message.envelope_ = message.reader_->getRoot<Envelope>();
     const auto version = message.envelope_.getVersion();
     if (version != PROTOCOL_VERSION) {

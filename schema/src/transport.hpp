@@ -42,10 +42,23 @@ class OutMessage {
 // A received Envelope. Keeps the frame alive; readers obtained from it are valid as long as it.
 class InMessage {
  public:
+  // How much of a message parse() checks.
+  enum class Check {
+    // The frame and the envelope: the rest is checked by capnp as it is read, and a read of a
+    // bad part throws kj::Exception. For peers that only hear from the broker, which checks
+    // whole every frame it forwards and builds the others itself.
+    envelope,
+    // Every pointer in the message, now (bounds, nesting, no capabilities, within the traversal
+    // limit); afterwards reading or copying any part, any number of times, cannot fail except on
+    // a pointer of the wrong kind (a list where a struct belongs). For the broker, which hears
+    // from anyone and must keep serving.
+    whole,
+  };
+
   // Parses `frame`. On a malformed frame (bad size, bad pointers, another protocol version)
   // returns nullopt and, if `error` is given, says why in a sentence.
   static std::optional<InMessage> parse(zmq::message_t&& frame, std::string* error = nullptr,
-                                        std::size_t max_bytes = kDefaultMaxFrameBytes);
+                                        std::size_t max_bytes = kDefaultMaxFrameBytes, Check check = Check::envelope);
 
   Envelope::Reader envelope() const noexcept { return envelope_; }
   // The frame as received, e.g. to forward it unchanged.
