@@ -1,4 +1,5 @@
 // fanout-broker: the standalone broker. Parses flags and environment, then runs the library.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <fanout/error.hpp>
@@ -23,10 +25,15 @@ constexpr int kExitUsage = 2;
 constexpr int kExitCannotListen = 3;
 constexpr int kExitNoBroker = 4;
 
-fanout::broker::Broker* g_running = nullptr;
+// Set by SIGTERM/SIGINT at any time, also before the broker exists or while it is being made.
+std::atomic<bool> g_stop_requested{false};
+std::atomic<fanout::broker::Broker*> g_running{nullptr};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<fanout::broker::Broker*>::is_always_lock_free,
+              "used from a signal handler");
 
 extern "C" void request_stop(int) {
-  if (g_running != nullptr) g_running->stop();
+  g_stop_requested = true;
+  if (auto* broker = g_running.load()) broker->stop();
 }
 
 }  // namespace
@@ -61,7 +68,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(50, 600000));
   app.add_option("--max-attempts", config.max_attempts, "Fail a task that took down its worker this often")
       ->check(CLI::Range(1, 100));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->envname("FANOUT_LOG_LEVEL");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->envname("FANOUT_LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_option("--status", status_of, "Print the status of the broker at this endpoint and exit");
   try {
     app.parse(argc, argv);
@@ -69,6 +78,8 @@ int main(int argc, char** argv) {
     const int code = app.exit(error);
     return code == 0 ? kExitOk : kExitUsage;
   }
+  // Logs go to stderr: stdout carries only what scripts read (the endpoints, the status).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("fanout-broker"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.liveness = std::chrono::milliseconds(liveness_ms);
@@ -81,10 +92,15 @@ int main(int argc, char** argv) {
     } catch (const fanout::Error& error) {
       std::cerr << "fanout-broker: " << error.what() << "\n";
       return kExitNoBroker;
+    } catch (const zmq::error_t& error) {
+      std::cerr << "fanout-broker: cannot ask '" << status_of << "' (tcp://host:port, ipc://path): " << error.what() << "\n";
+      return kExitUsage;
     }
   }
   if (config.endpoints.empty()) config.endpoints.push_back("tcp://127.0.0.1:5555");
 
+  std::signal(SIGTERM, request_stop);
+  std::signal(SIGINT, request_stop);
   std::unique_ptr<fanout::broker::Broker> broker;
   try {
     broker = std::make_unique<fanout::broker::Broker>(config, context);
@@ -93,8 +109,7 @@ int main(int argc, char** argv) {
     return kExitCannotListen;
   }
   g_running = broker.get();
-  std::signal(SIGTERM, request_stop);
-  std::signal(SIGINT, request_stop);
+  if (g_stop_requested) broker->stop();  // a signal that came while the broker was being made
   for (const auto& endpoint : broker->endpoints()) spdlog::info("fanout-broker: listening on {}", endpoint);
   // Tests and scripts read the bound endpoints (OS-chosen ports included) from stdout.
   for (const auto& endpoint : broker->endpoints()) std::printf("listening %s\n", endpoint.c_str());
