@@ -35,7 +35,7 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kWindowTasks = 16384;
 // Tasks per frame for large batches. Small batches go in one frame, which the broker splits over
 // idle executors.
-constexpr std::size_t kFrameTasks = 128;
+constexpr std::size_t kFrameTasks = 1024;
 constexpr std::size_t kSingleFrameBatch = 256;
 constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 // No word from the broker for this long (it heartbeats every 500 ms) means it is gone.

@@ -48,7 +48,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr unsigned kMaxResultsPerMessage = 128;
+constexpr unsigned kMaxResultsPerMessage = 1024;
 constexpr std::string_view kShellTask = "fanout.shell";
 // While draining, an executor with nothing left waits this long for tasks the broker sent before
 // it learnt about the drain, so that they are answered here instead of bounced to another worker.
