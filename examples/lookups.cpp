@@ -2,7 +2,10 @@
 // for a database query, an HTTP call, a file scan) run one after another take 600 ms; fanned out
 // they take about as long as the slowest one.
 //
-//   fanout-lookups [--driver NAME]...   (default: sync and fork)
+//   fanout-lookups [--driver NAME]...   (default: sync, then the default driver, then fork)
+//
+// The default driver is the process driver in local mode: a pool of worker processes, one per
+// core unless FANOUT_PROCESSES says otherwise, started on the first batch and reused.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -43,7 +46,7 @@ void fan_out(const fanout::Driver& driver) {
       driver.run(count_rows("orders"), find_user(42), latest_prices({"ACME", "INIT", "ZETA"}));
   const double elapsed = milliseconds_since(start);
 
-  std::printf("%-5s  rows=%ld  user=%s  prices={", std::string(driver.name()).c_str(), rows, user.c_str());
+  std::printf("%-7s  rows=%ld  user=%s  prices={", std::string(driver.name()).c_str(), rows, user.c_str());
   const char* separator = "";
   for (const auto& [symbol, price] : prices) {
     std::printf("%s%s: %.2f", separator, symbol.c_str(), price);
@@ -61,11 +64,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string_view(argv[i]) == "--driver") drivers.emplace_back(argv[++i]);
   }
-  if (drivers.empty()) drivers = {"sync", "fork"};
+  if (drivers.empty()) drivers = {"sync", std::string(fanout::Concurrency::driver().name()), "fork"};
 
   std::printf("three lookups of 200 ms each; one after another they take 600 ms\n");
   // The fork driver runs as many children at once as there are cores by default; these lookups
-  // mostly wait, so more at once than cores is right for them.
+  // mostly wait, so more at once than cores is right for them. (The process driver's pool has one
+  // executor per core: with fewer cores than lookups, some wait for a free executor.)
   for (const auto& name : drivers) fan_out(fanout::Concurrency::driver(name).max_concurrency(8));
 
   // A keyed batch keeps its keys, in the order given, like a PHP array.
