@@ -14,7 +14,7 @@ struct ExecutorConfig {
   std::string worker_id;     // the supervisor's id
   std::string executor_id;   // "<workerId>/<n>/<generation>", also the ZeroMQ routing id
   std::string host;
-  unsigned slots = 64;       // credit announced to the broker
+  unsigned slots = 2048;     // credit announced to the broker (the supervisor passes its Config's)
   bool allow_shell = false;
   std::chrono::milliseconds heartbeat{500};
   RunningSlot* running = nullptr;  // this executor's slot in memory shared with the supervisor; not owned

@@ -19,7 +19,7 @@ namespace fanout::worker {
 struct Config {
   std::string broker;                  // endpoint to connect, e.g. tcp://127.0.0.1:5555 or ipc://@name
   unsigned processes = 0;              // executors; 0 = number of cores
-  unsigned slots_per_executor = 2048;  // credit each executor announces: two client frames (128 tasks each) in flight
+  unsigned slots_per_executor = 2048;  // credit each executor announces: two client frames (1,024 tasks each) in flight
   bool allow_shell = false;
   std::string worker_id;               // default "<hostname>/<pid>"
   std::chrono::milliseconds heartbeat{500};
