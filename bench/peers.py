@@ -5,13 +5,17 @@ Run with Debian's /usr/bin/python3 so the figures compare with /work/shared/anch
   /usr/bin/python3 bench/peers.py            # a markdown table
   /usr/bin/python3 bench/peers.py --json     # one JSON object per system (what fanout-bench --peers reads)
 
-Systems and workloads:
+Systems and workloads (the keys of the JSON objects are those of fanout-bench's rows):
   Python os.fork + pipe           W1: 3 children, each sends i*2 back through its own pipe; W6: a child
                                   per task, 2 at a time
-  Python multiprocessing.Pool(2)  W1: apply_async x3 on a warm pool (it has no child per task: no W6)
+  Python multiprocessing.Pool(2)  W1: apply_async x3 on a warm pool; W2: map in chunks of 1,250 (10,000
+                                  and 1,000,000 tasks); W3: map of len over 1 MiB bytes (default chunks);
+                                  W4: Pool(2) created to first result, in this running interpreter
+  Python ProcessPoolExecutor(2)   the same with submit x3, map(chunksize=1,250), map (chunksize 1)
 """
 
 import argparse
+import concurrent.futures
 import json
 import math
 import multiprocessing
@@ -107,23 +111,135 @@ def measure_fork(args):
     return {"system": "Python os.fork + pipe", "w1_p50_us": p50, "w1_p99_us": p99, "w6_us_per_task": per_task}
 
 
-def measure_pool(args):
-    with multiprocessing.Pool(2) as pool:
+def rss_mib():
+    """(VmRSS, VmHWM) of this process in MiB."""
+    figures = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                figures[line[:5]] = int(line.split()[1]) / 1024
+    return figures["VmRSS"], figures["VmHWM"]
+
+
+def reset_peak():
+    """Sets VmHWM back to the current RSS, as fanout-bench does before its large batch."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+
+
+def rate(tasks, seconds):
+    return tasks / seconds
+
+
+def timed(function):
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
+
+
+def median(values):
+    return percentile(values, 0.5)
+
+
+def measure_pool_like(args, make_pool, submit_one, pool_map, row):
+    """The workloads every pool peer shares. make_pool() gives a started pool (a context manager);
+    submit_one(pool, i) a future-like with get(); pool_map(pool, function, inputs, chunksize)."""
+    # W4 first, while this interpreter is small: from creating the pool to the first result.
+    cold = []
+    for _ in range(args.w4_trials):
+        start = time.perf_counter()
+        with make_pool() as pool:
+            got = submit_one(pool, 21)()
+            cold.append((time.perf_counter() - start) * 1e3)
+            if got != 42:
+                raise SystemExit(f"peers.py: {row['system']} W4 got {got}, expected 42")
+    row["w4_inside_ms"] = median(cold)
+
+    with make_pool() as pool:
         # Both workers started and the function's path exercised before the clock runs.
-        pool.map(twice, range(100))
+        pool_map(pool, twice, range(100), 10)
 
         def batch():
-            pending = [pool.apply_async(twice, (i,)) for i in range(3)]
-            return [result.get() for result in pending]
+            pending = [submit_one(pool, i) for i in range(3)]
+            return [result() for result in pending]
 
-        p50, p99 = time_batches(checked([0, 2, 4], batch), args.warmup, args.batches)
-    return {"system": "Python multiprocessing.Pool(2)", "w1_p50_us": p50, "w1_p99_us": p99, "w6_us_per_task": None}
+        row["w1_p50_us"], row["w1_p99_us"] = time_batches(checked([0, 2, 4], batch), args.warmup, args.batches)
+
+        inputs = list(range(args.w2_tasks))
+        rates = []
+        for _ in range(args.w2_runs):
+            results, seconds = timed(lambda: pool_map(pool, twice, inputs, W2_CHUNK))
+            if results != [twice(i) for i in inputs]:
+                raise SystemExit(f"peers.py: wrong W2 results from {row['system']}")
+            rates.append(rate(args.w2_tasks, seconds))
+        row["w2_small_tps"] = median(rates)
+
+        inputs = list(range(args.w2_large))
+        reset_peak()
+        row["rss_before_mib"] = rss_mib()[0]
+        results, seconds = timed(lambda: pool_map(pool, twice, inputs, W2_CHUNK))
+        row["rss_peak_mib"] = rss_mib()[1]
+        if results != [twice(i) for i in inputs]:
+            raise SystemExit(f"peers.py: wrong W2 (large) results from {row['system']}")
+        row["w2_large_tps"] = rate(args.w2_large, seconds)
+        del inputs, results
+
+        payloads = [bytes(args.w3_bytes)] * args.w3_tasks
+        pool_map(pool, len, payloads[: min(4, args.w3_tasks)], None)
+        sizes, seconds = timed(lambda: pool_map(pool, len, payloads, None))
+        if sizes != [args.w3_bytes] * args.w3_tasks:
+            raise SystemExit(f"peers.py: wrong W3 results from {row['system']}")
+        row["w3_mbps"] = args.w3_bytes * args.w3_tasks / 1e6 / seconds
+    return row
 
 
-def format_us(value):
+# Chunks of 1,250 tasks, as in the anchors (8 chunks for 10,000 tasks).
+W2_CHUNK = 1250
+
+
+def measure_pool(args):
+    def pool_map(pool, function, inputs, chunksize):
+        return pool.map(function, inputs, chunksize) if chunksize else pool.map(function, inputs)
+
+    return measure_pool_like(
+        args,
+        lambda: multiprocessing.Pool(2),
+        lambda pool, i: pool.apply_async(twice, (i,)).get,
+        pool_map,
+        {"system": "Python multiprocessing.Pool(2)"},
+    )
+
+
+def measure_executor(args):
+    def pool_map(pool, function, inputs, chunksize):
+        return list(pool.map(function, inputs, chunksize=chunksize or 1))
+
+    return measure_pool_like(
+        args,
+        lambda: concurrent.futures.ProcessPoolExecutor(2),
+        lambda pool, i: pool.submit(twice, i).result,
+        pool_map,
+        {"system": "Python ProcessPoolExecutor(2)"},
+    )
+
+
+def format_figure(value, decimals=False):
     if value is None:
         return "—"
-    return f"{value:.1f}" if value < 10 else f"{round(value):,}"
+    if decimals or value < 10:
+        return f"{value:.1f}"
+    return f"{round(value):,}"
+
+
+COLUMNS = [
+    ("W1 p50 (µs)", "w1_p50_us", False),
+    ("W1 p99 (µs)", "w1_p99_us", False),
+    ("W2 small (tasks/s)", "w2_small_tps", False),
+    ("W2 large (tasks/s)", "w2_large_tps", False),
+    ("W3 (MB/s)", "w3_mbps", False),
+    ("W4 in process (ms)", "w4_inside_ms", True),
+    ("W6 (µs/task)", "w6_us_per_task", False),
+]
 
 
 def main():
@@ -132,18 +248,24 @@ def main():
     parser.add_argument("--warmup", type=int, default=30, help="W1 batches before timing (default 30)")
     parser.add_argument("--batches", type=int, default=300, help="timed W1 batches (default 300)")
     parser.add_argument("--tasks", type=int, default=2000, help="W6 tasks (default 2000)")
+    parser.add_argument("--w2-tasks", type=int, default=10000, help="W2 tasks, small batch (default 10000)")
+    parser.add_argument("--w2-runs", type=int, default=5, help="W2 small-batch runs; the median counts (default 5)")
+    parser.add_argument("--w2-large", type=int, default=1000000, help="W2 tasks, large batch (default 1000000)")
+    parser.add_argument("--w3-tasks", type=int, default=100, help="W3 tasks (default 100)")
+    parser.add_argument("--w3-bytes", type=int, default=1 << 20, help="W3 argument size (default 1 MiB)")
+    parser.add_argument("--w4-trials", type=int, default=5, help="W4 cold starts; the median counts (default 5)")
     args = parser.parse_args()
 
-    rows = [measure_fork(args), measure_pool(args)]
+    rows = [measure_fork(args), measure_pool(args), measure_executor(args)]
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return
-    print("| system | W1 p50 (µs) | W1 p99 (µs) | W6 (µs/task) |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| system | " + " | ".join(title for title, _, _ in COLUMNS) + " |")
+    print("| --- |" + " ---: |" * len(COLUMNS))
     for row in rows:
-        print(f"| {row['system']} | {format_us(row['w1_p50_us'])} | {format_us(row['w1_p99_us'])} "
-              f"| {format_us(row['w6_us_per_task'])} |")
+        cells = [format_figure(row.get(key), decimals) for _, key, decimals in COLUMNS]
+        print(f"| {row['system']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
