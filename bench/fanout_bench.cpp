@@ -1,17 +1,33 @@
-// fanout-bench: latency of a small batch (W1) and cost of a forked task (W6) on the sync and fork
-// drivers, optionally next to Python peers measured in the same run (bench/peers.py). Workloads
-// and goals are described in bench/README.md and /work/shared/anchors.md.
+// fanout-bench: the project's benchmark. One table, one row per way of running a batch (sync, fork,
+// process driver in local mode, process driver in remote mode over tcp loopback), optionally next
+// to Python peers measured in the same run (bench/peers.py). Workloads, columns and goals are
+// described in bench/README.md; the reference figures are in /work/shared/anchors.md.
 //
-//   fanout-bench             # full run
-//   fanout-bench --peers     # plus Python os.fork + pipe and multiprocessing.Pool(2), same counts
-//   fanout-bench --quick     # a few iterations, for smoke tests
+//   fanout-bench                        # full run, median of 3
+//   fanout-bench --peers                # plus the Python peers
+//   fanout-bench --quick                # a few iterations, for smoke tests
+//   fanout-bench --rows process-local   # only some rows (e.g. under perf)
+//
+// Every row is measured in a child process of its own (this program re-run with --measure-row),
+// so that its peak RSS is its own and the process driver's mode, chosen once per process, is the
+// row's. For process-remote the benchmark also starts a fanout-broker on tcp://127.0.0.1:* and a
+// worker (this program again, with FANOUT_WORKER set), and stops both afterwards.
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -23,49 +39,97 @@
 
 #include <fanout/fanout.hpp>
 
+#include "child.hpp"
+
 namespace {
 
-// At namespace scope so that it is registered in every process that may run it, as a real program's
-// tasks are.
-const fanout::Task twice{"bench.twice", [](int i) { return i * 2; }};
+using fanout_bench::Child;
+using fanout_bench::Clock;
+using fanout_bench::Spawn;
 
-// The goals the fork driver is held to, and where spatie/fork (Laravel's fork driver) stands.
+// At namespace scope so that they are registered in every process that may run them (local
+// workers and the remote worker are this program), as a real program's tasks are.
+const fanout::Task twice{"bench.twice", [](int i) { return i * 2; }};
+const fanout::Task payload_size{"bench.size",
+                                [](const fanout::Bytes& data) { return static_cast<std::uint64_t>(data.size()); }};
+// Which process ran a task: tells the benchmark when every executor of a pool is up.
+const fanout::Task executor_pid{"bench.pid", [] { return static_cast<std::int64_t>(::getpid()); }};
+
+// Goals. Issue 2 (fork driver) and issue 3 (process driver); spatie/fork is Laravel's fork driver.
 constexpr double kForkW1GoalUs = 400;
 constexpr double kForkW6GoalUs = 200;
 constexpr double kSpatieForkW1Us = 2210;
 constexpr double kSpatieForkW6Us = 1007;
+constexpr double kLocalW1GoalUs = 150;
+constexpr double kLocalW2Goal = 4'000'000;
+constexpr double kLocalW3GoalMBps = 1000;
+constexpr double kLocalW4GoalMs = 15;
+constexpr double kRemoteW1GoalUs = 300;
+constexpr double kRemoteW2Goal = 2'000'000;
+
+// The remote worker runs this many executors (fanout-worker --processes 2).
+constexpr int kRemoteProcesses = 2;
+// What the cold-start child computes: twice(21).
+constexpr int kColdStartArgument = 21;
 
 // The peers are Debian's interpreter, never a virtualenv's, so the figures match the anchors.
 constexpr const char* kPython = "/usr/bin/python3";
 
-using Clock = std::chrono::steady_clock;
+const std::vector<std::string> kRowNames{"sync", "fork", "process-local", "process-remote"};
 
 struct Settings {
   int w1_warmup = 30;
   int w1_batches = 300;
+  int w2_small = 10'000;
+  int w2_small_runs = 5;  // the figure is their median (fork: one run, 10,000 forks are slow)
+  int w2_large = 1'000'000;
+  int w3_tasks = 100;
+  int w3_bytes = 1 << 20;
+  int w4_trials = 5;
   int w6_tasks = 2000;
   int repeat = 3;
   bool peers = false;
+  bool quick = false;
+
+  void make_quick() {
+    quick = true;
+    w1_warmup = 5;
+    w1_batches = 30;
+    w2_small = 1000;
+    w2_small_runs = 2;
+    w2_large = 20'000;
+    w3_tasks = 10;
+    w4_trials = 1;
+    w6_tasks = 100;
+  }
 };
 
-// One system's figures; a workload the system does not have stays empty.
+// One system's figures by name (see kColumns and the keys below); a workload a system does not
+// have is absent. The same keys travel as JSON from row children and from peers.py.
 struct Row {
   std::string system;
-  std::optional<double> w1_p50_us;
-  std::optional<double> w1_p99_us;
-  std::optional<double> w6_us_per_task;
+  std::map<std::string, double> figures;
+
+  std::optional<double> get(const std::string& key) const {
+    const auto found = figures.find(key);
+    if (found == figures.end()) return std::nullopt;
+    return found->second;
+  }
 };
 
 // A result that is not what the task computes means the library is broken: no figure is worth
-// printing then.
+// printing then. A row child exits with kExitWrongResult, and the parent stops too.
 class WrongResult : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+constexpr int kExitWrongResult = 2;
 
 double micros_since(Clock::time_point start) {
   return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
 }
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Nearest-rank percentile, the same definition peers.py uses.
 double percentile(std::vector<double> samples, double fraction) {
@@ -76,14 +140,84 @@ double percentile(std::vector<double> samples, double fraction) {
 
 double median(std::vector<double> values) { return percentile(std::move(values), 0.5); }
 
+std::string with_commas(long long value) {
+  std::string digits = std::to_string(value < 0 ? -value : value);
+  for (std::size_t at = digits.size(); at > 3; at -= 3) digits.insert(at - 3, ",");
+  return (value < 0 ? "-" : "") + digits;
+}
+
+bool is_process_row(std::string_view row) { return row.rfind("process-", 0) == 0; }
+
+std::string row_title(std::string_view row) {
+  if (row == "process-local") return "fanout process driver, local mode";
+  if (row == "process-remote") return "fanout process driver, remote (tcp loopback)";
+  return "fanout " + std::string(row) + " driver";
+}
+
+// The driver a row measures. The process driver's mode comes from FANOUT_BROKER, which the parent
+// sets for process-remote children only; a mismatch means the child was started wrongly.
+fanout::Driver driver_for(std::string_view row) {
+  if (!is_process_row(row)) return fanout::Concurrency::driver(row);
+  const char* broker = std::getenv("FANOUT_BROKER");
+  const bool remote = broker != nullptr && *broker != '\0';
+  if (remote != (row == "process-remote")) {
+    throw std::runtime_error(std::string(row) + " needs FANOUT_BROKER " + (remote ? "unset" : "set") +
+                             " (fanout-bench sets it for the rows it measures in child processes)");
+  }
+  return fanout::Concurrency::driver("process");
+}
+
+unsigned available_cores() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
+  return std::max(1U, std::thread::hardware_concurrency());
+}
+
+// ---- measurements inside a row's own process ------------------------------------------------------
+
+// Runs small batches of `bench.pid` until `expected` distinct executors have answered: the pool is
+// up and every executor has announced itself to the broker.
+void wait_for_executors(const fanout::Driver& driver, std::size_t expected, const std::string& row) {
+  const auto give_up = Clock::now() + std::chrono::seconds(20);
+  const std::vector<fanout::Call<std::int64_t>> calls(2 * expected, executor_pid());
+  std::set<std::int64_t> seen;
+  while (seen.size() < expected) {
+    if (Clock::now() > give_up) {
+      throw std::runtime_error(row + ": only " + std::to_string(seen.size()) + " of " + std::to_string(expected) +
+                               " executors answered within 20 s");
+    }
+    for (const auto pid : driver.run(calls)) seen.insert(pid);
+    if (seen.size() < expected) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::vector<fanout::Call<int>> twice_calls(int count) {
+  std::vector<fanout::Call<int>> calls;
+  calls.reserve(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) calls.push_back(twice(i));
+  return calls;
+}
+
+void check_twice(const std::vector<int>& results, int count, const std::string& what) {
+  if (results.size() != static_cast<std::size_t>(count)) {
+    throw WrongResult(what + ": " + std::to_string(results.size()) + " results for " + std::to_string(count) + " tasks");
+  }
+  for (int i = 0; i < count; ++i) {
+    if (results[static_cast<std::size_t>(i)] != i * 2) {
+      throw WrongResult(what + ": slot " + std::to_string(i) + " holds " +
+                        std::to_string(results[static_cast<std::size_t>(i)]) + ", expected " + std::to_string(i * 2));
+    }
+  }
+}
+
 // W1: a batch of three trivial tasks, results in order. Building the calls is inside the timed
 // region because a caller pays for it on every batch.
 void measure_w1(const fanout::Driver& driver, const Settings& settings, Row& row) {
   const auto one_batch = [&] {
     const auto [a, b, c] = driver.run(twice(0), twice(1), twice(2));
     if (a != 0 || b != 2 || c != 4) {
-      throw WrongResult("W1 on " + row.system + ": got (" + std::to_string(a) + ", " + std::to_string(b) +
-                        ", " + std::to_string(c) + "), expected (0, 2, 4)");
+      throw WrongResult("W1 on " + row.system + ": got (" + std::to_string(a) + ", " + std::to_string(b) + ", " +
+                        std::to_string(c) + "), expected (0, 2, 4)");
     }
   };
   for (int i = 0; i < settings.w1_warmup; ++i) one_batch();
@@ -95,51 +229,253 @@ void measure_w1(const fanout::Driver& driver, const Settings& settings, Row& row
     one_batch();
     batch_us.push_back(micros_since(start));
   }
-  row.w1_p50_us = percentile(batch_us, 0.50);
-  row.w1_p99_us = percentile(batch_us, 0.99);
+  row.figures["w1_p50_us"] = percentile(batch_us, 0.50);
+  row.figures["w1_p99_us"] = percentile(batch_us, 0.99);
+}
+
+// W2, small batch: tasks/s of run(calls), calls built before the clock starts (their cost is
+// reported apart, from the large batch). The median of a few runs: one batch is a few ms.
+void measure_w2_small(const fanout::Driver& driver, const Settings& settings, int runs, Row& row) {
+  const auto calls = twice_calls(settings.w2_small);
+  std::vector<double> rates;
+  for (int run = 0; run < runs; ++run) {
+    const auto start = Clock::now();
+    const std::vector<int> results = driver.run(calls);
+    const double seconds = seconds_since(start);
+    check_twice(results, settings.w2_small, "W2 on " + row.system);
+    rates.push_back(settings.w2_small / seconds);
+  }
+  row.figures["w2_small_tps"] = median(std::move(rates));
+}
+
+// W2, large batch, with the memory it takes: RSS of this process (and of the broker, when it is
+// another process) just before run() and its peak during run(). The peaks are reset right before,
+// so they are the batch's own, not those of earlier workloads.
+void measure_w2_large(const fanout::Driver& driver, const Settings& settings, pid_t broker_pid, Row& row) {
+  const auto build_start = Clock::now();
+  auto calls = twice_calls(settings.w2_large);
+  row.figures["w2_build_ns_per_call"] = micros_since(build_start) * 1000.0 / settings.w2_large;
+
+  const bool reset = fanout_bench::reset_peak(0) && (broker_pid == 0 || fanout_bench::reset_peak(broker_pid));
+  const auto before = fanout_bench::memory_of(0);
+  const auto broker_before = broker_pid != 0 ? fanout_bench::memory_of(broker_pid) : fanout_bench::Memory{};
+
+  const auto start = Clock::now();
+  const std::vector<int> results = driver.run(calls);
+  const double seconds = seconds_since(start);
+
+  const auto after = fanout_bench::memory_of(0);
+  const auto broker_after = broker_pid != 0 ? fanout_bench::memory_of(broker_pid) : fanout_bench::Memory{};
+  check_twice(results, settings.w2_large, "W2 (large batch) on " + row.system);
+  row.figures["w2_large_tps"] = settings.w2_large / seconds;
+  row.figures["rss_before_mib"] = before.rss_mib;
+  row.figures["rss_peak_mib"] = after.peak_mib;
+  if (broker_pid != 0) {
+    row.figures["broker_rss_before_mib"] = broker_before.rss_mib;
+    row.figures["broker_rss_peak_mib"] = broker_after.peak_mib;
+  }
+  if (!reset) row.figures["rss_peak_is_lifetime"] = 1;  // clear_refs refused: the peak is since start
+}
+
+// W3: tasks with a large bytes argument, each returning its size; MB/s of run(calls) (10^6 bytes).
+void measure_w3(const fanout::Driver& driver, const Settings& settings, Row& row) {
+  const auto bytes = static_cast<std::size_t>(settings.w3_bytes);
+  const fanout::Bytes payload(bytes, std::byte{0x5a});
+  const auto build = [&](int count) {
+    std::vector<fanout::Call<std::uint64_t>> calls;
+    calls.reserve(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) calls.push_back(payload_size(payload));
+    return calls;
+  };
+  const auto check = [&](const std::vector<std::uint64_t>& sizes, int count) {
+    if (sizes.size() != static_cast<std::size_t>(count) ||
+        std::any_of(sizes.begin(), sizes.end(), [&](std::uint64_t size) { return size != bytes; })) {
+      throw WrongResult("W3 on " + row.system + ": a task saw the wrong payload size");
+    }
+  };
+  // A small batch first, so that allocators and sockets have seen payloads of this size.
+  const int warmup = std::min(settings.w3_tasks, 4);
+  check(driver.run(build(warmup)), warmup);
+
+  const auto build_start = Clock::now();
+  const auto calls = build(settings.w3_tasks);
+  row.figures["w3_build_ms"] = micros_since(build_start) / 1000.0;
+  const auto start = Clock::now();
+  const auto sizes = driver.run(calls);
+  const double seconds = seconds_since(start);
+  check(sizes, settings.w3_tasks);
+  row.figures["w3_mbps"] = static_cast<double>(bytes) * settings.w3_tasks / 1e6 / seconds;
 }
 
 // W6: many trivial tasks, two at a time; wall time per task. The calls are built before the clock
 // starts: the figure is the driver's cost per task, not the cost of encoding an int.
 void measure_w6(const fanout::Driver& driver, const Settings& settings, Row& row) {
-  std::vector<fanout::Call<int>> calls;
-  calls.reserve(static_cast<std::size_t>(settings.w6_tasks));
-  for (int i = 0; i < settings.w6_tasks; ++i) calls.push_back(twice(i));
-
+  const auto calls = twice_calls(settings.w6_tasks);
   const auto start = Clock::now();
   const std::vector<int> results = driver.max_concurrency(2).run(calls);
   const double elapsed_us = micros_since(start);
-
-  for (int i = 0; i < settings.w6_tasks; ++i) {
-    if (results.at(static_cast<std::size_t>(i)) != i * 2) {
-      throw WrongResult("W6 on " + row.system + ": slot " + std::to_string(i) + " holds " +
-                        std::to_string(results[static_cast<std::size_t>(i)]));
-    }
-  }
-  row.w6_us_per_task = elapsed_us / settings.w6_tasks;
+  check_twice(results, settings.w6_tasks, "W6 on " + row.system);
+  row.figures["w6_us_per_task"] = elapsed_us / settings.w6_tasks;
 }
 
-std::string driver_row_name(std::string_view driver) { return "fanout " + std::string(driver) + " driver"; }
-
-Row measure_driver(std::string_view name, const Settings& settings) {
-  Row row{driver_row_name(name), {}, {}, {}};
-  const fanout::Driver driver = fanout::Concurrency::driver(name);
+// Everything but W4 (measured by the parent, from outside) for one row, in this process.
+Row measure_row_here(const std::string& name, const Settings& settings, pid_t broker_pid) {
+  Row row{row_title(name), {}};
+  const fanout::Driver driver = driver_for(name);
+  if (is_process_row(name)) {
+    wait_for_executors(driver, name == "process-remote" ? kRemoteProcesses : available_cores(), name);
+  }
   measure_w1(driver, settings, row);
-  measure_w6(driver, settings, row);
+  measure_w2_small(driver, settings, name == "fork" ? 1 : settings.w2_small_runs, row);
+  // Before the workloads that leave this process big (the allocator keeps some of the 1,000,000
+  // calls and of the 100 MiB of W3 arguments): a fork copies the page tables of its parent.
+  if (!is_process_row(name)) measure_w6(driver, settings, row);
+  // A fork per task: 1,000,000 of them would take minutes (the report says so).
+  if (name != "fork") measure_w2_large(driver, settings, broker_pid, row);
+  measure_w3(driver, settings, row);
   return row;
 }
 
-std::optional<double> optional_number(const nlohmann::json& object, const char* field) {
-  const auto found = object.find(field);
-  if (found == object.end() || found->is_null()) return std::nullopt;
-  return found->get<double>();
+// The cold-start child: one task, then a line with its result and the time since main() began.
+int run_cold_start(const std::string& name, Clock::time_point main_started) {
+  const auto [value] = driver_for(name).run(twice(kColdStartArgument));
+  std::printf("cold-start %d %.1f\n", value, micros_since(main_started));
+  std::fflush(stdout);
+  return 0;
+}
+
+// ---- the parent: children per row, the broker and worker for remote mode, W4 -------------------
+
+nlohmann::json to_json(const Row& row) {
+  nlohmann::json object;
+  object["system"] = row.system;
+  for (const auto& [key, value] : row.figures) object[key] = value;
+  return object;
+}
+
+Row from_json(const nlohmann::json& object) {
+  Row row{object.at("system").get<std::string>(), {}};
+  for (const auto& [key, value] : object.items()) {
+    if (value.is_number()) row.figures[key] = value.get<double>();
+  }
+  return row;
+}
+
+// What a row child needs to know of the settings: --quick is the only setting that changes counts.
+std::vector<std::string> child_arguments(const Settings& settings) {
+  return settings.quick ? std::vector<std::string>{"--quick"} : std::vector<std::string>{};
+}
+
+void check_exit(int status, const std::string& what) {
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitWrongResult) {
+    throw WrongResult(what + " reported a wrong result (see above)");
+  }
+  throw std::runtime_error(what + " " + fanout_bench::describe_status(status));
+}
+
+Row measure_in_child(const std::string& name, const Settings& settings, const std::vector<std::string>& environment,
+                     pid_t broker_pid) {
+  std::vector<std::string> arguments{"--measure-row", name};
+  for (auto& argument : child_arguments(settings)) arguments.push_back(std::move(argument));
+  if (broker_pid != 0) arguments.insert(arguments.end(), {"--broker-pid", std::to_string(broker_pid)});
+  Child child(Spawn{fanout_bench::self_path(), arguments, environment, Spawn::Output::pipe});
+  const auto deadline = Clock::now() + std::chrono::minutes(settings.quick ? 1 : 10);
+  std::string line;
+  do {
+    line = child.read_line(deadline, "the figures of " + name);
+  } while (line.empty() || line.front() != '{');
+  check_exit(child.wait(std::chrono::seconds(20)), "the " + name + " row's process");
+  return from_json(nlohmann::json::parse(line));
+}
+
+// W4: from before the spawn of a fresh process of this program to the line with its first result
+// (pool start included), and the same as measured inside that process from the start of main().
+void measure_w4(const std::string& name, const Settings& settings, const std::vector<std::string>& environment,
+                Row& row) {
+  const std::string self = fanout_bench::self_path();
+  std::vector<double> outside_ms;
+  std::vector<double> inside_ms;
+  for (int trial = 0; trial < settings.w4_trials; ++trial) {
+    std::fflush(nullptr);
+    const auto start = Clock::now();
+    Child child(Spawn{self, {"--cold-start", name}, environment, Spawn::Output::pipe});
+    const std::string line = child.read_line(start + std::chrono::seconds(30), "the cold-start result of " + name);
+    outside_ms.push_back(micros_since(start) / 1000.0);
+
+    int value = 0;
+    double inside_us = 0;
+    std::istringstream fields(line);
+    std::string tag;
+    if (!(fields >> tag >> value >> inside_us) || tag != "cold-start") {
+      throw std::runtime_error("unexpected line from the cold-start child of " + name + ": " + line);
+    }
+    if (value != kColdStartArgument * 2) {
+      throw WrongResult("W4 on " + row.system + ": got " + std::to_string(value) + ", expected " +
+                        std::to_string(kColdStartArgument * 2));
+    }
+    inside_ms.push_back(inside_us / 1000.0);
+    check_exit(child.wait(std::chrono::seconds(10)), "the cold-start child of " + name);
+  }
+  row.figures["w4_ms"] = median(std::move(outside_ms));
+  row.figures["w4_inside_ms"] = median(std::move(inside_ms));
+}
+
+// process-remote: a fanout-broker on an OS-chosen loopback port, one worker with two executors
+// (this program with FANOUT_WORKER set: a program that calls fanout::init is a worker of a remote
+// broker then), the row measured in a child with FANOUT_BROKER set, and W4 against the same
+// broker. The Child objects kill and reap both servers on every way out of this function.
+Row measure_remote(const Settings& settings) {
+  Child broker(Spawn{FANOUT_BROKER_PROGRAM, {"--bind", "tcp://127.0.0.1:*", "--log-level", "warn"}, {},
+                     Spawn::Output::pipe});
+  const std::string listening = broker.read_line(Clock::now() + std::chrono::seconds(10), "fanout-broker's endpoint");
+  constexpr std::string_view kPrefix = "listening ";
+  if (listening.rfind(kPrefix, 0) != 0) throw std::runtime_error("unexpected first line from fanout-broker: " + listening);
+  const std::string endpoint = listening.substr(kPrefix.size());
+
+  Child worker(Spawn{fanout_bench::self_path(),
+                     {},
+                     {"FANOUT_WORKER=" + endpoint, "FANOUT_PROCESSES=" + std::to_string(kRemoteProcesses),
+                      "FANOUT_LOG_LEVEL=warn"},
+                     Spawn::Output::null});
+
+  const std::vector<std::string> client_environment{"FANOUT_BROKER=" + endpoint};
+  Row row = measure_in_child("process-remote", settings, client_environment, broker.pid());
+  // A fresh client against a broker whose workers are up: what a program using remote mode pays.
+  measure_w4("process-remote", settings, client_environment, row);
+
+  // SIGTERM drains the worker (it exits 0); the broker exits 0 on SIGTERM too.
+  check_exit(worker.stop(SIGTERM, std::chrono::seconds(10)), "the remote worker");
+  check_exit(broker.stop(SIGTERM, std::chrono::seconds(10)), "fanout-broker");
+  return row;
+}
+
+Row measure_row(const std::string& name, const Settings& settings) {
+  Row row;
+  if (name == "process-remote") {
+    row = measure_remote(settings);
+  } else {
+    row = measure_in_child(name, settings, {}, 0);
+    measure_w4(name, settings, {}, row);
+  }
+  // Processes the row's processes left behind (this process is their subreaper) must be gone
+  // within a second: anything still alive then is a leak worth knowing about.
+  for (const pid_t pid : fanout_bench::reap_leftovers(std::chrono::seconds(1))) {
+    std::cerr << "fanout-bench: " << name << " left process " << pid << " behind; killed it\n";
+  }
+  return row;
 }
 
 // Runs peers.py with the same counts as ours; it prints one JSON object per system.
 std::vector<Row> measure_peers(const Settings& settings) {
   const std::string command = std::string(kPython) + " " + FANOUT_BENCH_DIR + "/peers.py --json" +
                               " --warmup " + std::to_string(settings.w1_warmup) + " --batches " +
-                              std::to_string(settings.w1_batches) + " --tasks " + std::to_string(settings.w6_tasks);
+                              std::to_string(settings.w1_batches) + " --tasks " + std::to_string(settings.w6_tasks) +
+                              " --w2-tasks " + std::to_string(settings.w2_small) + " --w2-runs " +
+                              std::to_string(settings.w2_small_runs) + " --w2-large " +
+                              std::to_string(settings.w2_large) + " --w3-tasks " + std::to_string(settings.w3_tasks) +
+                              " --w3-bytes " + std::to_string(settings.w3_bytes) + " --w4-trials " +
+                              std::to_string(settings.w4_trials);
   std::fflush(nullptr);  // the child shares our stdout
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("cannot run: " + command);
@@ -151,16 +487,9 @@ std::vector<Row> measure_peers(const Settings& settings) {
   if (status != 0) throw std::runtime_error("peers failed (status " + std::to_string(status) + "): " + command);
 
   std::vector<Row> rows;
-  std::size_t line_start = 0;
-  while (line_start < output.size()) {
-    std::size_t line_end = output.find('\n', line_start);
-    if (line_end == std::string::npos) line_end = output.size();
-    const std::string_view line(output.data() + line_start, line_end - line_start);
-    line_start = line_end + 1;
-    if (line.empty()) continue;
-    const auto object = nlohmann::json::parse(line);
-    rows.push_back({object.at("system").get<std::string>(), optional_number(object, "w1_p50_us"),
-                    optional_number(object, "w1_p99_us"), optional_number(object, "w6_us_per_task")});
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) rows.push_back(from_json(nlohmann::json::parse(line)));
   }
   return rows;
 }
@@ -169,97 +498,229 @@ std::vector<Row> measure_peers(const Settings& settings) {
 std::vector<Row> median_of_runs(const std::vector<std::vector<Row>>& runs) {
   std::vector<Row> rows;
   for (std::size_t i = 0; i < runs.front().size(); ++i) {
-    const auto median_of = [&](std::optional<double> Row::*field) -> std::optional<double> {
-      std::vector<double> values;
-      for (const auto& run : runs) {
-        if (run.at(i).*field) values.push_back(*(run.at(i).*field));
-      }
-      if (values.empty()) return std::nullopt;
-      return median(std::move(values));
-    };
-    rows.push_back({runs.front()[i].system, median_of(&Row::w1_p50_us), median_of(&Row::w1_p99_us),
-                    median_of(&Row::w6_us_per_task)});
+    Row row{runs.front()[i].system, {}};
+    std::map<std::string, std::vector<double>> values;
+    for (const auto& run : runs) {
+      for (const auto& [key, value] : run.at(i).figures) values[key].push_back(value);
+    }
+    for (auto& [key, list] : values) row.figures[key] = median(std::move(list));
+    rows.push_back(std::move(row));
   }
   return rows;
 }
 
-// "1,007" for large figures, "3.4" where a decimal still means something.
-std::string format_us(std::optional<double> value) {
+// ---- the report -----------------------------------------------------------------------------------
+
+// "1,007" for large figures, "3.4" where a decimal still means something; "—" for nothing.
+std::string format_figure(std::optional<double> value) {
   if (!value) return "—";
   if (*value < 10) {
     char text[32];
     std::snprintf(text, sizeof(text), "%.1f", *value);
     return text;
   }
-  std::string digits = std::to_string(std::llround(*value));
-  for (std::size_t at = digits.size(); at > 3; at -= 3) digits.insert(at - 3, ",");
-  return digits;
+  return with_commas(std::llround(*value));
 }
 
-std::string verdict(std::optional<double> value, double goal) {
+// Rates to three significant digits: the rest is noise on this machine.
+std::string format_rate(std::optional<double> value) {
+  if (!value) return "—";
+  if (*value < 1000) return format_figure(value);
+  const double magnitude = std::pow(10.0, std::floor(std::log10(*value)) - 2);
+  return with_commas(std::llround(std::round(*value / magnitude) * magnitude));
+}
+
+std::string format_ms(std::optional<double> value) {
+  if (!value) return "—";
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f", *value);
+  return text;
+}
+
+std::string format_memory(const Row& row, const std::string& prefix) {
+  const auto before = row.get(prefix + "rss_before_mib");
+  const auto peak = row.get(prefix + "rss_peak_mib");
+  if (!before || !peak) return "—";
+  return format_figure(before) + " → " + format_figure(peak);
+}
+
+const Row* find_row(const std::vector<Row>& rows, std::string_view name) {
+  const auto found = std::find_if(rows.begin(), rows.end(), [&](const Row& row) { return row.system == row_title(name); });
+  return found == rows.end() ? nullptr : &*found;
+}
+
+// "231 µs, MISSED" against an upper (`at_most`) or lower bound.
+std::string verdict(std::optional<double> value, double goal, bool at_most, const std::string& unit,
+                    std::string (*format)(std::optional<double>)) {
   if (!value) return "not measured";
-  return format_us(value) + " µs, " + (*value <= goal ? "met" : "MISSED");
+  const bool met = at_most ? *value <= goal : *value >= goal;
+  return format(value) + " " + unit + ", " + (met ? "met" : "MISSED");
+}
+
+void print_goal(const char* what, std::optional<double> value, double goal, bool at_most, const std::string& unit,
+                std::string (*format)(std::optional<double>)) {
+  std::cout << "- " << what << ' ' << (at_most ? "<= " : ">= ") << format(goal) << ' ' << unit << ": "
+            << verdict(value, goal, at_most, unit, format) << "\n";
 }
 
 void print_report(const std::vector<Row>& rows, const Settings& settings) {
   std::cout << "W1: " << settings.w1_batches << " batches of 3 trivial tasks after " << settings.w1_warmup
-            << " warm-up. W6: " << settings.w6_tasks << " trivial tasks, 2 at a time. Median of "
-            << settings.repeat << " run(s); " << std::thread::hardware_concurrency() << " CPUs.\n\n";
-  std::cout << "| system | W1 p50 (µs) | W1 p99 (µs) | W6 (µs/task) |\n";
-  std::cout << "| --- | ---: | ---: | ---: |\n";
+            << " warm-up. W2: " << with_commas(settings.w2_small) << " and " << with_commas(settings.w2_large)
+            << " trivial tasks in one batch. W3: " << settings.w3_tasks << " tasks with a "
+            << with_commas(settings.w3_bytes) << "-byte argument. W4: median of " << settings.w4_trials
+            << " cold starts. W6: " << with_commas(settings.w6_tasks)
+            << " trivial tasks, 2 at a time. Every figure is the median of " << settings.repeat << " run(s); "
+            << available_cores() << " CPUs.\n\n";
+  std::cout << "| system | W1 p50 (µs) | W1 p99 (µs) | W2 " << with_commas(settings.w2_small) << " (tasks/s) | W2 "
+            << with_commas(settings.w2_large)
+            << " (tasks/s) | W3 (MB/s) | W4 (ms) | W4 in main (ms) | W6 (µs/task) | RSS client, W2 "
+            << with_commas(settings.w2_large) << " (MiB) | RSS broker (MiB) |\n";
+  std::cout << "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const auto& row : rows) {
-    std::cout << "| " << row.system << " | " << format_us(row.w1_p50_us) << " | " << format_us(row.w1_p99_us)
-              << " | " << format_us(row.w6_us_per_task) << " |\n";
+    std::cout << "| " << row.system << " | " << format_figure(row.get("w1_p50_us")) << " | "
+              << format_figure(row.get("w1_p99_us")) << " | " << format_rate(row.get("w2_small_tps")) << " | "
+              << format_rate(row.get("w2_large_tps")) << " | " << format_figure(row.get("w3_mbps")) << " | "
+              << format_ms(row.get("w4_ms")) << " | " << format_ms(row.get("w4_inside_ms")) << " | "
+              << format_figure(row.get("w6_us_per_task")) << " | " << format_memory(row, "") << " | "
+              << format_memory(row, "broker_") << " |\n";
   }
 
-  const auto fork = std::find_if(rows.begin(), rows.end(),
-                                 [](const Row& row) { return row.system == driver_row_name("fork"); });
-  std::cout << "\nFork driver goals: W1 p50 <= " << format_us(kForkW1GoalUs)
-            << " µs: " << verdict(fork->w1_p50_us, kForkW1GoalUs) << "; W6 <= " << format_us(kForkW6GoalUs)
-            << " µs/task: " << verdict(fork->w6_us_per_task, kForkW6GoalUs) << ". (spatie/fork: "
-            << format_us(kSpatieForkW1Us) << " µs and " << format_us(kSpatieForkW6Us) << " µs.)\n";
+  std::cout << "\nW2 and W3 time run(calls); building the calls (encoding the arguments) comes before the clock";
+  for (const char* name : {"sync", "process-local"}) {
+    if (const Row* row = find_row(rows, name); row != nullptr && row->get("w2_build_ns_per_call")) {
+      std::cout << " and costs " << format_figure(row->get("w2_build_ns_per_call")) << " ns per W2 call and "
+                << format_ms(row->get("w3_build_ms")) << " ms for the W3 calls (" << name << " row)";
+      break;
+    }
+  }
+  std::cout << ". W4 is from before spawning a fresh process of the program to the line with its first "
+               "result; \"in main\" is the same child's own measure from the start of main(). For "
+               "process-remote, W4 is a fresh client against a broker and worker already running; for "
+               "Python, it is pool start to first result in a running interpreter. RSS: the process's "
+               "resident set just before the "
+            << with_commas(settings.w2_large)
+            << "-task run() (the calls already built) → its peak during it (VmHWM, reset right before); in "
+               "local mode the broker lives in the client process.";
+  if (const Row* fork = find_row(rows, "fork"); fork != nullptr && fork->get("w2_small_tps")) {
+    std::cout << " The fork driver's W2 " << with_commas(settings.w2_large) << " is not run: a fork per task, about "
+              << format_figure(settings.w2_large / *fork->get("w2_small_tps") / 60.0) << " min at its W2 rate.";
+  }
+  for (const auto& row : rows) {
+    if (row.get("rss_peak_is_lifetime")) std::cout << " (" << row.system << ": RSS peak since process start.)";
+  }
+  std::cout << "\n";
+
+  const Row* local = find_row(rows, "process-local");
+  const Row* remote = find_row(rows, "process-remote");
+  const auto figure = [](const Row* row, const char* key) { return row != nullptr ? row->get(key) : std::nullopt; };
+  if (local != nullptr || remote != nullptr) {
+    std::cout << "\nProcess driver goals (issue 3; W2 on the " << with_commas(settings.w2_small) << "-task batch):\n";
+    if (local != nullptr) {
+      print_goal("local W1 p50", figure(local, "w1_p50_us"), kLocalW1GoalUs, true, "µs", format_figure);
+      print_goal("local W2", figure(local, "w2_small_tps"), kLocalW2Goal, false, "tasks/s", format_rate);
+      print_goal("local W3", figure(local, "w3_mbps"), kLocalW3GoalMBps, false, "MB/s", format_figure);
+      print_goal("local W4 (spawn → result)", figure(local, "w4_ms"), kLocalW4GoalMs, true, "ms", format_ms);
+    }
+    if (remote != nullptr) {
+      print_goal("remote W1 p50", figure(remote, "w1_p50_us"), kRemoteW1GoalUs, true, "µs", format_figure);
+      print_goal("remote W2", figure(remote, "w2_small_tps"), kRemoteW2Goal, false, "tasks/s", format_rate);
+    }
+  }
+  if (const Row* fork = find_row(rows, "fork"); fork != nullptr) {
+    std::cout << "\nFork driver goals (issue 2; spatie/fork: " << format_figure(kSpatieForkW1Us) << " µs and "
+              << format_figure(kSpatieForkW6Us) << " µs):\n";
+    print_goal("W1 p50", fork->get("w1_p50_us"), kForkW1GoalUs, true, "µs", format_figure);
+    print_goal("W6", fork->get("w6_us_per_task"), kForkW6GoalUs, true, "µs/task", format_figure);
+  }
+}
+
+std::vector<std::string> split_rows(const std::string& list) {
+  std::vector<std::string> rows;
+  std::string current;
+  std::istringstream parts(list);
+  while (std::getline(parts, current, ',')) {
+    if (current.empty()) continue;
+    if (std::find(kRowNames.begin(), kRowNames.end(), current) == kRowNames.end()) {
+      throw CLI::ValidationError("--rows", "unknown row '" + current + "' (sync, fork, process-local, process-remote)");
+    }
+    rows.push_back(current);
+  }
+  return rows;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First: a local worker of the process driver is this program re-executed, and a remote worker
+  // of the benchmark is this program with FANOUT_WORKER set; init() serves tasks there, never returns.
   fanout::init(argc, argv);
+  const auto main_started = Clock::now();
 
   Settings settings;
   bool quick = false;
-  CLI::App app{"fanout-bench: per-batch latency (W1) and per-forked-task cost (W6) of the sync and fork drivers"};
+  std::string rows_option;
+  std::string measure_only;
+  std::string cold_start;
+  pid_t broker_pid = 0;
+  CLI::App app{"fanout-bench: latency, throughput, payload, cold start and memory of fanout's drivers"};
   app.footer(
       "Examples:\n"
-      "  fanout-bench                 full run, median of 3 (under a minute on 2 cores)\n"
-      "  fanout-bench --peers         also Python os.fork + pipe and multiprocessing.Pool(2)\n"
-      "  fanout-bench --quick         smoke test\n"
-      "  fanout-bench --repeat 5 --peers");
+      "  fanout-bench                          full run, median of 3 (about a minute on 2 cores)\n"
+      "  fanout-bench --peers                  also the Python peers (os.fork, multiprocessing, concurrent.futures)\n"
+      "  fanout-bench --quick                  smoke test\n"
+      "  fanout-bench --rows process-local     some rows only (sync, fork, process-local, process-remote)\n"
+      "  perf record -g -- fanout-bench --rows process-local --repeat 1\n"
+      "\n"
+      "Exit codes: 0 done (a missed goal is not an error), 1 error, 2 a task returned a wrong result.");
   app.add_flag("--quick", quick, "Few iterations and one run: checks that everything works, figures are rough");
   app.add_option("--repeat", settings.repeat, "Runs of every workload; each figure is the median over them")
       ->check(CLI::Range(1, 100));
   app.add_flag("--peers", settings.peers, "Also measure the Python peers (bench/peers.py) in the same run");
+  app.add_option("--rows", rows_option, "Comma-separated rows to measure (default: all four)");
+  // Internal: how the benchmark runs its own children.
+  app.add_option("--measure-row", measure_only, "Measure one row in this process, print it as JSON")
+      ->group("")
+      ->check(CLI::IsMember(kRowNames));
+  app.add_option("--cold-start", cold_start, "Run one task on a row's driver, print the result and time")
+      ->group("")
+      ->check(CLI::IsMember(kRowNames));
+  app.add_option("--broker-pid", broker_pid, "The broker process of a process-remote row")->group("");
   CLI11_PARSE(app, argc, argv);
   if (quick) {
-    settings.w1_warmup = 5;
-    settings.w1_batches = 30;
-    settings.w6_tasks = 100;
+    settings.make_quick();
     if (app.count("--repeat") == 0) settings.repeat = 1;
   }
 
   try {
+    if (!cold_start.empty()) return run_cold_start(cold_start, main_started);
+    if (!measure_only.empty()) {
+      std::cout << to_json(measure_row_here(measure_only, settings, broker_pid)).dump() << std::endl;
+      return 0;
+    }
+
+    const std::vector<std::string> rows = rows_option.empty() ? kRowNames : split_rows(rows_option);
+    fanout_bench::become_subreaper();
     // Every repeat measures every system once, so drift on this shared machine hits all of them alike.
     std::vector<std::vector<Row>> runs;
     for (int run = 0; run < settings.repeat; ++run) {
-      std::vector<Row> rows{measure_driver("sync", settings), measure_driver("fork", settings)};
-      if (settings.peers) {
-        for (auto& peer : measure_peers(settings)) rows.push_back(std::move(peer));
+      std::vector<Row> measured;
+      for (const auto& name : rows) {
+        std::cerr << "fanout-bench: run " << run + 1 << "/" << settings.repeat << ": " << name << "\n";
+        measured.push_back(measure_row(name, settings));
       }
-      runs.push_back(std::move(rows));
+      if (settings.peers) {
+        std::cerr << "fanout-bench: run " << run + 1 << "/" << settings.repeat << ": Python peers\n";
+        for (auto& peer : measure_peers(settings)) measured.push_back(std::move(peer));
+      }
+      runs.push_back(std::move(measured));
     }
     print_report(median_of_runs(runs), settings);
   } catch (const WrongResult& error) {
     std::cerr << "fanout-bench: wrong result: " << error.what() << '\n';
-    return 2;
+    return kExitWrongResult;
+  } catch (const CLI::ValidationError& error) {
+    std::cerr << "fanout-bench: " << error.what() << '\n';
+    return 1;
   } catch (const std::exception& error) {
     std::cerr << "fanout-bench: " << error.what() << '\n';
     return 1;
