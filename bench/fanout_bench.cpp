@@ -90,6 +90,11 @@ struct Settings {
   int repeat = 3;
   bool peers = false;
   bool quick = false;
+  std::vector<std::string> workloads{"w1", "w2", "w3", "w4", "w6"};  // --workloads: what is measured
+
+  bool runs(std::string_view workload) const {
+    return std::find(workloads.begin(), workloads.end(), workload) != workloads.end();
+  }
 
   void make_quick() {
     quick = true;
@@ -325,14 +330,14 @@ Row measure_row_here(const std::string& name, const Settings& settings, pid_t br
   if (is_process_row(name)) {
     wait_for_executors(driver, name == "process-remote" ? kRemoteProcesses : available_cores(), name);
   }
-  measure_w1(driver, settings, row);
-  measure_w2_small(driver, settings, name == "fork" ? 1 : settings.w2_small_runs, row);
+  if (settings.runs("w1")) measure_w1(driver, settings, row);
+  if (settings.runs("w2")) measure_w2_small(driver, settings, name == "fork" ? 1 : settings.w2_small_runs, row);
   // Before the workloads that leave this process big (the allocator keeps some of the 1,000,000
   // calls and of the 100 MiB of W3 arguments): a fork copies the page tables of its parent.
-  if (!is_process_row(name)) measure_w6(driver, settings, row);
+  if (settings.runs("w6") && !is_process_row(name)) measure_w6(driver, settings, row);
   // A fork per task: 1,000,000 of them would take minutes (the report says so).
-  if (name != "fork") measure_w2_large(driver, settings, broker_pid, row);
-  measure_w3(driver, settings, row);
+  if (settings.runs("w2") && name != "fork") measure_w2_large(driver, settings, broker_pid, row);
+  if (settings.runs("w3")) measure_w3(driver, settings, row);
   return row;
 }
 
@@ -361,9 +366,14 @@ Row from_json(const nlohmann::json& object) {
   return row;
 }
 
-// What a row child needs to know of the settings: --quick is the only setting that changes counts.
+// What a row child needs to know of the settings: --quick (the counts) and --workloads.
 std::vector<std::string> child_arguments(const Settings& settings) {
-  return settings.quick ? std::vector<std::string>{"--quick"} : std::vector<std::string>{};
+  std::vector<std::string> arguments;
+  if (settings.quick) arguments.emplace_back("--quick");
+  std::string workloads;
+  for (const auto& workload : settings.workloads) workloads += (workloads.empty() ? "" : ",") + workload;
+  arguments.insert(arguments.end(), {"--workloads", workloads});
+  return arguments;
 }
 
 void check_exit(int status, const std::string& what) {
@@ -442,7 +452,7 @@ Row measure_remote(const Settings& settings) {
   const std::vector<std::string> client_environment{"FANOUT_BROKER=" + endpoint};
   Row row = measure_in_child("process-remote", settings, client_environment, broker.pid());
   // A fresh client against a broker whose workers are up: what a program using remote mode pays.
-  measure_w4("process-remote", settings, client_environment, row);
+  if (settings.runs("w4")) measure_w4("process-remote", settings, client_environment, row);
 
   // SIGTERM drains the worker (it exits 0); the broker exits 0 on SIGTERM too.
   check_exit(worker.stop(SIGTERM, std::chrono::seconds(10)), "the remote worker");
@@ -456,7 +466,7 @@ Row measure_row(const std::string& name, const Settings& settings) {
     row = measure_remote(settings);
   } else {
     row = measure_in_child(name, settings, {}, 0);
-    measure_w4(name, settings, {}, row);
+    if (settings.runs("w4")) measure_w4(name, settings, {}, row);
   }
   // Processes the row's processes left behind (this process is their subreaper) must be gone
   // within a second: anything still alive then is a leak worth knowing about.
@@ -669,7 +679,8 @@ int main(int argc, char** argv) {
       "  fanout-bench --peers                  also the Python peers (os.fork, multiprocessing, concurrent.futures)\n"
       "  fanout-bench --quick                  smoke test\n"
       "  fanout-bench --rows process-local     some rows only (sync, fork, process-local, process-remote)\n"
-      "  perf record -g -- fanout-bench --rows process-local --repeat 1\n"
+      "  fanout-bench --rows process-local --workloads w2,w3 --repeat 1\n"
+      "  perf record -g -- fanout-bench --rows process-local --workloads w2 --repeat 1\n"
       "\n"
       "Exit codes: 0 done (a missed goal is not an error), 1 error, 2 a task returned a wrong result.");
   app.add_flag("--quick", quick, "Few iterations and one run: checks that everything works, figures are rough");
@@ -677,6 +688,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   app.add_flag("--peers", settings.peers, "Also measure the Python peers (bench/peers.py) in the same run");
   app.add_option("--rows", rows_option, "Comma-separated rows to measure (default: all four)");
+  app.add_option("--workloads", settings.workloads, "Comma-separated workloads to measure (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"w1", "w2", "w3", "w4", "w6"}));
   // Internal: how the benchmark runs its own children.
   app.add_option("--measure-row", measure_only, "Measure one row in this process, print it as JSON")
       ->group("")
