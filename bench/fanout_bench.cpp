@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -40,6 +41,7 @@
 #include <fanout/fanout.hpp>
 
 #include "child.hpp"
+#include "perf_window.hpp"
 
 namespace {
 
@@ -229,6 +231,7 @@ void measure_w1(const fanout::Driver& driver, const Settings& settings, Row& row
 
   std::vector<double> batch_us;
   batch_us.reserve(static_cast<std::size_t>(settings.w1_batches));
+  const fanout_bench::PerfWindow profiled;
   for (int i = 0; i < settings.w1_batches; ++i) {
     const auto start = Clock::now();
     one_batch();
@@ -244,9 +247,11 @@ void measure_w2_small(const fanout::Driver& driver, const Settings& settings, in
   const auto calls = twice_calls(settings.w2_small);
   std::vector<double> rates;
   for (int run = 0; run < runs; ++run) {
+    std::optional<fanout_bench::PerfWindow> profiled(std::in_place);
     const auto start = Clock::now();
     const std::vector<int> results = driver.run(calls);
     const double seconds = seconds_since(start);
+    profiled.reset();
     check_twice(results, settings.w2_small, "W2 on " + row.system);
     rates.push_back(settings.w2_small / seconds);
   }
@@ -265,9 +270,11 @@ void measure_w2_large(const fanout::Driver& driver, const Settings& settings, pi
   const auto before = fanout_bench::memory_of(0);
   const auto broker_before = broker_pid != 0 ? fanout_bench::memory_of(broker_pid) : fanout_bench::Memory{};
 
+  std::optional<fanout_bench::PerfWindow> profiled(std::in_place);
   const auto start = Clock::now();
   const std::vector<int> results = driver.run(calls);
   const double seconds = seconds_since(start);
+  profiled.reset();
 
   const auto after = fanout_bench::memory_of(0);
   const auto broker_after = broker_pid != 0 ? fanout_bench::memory_of(broker_pid) : fanout_bench::Memory{};
@@ -305,9 +312,11 @@ void measure_w3(const fanout::Driver& driver, const Settings& settings, Row& row
   const auto build_start = Clock::now();
   const auto calls = build(settings.w3_tasks);
   row.figures["w3_build_ms"] = micros_since(build_start) / 1000.0;
+  std::optional<fanout_bench::PerfWindow> profiled(std::in_place);
   const auto start = Clock::now();
   const auto sizes = driver.run(calls);
   const double seconds = seconds_since(start);
+  profiled.reset();
   check(sizes, settings.w3_tasks);
   row.figures["w3_mbps"] = static_cast<double>(bytes) * settings.w3_tasks / 1e6 / seconds;
 }
@@ -316,9 +325,11 @@ void measure_w3(const fanout::Driver& driver, const Settings& settings, Row& row
 // starts: the figure is the driver's cost per task, not the cost of encoding an int.
 void measure_w6(const fanout::Driver& driver, const Settings& settings, Row& row) {
   const auto calls = twice_calls(settings.w6_tasks);
+  std::optional<fanout_bench::PerfWindow> profiled(std::in_place);
   const auto start = Clock::now();
   const std::vector<int> results = driver.max_concurrency(2).run(calls);
   const double elapsed_us = micros_since(start);
+  profiled.reset();
   check_twice(results, settings.w6_tasks, "W6 on " + row.system);
   row.figures["w6_us_per_task"] = elapsed_us / settings.w6_tasks;
 }
@@ -573,14 +584,22 @@ void print_goal(const char* what, std::optional<double> value, double goal, bool
             << verdict(value, goal, at_most, unit, format) << "\n";
 }
 
-void print_report(const std::vector<Row>& rows, const Settings& settings) {
+// The 1-minute load average: figures taken while other work runs on the machine are slower.
+std::string load_average() {
+  std::ifstream file("/proc/loadavg");
+  std::string first;
+  file >> first;
+  return first.empty() ? "unknown" : first;
+}
+
+void print_report(const std::vector<Row>& rows, const Settings& settings, const std::string& load_average) {
   std::cout << "W1: " << settings.w1_batches << " batches of 3 trivial tasks after " << settings.w1_warmup
             << " warm-up. W2: " << with_commas(settings.w2_small) << " and " << with_commas(settings.w2_large)
             << " trivial tasks in one batch. W3: " << settings.w3_tasks << " tasks with a "
             << with_commas(settings.w3_bytes) << "-byte argument. W4: median of " << settings.w4_trials
             << " cold starts. W6: " << with_commas(settings.w6_tasks)
             << " trivial tasks, 2 at a time. Every figure is the median of " << settings.repeat << " run(s); "
-            << available_cores() << " CPUs.\n\n";
+            << available_cores() << " CPUs; load average " << load_average << " when the run began.\n\n";
   std::cout << "| system | W1 p50 (µs) | W1 p99 (µs) | W2 " << with_commas(settings.w2_small) << " (tasks/s) | W2 "
             << with_commas(settings.w2_large)
             << " (tasks/s) | W3 (MB/s) | W4 (ms) | W4 in main (ms) | W6 (µs/task) | RSS client, W2 "
@@ -597,11 +616,18 @@ void print_report(const std::vector<Row>& rows, const Settings& settings) {
 
   std::cout << "\nW2 and W3 time run(calls); building the calls (encoding the arguments) comes before the clock";
   for (const char* name : {"sync", "process-local"}) {
-    if (const Row* row = find_row(rows, name); row != nullptr && row->get("w2_build_ns_per_call")) {
-      std::cout << " and costs " << format_figure(row->get("w2_build_ns_per_call")) << " ns per W2 call and "
-                << format_ms(row->get("w3_build_ms")) << " ms for the W3 calls (" << name << " row)";
-      break;
+    const Row* row = find_row(rows, name);
+    if (row == nullptr || !(row->get("w2_build_ns_per_call") || row->get("w3_build_ms"))) continue;
+    std::cout << " and costs";
+    if (row->get("w2_build_ns_per_call")) {
+      std::cout << " " << format_figure(row->get("w2_build_ns_per_call")) << " ns per W2 call";
     }
+    if (row->get("w3_build_ms")) {
+      std::cout << (row->get("w2_build_ns_per_call") ? " and " : " ") << format_ms(row->get("w3_build_ms"))
+                << " ms for the W3 calls";
+    }
+    std::cout << " (" << name << " row)";
+    break;
   }
   std::cout << ". W4 is from before spawning a fresh process of the program to the line with its first "
                "result; \"in main\" is the same child's own measure from the start of main(). For "
@@ -713,6 +739,7 @@ int main(int argc, char** argv) {
     }
 
     const std::vector<std::string> rows = rows_option.empty() ? kRowNames : split_rows(rows_option);
+    const std::string load_at_start = load_average();
     fanout_bench::become_subreaper();
     // Every repeat measures every system once, so drift on this shared machine hits all of them alike.
     std::vector<std::vector<Row>> runs;
@@ -728,7 +755,7 @@ int main(int argc, char** argv) {
       }
       runs.push_back(std::move(measured));
     }
-    print_report(median_of_runs(runs), settings);
+    print_report(median_of_runs(runs), settings, load_at_start);
   } catch (const WrongResult& error) {
     std::cerr << "fanout-bench: wrong result: " << error.what() << '\n';
     return kExitWrongResult;
