@@ -151,7 +151,10 @@ std::string describe_signal(int signal) {
 class Broker::State {
  public:
   State(Config config, zmq::context_t& context)
-      : config_(std::move(config)), router_(context, zmq::socket_type::router), stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+      : config_(std::move(config)),
+        logger_(config_.logger ? config_.logger : spdlog::default_logger()),
+        router_(context, zmq::socket_type::router),
+        stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (stop_fd_ < 0) throw Error("broker: eventfd failed");
     // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
     // oversized frame is counted and answered rather than silently cutting the connection.
@@ -220,7 +223,7 @@ class Broker::State {
     std::string why;
     auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole);
     if (!message) {
-      spdlog::debug("broker: dropped a message from a peer: {}", why);
+      logger_->debug("broker: dropped a message from a peer: {}", why);
       return drop(peer, wire::ErrorKind::BAD_MESSAGE, why);
     }
     try {
@@ -424,7 +427,7 @@ class Broker::State {
       supervisor.draining = announce.getDraining();
       supervisor.last_seen = now;
       supervisor_by_worker_[worker] = peer;
-      if (supervisor.draining && !was_draining) spdlog::info("broker: worker {} is draining", worker);
+      if (supervisor.draining && !was_draining) logger_->info("broker: worker {} is draining", worker);
       for (auto& [id, executor] : executors_) {
         if (executor.worker == worker) executor.draining = supervisor.draining;
       }
@@ -450,7 +453,7 @@ class Broker::State {
     if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {
       if (auto s = supervisors_.find(supervisor->second); s != supervisors_.end() && s->second.draining) executor.draining = true;
     }
-    if (fresh) spdlog::debug("broker: executor {} of worker {} joined ({} slots)", peer, worker, executor.slots);
+    if (fresh) logger_->debug("broker: executor {} of worker {} joined ({} slots)", peer, worker, executor.slots);
     // Queued tasks that nobody could serve may have found their executor, or still have none.
     for (auto& [id, batch] : batches_) fail_unserved(batch);  // never erases: sweep_finished() does
   }
@@ -482,22 +485,39 @@ class Broker::State {
   void dispatch() {
     if (batches_.empty()) return;
     std::vector<Executor*> ready;
+    std::size_t live = 0;
     for (auto& [id, executor] : executors_) {
-      if (!executor.draining && executor.free() > 0) ready.push_back(&executor);
+      if (executor.draining) continue;
+      ++live;
+      if (executor.free() > 0) ready.push_back(&executor);
     }
     if (ready.empty()) return;
-    // Each pass gives every ready executor at most one message; passes repeat while anything moves.
+    // Idle executors first, so that a small batch lands on executors that start it at once.
+    std::stable_partition(ready.begin(), ready.end(), [](const Executor* e) { return e->in_flight.empty(); });
+    // A batch is shared over every executor that can take part: the ready ones, the busy ones
+    // that will free up, and the ones a supervisor announced that have not connected yet (a pool
+    // starting up must not hand a whole batch to its first executor).
+    std::size_t expected = 0;
+    for (const auto& [id, supervisor] : supervisors_) {
+      if (!supervisor.draining) expected += supervisor.processes;
+    }
+    const std::size_t capacity = std::max({ready.size(), live, expected, std::size_t{1}});
+    // Each pass gives every ready executor at most one message, and never a second message of a
+    // short batch (no more tasks queued than executors) within one call: what is left waits for
+    // the next call (the next message in), when other executors may be free or connected.
+    std::vector<std::pair<const Executor*, std::uint64_t>> given;
     bool moved = true;
     while (moved) {
       moved = false;
       for (Executor* executor : ready) {
-        if (!executor->draining && executor->free() > 0 && assign_one(*executor, ready.size())) moved = true;
+        if (!executor->draining && executor->free() > 0 && assign_one(*executor, capacity, given)) moved = true;
       }
     }
   }
 
   // Gives `executor` one message of work from the next client in round-robin order.
-  bool assign_one(Executor& executor, std::size_t ready_executors) {
+  bool assign_one(Executor& executor, std::size_t capacity,
+                  std::vector<std::pair<const Executor*, std::uint64_t>>& given) {
     const std::size_t candidates = client_ring_.size();
     for (std::size_t turn = 0; turn < candidates; ++turn) {
       const PeerId client = client_ring_.front();
@@ -512,9 +532,16 @@ class Broker::State {
         order.push_back(id);
         auto batch = batches_.find(id);
         if (batch == batches_.end() || batch->second.queue.empty() || batch->second.ended) continue;
+        // A second message of a short batch for the same executor waits (see dispatch()); a deep
+        // queue keeps every executor's credit full.
+        if (batch->second.queued <= capacity &&
+            std::find(given.begin(), given.end(), std::make_pair<const Executor*>(&executor, id)) != given.end()) {
+          continue;
+        }
         const auto first = first_served(executor, batch->second);
         if (first == batch->second.queue.end()) continue;
-        const std::size_t share = (batch->second.queued + ready_executors - 1) / ready_executors;
+        given.emplace_back(&executor, id);
+        const std::size_t share = (batch->second.queued + capacity - 1) / capacity;
         send_work(executor, batch->second, first,
                   static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)));
         return true;
@@ -700,7 +727,7 @@ class Broker::State {
     Executor executor = std::move(found->second);
     executors_.erase(found);
     ++counters_.executors_lost;
-    if (!executor.in_flight.empty()) spdlog::info("broker: executor {} lost ({}), requeueing {} task(s)", id, how, executor.in_flight.size());
+    if (!executor.in_flight.empty()) logger_->info("broker: executor {} lost ({}), requeueing {} task(s)", id, how, executor.in_flight.size());
     bool blamed = stopped_by_broker;
     for (auto entry = executor.in_flight.rbegin(); entry != executor.in_flight.rend(); ++entry) {
       auto batch = batches_.find(entry->batch);
@@ -742,7 +769,7 @@ class Broker::State {
     for (const auto& [id, executor] : executors_) {
       if (executor.worker == worker) its.push_back(id);
     }
-    spdlog::info("broker: worker {} {}; {} executor(s) gone with it", worker, how, its.size());
+    logger_->info("broker: worker {} {}; {} executor(s) gone with it", worker, how, its.size());
     for (const auto& id : its) lose_executor(id, std::nullopt, false, "its worker " + how);
   }
 
@@ -812,7 +839,7 @@ class Broker::State {
       if (now - client.last_seen > config_.liveness) dead.push_back(id);
     }
     for (const auto& id : dead) {
-      spdlog::info("broker: a client went silent; dropping its queued tasks");
+      logger_->info("broker: a client went silent; dropping its queued tasks");
       drop_client(id);
     }
 
@@ -909,6 +936,7 @@ class Broker::State {
   }
 
   Config config_;
+  std::shared_ptr<spdlog::logger> logger_;
   zmq::socket_t router_;
   int stop_fd_;
   std::vector<std::string> endpoints_;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/logger.h>
 #include <zmq.hpp>
 
 namespace fanout::broker {
@@ -29,6 +30,9 @@ struct Config {
   // Binding anything but loopback, ipc or inproc is refused without it, until fanout has
   // authentication.
   bool insecure = false;
+  // Where the broker logs; spdlog's default logger when empty. An embedded broker gets its own,
+  // so that it never writes through (or into the configuration of) the program's logger.
+  std::shared_ptr<spdlog::logger> logger;
 };
 
 // Counters since start, readable from any thread.

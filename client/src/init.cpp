@@ -50,11 +50,12 @@ void init(int argc, char** argv) {
   const char* remote = std::getenv("FANOUT_WORKER");
   const bool is_local = local != nullptr && *local != '\0';
   if (is_local || (remote != nullptr && *remote != '\0')) {
-    // Worker logs go to stderr; a local pool speaks only of trouble unless asked (FANOUT_LOG_LEVEL).
+    // Worker logs go to stderr. A local pool is part of the program: what goes wrong in it reaches
+    // the caller as slot failures, so it logs only errors unless asked (FANOUT_LOG_LEVEL).
     spdlog::set_default_logger(spdlog::stderr_color_mt("fanout-worker"));
     const char* level = std::getenv("FANOUT_LOG_LEVEL");
     spdlog::set_level(level != nullptr && *level != '\0' ? spdlog::level::from_str(level)
-                                                          : (is_local ? spdlog::level::warn : spdlog::level::info));
+                                                          : (is_local ? spdlog::level::err : spdlog::level::info));
     worker::Config config;
     config.broker = is_local ? local : remote;
     config.processes = processes_from_environment();

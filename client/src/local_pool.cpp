@@ -10,12 +10,16 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <fanout/error.hpp>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "broker.hpp"
 #include "program.hpp"
@@ -47,6 +51,11 @@ LocalPool::LocalPool(zmq::context_t& context) {
   client_endpoint_ = "inproc://fanout-local-" + suffix;
   worker_endpoint_ = "ipc://@fanout-local-" + suffix;  // abstract: no file to clean up, ever
   config.endpoints = {client_endpoint_, worker_endpoint_};
+  // The embedded broker is part of the program: what goes wrong reaches the caller as slot
+  // failures, so it speaks up only for errors unless FANOUT_LOG_LEVEL asks for more.
+  config.logger = std::make_shared<spdlog::logger>("fanout-broker", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  const char* level = std::getenv("FANOUT_LOG_LEVEL");
+  config.logger->set_level(level != nullptr && *level != '\0' ? spdlog::level::from_str(level) : spdlog::level::err);
   broker_ = std::make_unique<broker::Broker>(config, context);
   broker_thread_ = std::thread([this] { broker_->run(); });
   // The worker is spawned and reaped by one long-lived thread: PR_SET_PDEATHSIG fires when the
@@ -56,7 +65,18 @@ LocalPool::LocalPool(zmq::context_t& context) {
 
 LocalPool::~LocalPool() {
   stopping_ = true;
-  if (const pid_t pid = worker_pid_.load(); pid > 0) ::kill(pid, SIGKILL);  // executors follow it
+  if (const pid_t pid = worker_pid_.load(); pid > 0) {
+    // SIGTERM then SIGINT: the worker starts draining and, at the second signal, kills its
+    // executors and reaps them before it exits. (Killing the worker outright would leave the
+    // executors to init, and not every init reaps.) SIGKILL if that takes too long.
+    ::kill(pid, SIGTERM);
+    ::kill(pid, SIGINT);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (worker_pid_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (const pid_t still = worker_pid_.load(); still > 0) ::kill(still, SIGKILL);
+  }
   if (watcher_.joinable()) watcher_.join();
   broker_->stop();
   if (broker_thread_.joinable()) broker_thread_.join();

@@ -19,6 +19,8 @@
 
 #include <fanout/init.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include "backends.hpp"
 #include "local_pool.hpp"
 #include "transport.hpp"
@@ -272,8 +274,11 @@ class ProcessBackend final : public Backend {
   std::string_view name() const noexcept override { return "process"; }
   bool runs_plain_callables() const noexcept override { return false; }
 
-  ~ProcessBackend() override {
-    // Sockets before the pool (whose broker they talk to) and the pool before the context.
+  ~ProcessBackend() override { shut_down(); }
+
+  // Sockets before the pool (whose broker they talk to) and the pool before the context.
+  void shut_down() {
+    const std::lock_guard lock(mutex_);
     sockets_.reset();
     pool_.reset();
   }
@@ -303,8 +308,17 @@ class ProcessBackend final : public Backend {
             "fanout::init(argc, argv) as the first line of main(); add it (or set FANOUT_BROKER to use "
             "a standalone broker, or pick the fork or sync driver)");
       }
+      // The pool's threads log through spdlog, whose registry is a static destroyed at exit.
+      // Making sure the registry exists first, then registering the pool's shutdown with
+      // atexit, stops the pool before the registry goes (exit runs both in reverse order).
+      (void)spdlog::default_logger_raw();
       pool_ = std::make_unique<LocalPool>(context_);
       sockets_ = std::make_unique<SocketPool>(context_, pool_->client_endpoint());
+      static ProcessBackend* self = nullptr;
+      self = this;
+      std::atexit([] {
+        if (self != nullptr) self->shut_down();
+      });
     }
     return *sockets_;
   }
