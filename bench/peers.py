@@ -184,7 +184,9 @@ def measure_pool_like(args, make_pool, submit_one, pool_map, row):
         row["w2_large_tps"] = rate(args.w2_large, seconds)
         del inputs, results
 
-        payloads = [bytes(args.w3_bytes)] * args.w3_tasks
+        # Distinct objects: pickle sends an object it has seen in the same chunk as a reference,
+        # so a list of one object repeated would carry one payload per chunk.
+        payloads = [bytes([i % 256]) * args.w3_bytes for i in range(args.w3_tasks)]
         pool_map(pool, len, payloads[: min(4, args.w3_tasks)], None)
         sizes, seconds = timed(lambda: pool_map(pool, len, payloads, None))
         if sizes != [args.w3_bytes] * args.w3_tasks:
