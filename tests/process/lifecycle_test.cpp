@@ -16,21 +16,6 @@
 
 namespace {
 
-struct Output {
-  int status = 0;
-  std::string text;
-};
-
-Output run_capturing(const std::string& command) {
-  Output result;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  while (const std::size_t got = std::fread(buffer, 1, sizeof(buffer), pipe)) result.text.append(buffer, got);
-  result.status = ::pclose(pipe);
-  return result;
-}
-
 // A child process whose stdout we read line by line; killed and reaped at the end of the scope.
 class Spawned {
  public:
@@ -81,7 +66,7 @@ class Spawned {
 
 TEST_CASE("a program without fanout::init gets a clear error from the process driver") {
   fanout_test::ScopedEnv local("FANOUT_BROKER", nullptr);
-  const Output output = run_capturing(FANOUT_FORGOT_INIT_PROGRAM);
+  const auto output = fanout_test::run_capturing(FANOUT_FORGOT_INIT_PROGRAM);
   CHECK(WIFEXITED(output.status));
   CHECK(WEXITSTATUS(output.status) == 0);
   CHECK(output.text.find("refused:") != std::string::npos);
@@ -90,7 +75,7 @@ TEST_CASE("a program without fanout::init gets a clear error from the process dr
 
 TEST_CASE("a re-executed worker that never reaches fanout::init stops instead of spawning workers") {
   fanout_test::ScopedEnv worker("FANOUT_LOCAL_WORKER", "ipc://@fanout-test-nobody-listens");
-  const Output output = run_capturing(FANOUT_FORGOT_INIT_PROGRAM);
+  const auto output = fanout_test::run_capturing(FANOUT_FORGOT_INIT_PROGRAM);
   CHECK(WIFEXITED(output.status));
   CHECK(WEXITSTATUS(output.status) == 70);
   CHECK(output.text.find("never called fanout::init") != std::string::npos);

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <stdexcept>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -91,6 +93,22 @@ inline int child_count() {
 }
 
 inline bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+// What a shell command printed (stdout and stderr together) and its wait status.
+struct CommandOutput {
+  int status = 0;
+  std::string text;
+};
+
+inline CommandOutput run_capturing(const std::string& command) {
+  CommandOutput result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("popen failed: " + command);
+  char buffer[4096];
+  while (const std::size_t got = std::fread(buffer, 1, sizeof(buffer), pipe)) result.text.append(buffer, got);
+  result.status = ::pclose(pipe);
+  return result;
+}
 
 // Polls `condition` until it holds or `limit` passes; returns whether it held.
 template <class Condition>

@@ -327,8 +327,7 @@ class Driver {
       return {};
     } else {
       detail::TupleBatch<S...> batch(slots...);
-      detail::Results results(batch, options_);
-      detail::execute_batch(*backend_, batch, results, options_);
+      auto results = settle_batch(batch);
       return [&]<std::size_t... I>(std::index_sequence<I...>) {
         return std::tuple<Outcome<SlotValue<S>>...>{
             detail::take_outcome(batch, results, batch.template value<I>(), I)...};
@@ -342,8 +341,7 @@ class Driver {
       return {};
     } else {
       detail::TupleBatch<S...> batch(slots...);
-      detail::Results results(batch, options_);
-      detail::execute_batch(*backend_, batch, results, options_);
+      auto results = settle_batch(batch);
       // Braced initialisation evaluates in order, so the first failure in batch order is the one
       // that propagates.
       return [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -357,8 +355,7 @@ class Driver {
   template <detail::Slot S>
   std::vector<Outcome<SlotValue<S>>> settle(const std::vector<S>& slots) const {
     detail::VectorBatch<S> batch(slots);
-    detail::Results results(batch, options_);
-    detail::execute_batch(*backend_, batch, results, options_);
+    auto results = settle_batch(batch);
     std::vector<Outcome<SlotValue<S>>> outcomes;
     outcomes.reserve(slots.size());
     for (std::size_t i = 0; i < slots.size(); ++i) outcomes.push_back(detail::take_outcome(batch, results, batch.value(i), i));
@@ -368,12 +365,7 @@ class Driver {
   template <detail::Slot S>
   std::vector<SlotValue<S>> run(const std::vector<S>& slots) const {
     detail::VectorBatch<S> batch(slots);
-    detail::Results results(batch, options_);
-    detail::execute_batch(*backend_, batch, results, options_);
-    std::vector<SlotValue<S>> values;
-    values.reserve(slots.size());
-    for (std::size_t i = 0; i < slots.size(); ++i) values.push_back(detail::take_value(batch, results, batch.value(i), i));
-    return values;
+    return values_of(batch);
   }
 
   // Also calls `on_result(index, outcome)` for each slot as soon as it settles, in completion order,
@@ -382,12 +374,7 @@ class Driver {
     requires std::invocable<OnResult&, std::size_t, Outcome<SlotValue<S>>&&>
   std::vector<SlotValue<S>> run(const std::vector<S>& slots, OnResult on_result) const {
     detail::VectorBatch<S, OnResult> batch(slots, std::move(on_result));
-    detail::Results results(batch, options_);
-    detail::execute_batch(*backend_, batch, results, options_);
-    std::vector<SlotValue<S>> values;
-    values.reserve(slots.size());
-    for (std::size_t i = 0; i < slots.size(); ++i) values.push_back(detail::take_value(batch, results, batch.value(i), i));
-    return values;
+    return values_of(batch);
   }
 
   // ---- keyed: the same keys, in the order given ----
@@ -395,8 +382,7 @@ class Driver {
   template <detail::Slot S>
   Keyed<Outcome<SlotValue<S>>> settle(const std::vector<std::pair<std::string, S>>& slots) const {
     detail::KeyedBatch<S> batch(slots);
-    detail::Results results(batch, options_);
-    detail::execute_batch(*backend_, batch, results, options_);
+    auto results = settle_batch(batch);
     std::vector<std::pair<std::string, Outcome<SlotValue<S>>>> entries;
     entries.reserve(slots.size());
     for (std::size_t i = 0; i < slots.size(); ++i) {
@@ -408,8 +394,7 @@ class Driver {
   template <detail::Slot S>
   Keyed<SlotValue<S>> run(const std::vector<std::pair<std::string, S>>& slots) const {
     detail::KeyedBatch<S> batch(slots);
-    detail::Results results(batch, options_);
-    detail::execute_batch(*backend_, batch, results, options_);
+    auto results = settle_batch(batch);
     std::vector<std::pair<std::string, SlotValue<S>>> entries;
     entries.reserve(slots.size());
     for (std::size_t i = 0; i < slots.size(); ++i) {
@@ -419,6 +404,24 @@ class Driver {
   }
 
  private:
+  // Runs `batch` on this driver until every slot has settled.
+  template <class B>
+  detail::Results settle_batch(B& batch) const {
+    detail::Results results(batch, options_);
+    detail::execute_batch(*backend_, batch, results, options_);
+    return results;
+  }
+
+  // Every value of a vector batch by index, or the first failure in batch order thrown.
+  template <class B>
+  std::vector<typename B::Value> values_of(B& batch) const {
+    auto results = settle_batch(batch);
+    std::vector<typename B::Value> values;
+    values.reserve(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) values.push_back(detail::take_value(batch, results, batch.value(i), i));
+    return values;
+  }
+
   std::shared_ptr<detail::Backend> backend_;
   detail::RunOptions options_;
 };
