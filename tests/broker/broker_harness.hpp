@@ -530,9 +530,13 @@ class FakeExecutor {
     std::lock_guard lock(peer_.mutex());
     ++stats_.task_messages;
     for (const auto task : envelope.getTasks().getTasks()) {
-      const auto args = task.getArgs().getTuple();
-      held_.push_back(HeldTask{task.getBatchId(), task.getIndex(), task.getAttempt(), task.getName().cStr(),
-                               args.size() > 0 ? args[0].getInt() : 0});
+      // Fuzzed windows reach fake executors too: read the argument only where it is an int.
+      std::int64_t argument = 0;
+      if (task.getArgs().isTuple() && task.getArgs().getTuple().size() > 0 && task.getArgs().getTuple()[0].isInt()) {
+        argument = task.getArgs().getTuple()[0].getInt();
+      }
+      held_.push_back(
+          HeldTask{task.getBatchId(), task.getIndex(), task.getAttempt(), task.getName().cStr(), argument});
       due_.push_back(now + options_.answer_after);
       stats_.names.insert(task.getName().cStr());
       if (options_.sequence != nullptr) {
@@ -633,7 +637,7 @@ class FakeClient {
       outcome.attempt = result.getAttempt();
       if (result.isValue()) {
         outcome.ok = true;
-        outcome.value = result.getValue().getInt();
+        outcome.value = result.getValue().isInt() ? result.getValue().getInt() : 0;
       } else {
         outcome.kind = result.getError().getKind();
         outcome.message = result.getError().getMessage().cStr();
