@@ -343,6 +343,9 @@ struct Payload::Impl {
   std::unique_ptr<capnp::MallocMessageBuilder> builder;
   std::vector<kj::ArrayPtr<const capnp::word>> segments;
   wire::PayloadRoot root = wire::PayloadRoot::value;
+  // Built here by Payload::build, one segment: read without a message reader or limits (a reader
+  // per read costs more than the rest of a small task's trip through the client).
+  bool own_single_segment = false;
 };
 
 namespace {
@@ -357,6 +360,7 @@ std::shared_ptr<const Payload::Impl> none_payload() {
     capnp::MallocMessageBuilder message(8);
     message.initRoot<Value>().setNone();
     impl->flat = capnp::messageToFlatArray(message);
+    impl->own_single_segment = true;
     return std::shared_ptr<const Payload::Impl>(std::move(impl));
   }();
   return none;
@@ -379,6 +383,7 @@ Payload Payload::build(FunctionRef<void(ValueBuilder)> fill) {
   const auto segments = builder->getSegmentsForOutput();
   if (segments.size() == 1 && segments[0].size() <= kFlattenLimitWords) {
     impl->flat = capnp::messageToFlatArray(segments);
+    impl->own_single_segment = true;
   } else {
     impl->segments.assign(segments.begin(), segments.end());
     impl->builder = std::move(builder);
@@ -403,6 +408,12 @@ void Payload::read(FunctionRef<void(ValueReader)> read) const {
         kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>(impl_->segments.data(), impl_->segments.size()),
         wire::reader_options(words));
     read_root(message);
+    return;
+  }
+  if (impl_->own_single_segment) {
+    // The flat form of a one-segment message is one word of segment table, then the segment,
+    // whose first word is the root pointer.
+    read(wire::wrap(capnp::readMessageUnchecked<Value>(impl_->flat.begin() + 1)));
     return;
   }
   std::optional<capnp::FlatArrayMessageReader> message;
