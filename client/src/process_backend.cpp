@@ -39,6 +39,9 @@ constexpr std::size_t kWindowTasks = 16384;
 // idle executors.
 constexpr std::size_t kFrameTasks = 1024;
 constexpr std::size_t kSingleFrameBatch = 256;
+// Arguments per frame, in bytes: large arguments travel in several frames, so that the broker and
+// the executors start on the first ones while later ones are still being encoded.
+constexpr std::size_t kFrameBytes = std::size_t{4} << 20;
 constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 // No word from the broker for this long (it heartbeats every 500 ms) means it is gone.
 constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
@@ -127,7 +130,7 @@ class BatchRun {
         while (next_ < total && next_ - results_.settled_count() < kWindowTasks) {
           const std::size_t room = kWindowTasks - (next_ - results_.settled_count());
           const std::size_t frame = total <= kSingleFrameBatch ? total : kFrameTasks;
-          send_window(std::min({frame, total - next_, room}));
+          send_window(fitting(std::min({frame, total - next_, room})));
         }
         if (results_.settled_count() >= total) break;
 
@@ -167,6 +170,18 @@ class BatchRun {
   }
 
  private:
+  // How many of the next `count` tasks fit in one frame by the size of their arguments (one at
+  // least, however large).
+  std::size_t fitting(std::size_t count) const {
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      const Job job = batch_.job(next_ + i);
+      bytes += job.args != nullptr ? job.args->encoded_size() : 0;
+      if (bytes > kFrameBytes) return std::max<std::size_t>(i, 1);
+    }
+    return count;
+  }
+
   void send_window(std::size_t count) {
     wire::OutMessage out(static_cast<unsigned>(64 + count * 16));
     auto window = out.envelope().initTasks();
