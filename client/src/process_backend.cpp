@@ -140,7 +140,7 @@ class BatchRun {
         drain();
         if (results_.cancelled()) {
           cancel();  // the broker drops what is queued and stops what runs
-          results_.fail_unsettled(ErrorKind::cancelled, "the batch was cancelled", "client");
+          fail_open(ErrorKind::cancelled, "the batch was cancelled");
           break;
         }
 
@@ -260,9 +260,7 @@ class BatchRun {
   }
 
   void fail_open(ErrorKind kind, const std::string& message) {
-    for (std::size_t index = 0; index < batch_.size(); ++index) {
-      if (!results_.settled(index)) results_.failure(index, FailureInfo{kind, "", message, "broker " + where_});
-    }
+    results_.fail_unsettled(kind, message, "broker " + where_);
   }
 
   void cancel() noexcept {
