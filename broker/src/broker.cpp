@@ -118,6 +118,7 @@ struct Executor {
   std::string worker;
   NameSet names;
   std::uint32_t slots = 0;
+  std::uint32_t processes = 1;  // executors of its worker, as it announced
   std::deque<InFlight> in_flight;  // in dispatch order: the front is the one running
   Clock::time_point last_seen;
   bool draining = false;
@@ -448,6 +449,7 @@ class Broker::State {
     executor.worker = worker;
     executor.names = intern(std::move(names));
     executor.slots = std::max<std::uint32_t>(1, announce.getSlots());
+    executor.processes = std::max<std::uint32_t>(1, announce.getProcesses());
     executor.last_seen = now;
     executor.draining = announce.getDraining();
     if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {
@@ -497,10 +499,16 @@ class Broker::State {
     // A batch is shared over every executor that can take part: the ready ones, the busy ones
     // that will free up, and the ones a supervisor announced that have not connected yet (a pool
     // starting up must not hand a whole batch to its first executor).
+    // Executors also say how many their worker runs: they may be heard before their supervisor.
     std::size_t expected = 0;
+    std::unordered_map<std::string_view, std::size_t> per_worker;
     for (const auto& [id, supervisor] : supervisors_) {
-      if (!supervisor.draining) expected += supervisor.processes;
+      if (!supervisor.draining) per_worker[supervisor.worker_id] = supervisor.processes;
     }
+    for (const auto& [id, executor] : executors_) {
+      if (!executor.draining) per_worker[executor.worker] = std::max<std::size_t>(per_worker[executor.worker], executor.processes);
+    }
+    for (const auto& [worker, processes] : per_worker) expected += processes;
     const std::size_t capacity = std::max({ready.size(), live, expected, std::size_t{1}});
     // Each pass gives every ready executor at most one message, and never a second message of a
     // short batch (no more tasks queued than executors) within one call: what is left waits for

@@ -157,6 +157,7 @@ class Executor {
     auto names = announce.initTaskNames(static_cast<unsigned>(task_names_.size()));
     for (unsigned i = 0; i < names.size(); ++i) names.set(i, task_names_[i]);
     announce.setSlots(config_.slots);
+    announce.setProcesses(config_.processes);
     announce.setAllowShell(config_.allow_shell);
     announce.setHost(config_.host);
     announce.setPid(::getpid());

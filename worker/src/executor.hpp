@@ -18,6 +18,9 @@ struct ExecutorConfig {
   bool allow_shell = false;
   std::chrono::milliseconds heartbeat{500};
   RunningSlot* running = nullptr;  // this executor's slot in memory shared with the supervisor; not owned
+  // Executors of its worker: announced with each executor, so that a broker that hears from an
+  // executor before its supervisor knows how many to share a short batch with.
+  unsigned processes = 1;
 };
 
 // Exit codes of an executor process, as its supervisor sees them.

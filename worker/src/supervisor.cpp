@@ -196,7 +196,8 @@ class Supervisor::State {
     running_[slot.number].reset();
     const ExecutorConfig executor{config_.broker,       config_.worker_id,  slot.id,
                                   host_,                config_.slots_per_executor, config_.allow_shell,
-                                  config_.heartbeat,    &running_[slot.number]};
+                                  config_.heartbeat,    &running_[slot.number],
+                                  static_cast<unsigned>(slots_.size())};
     std::fflush(nullptr);  // unflushed output would be printed again by the child
     const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
