@@ -59,12 +59,16 @@ struct ReapedChild {
 TEST_CASE("with exit_with_parent, a worker and its executors die with the process that started it") {
   become_subreaper();  // the orphaned worker and executor come back here to be reaped
   TempDir directory;
-  FakeBroker broker("ipc://" + (directory.path() / "broker").string());
+  const std::string endpoint = "ipc://" + (directory.path() / "broker").string();
   fanout::worker::Config config;
-  config.broker = broker.endpoint();
+  config.broker = endpoint;
   config.processes = 1;
   config.exit_with_parent = true;
+  // Forked before the fake broker starts its thread: a fork while another thread holds a lock
+  // (ZeroMQ's, the sanitizers') can leave the child stuck. The worker's socket connects to the
+  // ipc endpoint once the broker below binds it.
   ReapedChild parent{start_parent_of_worker(config)};
+  FakeBroker broker(endpoint);
 
   const Received* supervisor = broker.take(supervisor_announce());
   REQUIRE(supervisor != nullptr);
