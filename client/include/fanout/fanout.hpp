@@ -7,6 +7,7 @@
 #include <fanout/error.hpp>
 #include <fanout/init.hpp>
 #include <fanout/keyed.hpp>
+#include <fanout/process.hpp>
 #include <fanout/task.hpp>
 #include <fanout/task_error.hpp>
 #include <fanout/value.hpp>

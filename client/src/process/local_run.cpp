@@ -1,0 +1,157 @@
+// local_run.cpp: a pool run on this machine. One thread per started pool runs a poll loop over
+// its children (ChildTable) and a wake-up eventfd through which the caller's thread asks for
+// signal() and stop().
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <system_error>
+#include <thread>
+
+#include "process/children.hpp"
+#include "process/pool_run.hpp"
+#include "unique_fd.hpp"
+
+namespace fanout::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int poll_timeout(Clock::time_point until) {
+  if (until == Clock::time_point::max()) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
+  return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 60'000));
+}
+
+class LocalRun final : public PoolRun {
+ public:
+  LocalRun(std::vector<ProcessSpec> specs, std::size_t concurrency, OutputCallback output)
+      : PoolRun(std::move(specs), std::move(output)),
+        concurrency_(concurrency == 0 ? specs_.size() : concurrency),
+        environment_(Environment::capture()),
+        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (!wake_) throw std::system_error(errno, std::generic_category(), "eventfd");
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  ~LocalRun() override {
+    if (thread_.joinable()) {
+      request_stop(kDestroyGrace);
+      thread_.join();
+    }
+  }
+
+  std::vector<std::string> running() const override {
+    const std::lock_guard lock(control_mutex_);
+    std::vector<std::size_t> slots = running_;
+    std::sort(slots.begin(), slots.end());
+    std::vector<std::string> keys;
+    for (const std::size_t slot : slots) keys.push_back(specs_[slot].key);
+    return keys;
+  }
+
+  void signal(int signal) override {
+    {
+      const std::lock_guard lock(control_mutex_);
+      signals_.push_back(signal);
+    }
+    wake();
+  }
+
+  void request_stop(std::chrono::milliseconds grace) override {
+    {
+      const std::lock_guard lock(control_mutex_);
+      if (!stop_grace_ || grace < *stop_grace_) stop_grace_ = grace;
+    }
+    wake();
+  }
+
+ private:
+  static constexpr auto kDestroyGrace = std::chrono::seconds(2);
+
+  void wake() noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof(one));
+  }
+
+  void loop() {
+    ChildTable children([this](std::size_t slot, OutputType type, std::string_view text) { deliver(type, text, slot); },
+                        [this](std::size_t slot, ProcessOutcome outcome) { ended(slot, std::move(outcome)); });
+    std::vector<pollfd> fds;
+    bool stopping = false;
+    std::size_t next = 0;
+    while (!all_settled()) {
+      while (!stopping && next < specs_.size() && children.running() < concurrency_) {
+        children.start(next, specs_[next], *environment_);
+        ++next;
+        publish_running(children);
+      }
+      if (stopping) {
+        for (; next < specs_.size(); ++next) {
+          ProcessOutcome outcome;
+          outcome.exit_code = 128 + SIGTERM;
+          outcome.error_output = "fanout: the pool was stopped before this process started\n";
+          outcome.ran_on = "local";
+          settle(next, std::move(outcome));
+        }
+      }
+      if (all_settled()) break;
+
+      fds.clear();
+      fds.push_back(pollfd{wake_.get(), POLLIN, 0});
+      const auto until = children.prepare(fds);
+      if (::poll(fds.data(), fds.size(), poll_timeout(until)) < 0 && errno != EINTR) {
+        throw std::system_error(errno, std::generic_category(), "poll");
+      }
+      if (fds[0].revents != 0) {
+        std::uint64_t count = 0;
+        [[maybe_unused]] const auto got = ::read(wake_.get(), &count, sizeof(count));
+        std::vector<int> signals;
+        std::optional<std::chrono::milliseconds> grace;
+        {
+          const std::lock_guard lock(control_mutex_);
+          signals.swap(signals_);
+          grace = std::exchange(stop_grace_, std::nullopt);
+        }
+        for (const int signal : signals) children.signal_all(signal);
+        if (grace) {
+          stopping = true;
+          children.stop_all(*grace);
+        }
+      }
+      children.handle(fds, 1);
+      publish_running(children);
+    }
+    publish_running(children);
+  }
+
+  void ended(std::size_t slot, ProcessOutcome outcome) { settle(slot, std::move(outcome)); }
+
+  void publish_running(const ChildTable& children) {
+    auto slots = children.running_slots();
+    const std::lock_guard lock(control_mutex_);
+    running_ = std::move(slots);
+  }
+
+  const std::size_t concurrency_;
+  const std::shared_ptr<const Environment> environment_;
+  UniqueFd wake_;
+  mutable std::mutex control_mutex_;
+  std::vector<std::size_t> running_;  // guarded by control_mutex_
+  std::vector<int> signals_;          // guarded by control_mutex_
+  std::optional<std::chrono::milliseconds> stop_grace_;  // guarded by control_mutex_
+  std::thread thread_;  // last: starts once everything it uses exists
+};
+
+}  // namespace
+
+std::unique_ptr<PoolRun> start_local(std::vector<ProcessSpec> specs, std::size_t concurrency, OutputCallback output) {
+  return std::make_unique<LocalRun>(std::move(specs), concurrency, std::move(output));
+}
+
+}  // namespace fanout::detail
