@@ -113,6 +113,11 @@ const DeferredBatch* DeferredState::find(std::uint64_t receipt) const {
   return it == batches_.end() ? nullptr : &it->second;
 }
 
+void DeferredState::move_payload(std::uint64_t receipt, std::uint64_t payload_offset) noexcept {
+  const auto it = batches_.find(receipt);
+  if (it != batches_.end()) it->second.payload_offset = payload_offset;
+}
+
 ApplyResult DeferredState::accept(std::uint64_t receipt, std::uint32_t task_count, std::string payload,
                                   std::uint64_t payload_offset, std::uint64_t payload_size) {
   if (batches_.contains(receipt)) return ApplyResult::duplicate_receipt;

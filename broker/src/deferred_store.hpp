@@ -119,8 +119,11 @@ class DeferredState {
 
   // Live (unsettled) batches by receipt.
   const std::map<std::uint64_t, DeferredBatch>& batches() const noexcept { return batches_; }
-  std::map<std::uint64_t, DeferredBatch>& batches() noexcept { return batches_; }
   const DeferredBatch* find(std::uint64_t receipt) const;
+
+  // Records that a live batch's payload has moved (the journal rewrote its file). No-op for a
+  // receipt that is not live.
+  void move_payload(std::uint64_t receipt, std::uint64_t payload_offset) noexcept;
 
   // One past the highest receipt ever accepted or checkpointed: where a restarted broker's
   // receipt counter continues.

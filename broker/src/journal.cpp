@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -573,7 +574,7 @@ class Journal::Impl {
         if (const auto* accepted = std::get_if<BatchAccepted>(&record)) {
           // The record in the old file is byte for byte the one to write: copy it, checking its
           // CRC on the way, so that a corrupted old copy is never the only one left.
-          const DeferredBatch& batch = writer_state_.batches().at(accepted->receipt);
+          const DeferredBatch& batch = *writer_state_.find(accepted->receipt);
           const std::uint64_t record_size = framed_size(*accepted) + batch.payload_size;
           const std::uint64_t start = batch.payload_offset - framed_size(*accepted);
           flush_buffer();
@@ -600,7 +601,7 @@ class Journal::Impl {
     sync_directory(options_.directory);
     Fd fresh = open_or_throw(journal_path_, O_RDWR | O_APPEND, "cannot reopen");
     file_ = std::move(fresh);
-    for (const auto& [receipt, offset] : new_payload_offsets) writer_state_.batches().at(receipt).payload_offset = offset;
+    for (const auto& [receipt, offset] : new_payload_offsets) writer_state_.move_payload(receipt, offset);
     const std::uint64_t old_size = file_bytes_;
     file_bytes_ = new_size;
     compact_floor_ = 0;

@@ -14,6 +14,9 @@
 //   Token through = journal.collect_durable();           // every token <= through is durable:
 //                                                        // acknowledge those batches now
 //
+// Threads: submit(), flush() and stats() may be called from any thread; collect_durable() from one
+// thread at a time (the broker's loop). Tokens are numbered in the order submit() calls return.
+//
 // Files in DIR: `journal` (the log), `journal.compact` (a compaction in progress; never valid,
 // removed by open), `LOCK` (flock'ed while a Journal is open, so two brokers never share a DIR).
 //

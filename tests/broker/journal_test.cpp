@@ -18,6 +18,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -275,6 +276,45 @@ TEST_CASE("a clean shutdown makes everything submitted durable") {
   }
   Journal reopened(options_for(dir.path(), log));
   CHECK(reopened.take_recovered().batches().size() == 100);
+}
+
+TEST_CASE("submissions from many threads all become durable") {
+  TempDir dir;
+  CapturedLog log;
+  constexpr std::uint64_t threads = 8;
+  constexpr std::uint64_t each = 200;
+  {
+    Journal journal(options_for(dir.path(), log));
+    std::vector<std::thread> submitters;
+    for (std::uint64_t t = 0; t < threads; ++t) {
+      submitters.emplace_back([&journal, t] {
+        for (std::uint64_t i = 0; i < each; ++i) {
+          const std::uint64_t receipt = 1 + t * each + i;
+          journal.submit(BatchAccepted{receipt, 1, payload_for(receipt, 64)});
+        }
+      });
+    }
+    for (auto& thread : submitters) thread.join();
+    CHECK(journal.flush() == threads * each);
+    MESSAGE(threads << " threads: " << journal.stats().fsyncs << " fsyncs for " << threads * each << " records");
+  }
+  Journal reopened(options_for(dir.path(), log));
+  const DeferredState state = reopened.take_recovered();
+  REQUIRE(state.batches().size() == threads * each);
+  for (const auto& [receipt, batch] : state.batches()) CHECK(batch.payload == payload_for(receipt, 64));
+}
+
+TEST_CASE("a journal file that lost its header starts empty") {
+  TempDir dir;
+  CapturedLog log;
+  write_file(dir.path() / "journal", "");
+  {
+    Journal journal(options_for(dir.path(), log));
+    CHECK(journal.take_recovered().batches().empty());
+    journal.submit(BatchAccepted{1, 1, "x"});
+  }
+  Journal reopened(options_for(dir.path(), log));
+  CHECK(reopened.take_recovered().find(1) != nullptr);
 }
 
 TEST_CASE("a directory is used by one journal at a time") {
