@@ -579,6 +579,82 @@ TEST_CASE("after SIGKILL every record reported durable is there") {
   }
 }
 
+// Token t's record in the compaction crash test: per receipt, accepted with two slots, then both
+// finished, except every 8th batch, whose second slot dies and keeps the batch live.
+JournalRecord record_for_token(Token token) {
+  const std::uint64_t receipt = (token - 1) / 3 + 1;
+  switch ((token - 1) % 3) {
+    case 0: return BatchAccepted{receipt, 2, payload_for(receipt, 1 + receipt % 2000)};
+    case 1: return TaskFinished{receipt, 0};
+    default:
+      if (receipt % 8 == 0) return TaskDead{receipt, 1, 3, "crashed"};
+      return TaskFinished{receipt, 1};
+  }
+}
+
+TEST_CASE("after SIGKILL during constant compaction the journal is a durable prefix") {
+  TempDir dir;
+  constexpr std::uint64_t window = 64;
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    try {
+      CapturedLog child_log;
+      JournalOptions options = options_for(dir.path(), child_log);
+      options.compact_min_bytes = 64 * 1024;
+      Journal journal(options);
+      Token submitted = 0;
+      Token durable = 0;
+      for (;;) {
+        while (submitted - durable < window) submitted = journal.submit(record_for_token(submitted + 1));
+        readable_within(journal.ready_fd(), 1000);
+        const Token now = journal.collect_durable();
+        if (now != durable) {
+          durable = now;
+          const std::uint64_t report[2] = {durable, journal.stats().compactions};
+          if (::write(pipe_fds[1], report, sizeof(report)) != sizeof(report)) ::_exit(3);
+        }
+      }
+    } catch (...) {
+      ::_exit(2);
+    }
+  }
+  ::close(pipe_fds[1]);
+  std::uint64_t report[2] = {0, 0};
+  while (report[0] < 9000) REQUIRE(::read(pipe_fds[0], report, sizeof(report)) == sizeof(report));
+  ::kill(child, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFSIGNALED(status));
+  while (::read(pipe_fds[0], report, sizeof(report)) == sizeof(report)) {
+  }
+  ::close(pipe_fds[0]);
+  const Token reported = report[0];
+  CHECK(report[1] >= 1);  // compactions had happened before the kill
+
+  CapturedLog log;
+  Journal reopened(options_for(dir.path(), log));
+  const std::string recovered = describe_state(reopened.take_recovered());
+  // The child never had more than `window` records beyond what it reported in flight: the journal
+  // must be the state after some prefix of at least `reported` records, and at most that many more.
+  DeferredState state;
+  for (Token t = 1; t <= reported; ++t) state.apply(record_for_token(t));
+  bool matched = describe_state(state) == recovered;
+  Token prefix = reported;
+  for (Token t = reported + 1; !matched && t <= reported + window; ++t) {
+    state.apply(record_for_token(t));
+    matched = describe_state(state) == recovered;
+    prefix = t;
+  }
+  MESSAGE("reported durable " << reported << " after " << report[1] << " compactions; recovered the first " << prefix
+                              << " records");
+  CHECK(matched);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "journal.compact"));
+}
+
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("an unusable directory is a clear error with the errno text") {
   TempDir dir;
