@@ -80,6 +80,18 @@ struct ShellCommand {
   hasInput @6 :Bool;         # Distinguishes empty input from "no stdin redirection".
   idleTimeoutMs @7 :UInt32;  # Kill after this long without output; 0 = none.
   quiet @8 :Bool;            # Do not stream or keep output.
+  stream @9 :Bool;           # Send output as it comes (OutputChunk), besides keeping it whole.
+}
+
+struct ShellOutcome {
+  # How a shell command task ended; in Result.shell (the Result's value is then `none`).
+  exitCode @0 :Int32;        # 128+N when signal N ended it
+  signal @1 :Int32;          # 0 unless a signal ended it
+  timedOut @2 :Bool;
+  idleTimedOut @3 :Bool;
+  started @4 :Bool;          # false: it could not start (errorOutput says why)
+  output @5 :Data;
+  errorOutput @6 :Data;
 }
 
 struct EnvVar {
@@ -100,6 +112,7 @@ struct Result {
   ranOn @5 :Text;            # Where it ran: "fork pid 1234", "worker host-a/3 pid 77", "sync".
   elapsedUs @6 :UInt64;      # Run time inside the executor.
   exitCode @7 :Int32;        # Shell tasks: exit code (128+N for signal N).
+  shell @8 :ShellOutcome;    # Shell tasks: how the command ended.
 }
 
 struct TaskError {
@@ -157,6 +170,7 @@ struct TaskBatch {
   timeoutMs @2 :UInt32;      # Per-batch limit covering queue wait and run time, from submission; 0 = none.
   tasks @3 :List(Task);
   deferred @4 :Bool;         # Fire-and-forget: acknowledged once journaled, results stay at the broker.
+  maxRunning @5 :UInt32;     # At most this many of the batch's tasks at executors at once; 0 = no limit.
 }
 
 struct Announce {

@@ -29,6 +29,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using PeerId = std::string;
 
+// Shell commands (fanout::Process pools on remote workers). An executor runs one at a time, and a
+// command may run for hours: it gets one only when it has nothing else, so that commands queue at
+// the broker, where any executor that frees up can take the next, never behind a long one.
+constexpr std::string_view kShellTask = "fanout.shell";
+
 std::string_view text(capnp::Text::Reader value) { return {value.cStr(), value.size()}; }
 
 // A received `tasks` frame. Queue entries and in-flight records share it, so a task is never
@@ -101,6 +106,7 @@ struct Batch {
   std::deque<Pending> queue;
   std::size_t queued = 0;
   std::uint32_t timeout_ms = 0;
+  std::uint32_t max_running = 0;  // at most this many at executors at once; 0: no limit
   std::optional<Clock::time_point> deadline;
   // Set once the batch timed out or was cancelled: what its remaining tasks fail with.
   std::optional<std::pair<wire::ErrorKind, std::string>> ended;
@@ -250,6 +256,12 @@ class Broker::State {
         found->second.last_seen = now;
         return on_results(found->second, std::move(message));
       }
+      case wire::Envelope::OUTPUT: {
+        const auto found = executors_.find(peer);
+        if (found == executors_.end()) return unknown_peer(peer);
+        found->second.last_seen = now;
+        return on_output(found->second, std::move(message));
+      }
       case wire::Envelope::ANNOUNCE:
         return on_announce(peer, envelope.getAnnounce(), now);
       case wire::Envelope::HEARTBEAT:
@@ -329,6 +341,7 @@ class Broker::State {
       batch.client = client;
       batch.total = total;
       batch.timeout_ms = window.getTimeoutMs();
+      batch.max_running = window.getMaxRunning();
       if (batch.timeout_ms > 0) batch.deadline = now + std::chrono::milliseconds(batch.timeout_ms);
       clients_[client].batches.push_back(id);
       if (std::find(client_ring_.begin(), client_ring_.end(), client) == client_ring_.end()) client_ring_.push_back(client);
@@ -390,6 +403,20 @@ class Broker::State {
       for (unsigned j = 0; j < chosen.size(); ++j) list.setWithCaveats(j, results[chosen[j]]);
       deliver(id, static_cast<std::uint32_t>(chosen.size()), out.frame());
     }
+  }
+
+  // Live output of a shell command: passed on as it came to the client of the batch, while the
+  // command is in flight at that executor (output of a task it no longer runs is dropped).
+  void on_output(const Executor& executor, wire::InMessage message) {
+    const auto chunk = message.envelope().getOutput();
+    const std::uint64_t id = chunk.getBatchId();
+    const std::uint32_t index = chunk.getIndex();
+    const bool running = std::any_of(executor.in_flight.begin(), executor.in_flight.end(),
+                                     [&](const InFlight& f) { return f.batch == id && f.index == index; });
+    if (!running) return;
+    const auto batch = batches_.find(id);
+    if (batch == batches_.end() || batch->second.ended) return;
+    wire::send_to(router_, batch->second.client, std::move(message.frame()));
   }
 
   // Sends `count` outcomes of batch `id` (already encoded in `frame`) to its client.
@@ -546,12 +573,16 @@ class Broker::State {
             std::find(given.begin(), given.end(), std::make_pair<const Executor*>(&executor, id)) != given.end()) {
           continue;
         }
-        const auto first = first_served(executor, batch->second);
-        if (first == batch->second.queue.end()) continue;
+        Batch& chosen = batch->second;
+        if (chosen.max_running > 0 && chosen.in_flight >= chosen.max_running) continue;
+        const auto first = first_served(executor, chosen);
+        if (first == chosen.queue.end()) continue;
+        const bool shell = first->name_text() == kShellTask;
+        if (shell && !executor.in_flight.empty()) continue;
         given.emplace_back(&executor, id);
-        const std::size_t share = (batch->second.queued + capacity - 1) / capacity;
-        send_work(executor, batch->second, first,
-                  static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)));
+        std::size_t share = shell ? 1 : (chosen.queued + capacity - 1) / capacity;
+        if (chosen.max_running > 0) share = std::min<std::size_t>(share, chosen.max_running - chosen.in_flight);
+        send_work(executor, chosen, first, static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)));
         return true;
       }
     }
@@ -645,8 +676,14 @@ class Broker::State {
         continue;
       }
       batch.queued -= pending->end - pending->begin;
-      fail_range(batch, *pending->frame, pending->begin, pending->end, wire::ErrorKind::UNKNOWN_TASK,
-                 "no connected worker serves task '" + pending->name_text() + "' (workers serve: " + served_names() + ")");
+      if (pending->name_text() == kShellTask) {
+        fail_range(batch, *pending->frame, pending->begin, pending->end, wire::ErrorKind::REFUSED,
+                   "no connected worker runs shell commands: they run only on workers started with "
+                   "`fanout-worker --allow-shell`");
+      } else {
+        fail_range(batch, *pending->frame, pending->begin, pending->end, wire::ErrorKind::UNKNOWN_TASK,
+                   "no connected worker serves task '" + pending->name_text() + "' (workers serve: " + served_names() + ")");
+      }
       pending = batch.queue.erase(pending);
     }
   }

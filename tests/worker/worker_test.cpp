@@ -412,7 +412,8 @@ TEST_CASE("a worker started without --allow-shell refuses shell tasks with kind 
   const auto result = single_result(setup.broker(), 123, setup.log());
   REQUIRE(result.isError());
   CHECK(result.getError().getKind() == wire::ErrorKind::REFUSED);
-  CHECK(std::string(result.getError().getMessage()) == "this worker was started without --allow-shell");
+  CHECK(std::string(result.getError().getMessage()) ==
+        "this worker does not run shell commands: it was started without --allow-shell");
 }
 
 TEST_CASE("executors die with their supervisor") {

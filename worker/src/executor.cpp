@@ -39,6 +39,7 @@
 
 #include "job_runner.hpp"
 #include "posix.hpp"
+#include "process/children.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -88,12 +89,49 @@ class Ticker {
   std::thread thread_;  // last: starts once everything it uses exists
 };
 
+// The registered tasks, plus shell commands on a worker that allows them.
+std::vector<std::string> names_served(const ExecutorConfig& config) {
+  std::vector<std::string> names = detail::registered_task_names();
+  if (config.allow_shell) names.emplace_back(kShellTask);
+  return names;
+}
+
+// A shell command task as a process spec (fanout::Process pools sent it).
+detail::ProcessSpec shell_spec(wire::Task::Reader task) {
+  const auto shell = task.getShell();
+  detail::ProcessSpec spec;
+  if (shell.getUseShell()) {
+    spec.command.emplace(std::string(shell.getScript().cStr(), shell.getScript().size()));
+  } else {
+    std::vector<std::string> argv;
+    for (const auto word : shell.getArgv()) argv.emplace_back(word.cStr(), word.size());
+    spec.command.emplace(std::move(argv));
+  }
+  if (shell.getWorkingDirectory().size() > 0) spec.path = std::string(shell.getWorkingDirectory().cStr());
+  for (const auto variable : shell.getEnv()) {
+    std::string name(variable.getName().cStr(), variable.getName().size());
+    if (variable.getUnset()) {
+      spec.env.emplace_back(std::move(name), std::nullopt);
+    } else {
+      spec.env.emplace_back(std::move(name), std::string(variable.getValue().cStr(), variable.getValue().size()));
+    }
+  }
+  if (shell.getHasInput()) {
+    const auto input = shell.getInput();
+    spec.input.emplace(reinterpret_cast<const char*>(input.begin()), input.size());
+  }
+  spec.timeout = std::chrono::milliseconds(task.getTimeoutMs());
+  spec.idle_timeout = std::chrono::milliseconds(shell.getIdleTimeoutMs());
+  spec.quiet = shell.getQuiet();
+  return spec;
+}
+
 class Executor {
  public:
   explicit Executor(const ExecutorConfig& config)
       : config_(config),
         ran_on_("worker " + config.worker_id + " pid " + std::to_string(::getpid())),
-        task_names_(detail::registered_task_names()),
+        task_names_(names_served(config)),
         context_(1),
         socket_(context_, zmq::socket_type::dealer) {
     sigset_t signals;
@@ -329,11 +367,63 @@ class Executor {
                   std::string("the task could not be read: ") + error.getDescription().cStr());
     }
     if (name == kShellTask) {
-      return fail(result, ErrorKind::refused, "",
-                  config_.allow_shell ? "this worker cannot run shell tasks yet (fanout.shell is not implemented here)"
-                                      : "this worker was started without --allow-shell");
+      if (!config_.allow_shell) {
+        return fail(result, ErrorKind::refused, "",
+                    "this worker does not run shell commands: it was started without --allow-shell");
+      }
+      return run_shell(task, result);
     }
     detail::invoke_registered(name, wire::wrap(args), wire::wrap(result.initValue()));
+  }
+
+  // Runs a shell command to its end (or its timeout) and writes how it ended into `result`. While
+  // it runs, its output goes to the broker as it comes when the client asked for it (stream).
+  // The main thread has released the socket (the ticker heartbeats meanwhile): each chunk takes
+  // it for its send.
+  void run_shell(wire::Task::Reader task, wire::Result::Builder result) {
+    const detail::ProcessSpec spec = shell_spec(task);
+    const bool stream = task.getShell().getStream() && !spec.quiet;
+    const std::uint64_t batch_id = task.getBatchId();
+    const std::uint32_t index = task.getIndex();
+    if (!environment_) environment_ = detail::Environment::capture();
+    std::optional<detail::ProcessOutcome> outcome;
+    detail::ChildTable children(
+        [&](std::size_t, OutputType type, std::string_view text) {
+          if (!stream) return;
+          wire::OutMessage out(static_cast<unsigned>(16 + text.size() / 8));
+          auto chunk = out.envelope().initOutput();
+          chunk.setBatchId(batch_id);
+          chunk.setIndex(index);
+          chunk.setStream(type == OutputType::out ? wire::OutputChunk::Stream::OUT : wire::OutputChunk::Stream::ERR);
+          chunk.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
+          const std::lock_guard socket(socket_mutex_);
+          send(out.frame());
+        },
+        [&](std::size_t, detail::ProcessOutcome ended) { outcome = std::move(ended); }, "worker " + config_.worker_id);
+    children.start(0, spec, *environment_);
+    if (const auto pid = children.pid_of(0)) config_.running->set_shell_group(*pid);
+    std::vector<pollfd> fds;
+    while (!outcome) {
+      fds.clear();
+      const auto until = children.prepare(fds);
+      if (::poll(fds.data(), fds.size(), poll_timeout_ms(until)) < 0 && errno != EINTR) {
+        children.stop_all(std::chrono::milliseconds(0));
+      }
+      children.handle(fds, 0);
+    }
+    config_.running->set_shell_group(0);
+    auto shell = result.initShell();
+    shell.setExitCode(outcome->exit_code);
+    shell.setSignal(outcome->signal);
+    shell.setTimedOut(outcome->timed_out);
+    shell.setIdleTimedOut(outcome->idle_timed_out);
+    shell.setStarted(outcome->started);
+    shell.setOutput(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(outcome->output.data()), outcome->output.size()));
+    shell.setErrorOutput(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(outcome->error_output.data()), outcome->error_output.size()));
+    result.setExitCode(outcome->exit_code);
+    result.initValue();  // `none`: the outcome is in `shell`
+    result.setRanOn(outcome->ran_on);
   }
 
   // Replaces whatever the task wrote with an error (the union's value becomes unreachable).
@@ -352,6 +442,7 @@ class Executor {
   zmq::socket_t socket_;
   UniqueFd signals_;
   std::deque<Inbox> inbox_;
+  std::shared_ptr<const detail::Environment> environment_;  // captured at the first shell command
   bool draining_ = false;
   Clock::time_point quiet_until_ = Clock::time_point::max();
   Clock::time_point next_heartbeat_;

@@ -30,6 +30,12 @@ struct alignas(64) RunningSlot {
   }
   void end() noexcept { running.store(0, std::memory_order_release); }
 
+  // The process group of the shell command the executor runs now (0: none). The command runs in a
+  // group of its own, so that its timeout can stop it whole; when the executor dies, its
+  // supervisor stops that group too, or nothing would.
+  void set_shell_group(std::int32_t group) noexcept { shell_group.store(group, std::memory_order_release); }
+  std::int32_t read_shell_group() const noexcept { return shell_group.load(std::memory_order_acquire); }
+
   // Supervisor side, after the executor died (so nothing writes concurrently).
   Snapshot read() const noexcept {
     const bool is_running = running.load(std::memory_order_acquire) != 0;
@@ -40,15 +46,18 @@ struct alignas(64) RunningSlot {
     running.store(0, std::memory_order_relaxed);
     batch_id.store(0, std::memory_order_relaxed);
     index.store(0, std::memory_order_relaxed);
+    shell_group.store(0, std::memory_order_relaxed);
   }
 
   std::atomic<std::uint64_t> batch_id{0};
   std::atomic<std::uint32_t> index{0};
   std::atomic<std::uint32_t> running{0};
+  std::atomic<std::int32_t> shell_group{0};
 };
 
 // Atomics shared between processes must not depend on a lock inside one process.
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free &&
+              std::atomic<std::int32_t>::is_always_lock_free);
 
 // Owns the shared mapping: `count` slots, zeroed. Move-only; unmaps in the destructor (each
 // forked executor keeps its own inherited mapping).

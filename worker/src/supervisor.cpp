@@ -170,6 +170,12 @@ class Supervisor::State {
     }
   }
 
+  ~State() {
+    for (const auto& slot : slots_) stop_shell_command(slot);
+  }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+
   int run() {
     for (auto& slot : slots_) start_executor(slot);  // before any ZeroMQ context exists
     context_.emplace(1);
@@ -229,8 +235,16 @@ class Supervisor::State {
   void reap_executors() {
     for (auto& slot : slots_) {
       int status = 0;
-      if (slot.process.try_reap(status)) on_executor_exit(slot, status);
+      if (!slot.process.try_reap(status)) continue;
+      stop_shell_command(slot);
+      on_executor_exit(slot, status);
     }
+  }
+
+  // A shell command outlives an executor that dies while it runs (it is in a process group of
+  // its own): stop it here.
+  void stop_shell_command(const ExecutorSlot& slot) noexcept {
+    if (const std::int32_t group = running_[slot.number].read_shell_group(); group > 0) ::kill(-group, SIGKILL);
   }
 
   void on_executor_exit(ExecutorSlot& slot, int status) {

@@ -1,0 +1,223 @@
+// Remote pools: fanout::Process pools pointed at a standalone fanout-broker run their commands on
+// fanout-worker processes started with --allow-shell; all separate processes over loopback TCP.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <fanout/process.hpp>
+
+#include "../unit/test_support.hpp"
+#include "spawned.hpp"
+
+using namespace std::chrono_literals;
+using fanout::OutputType;
+using fanout::Pool;
+using fanout::Process;
+using fanout_test::eventually;
+
+namespace {
+
+// A broker with one worker; `allow_shell` says whether the worker runs shell commands.
+class ShellCluster {
+ public:
+  explicit ShellCluster(bool allow_shell) {
+    broker_ = std::make_unique<fanout_test::Spawned>(
+        std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", "tcp://127.0.0.1:*", "--heartbeat-ms", "200",
+                                 "--liveness-ms", "1200"},
+        std::vector<std::string>{}, dir_.path() / "broker.log");
+    const auto listening = broker_->wait_for_line("listening ", 10s);
+    REQUIRE(listening.has_value());
+    endpoint_ = *listening;
+    std::vector<std::string> worker{FANOUT_WORKER_PROGRAM, "--connect", endpoint_, "--processes", "2"};
+    if (allow_shell) worker.emplace_back("--allow-shell");
+    worker_ = std::make_unique<fanout_test::Spawned>(worker, std::vector<std::string>{}, dir_.path() / "worker.log");
+    REQUIRE(wait_for_executors(2));
+  }
+
+  bool wait_for_executors(int count) const {
+    return eventually(
+        [&] {
+          const auto status =
+              fanout_test::run_capturing(std::string(FANOUT_TOOL_PROGRAM) + " status --broker " + endpoint_);
+          return status.text.find("executors: " + std::to_string(count)) != std::string::npos ||
+                 status.text.find(std::to_string(count) + " executor") != std::string::npos;
+        },
+        20s);
+  }
+
+  std::string logs() const { return "--- broker\n" + broker_->log() + "--- worker\n" + worker_->log(); }
+
+  fanout_test::TempDir dir_;
+  std::string endpoint_;
+  std::unique_ptr<fanout_test::Spawned> broker_;
+  std::unique_ptr<fanout_test::Spawned> worker_;
+};
+
+ShellCluster& shell_cluster() {
+  static ShellCluster instance(true);
+  return instance;
+}
+
+struct Collected {
+  std::mutex mutex;
+  std::string text;
+  fanout::OutputCallback callback(std::string key_wanted, OutputType type_wanted) {
+    return [this, key_wanted, type_wanted](OutputType type, std::string_view chunk, const std::string& key) {
+      const std::lock_guard lock(mutex);
+      if (key == key_wanted && type == type_wanted) text.append(chunk);
+    };
+  }
+  std::string get() {
+    const std::lock_guard lock(mutex);
+    return text;
+  }
+};
+
+void touch(const std::filesystem::path& path) { std::ofstream(path) << ""; }
+
+}  // namespace
+
+TEST_CASE("a remote pool runs its commands on --allow-shell workers, results by key in order") {
+  auto& cluster = shell_cluster();
+  const auto results = Process::pool([](Pool& p) {
+                         p.as("greet").command("echo hello from $0; echo warn >&2; exit 3");
+                         p.as("argv").command({"printf", "%s|", "a b", "$HOME"});
+                         p.command("true");
+                       })
+                           .broker(cluster.endpoint_)
+                           .wait();
+  INFO(cluster.logs());
+  REQUIRE(results.size() == 3);
+  CHECK(results["greet"].exit_code() == 3);
+  CHECK(results["greet"].output() == "hello from /bin/sh\n");
+  CHECK(results["greet"].error_output() == "warn\n");
+  CHECK(results["greet"].ran_on().find("worker") == 0);
+  CHECK(results["argv"].output() == "a b|$HOME|");
+  CHECK(results["2"].successful());
+}
+
+TEST_CASE("a remote pool streams output live under each key") {
+  auto& cluster = shell_cluster();
+  const auto go = cluster.dir_.path() / "go-live";
+  Collected seen;
+  auto pool = Process::pool([&](Pool& p) {
+                p.as("a").command("echo ready; while [ ! -e '" + go.string() + "' ]; do sleep 0.01; done; echo end");
+              })
+                  .broker(cluster.endpoint_)
+                  .start(seen.callback("a", OutputType::out));
+  REQUIRE(eventually([&] { return seen.get() == "ready\n"; }, 20s));
+  touch(go);
+  const auto results = pool.wait();
+  CHECK(seen.get() == "ready\nend\n");
+  CHECK(results["a"].output() == "ready\nend\n");
+}
+
+TEST_CASE("a remote timeout kills the command on the worker and keeps its output") {
+  auto& cluster = shell_cluster();
+  const auto result = Process::broker(cluster.endpoint_).timeout(300ms).run("echo partial; exec sleep 30");
+  CHECK(result.timed_out());
+  CHECK(result.exit_code() == 128 + SIGTERM);
+  CHECK(result.output() == "partial\n");
+  const auto idle = Process::broker(cluster.endpoint_).idle_timeout(300ms).run("echo a; exec sleep 30");
+  CHECK(idle.idle_timed_out());
+}
+
+TEST_CASE("path, env, input and quietly travel with a remote command") {
+  auto& cluster = shell_cluster();
+  const auto results = Process::pool([&](Pool& p) {
+                         p.as("path").command("pwd").path(cluster.dir_.path().string());
+                         // The worker's environment, changed: HOME is set there, and removed for this command.
+                         p.as("env").command("echo $NEW-${HOME:-nohome}").env("NEW", "v").without_env("HOME");
+                         p.as("input").command("cat").input("0");
+                         p.as("empty-input").command("cat; echo end").input("");
+                         p.as("quiet").command("echo hidden").quietly();
+                       })
+                           .broker(cluster.endpoint_)
+                           .wait();
+  CHECK(std::filesystem::equivalent(results["path"].output().substr(0, results["path"].output().size() - 1),
+                                    cluster.dir_.path()));
+  CHECK(results["env"].output() == "v-nohome\n");
+  CHECK(results["input"].output() == "0");
+  CHECK(results["empty-input"].output() == "end\n");
+  CHECK(results["quiet"].successful());
+  CHECK(results["quiet"].output().empty());
+}
+
+TEST_CASE("a command that does not exist fails remotely with a clear message") {
+  auto& cluster = shell_cluster();
+  const auto result = Process::broker(cluster.endpoint_).run({"fanout-no-such-program-xyz"});
+  CHECK(result.exit_code() == 127);
+  CHECK(result.see_in_error_output("command not found"));
+}
+
+TEST_CASE("a remote pool's concurrency cap holds") {
+  auto& cluster = shell_cluster();
+  const auto dir = cluster.dir_.path() / "cap";
+  std::filesystem::create_directories(dir);
+  auto pool = Process::pool([&](Pool& p) {
+                for (int i = 0; i < 3; ++i) {
+                  p.as("p" + std::to_string(i))
+                      .command("touch '" + dir.string() + "/started-'\"$KEY\"; while [ ! -e '" + dir.string() +
+                               "/go' ]; do sleep 0.01; done")
+                      .env("KEY", std::to_string(i));
+                }
+              })
+                  .concurrency(1)
+                  .broker(cluster.endpoint_)
+                  .start();
+  REQUIRE(eventually([&] { return std::filesystem::exists(dir / "started-0"); }, 20s));
+  // The worker has two executors, yet the second command waits for the first.
+  CHECK_FALSE(eventually([&] { return std::filesystem::exists(dir / "started-1"); }, 500ms));
+  touch(dir / "go");
+  CHECK(pool.wait().successful());
+  CHECK(std::filesystem::exists(dir / "started-2"));
+}
+
+TEST_CASE("stopping a remote pool kills its commands on the worker") {
+  auto& cluster = shell_cluster();
+  Collected seen;
+  auto pool = Process::pool([](Pool& p) { p.as("a").command("echo $$; exec sleep 30"); })
+                  .broker(cluster.endpoint_)
+                  .start(seen.callback("a", OutputType::out));
+  REQUIRE(eventually([&] { return !seen.get().empty(); }, 20s));
+  const pid_t command = std::stoi(seen.get());
+  const auto results = pool.stop(0ms);
+  CHECK(results["a"].failed());
+  CHECK(eventually([&] { return !fanout_test::process_alive(command); }, 10s));
+  // The worker replaced the executor it lost and serves again.
+  CHECK(Process::broker(cluster.endpoint_).run("echo again").output() == "again\n");
+}
+
+TEST_CASE("FANOUT_PROCESS_BROKER sends pools to remote workers without a code change") {
+  auto& cluster = shell_cluster();
+  fanout_test::ScopedEnv broker("FANOUT_PROCESS_BROKER", cluster.endpoint_.c_str());
+  const auto result = Process::run("echo remote");
+  CHECK(result.output() == "remote\n");
+  CHECK(result.ran_on().find("worker") == 0);
+}
+
+TEST_CASE("a worker without --allow-shell never runs a shell command, and the client is told why") {
+  ShellCluster plain(false);
+  const auto marker = plain.dir_.path() / "must-not-exist";
+  const auto result = Process::broker(plain.endpoint_).run("touch '" + marker.string() + "'");
+  CHECK(result.failed());
+  CHECK(result.see_in_error_output("--allow-shell"));
+  CHECK_FALSE(std::filesystem::exists(marker));
+}
+
+TEST_CASE("a remote pool without a broker fails each process with a clear message") {
+  // Nothing listens on this port (bound and closed by the OS's choice would race; port 1 needs root
+  // to bind and nobody does here).
+  const auto result = Process::broker("tcp://127.0.0.1:1").run("true");
+  CHECK(result.failed());
+  CHECK(result.see_in_error_output("no word from the broker"));
+}
