@@ -626,10 +626,25 @@ class FakeClient {
     std::lock_guard lock(peer_.mutex());
     return twice_;
   }
+  // Output chunks received, as (index, text), in arrival order.
+  std::vector<std::pair<std::uint32_t, std::string>> output(std::uint64_t batch) {
+    std::lock_guard lock(peer_.mutex());
+    return output_[batch];
+  }
+  bool wait_output(std::uint64_t batch, std::size_t chunks, std::chrono::milliseconds limit = kSoon) {
+    return peer_.wait([&] { return output_[batch].size() >= chunks; }, limit);
+  }
 
  private:
   void on_message(wire::InMessage& message) {
     const auto envelope = message.envelope();
+    if (envelope.isOutput()) {
+      const auto chunk = envelope.getOutput();
+      std::lock_guard lock(peer_.mutex());
+      output_[chunk.getBatchId()].emplace_back(
+          chunk.getIndex(), std::string(reinterpret_cast<const char*>(chunk.getData().begin()), chunk.getData().size()));
+      return;
+    }
     if (!envelope.isResults()) return;
     std::lock_guard lock(peer_.mutex());
     for (const auto result : envelope.getResults()) {
@@ -649,6 +664,7 @@ class FakeClient {
 
   // Guarded by peer_.mutex():
   std::map<std::uint64_t, std::map<std::uint32_t, Outcome>> outcomes_;
+  std::map<std::uint64_t, std::vector<std::pair<std::uint32_t, std::string>>> output_;
   std::size_t twice_ = 0;
   Peer peer_;  // last
 };
