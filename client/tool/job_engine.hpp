@@ -1,0 +1,56 @@
+// job_engine.hpp: what runs the jobs of `fanout run`, here or on remote workers, driven by the
+// tool's one poll loop (run_loop.cpp).
+//
+// The loop starts jobs one at a time as slots free up (so input streams through and memory stays
+// bounded by the jobs in flight, whatever the number of input lines), and learns of each job's
+// output and end through two callbacks called from inside handle(), on the loop's thread.
+#pragma once
+
+#include <poll.h>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <fanout/process.hpp>
+
+namespace fanout::tool {
+
+class JobEngine {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Output of job `seq` as it arrives (chunks, not lines).
+  using OnOutput = std::function<void(std::size_t seq, OutputType type, std::string_view text)>;
+  // Job `seq` has ended, or could not start; called once per start().
+  using OnFinished = std::function<void(std::size_t seq, ProcessResult result)>;
+
+  virtual ~JobEngine() = default;
+
+  // Starts `command` for job `seq` now; `timeout` 0 means none. The caller keeps at most the
+  // engine's concurrency running.
+  virtual void start(std::size_t seq, std::string command, std::chrono::milliseconds timeout) = 0;
+  virtual std::size_t running() const = 0;
+  // TERM to every running job, KILL after `grace`; their ends still come through OnFinished.
+  virtual void stop_all(std::chrono::milliseconds grace) = 0;
+  // Adds the descriptors to watch to `fds` (after those already there); returns the engine's
+  // next deadline.
+  virtual Clock::time_point prepare(std::vector<pollfd>& fds) = 0;
+  // After poll(): handles the engine's entries and deadlines, calling the callbacks.
+  virtual void handle(const std::vector<pollfd>& fds) = 0;
+};
+
+// Jobs as children of this process (`/bin/sh -c command`), each in a process group of its own,
+// through the same ChildTable that runs local Process pools. `stream_output`: call OnOutput with
+// every chunk (otherwise output is only in the result).
+std::unique_ptr<JobEngine> local_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
+                                        bool stream_output);
+
+// Jobs as shell tasks on the workers behind `broker` (workers started with --allow-shell), at
+// most `concurrency` at once, each through a Process of its own on a thread of its own.
+std::unique_ptr<JobEngine> remote_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
+                                         bool stream_output, std::string broker, std::size_t concurrency);
+
+}  // namespace fanout::tool
