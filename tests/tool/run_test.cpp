@@ -1,0 +1,444 @@
+// `fanout run`, GNU-parallel-like: the real binary as a child process with stdin, stdout and
+// stderr of its own; remote runs against a real fanout-broker and fanout-worker. Jobs that must
+// happen in a given order wait on marker files; the test waits on the tool's output files with
+// deadlines, never on bare sleeps.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "../process/spawned.hpp"
+#include "../unit/test_support.hpp"
+
+using namespace std::chrono_literals;
+using fanout_test::eventually;
+using fanout_test::TempDir;
+
+namespace {
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void touch(const std::filesystem::path& path) { std::ofstream(path) << ""; }
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> fields;
+  std::size_t start = 0;
+  for (;;) {
+    const auto tab = line.find('\t', start);
+    fields.push_back(line.substr(start, tab - start));
+    if (tab == std::string::npos) return fields;
+    start = tab + 1;
+  }
+}
+
+// A shell loop that waits (at most 30 s) for `path` to exist.
+std::string wait_for_file(const std::filesystem::path& path) {
+  return "i=0; while [ ! -e '" + path.string() + "' ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done";
+}
+
+// `fanout <arguments>` running with stdin from a string and stdout and stderr in files of its
+// own; killed (with its process group) and reaped at the end of the scope whatever happens.
+class Tool {
+ public:
+  explicit Tool(std::vector<std::string> arguments, const std::string& input = "",
+                std::vector<std::string> extra_environment = {}) {
+    std::ofstream(dir_.path() / "stdin") << input;
+    arguments.insert(arguments.begin(), FANOUT_TOOL_PROGRAM);
+    std::vector<char*> argv;
+    for (auto& argument : arguments) argv.push_back(argument.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> variables = extra_environment;
+    for (char** variable = environ; *variable != nullptr; ++variable) {
+      const std::string entry(*variable);
+      if (entry.rfind("FANOUT_", 0) == 0) continue;  // the test says what the tool sees
+      variables.push_back(entry);
+    }
+    std::vector<char*> envp;
+    for (auto& variable : variables) envp.push_back(variable.data());
+    envp.push_back(nullptr);
+    const auto in = (dir_.path() / "stdin").string();
+    const auto out = (dir_.path() / "stdout").string();
+    const auto err = (dir_.path() / "stderr").string();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, in.c_str(), O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attributes, 0);
+    const int error = ::posix_spawn(&pid_, argv[0], &actions, &attributes, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    REQUIRE(error == 0);
+  }
+  ~Tool() {
+    if (reaped_) return;
+    ::kill(-pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  Tool(const Tool&) = delete;
+  Tool& operator=(const Tool&) = delete;
+
+  std::string out() const { return read_file(dir_.path() / "stdout"); }
+  std::string err() const { return read_file(dir_.path() / "stderr"); }
+  pid_t pid() const { return pid_; }
+
+  // The exit status; fails the test when the tool has not exited before `limit`.
+  int finish(std::chrono::milliseconds limit = 60s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!reaped_ && std::chrono::steady_clock::now() < deadline) {
+      if (::waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
+      if (!reaped_) std::this_thread::sleep_for(5ms);
+    }
+    INFO("stdout:\n" << out() << "\nstderr:\n" << err());
+    REQUIRE_MESSAGE(reaped_, "fanout run did not exit in time");
+    REQUIRE(WIFEXITED(status_));
+    return WEXITSTATUS(status_);
+  }
+
+ private:
+  TempDir dir_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool reaped_ = false;
+};
+
+// Runs the tool to its end: (exit status, stdout, stderr).
+struct Ran {
+  int status;
+  std::string out;
+  std::string err;
+};
+Ran run(std::vector<std::string> arguments, const std::string& input = "",
+        std::vector<std::string> extra_environment = {}) {
+  Tool tool(std::move(arguments), input, std::move(extra_environment));
+  const int status = tool.finish();
+  return Ran{status, tool.out(), tool.err()};
+}
+
+bool contiguous_blocks(const std::vector<std::string>& lines, const std::vector<std::string>& jobs, int per_job) {
+  // Every job's lines appear as one run of `per_job` consecutive lines.
+  for (const auto& job : jobs) {
+    std::size_t first = lines.size();
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i].rfind(job + ":", 0) == 0) {
+        first = i;
+        break;
+      }
+    }
+    if (first + static_cast<std::size_t>(per_job) > lines.size()) return false;
+    for (int k = 0; k < per_job; ++k) {
+      if (lines[first + static_cast<std::size_t>(k)] != job + ":" + std::to_string(k)) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("::: arguments fill {} and {#}, one job each") {
+  const auto ran = run({"run", "-j", "2", "-k", "echo {#}:{}", ":::", "a", "b", "c"});
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "1:a\n2:b\n3:c\n");
+  CHECK(ran.err == "");
+}
+
+TEST_CASE("without ::: every line of stdin is one argument") {
+  const auto ran = run({"run", "-k", "echo [{}]"}, "x y\n\nz\nlast-without-newline");
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "[x y]\n[]\n[z]\n[last-without-newline]\n");
+}
+
+TEST_CASE("a command of several words is joined; without placeholders the argument is appended") {
+  const auto ran = run({"run", "-j2", "-k", "echo", "pre", ":::", "a", "b c"});
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "pre a\npre b c\n");
+  const auto marker = run({"run", "-k", "--", "echo", "-n", "{}", ":::", "a"});
+  CHECK(marker.out == "a");
+}
+
+TEST_CASE("arguments are shell-quoted: spaces, quotes and metacharacters reach the command as they are") {
+  const std::vector<std::string> arguments{"two words", "it's", "say \"hi\"", "$HOME;`id`|*", ""};
+  std::vector<std::string> command{"run", "-k", "printf '[%s]\\n' {}", ":::"};
+  command.insert(command.end(), arguments.begin(), arguments.end());
+  const auto ran = run(command);
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "[two words]\n[it's]\n[say \"hi\"]\n[$HOME;`id`|*]\n[]\n");
+}
+
+TEST_CASE("several ::: groups run every combination, the last group fastest; {N} picks a group") {
+  const auto ran = run({"run", "-k", "echo {#} {2}-{1} [{}]", ":::", "a", "b", ":::", "1", "2"});
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "1 1-a [a 1]\n2 2-a [a 2]\n3 1-b [b 1]\n4 2-b [b 2]\n");
+  const auto too_high = run({"run", "echo {3}", ":::", "a", ":::", "b"});
+  CHECK(too_high.status == 255);
+  CHECK(too_high.err.find("{3}") != std::string::npos);
+}
+
+TEST_CASE("output comes in completion order, or in input order with --keep-order") {
+  TempDir dir;
+  // Job a cannot end before job b has.
+  const std::string command = "if [ {} = a ]; then " + wait_for_file(dir.path() / "b") + "; fi; echo {}; touch '" +
+                              dir.path().string() + "/{}'";
+  const auto unordered = run({"run", "-j2", command, ":::", "a", "b"});
+  CHECK(unordered.status == 0);
+  CHECK(unordered.out == "b\na\n");
+  std::filesystem::remove(dir.path() / "b");
+  std::filesystem::remove(dir.path() / "a");
+  const auto ordered = run({"run", "-j2", "--keep-order", command, ":::", "a", "b"});
+  CHECK(ordered.status == 0);
+  CHECK(ordered.out == "a\nb\n");
+}
+
+TEST_CASE("a job's output is printed whole, never interleaved with another job's") {
+  const std::string command = "for k in 0 1 2 3 4; do echo {}:$k; echo {}:$k >&2; sleep 0.01; done";
+  const std::vector<std::string> jobs{"j1", "j2", "j3", "j4"};
+  const auto ran = run({"run", "-j4", command, ":::", "j1", "j2", "j3", "j4"});
+  CHECK(ran.status == 0);
+  CHECK(lines_of(ran.out).size() == 20);
+  CHECK(contiguous_blocks(lines_of(ran.out), jobs, 5));
+  CHECK(contiguous_blocks(lines_of(ran.err), jobs, 5));
+}
+
+TEST_CASE("--tag prefixes every line with the arguments and a TAB") {
+  const auto ran = run({"run", "-k", "--tag", "echo x{}; printf y{}", ":::", "a", "b c"});
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "a\txa\na\tyab c\txb c\nb c\tyb c");
+}
+
+TEST_CASE("--timeout kills a job's whole process group and marks it") {
+  TempDir dir;
+  const auto pid_file = dir.path() / "pid";
+  const auto joblog = dir.path() / "joblog";
+  const auto started = std::chrono::steady_clock::now();
+  const auto ran = run({"run", "--timeout", "0.3", "--joblog", joblog.string(), "-k",
+                        "if [ {} = slow ]; then sleep 30 & echo $! > '" + pid_file.string() + "'; wait; fi; echo {}",
+                        ":::", "fast", "slow"});
+  CHECK(std::chrono::steady_clock::now() - started < 20s);
+  CHECK(ran.status == 1);
+  CHECK(ran.out == "fast\n");
+  CHECK(ran.err.find("timed out") != std::string::npos);
+  const pid_t sleeper = std::stoi(read_file(pid_file));
+  CHECK(eventually([&] { return !fanout_test::process_alive(sleeper); }, 10s));
+  const auto lines = lines_of(read_file(joblog));
+  REQUIRE(lines.size() == 3);
+  const auto slow = split_tabs(lines[2]);
+  REQUIRE(slow.size() == 9);
+  CHECK(slow[6] == "-1");
+  CHECK(slow[7] == "15");
+}
+
+TEST_CASE("--joblog has GNU parallel's header and columns, one line per job") {
+  TempDir dir;
+  const auto joblog = dir.path() / "jobs.tsv";
+  const auto ran = run({"run", "-j2", "--joblog", joblog.string(), "echo {}; exit {}", ":::", "0", "3", "0"});
+  CHECK(ran.status == 1);
+  const auto lines = lines_of(read_file(joblog));
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0] == "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand");
+  const std::regex start(R"(\d{10}\.\d{3})");
+  const std::regex runtime(R"( *\d+\.\d{3})");
+  std::vector<std::string> seqs;
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    const auto fields = split_tabs(lines[i]);
+    REQUIRE(fields.size() == 9);
+    seqs.push_back(fields[0]);
+    CHECK(fields[1] == ":");
+    CHECK(std::regex_match(fields[2], start));
+    CHECK(fields[3].size() == 10);
+    CHECK(std::regex_match(fields[3], runtime));
+    CHECK(fields[4] == "0");
+    CHECK(fields[5] == "2");  // bytes of output
+    const std::string argument = fields[0] == "2" ? "3" : "0";
+    CHECK(fields[6] == argument);
+    CHECK(fields[7] == "0");
+    CHECK(fields[8] == "echo " + argument + "; exit " + argument);
+  }
+  std::sort(seqs.begin(), seqs.end());
+  CHECK(seqs == std::vector<std::string>{"1", "2", "3"});
+}
+
+TEST_CASE("--halt now,fail=1 kills running jobs at the first failure and exits with its status") {
+  TempDir dir;
+  const auto pid_file = dir.path() / "pid";
+  const auto never = dir.path() / "never";
+  const auto joblog = dir.path() / "joblog";
+  const std::string command = "case {} in long) echo long-started; echo $$ > '" + pid_file.string() +
+                              "'; exec sleep 30;; fail) " + wait_for_file(pid_file) + "; exit 3;; *) touch '" +
+                              never.string() + "';; esac";
+  const auto started = std::chrono::steady_clock::now();
+  const auto ran =
+      run({"run", "-j2", "--halt", "now,fail=1", "--joblog", joblog.string(), command, ":::", "long", "fail", "other"});
+  CHECK(std::chrono::steady_clock::now() - started < 20s);
+  CHECK(ran.status == 3);
+  CHECK_FALSE(std::filesystem::exists(never));
+  CHECK(ran.out.find("long-started") == std::string::npos);  // killed jobs are not printed (GNU parallel)
+  CHECK(ran.err.find("--halt") != std::string::npos);
+  const pid_t long_job = std::stoi(read_file(pid_file));
+  CHECK(eventually([&] { return !fanout_test::process_alive(long_job); }, 10s));
+  const auto lines = lines_of(read_file(joblog));
+  REQUIRE(lines.size() == 2);
+  CHECK(split_tabs(lines[1])[6] == "3");
+}
+
+TEST_CASE("--halt soon,fail=2 starts no new job after two failures and lets running ones finish") {
+  TempDir dir;
+  const auto release = dir.path() / "release";
+  const std::string command = "case {} in slow) " + wait_for_file(release) + "; echo slow-done;; f*) exit 1;; *) touch '" +
+                              dir.path().string() + "/started-{}';; esac";
+  Tool tool({"run", "-j2", "--halt", "soon,fail=2", command, ":::", "slow", "f1", "f2", "n1", "n2"});
+  // slow holds one slot; f1 and f2 fail one after the other in the other.
+  REQUIRE(eventually([&] { return tool.err().find("--halt") != std::string::npos; }, 30s));
+  touch(release);
+  CHECK(tool.finish() == 2);
+  CHECK(tool.out() == "slow-done\n");  // the running job was not killed
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "started-n1"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "started-n2"));
+}
+
+TEST_CASE("the exit status counts failed jobs, capped at 101; bad usage is 255") {
+  CHECK(run({"run", "exit {}", ":::", "0", "1", "2", "3"}).status == 3);
+  std::string many;
+  for (int i = 0; i < 105; ++i) many += std::to_string(i) + "\n";
+  CHECK(run({"run", "-j2", "false"}, many).status == 101);
+  CHECK(run({"run", "-j2", "true"}, many).status == 0);
+  CHECK(run({"run"}).status == 255);
+  CHECK(run({"run", "--halt", "later", "true", ":::", "a"}).status == 255);
+  CHECK(run({"run", "--halt", "soon,fail=10%", "true", ":::", "a"}).status == 255);
+  CHECK(run({"run", "--timeout", "soon", "true", ":::", "a"}).status == 255);
+  CHECK(run({"run", "-j", "x", "true", ":::", "a"}).status == 255);
+}
+
+TEST_CASE("--progress prints nothing when stderr is not a terminal") {
+  const auto ran = run({"run", "--progress", "-j2", "true", ":::", "1", "2", "3"});
+  CHECK(ran.status == 0);
+  CHECK(ran.err == "");
+  CHECK(ran.out == "");
+}
+
+TEST_CASE("--line-buffer passes whole lines through while the job runs, never half a line") {
+  TempDir dir;
+  const auto release = dir.path() / "release";
+  const auto started = dir.path() / "started";
+  const std::string command =
+      "printf 'first\\npar'; touch '" + started.string() + "'; " + wait_for_file(release) + "; printf 'tial\\n'";
+  {
+    Tool tool({"run", "--line-buffer", command, ":::", "x"});
+    REQUIRE(eventually([&] { return tool.out() == "first\n"; }, 30s));
+    CHECK(tool.out().find("par") == std::string::npos);
+    touch(release);
+    CHECK(tool.finish() == 0);
+    CHECK(tool.out() == "first\npartial\n");
+  }
+  std::filesystem::remove(release);
+  {
+    // Without it, nothing of a job is printed before it ends.
+    Tool tool({"run", command, ":::", "x"});
+    REQUIRE(eventually([&] { return std::filesystem::exists(started); }, 30s));
+    CHECK(tool.out() == "");
+    touch(release);
+    CHECK(tool.finish() == 0);
+    CHECK(tool.out() == "first\npartial\n");
+  }
+}
+
+TEST_CASE("SIGTERM to fanout run stops its jobs and exits 128+15") {
+  TempDir dir;
+  const auto pid_file = dir.path() / "pid";
+  Tool tool({"run", "echo $$ > '" + pid_file.string() + "'; exec sleep 30", ":::", "x"});
+  REQUIRE(eventually([&] { return !read_file(pid_file).empty(); }, 30s));
+  const pid_t job = std::stoi(read_file(pid_file));
+  ::kill(tool.pid(), SIGTERM);
+  CHECK(tool.finish() == 128 + SIGTERM);
+  CHECK(eventually([&] { return !fanout_test::process_alive(job); }, 10s));
+}
+
+// ---- remote -----------------------------------------------------------------------------------
+
+namespace {
+
+// A fanout-broker on a port of the OS's choosing and one fanout-worker with two executors.
+class Cluster {
+ public:
+  explicit Cluster(bool allow_shell) {
+    broker_ = std::make_unique<fanout_test::Spawned>(
+        std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", "tcp://127.0.0.1:*"}, std::vector<std::string>{},
+        dir_.path() / "broker.log");
+    const auto listening = broker_->wait_for_line("listening ", 20s);
+    REQUIRE(listening.has_value());
+    endpoint_ = *listening;
+    std::vector<std::string> worker{FANOUT_WORKER_PROGRAM, "--connect", endpoint_, "--processes", "2"};
+    if (allow_shell) worker.emplace_back("--allow-shell");
+    worker_ = std::make_unique<fanout_test::Spawned>(worker, std::vector<std::string>{}, dir_.path() / "worker.log");
+  }
+  std::string logs() const { return "--- broker\n" + broker_->log() + "--- worker\n" + worker_->log(); }
+
+  TempDir dir_;
+  std::string endpoint_;
+  std::unique_ptr<fanout_test::Spawned> broker_;
+  std::unique_ptr<fanout_test::Spawned> worker_;
+};
+
+}  // namespace
+
+TEST_CASE("--broker runs the jobs on remote workers; the joblog names the worker") {
+  Cluster cluster(true);
+  TempDir dir;
+  const auto joblog = dir.path() / "joblog";
+  const auto ran = run({"run", "--broker", cluster.endpoint_, "-j2", "-k", "--joblog", joblog.string(),
+                        "echo {#}:{}; echo warn-{} >&2", ":::", "a", "b c", "d"});
+  INFO(cluster.logs());
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "1:a\n2:b c\n3:d\n");
+  CHECK(ran.err == "warn-a\nwarn-b c\nwarn-d\n");
+  const auto lines = lines_of(read_file(joblog));
+  REQUIRE(lines.size() == 4);
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    const auto fields = split_tabs(lines[i]);
+    REQUIRE(fields.size() == 9);
+    CHECK(fields[1] != ":");
+    CHECK_FALSE(fields[1].empty());
+    CHECK(fields[1].find("pid") == std::string::npos);
+  }
+  // FANOUT_BROKER is --broker; failures count as locally.
+  const auto from_env = run({"run", "exit {}", ":::", "0", "1", "2"}, "", {"FANOUT_BROKER=" + cluster.endpoint_});
+  CHECK(from_env.status == 2);
+}
+
+TEST_CASE("a worker without --allow-shell fails every job with a message saying so") {
+  Cluster cluster(false);
+  const auto ran = run({"run", "--broker", cluster.endpoint_, "echo {}", ":::", "a", "b"});
+  INFO(cluster.logs());
+  CHECK(ran.status == 2);
+  CHECK(ran.out == "");
+  CHECK(ran.err.find("--allow-shell") != std::string::npos);
+}
