@@ -206,15 +206,21 @@ TEST_CASE("several ::: groups run every combination, the last group fastest; {N}
 
 TEST_CASE("output comes in completion order, or in input order with --keep-order") {
   TempDir dir;
-  // Job a cannot end before job b has.
-  const std::string command = "if [ {} = a ]; then " + wait_for_file(dir.path() / "b") + "; fi; echo {}; touch '" +
-                              dir.path().string() + "/{}'";
-  const auto unordered = run({"run", "-j2", command, ":::", "a", "b"});
-  CHECK(unordered.status == 0);
-  CHECK(unordered.out == "b\na\n");
-  std::filesystem::remove(dir.path() / "b");
-  std::filesystem::remove(dir.path() / "a");
-  const auto ordered = run({"run", "-j2", "--keep-order", command, ":::", "a", "b"});
+  const auto release = dir.path() / "release";
+  // Job a runs until the test releases it, which it does once b's output is out.
+  const std::string command = "if [ {} = a ]; then " + wait_for_file(release) + "; fi; echo {}";
+  {
+    Tool tool({"run", "-j2", command, ":::", "a", "b"});
+    REQUIRE(eventually([&] { return tool.out() == "b\n"; }, 30s));
+    touch(release);
+    CHECK(tool.finish() == 0);
+    CHECK(tool.out() == "b\na\n");
+  }
+  std::filesystem::remove(release);
+  // With -k, b (ended first: a waits for its marker) is held back until a has been printed.
+  const std::string chained = "if [ {} = a ]; then " + wait_for_file(release) + "; fi; echo {}; touch '" +
+                              release.string() + "'";
+  const auto ordered = run({"run", "-j2", "--keep-order", chained, ":::", "a", "b"});
   CHECK(ordered.status == 0);
   CHECK(ordered.out == "a\nb\n");
 }
@@ -374,7 +380,8 @@ TEST_CASE("--line-buffer passes whole lines through while the job runs, never ha
 TEST_CASE("SIGTERM to fanout run stops its jobs and exits 128+15") {
   TempDir dir;
   const auto pid_file = dir.path() / "pid";
-  Tool tool({"run", "echo $$ > '" + pid_file.string() + "'; exec sleep 30", ":::", "x"});
+  Tool tool({"run", "echo $$ > '" + pid_file.string() + "'.{}; mv '" + pid_file.string() + "'.{} '" +
+                        pid_file.string() + "'; exec sleep 30", ":::", "x"});
   REQUIRE(eventually([&] { return !read_file(pid_file).empty(); }, 30s));
   const pid_t job = std::stoi(read_file(pid_file));
   ::kill(tool.pid(), SIGTERM);
