@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
       "  fanout-broker --bind tcp://127.0.0.1:5555 --bind ipc:///run/fanout/broker.sock\n"
       "  fanout-broker --bind tcp://0.0.0.0:5555 --insecure      # other hosts may connect\n"
       "  fanout-broker --status tcp://127.0.0.1:5555             # workers, slots, queue depth\n"
+      "  fanout-broker --bind tcp://127.0.0.1:5555 --journal /var/lib/fanout   # accepts defer()\n"
       "\n"
       "Every flag can also come from the environment: FANOUT_BIND (comma-separated),\n"
       "FANOUT_INSECURE=1, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL.\n"
@@ -68,6 +69,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(50, 600000));
   app.add_option("--max-attempts", config.max_attempts, "Fail a task that took down its worker this often")
       ->check(CLI::Range(1, 100));
+  std::string journal;
+  app.add_option("--journal", journal,
+                 "Directory of the durable journal; deferred batches (Concurrency::defer) are accepted only with one")
+      ->envname("FANOUT_JOURNAL");
+  app.add_option("--deferred-attempts", config.deferred_attempts,
+                 "Attempts of a deferred task before it is recorded as dead (see `fanout deferred`)")
+      ->envname("FANOUT_DEFERRED_ATTEMPTS")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -82,6 +91,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("fanout-broker"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  config.journal = journal;
   config.liveness = std::chrono::milliseconds(liveness_ms);
 
   zmq::context_t context;

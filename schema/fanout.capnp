@@ -161,6 +161,8 @@ struct Envelope {
     executorLost @11 :ExecutorLost;  # supervisor -> broker: an executor died
     stopExecutor @12 :StopExecutor;  # broker -> supervisor: kill (and replace) an executor
     bye @13 :Void;                 # a peer leaving on purpose (client done, worker draining)
+    deferredRequest @14 :DeferredRequest;  # `fanout deferred` -> broker
+    deferredReport @15 :DeferredReport;    # broker -> `fanout deferred`
   }
 }
 
@@ -240,6 +242,36 @@ struct Status {
   deferredDone @5 :UInt64;
   deferredDead @6 :UInt64;
   droppedMessages @7 :UInt64; # Malformed or refused messages since start.
+}
+
+struct DeferredRequest {
+  # What `fanout deferred` asks a broker with a journal. `receipt` empty: every dead task;
+  # `index` is used only with `hasIndex` (else the whole receipt).
+  action @0 :Action;
+  enum Action {
+    list @0;                 # the dead tasks, with their errors
+    retry @1;                # dead tasks back to pending, attempts reset
+    drop @2;                 # dead tasks forgotten for good
+  }
+  receipt @1 :Text;
+  index @2 :UInt32;
+  hasIndex @3 :Bool;
+}
+
+struct DeferredReport {
+  dead @0 :List(DeadTask);   # for `list`: every dead task matching the request
+  affected @1 :UInt32;       # for `retry` and `drop`: how many tasks changed
+  error @2 :Text;            # set when the request could not be served (no journal...)
+}
+
+struct DeadTask {
+  receipt @0 :Text;
+  index @1 :UInt32;
+  name @2 :Text;
+  key @3 :Text;
+  attempts @4 :UInt32;
+  kind @5 :ErrorKind;
+  message @6 :Text;
 }
 
 struct WorkerStatus {

@@ -20,6 +20,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "journal.hpp"
 #include "transport.hpp"
 
 namespace fanout::broker {
@@ -33,6 +34,10 @@ using PeerId = std::string;
 // command may run for hours: it gets one only when it has nothing else, so that commands queue at
 // the broker, where any executor that frees up can take the next, never behind a long one.
 constexpr std::string_view kShellTask = "fanout.shell";
+
+// Deferred batches belong to the broker once acknowledged: they are queued under this client,
+// which takes its turn in the round-robin like any other but is never sent anything.
+const std::string kDeferredClient("\0fanout-deferred", 16);
 
 std::string_view text(capnp::Text::Reader value) { return {value.cStr(), value.size()}; }
 
@@ -110,6 +115,9 @@ struct Batch {
   std::optional<Clock::time_point> deadline;
   // Set once the batch timed out or was cancelled: what its remaining tasks fail with.
   std::optional<std::pair<wire::ErrorKind, std::string>> ended;
+  // Deferred batches: their receipt (else 0) and their frame, where task i is at position i.
+  std::uint64_t receipt = 0;
+  FramePtr deferred_frame;
 };
 
 struct Client {
@@ -178,6 +186,10 @@ class Broker::State {
       endpoints_.push_back(router_.get(zmq::sockopt::last_endpoint));
     }
     if (endpoints_.empty()) throw Error("broker: no endpoint to bind");
+    if (!config_.journal.empty()) {
+      journal_ = std::make_unique<Journal>(JournalOptions{.directory = config_.journal, .logger = logger_});
+      recover_deferred();
+    }
   }
 
   ~State() { ::close(stop_fd_); }
@@ -186,15 +198,18 @@ class Broker::State {
     next_heartbeat_ = Clock::now();
     std::vector<zmq::message_t> parts;
     while (true) {
-      zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stop_fd_, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+                                 {nullptr, journal_ ? journal_->ready_fd() : -1, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 2, until_next_timer());
+        zmq::poll(items, journal_ ? 3 : 2, until_next_timer());
       } catch (const zmq::error_t& error) {
         // A signal (the SIGTERM that is about to call stop(), say) interrupted the wait: look again.
         if (error.num() != EINTR) throw;
         continue;
       }
       if (items[1].revents & ZMQ_POLLIN) return;
+      if (journal_ && (items[2].revents & ZMQ_POLLIN)) on_journal_durable();
       // Drain what is there (bounded, so timers still run under a flood), then act on it once.
       for (int received = 0; received < 4096; ++received) {
         parts.clear();
@@ -274,6 +289,9 @@ class Broker::State {
         return on_bye(peer);
       case wire::Envelope::STATUS_REQUEST:
         return send_status(peer);
+      case wire::Envelope::DEFERRED_REQUEST:
+        if (is_worker_peer(peer)) return drop(peer, wire::ErrorKind::REFUSED, "workers do not manage deferred tasks");
+        return on_deferred_request(peer, envelope.getDeferredRequest());
       case wire::Envelope::EXECUTOR_LOST: {
         const auto found = supervisors_.find(peer);
         if (found == supervisors_.end()) return unknown_peer(peer);
@@ -309,6 +327,7 @@ class Broker::State {
   // refused window leaves no trace but its ack.
   void on_tasks(const PeerId& client, wire::InMessage message, Clock::time_point now) {
     const auto window = message.envelope().getTasks();
+    if (window.getDeferred()) return on_deferred_tasks(client, std::move(message), now);
     const std::uint64_t id = window.getBatchId();
     const auto tasks = window.getTasks();
     const std::uint32_t count = tasks.size();
@@ -373,10 +392,16 @@ class Broker::State {
         ++counters_.duplicate_results;
         continue;
       }
+      const InFlight entry = *found;
       executor.in_flight.erase(found);
+      auto batch = batches_.find(result.getBatchId());
+      if (batch != batches_.end()) --batch->second.in_flight;
+      if (batch != batches_.end() && batch->second.receipt != 0) {
+        on_deferred_result(batch->second, entry.index, result);  // the broker's own: not forwarded
+        continue;
+      }
       matched[i] = true;
       ++matches;
-      if (auto batch = batches_.find(result.getBatchId()); batch != batches_.end()) --batch->second.in_flight;
     }
     if (matches == 0) return;
     const std::uint64_t first_batch = results[0].getBatchId();
@@ -507,6 +532,274 @@ class Broker::State {
     const std::string how = lost.getSignal() != 0 ? "killed by " + describe_signal(lost.getSignal())
                                                   : "exited with code " + std::to_string(lost.getExitCode());
     lose_executor(id, running, lost.getStoppedByBroker(), how);
+  }
+
+  // ---- deferred batches -----------------------------------------------------------------------
+
+  // A deferred batch arrives whole in one window, tasks listed by index from 0. It is journaled
+  // and acknowledged (with its receipt) once durable; from then on it is the broker's own.
+  void on_deferred_tasks(const PeerId& client, wire::InMessage message, Clock::time_point now) {
+    const auto window = message.envelope().getTasks();
+    const std::uint64_t id = window.getBatchId();
+    const auto tasks = window.getTasks();
+    const std::uint32_t count = tasks.size();
+    if (!journal_) {
+      return refuse_window(client, id, count,
+                           "this broker keeps no journal, so it cannot accept deferred batches: start it with "
+                           "--journal DIR",
+                           wire::ErrorKind::REFUSED);
+    }
+    if (!journal_failure_.empty()) {
+      return refuse_window(client, id, count, "the broker's journal failed (" + journal_failure_ + ")",
+                           wire::ErrorKind::REFUSED);
+    }
+    if (count == 0 || count != window.getTotal()) {
+      return refuse_window(client, id, count,
+                           "a deferred batch must arrive whole in one window (" + std::to_string(count) + " of " +
+                               std::to_string(window.getTotal()) + " tasks came)");
+    }
+    for (std::uint32_t position = 0; position < count; ++position) {
+      if (tasks[position].getIndex() != position || tasks[position].getBatchId() != id) {
+        return refuse_window(client, id, count, "a deferred window lists its tasks by index from 0, in its own batch");
+      }
+    }
+    const bool in_use = batches_.count(id) != 0 || std::any_of(awaiting_.begin(), awaiting_.end(), [&](const AwaitingAck& a) {
+                          return a.batch_id == id;
+                        });
+    if (in_use) return refuse_window(client, id, count, "batch id " + std::to_string(id) + " is in use");
+    auto frame = std::make_shared<Frame>(std::move(message));  // reads every name: may throw, before any change
+    touch_client(client, now);
+    const std::uint64_t receipt = next_receipt_++;
+    const auto& bytes = frame->message.frame();
+    try {
+      const Token token = journal_->submit(
+          BatchAccepted{receipt, count, std::string(static_cast<const char*>(bytes.data()), bytes.size())});
+      awaiting_.push_back(AwaitingAck{token, client, id, receipt, std::move(frame)});
+    } catch (const Error& error) {
+      journal_failed(error.what());
+      refuse_window(client, id, count, "the broker's journal failed (" + journal_failure_ + ")", wire::ErrorKind::REFUSED);
+    }
+  }
+
+  // The journal made records durable: acknowledge the batches among them and queue their tasks.
+  void on_journal_durable() {
+    Token through = 0;
+    std::optional<std::string> failure;
+    try {
+      through = journal_->collect_durable();
+    } catch (const Error& error) {
+      failure = error.what();
+      // Tokens reported durable before the failure stay durable: acknowledge those first.
+      through = journal_->stats().durable;
+    }
+    while (!awaiting_.empty() && awaiting_.front().token <= through) {
+      AwaitingAck ready = std::move(awaiting_.front());
+      awaiting_.pop_front();
+      const std::uint32_t count = ready.frame->size();
+      deferred_.accept_at(ready.receipt, count, 0, 0);
+      queue_deferred(ready.receipt, std::move(ready.frame), nullptr);
+      ++counters_.deferred_accepted;
+      wire::OutMessage out;
+      auto ack = out.envelope().initAck();
+      ack.setBatchId(ready.batch_id);
+      ack.setAccepted(count);
+      ack.setReceipt(std::to_string(ready.receipt));
+      wire::send_to(router_, ready.client, out.frame());
+    }
+    if (failure) journal_failed(*failure);
+  }
+
+  void journal_failed(const std::string& why) {
+    if (journal_failure_.empty()) logger_->error("broker: the journal failed: {}; deferred batches are refused", why);
+    journal_failure_ = why;
+    for (const AwaitingAck& waiting : awaiting_) {
+      refuse_window(waiting.client, waiting.batch_id, waiting.frame->size(),
+                    "the broker's journal failed before the batch was durable (" + why + ")", wire::ErrorKind::REFUSED);
+    }
+    awaiting_.clear();
+  }
+
+  // Appends `record` to the journal and applies it to the mirror. A journal that fails stops
+  // durability, not the broker: the state here goes on, and the failure is logged and reported.
+  void record(JournalRecord entry) {
+    if (!journal_) return;
+    deferred_.apply(entry);
+    if (!journal_failure_.empty()) return;
+    try {
+      journal_->submit(std::move(entry));
+    } catch (const Error& error) {
+      journal_failed(error.what());
+    }
+  }
+
+  // After a restart: every batch the journal holds goes back to the queues, its pending tasks
+  // only (finished ones never run again; dead ones wait for `fanout deferred retry`).
+  void recover_deferred() {
+    DeferredState recovered = journal_->take_recovered();
+    next_receipt_ = std::max<std::uint64_t>(1, recovered.next_receipt());
+    std::size_t pending = 0;
+    for (const auto& [receipt, batch] : recovered.batches()) {
+      zmq::message_t bytes(batch.payload.data(), batch.payload.size());
+      std::string why;
+      auto message = wire::InMessage::parse(std::move(bytes), &why, config_.max_frame_bytes, wire::InMessage::Check::whole);
+      if (!message || !message->envelope().isTasks() || message->envelope().getTasks().getTasks().size() != batch.task_count) {
+        logger_->error("broker: deferred batch {} in the journal is unreadable ({}); skipped", receipt, why);
+        continue;
+      }
+      try {
+        queue_deferred(receipt, std::make_shared<Frame>(std::move(*message)), &batch);
+      } catch (const kj::Exception& error) {
+        logger_->error("broker: deferred batch {} in the journal is unreadable ({}); skipped", receipt,
+                       error.getDescription().cStr());
+        continue;
+      }
+      for (const auto& task : batch.tasks) pending += task.status == TaskStatus::pending ? 1 : 0;
+    }
+    deferred_ = std::move(recovered);
+    const auto& report = journal_->recovery();
+    logger_->info("broker: journal {}: {} deferred batch(es) with {} pending task(s) recovered{}", config_.journal.string(),
+                  deferred_.batches().size(), pending,
+                  report.dropped_bytes > 0 ? " (a damaged tail of " + std::to_string(report.dropped_bytes) +
+                                                 " bytes was dropped: " + report.dropped_reason + ")"
+                                           : std::string());
+  }
+
+  // Makes a broker batch of a deferred one: its pending tasks queued (all of them when `state` is
+  // null), under the deferred client.
+  // The batch keeps the id its client gave it: the tasks in the frame carry it to the executors
+  // and back. (Accepting refuses an id in use, so ids of live deferred batches are distinct.)
+  void queue_deferred(std::uint64_t receipt, FramePtr frame, const DeferredBatch* state) {
+    const std::uint64_t id = frame->message.envelope().getTasks().getBatchId();
+    if (batches_.count(id) != 0) {
+      logger_->error("broker: deferred batch {} has the id of a live batch ({}); it waits for a restart", receipt, id);
+      return;
+    }
+    Batch& batch = batches_[id];
+    batch.id = id;
+    batch.client = kDeferredClient;
+    batch.total = frame->size();
+    batch.received = batch.total;
+    batch.receipt = receipt;
+    batch.deferred_frame = frame;
+    for (std::uint32_t position = 0; position < frame->size(); ++position) {
+      if (state != nullptr && state->tasks[position].status != TaskStatus::pending) continue;
+      requeue_deferred(batch, position);
+    }
+    batch_by_receipt_[receipt] = id;
+    clients_[kDeferredClient].batches.push_back(id);
+    if (std::find(client_ring_.begin(), client_ring_.end(), kDeferredClient) == client_ring_.end()) {
+      client_ring_.push_back(kDeferredClient);
+    }
+  }
+
+  // Queues task `index` of a deferred batch at the back (joining the previous run when it can).
+  void requeue_deferred(Batch& batch, std::uint32_t index) {
+    const FramePtr& frame = batch.deferred_frame;
+    const std::uint32_t name = frame->name_at(index);
+    if (!batch.queue.empty()) {
+      Pending& last = batch.queue.back();
+      if (last.frame == frame && last.end == index && last.name == name && last.attempt < 0) {
+        ++last.end;
+        ++batch.queued;
+        return;
+      }
+    }
+    batch.queue.push_back(Pending{frame, index, index + 1, name, -1});
+    ++batch.queued;
+  }
+
+  void on_deferred_result(Batch& batch, std::uint32_t index, wire::Result::Reader result) {
+    if (result.isValue()) {
+      record(TaskFinished{batch.receipt, index});
+      ++counters_.deferred_done;
+      return;
+    }
+    const auto error = result.getError();
+    deferred_failure(batch, index, error.getKind(), std::string(text(error.getMessage())));
+  }
+
+  // A failed attempt: retried (at the back of the queue) until the attempts run out, then dead.
+  void deferred_failure(Batch& batch, std::uint32_t index, wire::ErrorKind kind, const std::string& message) {
+    const DeferredBatch* state = deferred_.find(batch.receipt);
+    if (state == nullptr || index >= state->tasks.size() || state->tasks[index].status != TaskStatus::pending) return;
+    const std::uint32_t attempts = state->tasks[index].attempts + 1;
+    if (attempts >= config_.deferred_attempts) {
+      logger_->warn("broker: deferred task {} of receipt {} is dead after {} attempt(s): {}", index, batch.receipt,
+                    attempts, message);
+      record(TaskDead{batch.receipt, index, static_cast<std::uint16_t>(kind), message});
+      return;
+    }
+    record(TaskFailedAttempt{batch.receipt, index, attempts, message});
+    requeue_deferred(batch, index);
+  }
+
+  // `fanout deferred`: list, retry or drop dead tasks.
+  void on_deferred_request(const PeerId& peer, wire::DeferredRequest::Reader request) {
+    const auto action = request.getAction();
+    const std::string receipt_text(text(request.getReceipt()));
+    const bool has_index = request.getHasIndex();
+    const std::uint32_t wanted_index = request.getIndex();
+    wire::OutMessage out;
+    auto report = out.envelope().initDeferredReport();
+    if (!journal_) {
+      report.setError("this broker keeps no journal (start it with --journal DIR), so it holds no deferred tasks");
+      wire::send_to(router_, peer, out.frame());
+      return;
+    }
+    std::optional<std::uint64_t> receipt;
+    if (!receipt_text.empty()) {
+      char* end = nullptr;
+      const unsigned long long value = std::strtoull(receipt_text.c_str(), &end, 10);
+      if (end == receipt_text.c_str() || *end != '\0' || deferred_.find(value) == nullptr) {
+        report.setError("no deferred batch with receipt '" + receipt_text + "' is live here");
+        wire::send_to(router_, peer, out.frame());
+        return;
+      }
+      receipt = value;
+    }
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> dead;
+    for (const auto& [r, batch] : deferred_.batches()) {
+      if (receipt && r != *receipt) continue;
+      for (std::uint32_t index = 0; index < batch.tasks.size(); ++index) {
+        if (has_index && index != wanted_index) continue;
+        if (batch.tasks[index].status == TaskStatus::dead) dead.emplace_back(r, index);
+      }
+    }
+    switch (action) {
+      case wire::DeferredRequest::Action::LIST: {
+        auto list = report.initDead(static_cast<unsigned>(dead.size()));
+        for (unsigned i = 0; i < dead.size(); ++i) {
+          const auto [r, index] = dead[i];
+          const TaskState& state = deferred_.find(r)->tasks[index];
+          auto entry = list[i];
+          entry.setReceipt(std::to_string(r));
+          entry.setIndex(index);
+          if (auto id = batch_by_receipt_.find(r); id != batch_by_receipt_.end()) {
+            const auto task = batches_.at(id->second).deferred_frame->tasks[index];
+            entry.setName(task.getName());
+            if (task.getHasKey()) entry.setKey(task.getKey());
+          }
+          entry.setAttempts(state.attempts);
+          entry.setKind(static_cast<wire::ErrorKind>(state.error_kind));
+          entry.setMessage(state.error);
+        }
+        break;
+      }
+      case wire::DeferredRequest::Action::RETRY:
+        for (const auto& [r, index] : dead) {
+          record(DeadTaskRetried{r, index});
+          if (auto id = batch_by_receipt_.find(r); id != batch_by_receipt_.end()) requeue_deferred(batches_.at(id->second), index);
+        }
+        report.setAffected(static_cast<std::uint32_t>(dead.size()));
+        break;
+      case wire::DeferredRequest::Action::DROP:
+        for (const auto& [r, index] : dead) record(DeadTaskDropped{r, index});
+        report.setAffected(static_cast<std::uint32_t>(dead.size()));
+        break;
+      default:
+        report.setError("unknown deferred request");
+    }
+    wire::send_to(router_, peer, out.frame());
   }
 
   // ---- dispatch -------------------------------------------------------------------------------
@@ -666,7 +959,8 @@ class Broker::State {
   // Fails queued tasks whose name no executor serves, when there are executors at all (with none
   // connected, tasks wait for one until their batch times out).
   void fail_unserved(Batch& batch) {
-    if (executors_.empty() || batch.queue.empty()) return;
+    // Deferred tasks wait for a worker that serves them, however long that takes.
+    if (executors_.empty() || batch.queue.empty() || batch.receipt != 0) return;
     const auto served_anywhere = [&](std::string_view name) {
       return std::any_of(executors_.begin(), executors_.end(), [&](const auto& e) { return e.second.serves(name); });
     };
@@ -711,6 +1005,10 @@ class Broker::State {
   void send_failures(Batch& batch, const std::vector<std::pair<std::uint32_t, std::uint16_t>>& failed,
                      wire::ErrorKind kind, const std::string& message) {
     if (failed.empty()) return;
+    if (batch.receipt != 0) {  // nobody to tell: a failed attempt of a deferred task
+      for (const auto& [index, attempt] : failed) deferred_failure(batch, index, kind, message);
+      return;
+    }
     wire::OutMessage out;
     auto list = out.envelope().initResults(static_cast<unsigned>(failed.size()));
     for (unsigned i = 0; i < failed.size(); ++i) {
@@ -831,7 +1129,11 @@ class Broker::State {
   void sweep_finished() {
     for (auto batch = batches_.begin(); batch != batches_.end();) {
       const Batch& b = batch->second;
-      if (b.received == b.total && b.settled >= b.total && b.in_flight == 0 && b.queue.empty()) {
+      // A deferred batch stays while its journal state has it (dead tasks may be retried).
+      const bool finished = b.receipt != 0 ? deferred_.find(b.receipt) == nullptr && b.in_flight == 0
+                                           : b.received == b.total && b.settled >= b.total && b.in_flight == 0 && b.queue.empty();
+      if (finished) {
+        if (b.receipt != 0) batch_by_receipt_.erase(b.receipt);
         if (auto client = clients_.find(b.client); client != clients_.end()) std::erase(client->second.batches, b.id);
         batch = batches_.erase(batch);
       } else {
@@ -881,7 +1183,7 @@ class Broker::State {
     for (const auto& id : dead) lose_executor(id, std::nullopt, false, "went silent");
     dead.clear();
     for (const auto& [id, client] : clients_) {
-      if (now - client.last_seen > config_.liveness) dead.push_back(id);
+      if (id != kDeferredClient && now - client.last_seen > config_.liveness) dead.push_back(id);
     }
     for (const auto& id : dead) {
       logger_->info("broker: a client went silent; dropping its queued tasks");
@@ -898,7 +1200,9 @@ class Broker::State {
     };
     for (const auto& [id, supervisor] : supervisors_) send_beat(id);
     for (const auto& [id, executor] : executors_) send_beat(id);
-    for (const auto& [id, client] : clients_) send_beat(id);
+    for (const auto& [id, client] : clients_) {
+      if (id != kDeferredClient) send_beat(id);
+    }
   }
 
   // ---- replies --------------------------------------------------------------------------------
@@ -922,14 +1226,15 @@ class Broker::State {
     wire::send_to(router_, peer, out.frame());
   }
 
-  void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why) {
+  void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
+                     wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE) {
     ++counters_.dropped_messages;
     wire::OutMessage out;
     auto ack = out.envelope().initAck();
     ack.setBatchId(id);
     ack.setAccepted(0);
     auto refused = ack.initRefused();
-    refused.setKind(wire::ErrorKind::BAD_MESSAGE);
+    refused.setKind(kind);
     refused.setMessage(why + " (" + std::to_string(count) + " task(s) refused)");
     refused.setRanOn("broker");
     wire::send_to(router_, client, out.frame());
@@ -968,6 +1273,18 @@ class Broker::State {
     for (const auto& [id, executor] : executors_) running += executor.in_flight.size();
     status.setQueued(queued);
     status.setRunning(running);
+    std::uint64_t pending = 0, dead = 0, deferred_running = 0;
+    for (const auto& [receipt, deferred] : deferred_.batches()) {
+      for (const auto& task : deferred.tasks) {
+        pending += task.status == TaskStatus::pending ? 1 : 0;
+        dead += task.status == TaskStatus::dead ? 1 : 0;
+      }
+    }
+    for (const auto& [id, batch] : batches_) deferred_running += batch.receipt != 0 ? batch.in_flight : 0;
+    status.setDeferredPending(pending - std::min(pending, deferred_running));
+    status.setDeferredRunning(deferred_running);
+    status.setDeferredDone(counters_.deferred_done.load());
+    status.setDeferredDead(dead);
     status.setDroppedMessages(counters_.dropped_messages.load());
     wire::send_to(router_, peer, out.frame());
   }
@@ -996,6 +1313,22 @@ class Broker::State {
   std::unordered_map<std::string, PeerId> supervisor_by_worker_;
   std::vector<NameSet> name_sets_;
   std::vector<PeerId> unreachable_;  // executors a send failed to, lost after dispatch()
+
+  // Deferred batches. `deferred_` mirrors what the journal holds (every record is applied here
+  // as it is submitted); batches wait in `awaiting_` until their record is durable.
+  struct AwaitingAck {
+    Token token;
+    PeerId client;
+    std::uint64_t batch_id;
+    std::uint64_t receipt;
+    FramePtr frame;
+  };
+  std::unique_ptr<Journal> journal_;
+  std::string journal_failure_;  // set once the journal failed: deferred batches are refused
+  DeferredState deferred_;
+  std::deque<AwaitingAck> awaiting_;
+  std::uint64_t next_receipt_ = 1;
+  std::unordered_map<std::uint64_t, std::uint64_t> batch_by_receipt_;
 };
 
 Broker::Broker(Config config, zmq::context_t& context) : state_(std::make_unique<State>(std::move(config), context)) {}

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@ struct Config {
   // Binding anything but loopback, ipc or inproc is refused without it, until fanout has
   // authentication.
   bool insecure = false;
+  // Deferred batches (Concurrency::defer) are accepted only with a journal: each is appended and
+  // fsynced there before it is acknowledged, and survives a broker restart (docs/protocol.md).
+  std::filesystem::path journal;  // empty: no journal, deferred batches are refused
+  unsigned deferred_attempts = 3;  // a deferred task that fails this often is recorded as dead
   // Where the broker logs; spdlog's default logger when empty. An embedded broker gets its own,
   // so that it never writes through (or into the configuration of) the program's logger.
   std::shared_ptr<spdlog::logger> logger;
@@ -44,6 +49,8 @@ struct Counters {
   std::atomic<std::uint64_t> duplicate_results{0};  // results for slots no longer in flight
   std::atomic<std::uint64_t> requeued_tasks{0};
   std::atomic<std::uint64_t> executors_lost{0};
+  std::atomic<std::uint64_t> deferred_accepted{0};  // deferred batches acknowledged
+  std::atomic<std::uint64_t> deferred_done{0};      // deferred tasks finished since start
 };
 
 class Broker {

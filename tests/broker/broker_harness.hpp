@@ -204,6 +204,25 @@ inline zmq::message_t results_message(const std::vector<Answer>& answers, const 
   return out.frame();
 }
 
+// Results that are all failures: an exception "boom" each.
+inline zmq::message_t failures_message(const std::vector<Answer>& answers, const std::string& ran_on) {
+  wire::OutMessage out(static_cast<unsigned>(64 + answers.size() * 16));
+  auto list = out.envelope().initResults(static_cast<unsigned>(answers.size()));
+  for (unsigned i = 0; i < answers.size(); ++i) {
+    auto result = list[i];
+    result.setBatchId(answers[i].batch);
+    result.setIndex(answers[i].index);
+    result.setAttempt(answers[i].attempt);
+    result.setRanOn(ran_on);
+    auto error = result.initError();
+    error.setKind(wire::ErrorKind::EXCEPTION);
+    error.setRemoteType("std::runtime_error");
+    error.setMessage("boom");
+    error.setRanOn(ran_on);
+  }
+  return out.frame();
+}
+
 template <class Fill>
 zmq::message_t simple_message(Fill fill) {
   wire::OutMessage out;
@@ -458,6 +477,7 @@ struct ExecutorOptions {
   std::chrono::microseconds answer_after{0};    // how long each task "runs" (answering itself)
   std::size_t flush_every = 0;                  // most results per message; 0: no limit
   bool record = false;                          // keep raw messages (tasks frames) for inspection
+  bool fail = false;                            // answer every task with an exception ("boom")
   std::atomic<std::uint64_t>* sequence = nullptr;  // a counter shared by executors, to order dispatches
 };
 
@@ -576,7 +596,7 @@ class FakeExecutor {
         answers.push_back(Answer{task.batch, task.index, task.attempt, task.argument * task.argument});
         ++end;
       }
-      peer.send_now(results_message(answers, options_.id));
+      peer.send_now(options_.fail ? failures_message(answers, options_.id) : results_message(answers, options_.id));
       begin = end;
     }
     if (!answering.empty()) peer_.notify();
@@ -634,10 +654,28 @@ class FakeClient {
   bool wait_output(std::uint64_t batch, std::size_t chunks, std::chrono::milliseconds limit = kSoon) {
     return peer_.wait([&] { return output_[batch].size() >= chunks; }, limit);
   }
+  // The ack of a batch: its receipt, or why it was refused (prefixed "refused: ").
+  std::optional<std::string> ack(std::uint64_t batch) {
+    std::lock_guard lock(peer_.mutex());
+    const auto found = acks_.find(batch);
+    if (found == acks_.end()) return std::nullopt;
+    return found->second;
+  }
+  std::optional<std::string> wait_ack(std::uint64_t batch, std::chrono::milliseconds limit = kSoon) {
+    peer_.wait([&] { return acks_.count(batch) != 0; }, limit);
+    return ack(batch);
+  }
 
  private:
   void on_message(wire::InMessage& message) {
     const auto envelope = message.envelope();
+    if (envelope.isAck()) {
+      const auto ack = envelope.getAck();
+      std::lock_guard lock(peer_.mutex());
+      acks_[ack.getBatchId()] = ack.hasRefused() ? "refused: " + std::string(ack.getRefused().getMessage().cStr())
+                                                 : std::string(ack.getReceipt().cStr());
+      return;
+    }
     if (envelope.isOutput()) {
       const auto chunk = envelope.getOutput();
       std::lock_guard lock(peer_.mutex());
@@ -665,6 +703,7 @@ class FakeClient {
   // Guarded by peer_.mutex():
   std::map<std::uint64_t, std::map<std::uint32_t, Outcome>> outcomes_;
   std::map<std::uint64_t, std::vector<std::pair<std::uint32_t, std::string>>> output_;
+  std::map<std::uint64_t, std::string> acks_;
   std::size_t twice_ = 0;
   Peer peer_;  // last
 };
@@ -682,6 +721,10 @@ struct StatusInfo {
   std::uint64_t queued = 0;
   std::uint64_t running = 0;
   std::uint64_t dropped = 0;
+  std::uint64_t deferred_pending = 0;
+  std::uint64_t deferred_running = 0;
+  std::uint64_t deferred_done = 0;
+  std::uint64_t deferred_dead = 0;
 
   std::uint32_t executors() const {
     std::uint32_t total = 0;
@@ -714,6 +757,10 @@ inline std::optional<StatusInfo> query_status(zmq::context_t& context, const std
     const auto status = message->envelope().getStatus();
     StatusInfo info;
     info.queued = status.getQueued();
+    info.deferred_pending = status.getDeferredPending();
+    info.deferred_running = status.getDeferredRunning();
+    info.deferred_done = status.getDeferredDone();
+    info.deferred_dead = status.getDeferredDead();
     info.running = status.getRunning();
     info.dropped = status.getDroppedMessages();
     for (const auto worker : status.getWorkers()) {

@@ -1,0 +1,256 @@
+// Deferred batches at the broker: acknowledged once journaled, run as the broker's own, retried
+// then recorded as dead, listed, retried and dropped on request, and recovered after a restart
+// (also after SIGKILL of a real fanout-broker process).
+#include "broker_harness.hpp"
+
+#include <filesystem>
+
+#include "../process/spawned.hpp"
+
+using namespace broker_test;
+
+namespace {
+
+fanout::broker::Config journal_config(const std::filesystem::path& dir, unsigned attempts = 3) {
+  auto config = test_config();
+  config.journal = dir;
+  config.deferred_attempts = attempts;
+  return config;
+}
+
+zmq::message_t deferred_window(std::uint64_t batch, std::uint32_t count, const std::string& name = "square") {
+  std::vector<std::pair<std::uint32_t, std::string>> slots;
+  for (std::uint32_t i = 0; i < count; ++i) slots.emplace_back(i, name);
+  wire::OutMessage out;
+  auto window = out.envelope().initTasks();
+  fill_tasks(window, batch, count, slots, 0);
+  window.setDeferred(true);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    window.getTasks()[i].setKey("key-" + std::to_string(i));
+    window.getTasks()[i].setHasKey(true);
+  }
+  return out.frame();
+}
+
+zmq::message_t deferred_request(wire::DeferredRequest::Action action, const std::string& receipt = "") {
+  wire::OutMessage out;
+  auto request = out.envelope().initDeferredRequest();
+  request.setAction(action);
+  request.setReceipt(receipt);
+  return out.frame();
+}
+
+// Sends a DeferredRequest on a fresh socket and returns the report's frame.
+std::optional<wire::InMessage> ask(zmq::context_t& context, const std::string& endpoint, zmq::message_t request) {
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.connect(endpoint);
+  socket.send(request, zmq::send_flags::none);
+  zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+  const auto deadline = Clock::now() + kSoon;
+  while (Clock::now() < deadline) {
+    zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    zmq::message_t frame;
+    while (socket.recv(frame, zmq::recv_flags::dontwait)) {
+      auto message = wire::InMessage::parse(std::move(frame));
+      if (message && message->envelope().isDeferredReport()) return message;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("a deferred batch is acknowledged with a receipt once journaled, then runs without its client") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  RunningBroker broker(journal_config(dir.path()), context);
+  FakeClient client(context, broker.endpoint());
+  client.send(deferred_window(21, 3));
+  const auto receipt = client.wait_ack(21);
+  REQUIRE(receipt.has_value());
+  CHECK(*receipt == "1");
+  CHECK(broker.counters().deferred_accepted == 1);
+  CHECK(std::filesystem::file_size(dir.path() / "journal") > 8);
+
+  // Workers come later; the tasks wait for them, then run.
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8});
+  REQUIRE(executor.wait_tasks(3));
+  const auto status = wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_done == 3; });
+  REQUIRE(status.has_value());
+  CHECK(status->deferred_pending == 0);
+  CHECK(status->deferred_dead == 0);
+  // The results were the broker's: the client got none.
+  CHECK(client.outcomes(21).empty());
+}
+
+TEST_CASE("a broker without a journal refuses deferred batches, naming --journal") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  FakeClient client(context, broker.endpoint());
+  client.send(deferred_window(22, 2));
+  const auto ack = client.wait_ack(22);
+  REQUIRE(ack.has_value());
+  CHECK(contains(*ack, "refused: "));
+  CHECK(contains(*ack, "--journal"));
+}
+
+TEST_CASE("a deferred batch must arrive whole in one window, listed by index") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  RunningBroker broker(journal_config(dir.path()), context);
+  FakeClient client(context, broker.endpoint());
+  client.send(tasks_window(23, 4, 0, 2));  // an ordinary window first: then a deferred one cannot join
+  wire::OutMessage partial;
+  auto window = partial.envelope().initTasks();
+  fill_tasks(window, 24, 4, {{0, "square"}, {1, "square"}}, 0);
+  window.setDeferred(true);
+  client.send(partial.frame());
+  const auto ack = client.wait_ack(24);
+  REQUIRE(ack.has_value());
+  CHECK(contains(*ack, "whole in one window"));
+}
+
+TEST_CASE("a failing deferred task is retried, then dead; it can be listed, retried and dropped") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  RunningBroker broker(journal_config(dir.path(), 2), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  auto failing = std::make_unique<FakeExecutor>(
+      context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8, .fail = true});
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  client.send(deferred_window(25, 2));
+  REQUIRE(client.wait_ack(25) == std::optional<std::string>("1"));
+  // Two attempts each, then both are dead.
+  REQUIRE(failing->wait_tasks(4));
+  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_dead == 2; }).has_value());
+  CHECK(failing->stats().tasks == 4);
+
+  auto listed = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::LIST));
+  REQUIRE(listed.has_value());
+  const auto dead = listed->envelope().getDeferredReport().getDead();
+  REQUIRE(dead.size() == 2);
+  CHECK(std::string(dead[0].getReceipt().cStr()) == "1");
+  CHECK(dead[0].getIndex() == 0);
+  CHECK(std::string(dead[0].getName().cStr()) == "square");
+  CHECK(std::string(dead[0].getKey().cStr()) == "key-0");
+  CHECK(dead[0].getAttempts() == 1);  // failed attempts before the fatal one
+  CHECK(std::string(dead[0].getMessage().cStr()) == "boom");
+
+  // A healthy executor replaces the failing one; retrying runs the dead tasks again.
+  failing.reset();
+  FakeExecutor healthy(context, broker.endpoint(), ExecutorOptions{.id = "w1/1/0", .worker = "w1", .slots = 8});
+  auto retried = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::RETRY, "1"));
+  REQUIRE(retried.has_value());
+  CHECK(retried->envelope().getDeferredReport().getAffected() == 2);
+  REQUIRE(healthy.wait_tasks(2));
+  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) {
+            return s.deferred_dead == 0 && s.deferred_done == 2;
+          }).has_value());
+
+  auto unknown = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::LIST, "999"));
+  REQUIRE(unknown.has_value());
+  CHECK(contains(unknown->envelope().getDeferredReport().getError().cStr(), "999"));
+}
+
+TEST_CASE("dropping a dead deferred task forgets it for good") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  {
+    RunningBroker broker(journal_config(dir.path(), 1), context);
+    auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+    FakeExecutor failing(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8, .fail = true});
+    REQUIRE(wait_executors(context, broker.endpoint(), 1));
+    FakeClient client(context, broker.endpoint());
+    client.send(deferred_window(26, 1));
+    REQUIRE(client.wait_ack(26).has_value());
+    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_dead == 1; }).has_value());
+    auto dropped = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::DROP));
+    REQUIRE(dropped.has_value());
+    CHECK(dropped->envelope().getDeferredReport().getAffected() == 1);
+    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_dead == 0; }).has_value());
+  }
+  // Nothing comes back after a restart.
+  RunningBroker again(journal_config(dir.path()), context);
+  auto supervisor = make_supervisor(context, again.endpoint(), "w1", 1);
+  FakeExecutor executor(context, again.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8});
+  REQUIRE(wait_executors(context, again.endpoint(), 1));
+  const auto status = query_status(context, again.endpoint());
+  REQUIRE(status.has_value());
+  CHECK(status->deferred_pending == 0);
+  CHECK(status->deferred_dead == 0);
+  CHECK(executor.stats().tasks == 0);
+}
+
+TEST_CASE("after a restart, acknowledged tasks that had not finished run; finished ones do not run again") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  {
+    RunningBroker broker(journal_config(dir.path()), context);
+    auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+    FakeExecutor executor(context, broker.endpoint(),
+                          ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8, .answer = false});
+    REQUIRE(wait_executors(context, broker.endpoint(), 1));
+    FakeClient client(context, broker.endpoint());
+    client.send(deferred_window(27, 5));
+    REQUIRE(client.wait_ack(27).has_value());
+    REQUIRE(executor.wait_held(5));
+    executor.answer(2);  // tasks 0 and 1 finish; 2..4 are running when the broker goes
+    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_done == 2; }).has_value());
+  }
+  RunningBroker again(journal_config(dir.path()), context);
+  auto supervisor = make_supervisor(context, again.endpoint(), "w1", 1);
+  FakeExecutor executor(context, again.endpoint(),
+                        ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8, .answer = false});
+  REQUIRE(executor.wait_held(3));
+  std::set<std::uint32_t> ran;
+  for (const auto& task : executor.held()) ran.insert(task.index);
+  CHECK(ran == std::set<std::uint32_t>{2, 3, 4});
+  executor.answer(3);
+  REQUIRE(wait_status(context, again.endpoint(), [](const StatusInfo& s) { return s.deferred_done == 3; }).has_value());
+  CHECK(executor.stats().tasks == 3);
+  // A new batch gets a new receipt, never one handed out before the restart.
+  FakeClient client(context, again.endpoint());
+  client.send(deferred_window(28, 1));
+  CHECK(client.wait_ack(28) == std::optional<std::string>("2"));
+}
+
+TEST_CASE("SIGKILL of fanout-broker right after an acknowledgement loses no acknowledged task") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  auto start = [&](const std::string& log) {
+    auto broker = std::make_unique<fanout_test::Spawned>(
+        std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", "tcp://127.0.0.1:*", "--journal",
+                                 (dir.path() / "journal-dir").string(), "--heartbeat-ms", "50", "--liveness-ms", "300"},
+        std::vector<std::string>{}, dir.path() / log);
+    const auto listening = broker->wait_for_line("listening ", std::chrono::seconds(10));
+    REQUIRE(listening.has_value());
+    return std::make_pair(std::move(broker), *listening);
+  };
+  std::set<std::string> receipts;
+  {
+    auto [broker, endpoint] = start("first.log");
+    FakeClient client(context, endpoint);
+    for (std::uint64_t batch = 1; batch <= 20; ++batch) client.send(deferred_window(100 + batch, 3));
+    // Kill the moment the last acknowledgement is in: every acknowledged batch must survive.
+    REQUIRE(client.wait_ack(120).has_value());
+    broker->signal_group(SIGKILL);
+    broker->kill_all();
+    for (std::uint64_t batch = 1; batch <= 20; ++batch) {
+      const auto ack = client.ack(100 + batch);
+      REQUIRE(ack.has_value());
+      receipts.insert(*ack);
+    }
+  }
+  auto [broker, endpoint] = start("second.log");
+  auto supervisor = make_supervisor(context, endpoint, "w1", 1);
+  FakeExecutor executor(context, endpoint, ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 64});
+  const auto status =
+      wait_status(context, endpoint, [](const StatusInfo& s) { return s.deferred_done == 60; }, std::chrono::seconds(20));
+  INFO(broker->log());
+  REQUIRE(status.has_value());
+  CHECK(receipts.size() == 20);
+  CHECK(executor.stats().tasks == 60);
+}
