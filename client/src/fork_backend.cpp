@@ -7,6 +7,11 @@
 // written (nothing hangs on a full pipe) and a child's death is seen even if it leaked the pipe to
 // a grandchild. Every child is killed and reaped by its owner object, so no path out of execute()
 // leaves a zombie or a stray process.
+//
+// defer() detaches the batch: a double fork (the intermediate calls setsid(), forks the runner and
+// exits at once; the caller reaps it) leaves a runner in its own session that nobody waits for. The
+// runner runs the batch exactly as execute() does, reports failures on the stderr it inherited, and
+// _exits without returning into the caller's code or running its atexit handlers.
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -372,10 +377,108 @@ class ForkedChild {
   std::string protocol_error_;
 };
 
+// The runner's view of a deferred batch: values go nowhere, failures go to stderr as they settle.
+class ReportingBatch final : public Batch {
+ public:
+  ReportingBatch(Batch& inner, const char* receipt) : inner_(inner), receipt_(receipt) {}
+  std::size_t size() const noexcept override { return inner_.size(); }
+  Job job(std::size_t index) const override { return inner_.job(index); }
+  void store(std::size_t, ValueReader) override {}
+  void settled(std::size_t index, const FailureInfo* failure) override {
+    if (failure == nullptr) return;
+    ++failed_;
+    const TaskError error = make_task_error(*failure, inner_.job(index), index);
+    std::fprintf(stderr, "fanout: deferred batch %s: %s\n", receipt_, error.what());
+    std::fflush(stderr);
+  }
+  std::size_t failed() const noexcept { return failed_; }
+
+ private:
+  Batch& inner_;
+  const char* receipt_;
+  std::size_t failed_ = 0;
+};
+
+// What the intermediate process tells the caller: the runner's pid, or why there is none.
+struct RunnerStarted {
+  pid_t pid = -1;
+  int error = 0;  // errno of the failed fork
+};
+
+// The runner starts with what a fresh program would have: no blocked signals, default handlers
+// for the signals the caller caught (they belong to the caller's code, e.g. a SIGTERM flag that
+// nothing reads here), SIGCHLD at its default so that children can be reaped, and stdin from
+// /dev/null. Ignored signals stay ignored (as across exec); stdout, stderr and every other
+// descriptor stay open, since the batch's callables may use them.
+void become_runner() noexcept {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int signal = 1; signal < NSIG; ++signal) {
+    if (signal == SIGKILL || signal == SIGSTOP) continue;
+    struct sigaction current {};
+    if (::sigaction(signal, nullptr, &current) != 0) continue;
+    const bool caught = (current.sa_flags & SA_SIGINFO) != 0 ||
+                        (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN);
+    if (caught || signal == SIGCHLD) {
+      struct sigaction reset {};
+      reset.sa_handler = SIG_DFL;
+      ::sigaction(signal, &reset, nullptr);
+    }
+  }
+  const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, STDIN_FILENO);  // dup2 clears close-on-exec on the copy
+    if (null != STDIN_FILENO) ::close(null);
+  }
+}
+
 class ForkBackend final : public Backend {
  public:
   std::string_view name() const noexcept override { return "fork"; }
   bool runs_plain_callables() const noexcept override { return true; }
+
+  Receipt defer(Batch& batch, const RunOptions& options) override {
+    std::fflush(nullptr);  // unflushed stdio would be printed again by the runner
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "fork driver: defer: pipe");
+    UniqueFd read_end(ends[0]);
+    UniqueFd write_end(ends[1]);
+    const pid_t intermediate = ::fork();
+    if (intermediate < 0) throw std::system_error(errno, std::generic_category(), "fork driver: defer: fork");
+    if (intermediate == 0) {
+      ::close(read_end.get());
+      ::setsid();  // a session of its own: no terminal's hangup or Ctrl-C reaches the runner
+      RunnerStarted started;
+      started.pid = ::fork();
+      if (started.pid == 0) {
+        ::close(write_end.get());
+        run_deferred(batch, options);
+      }
+      if (started.pid < 0) started.error = errno;
+      (void)!::write(write_end.get(), &started, sizeof(started));
+      ::_exit(0);
+    }
+    write_end.reset();
+    RunnerStarted started;
+    std::size_t got = 0;
+    while (got < sizeof(started)) {
+      const ssize_t n = ::read(read_end.get(), reinterpret_cast<char*>(&started) + got, sizeof(started) - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    // Reap the intermediate (it exits at once); ECHILD when the caller ignores SIGCHLD or reaped
+    // it itself.
+    int status = 0;
+    while (::waitpid(intermediate, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got != sizeof(started)) throw Error("fork driver: defer: the process starting the runner died");
+    if (started.pid < 0) {
+      throw std::system_error(started.error, std::generic_category(), "fork driver: defer: fork of the runner");
+    }
+    return Receipt("fork-" + std::to_string(started.pid), "fork", batch.size());
+  }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
     // Unflushed stdio would otherwise be inherited and printed again by every child.
@@ -467,6 +570,36 @@ class ForkBackend final : public Backend {
     const auto deadline = options.timeout.count() > 0 ? Clock::now() + options.timeout : Clock::time_point::max();
     running.push_back(
         std::make_unique<ForkedChild>(index, pid, std::move(read_end), UniqueFd(open_pidfd(pid)), deadline));
+  }
+
+  // The runner's whole life; never returns into the caller's code.
+  [[noreturn]] void run_deferred(Batch& batch, const RunOptions& options) noexcept {
+    int code = 0;
+    char receipt[32];
+    std::snprintf(receipt, sizeof(receipt), "fork-%ld", static_cast<long>(::getpid()));
+    try {
+      become_runner();
+      RunOptions detached = options;  // nobody watches progress or holds a token in this process
+      detached.on_progress = nullptr;
+      detached.cancelled = nullptr;
+      ReportingBatch reporting(batch, receipt);
+      Results results(reporting, detached);
+      execute(reporting, results, detached);
+      results.finish();
+      if (reporting.failed() > 0) {
+        std::fprintf(stderr, "fanout: deferred batch %s: %zu of %zu tasks failed\n", receipt,
+                     reporting.failed(), reporting.size());
+        code = 1;
+      }
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "fanout: deferred batch %s: the runner failed: %s\n", receipt, error.what());
+      code = 2;
+    } catch (...) {
+      std::fprintf(stderr, "fanout: deferred batch %s: the runner failed\n", receipt);
+      code = 2;
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
   }
 
   static void fail_to_start(Results& results, std::size_t index, const char* what) {

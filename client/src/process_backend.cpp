@@ -7,9 +7,11 @@
 // the program itself (local_pool.hpp).
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,9 +21,12 @@
 
 #include <fanout/init.hpp>
 
+#include <capnp/serialize.h>
+#include <kj/exception.h>
 #include <spdlog/spdlog.h>
 
 #include "backends.hpp"
+#include "deferred_endpoint.hpp"
 #include "local_pool.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
@@ -45,12 +50,38 @@ constexpr std::size_t kFrameBytes = std::size_t{4} << 20;
 constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 // No word from the broker for this long (it heartbeats every 500 ms) means it is gone.
 constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
+// How long defer waits for the broker's receipt when the driver sets no timeout.
+constexpr auto kDeferAckTimeout = std::chrono::seconds(30);
 
 std::uint64_t random_batch_id() {
   static thread_local std::mt19937_64 generator{std::random_device{}()};
   std::uint64_t id = 0;
   while (id == 0) id = generator();
   return id;
+}
+
+// Writes slots [first, first + count) of `batch` as one `tasks` window of batch `id`.
+void encode_window(wire::TaskBatch::Builder window, const Batch& batch, std::uint64_t id, const RunOptions& options,
+                   std::size_t first, std::size_t count) {
+  const auto timeout_ms = static_cast<std::uint32_t>(options.timeout.count());
+  window.setBatchId(id);
+  window.setTotal(static_cast<std::uint32_t>(batch.size()));
+  window.setTimeoutMs(timeout_ms);
+  auto tasks = window.initTasks(static_cast<unsigned>(count));
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t index = first + i;
+    const Job job = batch.job(index);
+    auto task = tasks[static_cast<unsigned>(i)];
+    task.setBatchId(id);
+    task.setIndex(static_cast<std::uint32_t>(index));
+    task.setName(capnp::Text::Reader(job.task.data(), job.task.size()));
+    if (job.key != nullptr) {
+      task.setKey(*job.key);
+      task.setHasKey(true);
+    }
+    task.setTimeoutMs(timeout_ms);
+    if (job.args != nullptr) job.args->read([&](ValueReader args) { task.setArgs(wire::unwrap(args)); });
+  }
 }
 
 // ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
@@ -61,10 +92,15 @@ class SocketPool {
   class Lease {
    public:
     Lease(SocketPool& pool, std::unique_ptr<zmq::socket_t> socket) : pool_(pool), socket_(std::move(socket)) {}
-    ~Lease() { pool_.give_back(std::move(socket_)); }
+    ~Lease() {
+      if (socket_) pool_.give_back(std::move(socket_));
+    }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
     zmq::socket_t& operator*() const noexcept { return *socket_; }
+    // Closes the socket instead of giving it back, dropping whatever it has not sent yet (linger
+    // 0): a message that timed out must not reach the broker later through another batch's socket.
+    void discard() noexcept { socket_.reset(); }
 
    private:
     SocketPool& pool_;
@@ -184,25 +220,7 @@ class BatchRun {
 
   void send_window(std::size_t count) {
     wire::OutMessage out(static_cast<unsigned>(64 + count * 16));
-    auto window = out.envelope().initTasks();
-    window.setBatchId(id_);
-    window.setTotal(static_cast<std::uint32_t>(batch_.size()));
-    window.setTimeoutMs(static_cast<std::uint32_t>(options_.timeout.count()));
-    auto tasks = window.initTasks(static_cast<unsigned>(count));
-    for (std::size_t i = 0; i < count; ++i) {
-      const std::size_t index = next_ + i;
-      const Job job = batch_.job(index);
-      auto task = tasks[static_cast<unsigned>(i)];
-      task.setBatchId(id_);
-      task.setIndex(static_cast<std::uint32_t>(index));
-      task.setName(capnp::Text::Reader(job.task.data(), job.task.size()));
-      if (job.key != nullptr) {
-        task.setKey(*job.key);
-        task.setHasKey(true);
-      }
-      task.setTimeoutMs(static_cast<std::uint32_t>(options_.timeout.count()));
-      if (job.args != nullptr) job.args->read([&](ValueReader args) { task.setArgs(wire::unwrap(args)); });
-    }
+    encode_window(out.envelope().initTasks(), batch_, id_, options_, next_, count);
     next_ += count;
     socket_.send(out.frame(), zmq::send_flags::none);
   }
@@ -282,6 +300,100 @@ class BatchRun {
   Clock::time_point last_beat_;
 };
 
+Error too_large_to_defer(std::size_t tasks, std::size_t bytes, bool at_least) {
+  return Error("the deferred batch of " + std::to_string(tasks) + " tasks takes " + (at_least ? "at least " : "") +
+               std::to_string(bytes) + " bytes, more than the " + std::to_string(wire::kDefaultMaxFrameBytes >> 20) +
+               " MiB a broker accepts in one message (a deferred batch travels whole); defer it in smaller batches");
+}
+
+// Sends `batch` whole, as one deferred `tasks` window, over a socket of `sockets`, and waits for
+// the broker's ack: its receipt, or its refusal thrown as fanout::Error. Waits at most the
+// driver's timeout (kDeferAckTimeout without one) and then throws, since the batch may or may not
+// have been taken. Sends no heartbeats: the broker knows this client only once it has accepted.
+Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPool& sockets) {
+  const std::size_t total = batch.size();
+  const std::string& where = sockets.endpoint();
+  if (total > UINT32_MAX) throw Error("a deferred batch holds at most " + std::to_string(UINT32_MAX) + " tasks");
+  // What the arguments, names and keys alone take: refuses most oversized batches before encoding.
+  std::size_t payload = 0;
+  for (std::size_t i = 0; i < total; ++i) {
+    const Job job = batch.job(i);
+    payload += job.task.size() + (job.key != nullptr ? job.key->size() : 0) +
+               (job.args != nullptr ? job.args->encoded_size() : 0);
+  }
+  if (payload > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, payload, true);
+
+  const std::uint64_t id = random_batch_id();
+  const std::size_t hint_words = std::min<std::size_t>(64 + total * 16 + payload / sizeof(capnp::word), 1u << 22);
+  wire::OutMessage out(static_cast<unsigned>(hint_words));
+  auto window = out.envelope().initTasks();
+  encode_window(window, batch, id, options, 0, total);
+  window.setDeferred(true);
+  const std::size_t bytes = capnp::computeSerializedSizeInWords(out.builder()) * sizeof(capnp::word);
+  if (bytes > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, bytes, false);
+
+  const auto limit = options.timeout.count() > 0 ? options.timeout : std::chrono::milliseconds(kDeferAckTimeout);
+  auto socket = sockets.lease();
+  (*socket).send(out.frame(), zmq::send_flags::none);
+  const auto deadline = Clock::now() + limit;
+  for (;;) {
+    zmq::message_t frame;
+    while ((*socket).recv(frame, zmq::recv_flags::dontwait)) {
+      auto message = wire::InMessage::parse(std::move(frame));
+      if (!message) continue;  // unreadable: the broker never sends those
+      try {
+        const auto envelope = message->envelope();
+        switch (envelope.which()) {
+          case wire::Envelope::ACK: {
+            const auto ack = envelope.getAck();
+            if (ack.getBatchId() != id) break;
+            if (ack.hasRefused()) {
+              throw Error("the broker at " + where + " refused the deferred batch: " + ack.getRefused().getMessage().cStr());
+            }
+            // An ack without a receipt is not the one that says the batch is durable: wait on.
+            if (ack.getReceipt().size() > 0) return Receipt(ack.getReceipt().cStr(), "process", total);
+            break;
+          }
+          case wire::Envelope::RESULTS:
+            for (const auto result : envelope.getResults()) {
+              if (result.getBatchId() != id) continue;
+              // A broker that knows nothing of deferred batches runs it as an ordinary one.
+              wire::OutMessage cancel(16);
+              cancel.envelope().initCancel().setBatchId(id);
+              (*socket).send(cancel.frame(), zmq::send_flags::dontwait);
+              throw Error("the broker at " + where +
+                          " ran the deferred batch as an ordinary one (it does not support deferred batches; "
+                          "upgrade it); the batch was cancelled");
+            }
+            break;
+          case wire::Envelope::ERROR:
+            // The broker could not read the message (a frame above its own size limit...). Other
+            // complaints (an unknown peer's heartbeat) concern earlier use of this socket.
+            if (envelope.getError().getKind() == wire::ErrorKind::BAD_MESSAGE) {
+              throw Error("the broker at " + where + " could not take the deferred batch: " +
+                          envelope.getError().getMessage().cStr());
+            }
+            break;
+          default:
+            break;  // heartbeats, late answers for earlier batches on this socket
+        }
+      } catch (const kj::Exception& unreadable) {
+        throw Error("unreadable answer from the broker at " + where + " to a deferred batch: " +
+                    unreadable.getDescription().cStr());
+      }
+    }
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      socket.discard();  // the batch must not reach the broker later from an idle socket
+      throw Error("the broker at " + where + " did not acknowledge the deferred batch of " + std::to_string(total) +
+                  " tasks within " + std::to_string(limit.count()) +
+                  " ms; it may or may not have been accepted (a broker that took it runs it)");
+    }
+    zmq::pollitem_t item{(*socket).handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::min(std::chrono::ceil<std::chrono::milliseconds>(deadline - now), std::chrono::milliseconds(kHeartbeat)));
+  }
+}
+
 class ProcessBackend final : public Backend {
  public:
   std::string_view name() const noexcept override { return "process"; }
@@ -293,7 +405,13 @@ class ProcessBackend final : public Backend {
   void shut_down() {
     const std::lock_guard lock(mutex_);
     sockets_.reset();
+    deferred_sockets_.clear();
     pool_.reset();
+  }
+
+  Receipt defer(Batch& batch, const RunOptions& options) override {
+    refuse_recursive_start();
+    return submit_deferred(batch, options, deferred_sockets());
   }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
@@ -336,6 +454,17 @@ class ProcessBackend final : public Backend {
     return *sockets_;
   }
 
+  // Where deferred batches go: the remote broker in remote mode; in local mode not the embedded
+  // broker, which dies with this program, but the per-user service of deferred_endpoint().
+  SocketPool& deferred_sockets() {
+    const char* remote = std::getenv("FANOUT_BROKER");
+    const std::string endpoint = remote != nullptr && *remote != '\0' ? std::string(remote) : deferred_endpoint();
+    const std::lock_guard lock(mutex_);
+    auto& sockets = deferred_sockets_[endpoint];  // never erased while the backend lives: leases refer to it
+    if (!sockets) sockets = std::make_unique<SocketPool>(context_, endpoint);
+    return *sockets;
+  }
+
   // A local worker is this program re-executed; fanout::init diverts it into the worker before
   // main() goes on. Reaching a batch in such a process means main() never called fanout::init:
   // stop here, loudly, rather than spawn workers of workers.
@@ -352,6 +481,7 @@ class ProcessBackend final : public Backend {
   std::mutex mutex_;
   std::unique_ptr<LocalPool> pool_;
   std::unique_ptr<SocketPool> sockets_;
+  std::map<std::string, std::unique_ptr<SocketPool>> deferred_sockets_;  // by endpoint
 };
 
 }  // namespace

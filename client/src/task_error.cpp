@@ -152,6 +152,13 @@ void execute_batch(Backend& backend, Batch& batch, Results& results, const RunOp
   results.finish();
 }
 
+Receipt defer_batch(Backend& backend, Batch& batch, const RunOptions& options) {
+  if (batch.size() == 0) return Receipt("", std::string(backend.name()), 0);
+  check_unique_keys(batch);
+  check_runnable(backend, batch);
+  return backend.defer(batch, options);
+}
+
 }  // namespace detail
 
 }  // namespace fanout

@@ -2,6 +2,7 @@
 //
 //   auto [a, b] = fanout::Concurrency::run(square(3), square(4));
 //   auto [x, y] = fanout::Concurrency::driver("fork").run([&] { return f(); }, [&] { return g(); });
+//   fanout::Receipt receipt = fanout::Concurrency::defer(square(5), square(6));  // once it is safe
 //
 // The default driver comes from the FANOUT_DRIVER environment variable, else "process".
 #pragma once
@@ -29,6 +30,12 @@ class Concurrency {
   template <class... A>
   static auto run(const A&... batch) -> decltype(std::declval<Driver>().run(batch...)) {
     return driver().run(batch...);
+  }
+
+  // Every batch form of Driver::defer, on the default driver.
+  template <class... A>
+  static auto defer(const A&... batch) -> decltype(std::declval<Driver>().defer(batch...)) {
+    return driver().defer(batch...);
   }
 
   template <class... A>

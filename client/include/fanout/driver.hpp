@@ -10,6 +10,9 @@
 //
 // Failure rule, shared by every driver: the whole batch settles first; then `run` rethrows the
 // first failed slot in batch order as fanout::TaskError (kind, remote type, message, index, key).
+//
+// `defer` takes the same three forms and returns a fanout::Receipt once the batch is safe; nobody
+// collects its values. What "safe" means depends on the driver (see Driver::defer).
 #pragma once
 
 #include <array>
@@ -30,6 +33,7 @@
 
 #include <fanout/codec.hpp>
 #include <fanout/keyed.hpp>
+#include <fanout/receipt.hpp>
 #include <fanout/task.hpp>
 #include <fanout/task_error.hpp>
 #include <fanout/value.hpp>
@@ -117,11 +121,19 @@ class Backend {
   // Runs every slot of `batch`, delivering each outcome to `results`; never throws for a slot's own
   // failure.
   virtual void execute(Batch& batch, Results& results, const RunOptions& options) = 0;
+  // Hands `batch` (validated, not empty) off and returns its receipt once it is safe (Driver::defer
+  // says what that means per driver). Throws fanout::Error when it could not be handed off; the
+  // sync driver throws the first failed slot's TaskError.
+  virtual Receipt defer(Batch& batch, const RunOptions& options) = 0;
 };
 
 // Validates the batch (duplicate keys, plain callables on a driver that cannot run them), runs it
 // and settles every slot. An empty batch returns at once and starts nothing.
 void execute_batch(Backend& backend, Batch& batch, Results& results, const RunOptions& options);
+
+// Validates the batch as execute_batch does and defers it. An empty batch starts nothing and gets a
+// receipt with an empty id.
+Receipt defer_batch(Backend& backend, Batch& batch, const RunOptions& options);
 
 // Builds the TaskError of a failed slot.
 TaskError make_task_error(FailureInfo failure, const Job& job, std::size_t index);
@@ -251,6 +263,21 @@ class TupleBatch final : public Batch {
   std::tuple<std::optional<SlotValue<S>>...> values_;
 };
 
+// A batch whose values nobody collects (defer): slots from `job_of(index)`, values dropped. Holds
+// no per-slot storage, so deferring a huge vector costs nothing but its encoding.
+template <class JobOf>
+class DeferredBatch final : public Batch {
+ public:
+  DeferredBatch(std::size_t size, JobOf job_of) : size_(size), job_of_(std::move(job_of)) {}
+  std::size_t size() const noexcept override { return size_; }
+  Job job(std::size_t index) const override { return job_of_(index); }
+  void store(std::size_t, ValueReader) override {}
+
+ private:
+  std::size_t size_;
+  JobOf job_of_;
+};
+
 // The value of slot `index` after the batch settled, or its TaskError thrown.
 template <class T, class B>
 T take_value(B& batch, Results& results, std::optional<T>& value, std::size_t index) {
@@ -318,6 +345,42 @@ class Driver {
   }
 
   const detail::RunOptions& options() const noexcept { return options_; }
+
+  // ---- defer: hand the batch off, get a receipt, collect nothing ----
+  //
+  // The same three forms as run. Returns once the batch is safe:
+  //   process: the broker acknowledged the whole batch (one `tasks` message) as journaled; the
+  //            receipt's id is the broker's, for `fanout deferred`. Registered tasks only. Throws
+  //            fanout::Error when the broker refuses it (e.g. it keeps no journal), or says nothing
+  //            within timeout() (30 s when none is set: the batch may or may not have been taken),
+  //            or when the batch is larger than one broker frame (512 MiB).
+  //   fork:    a detached runner process (its own session, stdin /dev/null, outliving this one)
+  //            exists and will run the batch as the fork driver does: a child per slot, at most
+  //            max_concurrency() at once, timeout() per slot. Failures are written to its stderr
+  //            with the receipt, since nobody waits. Receipt "fork-<runner pid>".
+  //   sync:    the batch ran here, now; the first failed slot is rethrown as TaskError after the
+  //            whole batch ran, as run does. Receipt "sync-<n>".
+  // on_progress() and cancel_with() do not apply to deferred batches. An empty batch starts
+  // nothing and returns a receipt with an empty id. Invalid batches (duplicate keys, plain
+  // callables on the process driver) throw fanout::Error before anything starts.
+
+  template <detail::Slot... S>
+  Receipt defer(const S&... slots) const {
+    const std::array<detail::Job, sizeof...(S)> jobs{detail::make_job(slots)...};
+    return defer_jobs(jobs.size(), [&jobs](std::size_t index) { return jobs[index]; });
+  }
+
+  template <detail::Slot S>
+  Receipt defer(const std::vector<S>& slots) const {
+    return defer_jobs(slots.size(), [&slots](std::size_t index) { return detail::make_job(slots[index]); });
+  }
+
+  template <detail::Slot S>
+  Receipt defer(const std::vector<std::pair<std::string, S>>& slots) const {
+    return defer_jobs(slots.size(), [&slots](std::size_t index) {
+      return detail::make_job(slots[index].second, &slots[index].first);
+    });
+  }
 
   // ---- variadic: a tuple in argument order ----
 
@@ -410,6 +473,12 @@ class Driver {
     detail::Results results(batch, options_);
     detail::execute_batch(*backend_, batch, results, options_);
     return results;
+  }
+
+  template <class JobOf>
+  Receipt defer_jobs(std::size_t size, JobOf job_of) const {
+    detail::DeferredBatch<JobOf> batch(size, std::move(job_of));
+    return detail::defer_batch(*backend_, batch, options_);
   }
 
   // Every value of a vector batch by index, or the first failure in batch order thrown.

@@ -8,6 +8,7 @@
 #include <fanout/init.hpp>
 #include <fanout/keyed.hpp>
 #include <fanout/process.hpp>
+#include <fanout/receipt.hpp>
 #include <fanout/task.hpp>
 #include <fanout/task_error.hpp>
 #include <fanout/value.hpp>
