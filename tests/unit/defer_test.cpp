@@ -29,6 +29,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "broker.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
 
@@ -202,6 +203,33 @@ class FakeBroker {
   mutable std::mutex mutex_;
   std::size_t messages_ = 0;
   std::vector<SeenWindow> windows_;
+  std::thread thread_;
+};
+
+// The real broker library on a thread, on loopback TCP; stopped and joined at the end of the scope.
+class RealBroker {
+ public:
+  explicit RealBroker(const fs::path& journal) : broker_(config(journal), context_), thread_([this] { broker_.run(); }) {}
+  ~RealBroker() {
+    broker_.stop();
+    thread_.join();
+  }
+  RealBroker(const RealBroker&) = delete;
+  RealBroker& operator=(const RealBroker&) = delete;
+
+  const std::string& endpoint() const { return broker_.endpoints().front(); }
+  const fanout::broker::Counters& counters() const { return broker_.counters(); }
+
+ private:
+  static fanout::broker::Config config(const fs::path& journal) {
+    fanout::broker::Config config;
+    config.endpoints = {"tcp://127.0.0.1:*"};
+    config.journal = journal;
+    return config;
+  }
+
+  zmq::context_t context_;
+  fanout::broker::Broker broker_;
   std::thread thread_;
 };
 
@@ -484,4 +512,23 @@ TEST_CASE("process defer refuses a batch larger than one broker message before s
   CHECK_THROWS_WITH_AS(fanout::Concurrency::driver("process").defer(batch), doctest::Contains("smaller batches"),
                        fanout::Error);
   CHECK(broker.messages() == 0);
+}
+
+TEST_CASE("process defer against a real broker: journaled with a receipt, or refused without a journal") {
+  const TempDir dir;
+  {
+    RealBroker broker(dir.path());
+    const ScopedEnv remote("FANOUT_BROKER", broker.endpoint().c_str());
+    const std::vector<std::pair<std::string, fanout::Call<int>>> keyed{{"a", defer_record(1)}, {"b", defer_record(2)}};
+    const fanout::Receipt receipt = fanout::Concurrency::driver("process").defer(keyed);
+    CHECK(!receipt.id().empty());
+    CHECK(receipt.tasks() == 2);
+    CHECK(broker.counters().deferred_accepted == 1);
+    CHECK(fanout::Concurrency::driver("process").defer(defer_record(3)).id() != receipt.id());
+  }
+  RealBroker without_journal({});
+  const ScopedEnv remote("FANOUT_BROKER", without_journal.endpoint().c_str());
+  CHECK_THROWS_WITH_AS(fanout::Concurrency::driver("process").defer(defer_record(1)), doctest::Contains("--journal"),
+                       fanout::Error);
+  CHECK(take_recorded().empty());  // nothing ran here
 }
