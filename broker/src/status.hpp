@@ -2,6 +2,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
@@ -11,6 +13,21 @@ namespace fanout::broker {
 // Asks the broker at `endpoint` for its status and renders it as text: workers, their executors
 // and free slots, queue depth, counters. Throws fanout::Error when the broker does not answer
 // within `timeout`.
+// The broker's counters, for programs that act on them (the local service's idle check).
+struct StatusCounts {
+  std::uint64_t queued = 0;
+  std::uint64_t running = 0;
+  std::uint64_t deferred_pending = 0;
+  std::uint64_t deferred_running = 0;
+  std::uint64_t deferred_done = 0;
+  std::uint64_t deferred_dead = 0;
+  std::size_t workers = 0;
+};
+
+// Asks the broker at `endpoint` for its status; nullopt when it does not answer within `timeout`.
+std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::string& endpoint,
+                                        std::chrono::milliseconds timeout);
+
 std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout);
 
 }  // namespace fanout::broker

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "local_pool.hpp"
+#include "local_service.hpp"
 #include "program.hpp"
 #include "worker.hpp"
 
@@ -42,6 +43,12 @@ void init(int argc, char** argv) {
     g_arguments.assign(argv, argv + argc);
   }
   g_initialized.store(true, std::memory_order_release);
+
+  // Re-executed as this program's local service (deferred batches in local mode).
+  if (const char* service = std::getenv(detail::kServiceRoleVariable); service != nullptr && *service != '\0') {
+    ::unsetenv(detail::kServiceRoleVariable);  // not inherited by the service's own workers
+    detail::run_local_service();
+  }
 
   // Re-executed by the process driver as a local worker, or started as a worker of a remote broker
   // (FANOUT_WORKER=tcp://broker:5555: a user's own worker binary is their tasks plus this call):

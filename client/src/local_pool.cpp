@@ -45,12 +45,14 @@ std::string describe_exit(int status) {
 
 }  // namespace
 
-LocalPool::LocalPool(zmq::context_t& context) {
+LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
   const std::string suffix = unique_suffix();
   broker::Config config;
   client_endpoint_ = "inproc://fanout-local-" + suffix;
-  worker_endpoint_ = "ipc://@fanout-local-" + suffix;  // abstract: no file to clean up, ever
+  // Abstract ipc names: no file to clean up, ever, and a second bind of one fails (EADDRINUSE).
+  worker_endpoint_ = options.worker_endpoint.empty() ? "ipc://@fanout-local-" + suffix : options.worker_endpoint;
   config.endpoints = {client_endpoint_, worker_endpoint_};
+  config.journal = options.journal;
   // The embedded broker is part of the program: what goes wrong reaches the caller as slot
   // failures, so it speaks up only for errors unless FANOUT_LOG_LEVEL asks for more.
   config.logger = std::make_shared<spdlog::logger>("fanout-broker", std::make_shared<spdlog::sinks::stderr_sink_mt>());

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,16 +30,25 @@ inline constexpr const char* kWorkerProcessesVariable = "FANOUT_PROCESSES";
 // Exit code of a re-executed program that reached a batch without calling fanout::init.
 inline constexpr int kForgotInitExitCode = 70;
 
+// What differs for the local service (local_service.hpp), which keeps a journal and listens on a
+// name other programs find, from a program's own pool.
+struct LocalPoolOptions {
+  std::string worker_endpoint;  // empty: a fresh abstract ipc name
+  std::filesystem::path journal;  // empty: none
+};
+
 class LocalPool {
  public:
   // Starts the broker and spawns the worker. Throws fanout::Error when either cannot start.
-  explicit LocalPool(zmq::context_t& context);
+  explicit LocalPool(zmq::context_t& context, const LocalPoolOptions& options = {});
   ~LocalPool();
   LocalPool(const LocalPool&) = delete;
   LocalPool& operator=(const LocalPool&) = delete;
 
   // Where clients of this program connect (inproc).
   const std::string& client_endpoint() const noexcept { return client_endpoint_; }
+  // Where the workers (and, for the local service, other programs) connect.
+  const std::string& worker_endpoint() const noexcept { return worker_endpoint_; }
 
   // Why the pool cannot run tasks (its worker exited and could not be restarted), if it cannot.
   std::optional<std::string> broken() const;

@@ -1,0 +1,187 @@
+// local_service.cpp
+#include "local_service.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include <fanout/error.hpp>
+
+#include <zmq.hpp>
+
+#include "local_pool.hpp"
+#include "program.hpp"
+#include "status.hpp"
+
+extern char** environ;
+
+namespace fanout::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kProbe = std::chrono::milliseconds(300);
+constexpr auto kStartLimit = std::chrono::seconds(20);
+constexpr auto kDefaultIdle = std::chrono::seconds(10);
+
+std::string hex(std::size_t value) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016zx", value);
+  return text;
+}
+
+// The service is this user's and this program's: a program at another path, or another user,
+// gets a service of its own.
+std::string service_key() {
+  return std::to_string(::getuid()) + "-" + hex(std::hash<std::string>{}(program_path()));
+}
+
+std::chrono::milliseconds idle_limit() {
+  const char* value = std::getenv("FANOUT_SERVICE_IDLE_MS");
+  if (value == nullptr || *value == '\0') return kDefaultIdle;
+  return std::chrono::milliseconds(std::strtoull(value, nullptr, 10));
+}
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop = true; }
+
+// Starts the service detached: a child that starts a new session and forks the service, then
+// exits at once (reaped here), so the service has no parent to die with and leaves no zombie.
+void spawn_service(const std::filesystem::path& log) {
+  const std::string executable = program_path();
+  std::vector<std::string> arguments = program_arguments();
+  if (executable.empty()) throw Error("cannot start the local fanout service: /proc/self/exe is unreadable");
+  if (arguments.empty()) arguments.push_back(executable);
+  std::vector<char*> argv;
+  for (auto& argument : arguments) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  std::string role = std::string(kServiceRoleVariable) + "=1";
+  std::vector<char*> envp;
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    // Not a worker of this program's pool, not a child of its settings for the broker.
+    if (std::strncmp(*variable, "FANOUT_LOCAL_", 13) == 0 || std::strncmp(*variable, "FANOUT_WORKER=", 14) == 0) continue;
+    envp.push_back(*variable);
+  }
+  envp.push_back(role.data());
+  envp.push_back(nullptr);
+  const std::string log_path = log.string();
+
+  std::fflush(nullptr);
+  const pid_t middle = ::fork();
+  if (middle < 0) throw Error(std::string("cannot start the local fanout service: fork: ") + std::strerror(errno));
+  if (middle == 0) {
+    ::setsid();
+    if (::fork() != 0) ::_exit(0);
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const int out = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (null >= 0) ::dup2(null, STDIN_FILENO);
+    if (out >= 0) {
+      ::dup2(out, STDOUT_FILENO);
+      ::dup2(out, STDERR_FILENO);
+    }
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(executable.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+std::string local_service_endpoint() { return "ipc://@fanout-service-" + service_key(); }
+
+std::filesystem::path local_service_directory() {
+  std::filesystem::path base;
+  if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && *state == '/') {
+    base = state;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/') {
+    base = std::filesystem::path(home) / ".local" / "state";
+  } else {
+    base = std::filesystem::temp_directory_path() / ("fanout-" + std::to_string(::getuid()));
+  }
+  return base / "fanout" / (std::filesystem::path(program_path()).filename().string() + "-" + service_key());
+}
+
+std::string ensure_local_service() {
+  const std::string endpoint = local_service_endpoint();
+  zmq::context_t context(1);
+  if (broker::query_counts(context, endpoint, kProbe)) return endpoint;
+  const auto directory = local_service_directory();
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  if (error) throw Error("cannot create " + directory.string() + " for the local fanout service: " + error.message());
+  spawn_service(directory / "service.log");
+  const auto deadline = Clock::now() + kStartLimit;
+  while (Clock::now() < deadline) {
+    if (broker::query_counts(context, endpoint, kProbe)) return endpoint;
+  }
+  throw Error("the local fanout service did not start within " + std::to_string(kStartLimit.count()) +
+              " s; see " + (directory / "service.log").string());
+}
+
+void run_local_service() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGHUP, SIG_IGN);
+  int code = 0;
+  try {
+    const auto directory = local_service_directory();
+    std::filesystem::create_directories(directory);
+    zmq::context_t context;
+    // Another service of this program may have won the race to the name (or the journal's lock):
+    // then this one has nothing to do.
+    std::unique_ptr<LocalPool> pool;
+    try {
+      pool = std::make_unique<LocalPool>(context, LocalPoolOptions{local_service_endpoint(), directory / "journal"});
+    } catch (const Error& error) {
+      std::fprintf(stderr, "fanout service: not starting: %s\n", error.what());
+      std::fflush(nullptr);
+      std::_Exit(0);
+    }
+    std::fprintf(stderr, "fanout service pid %d: serving %s (journal %s)\n", static_cast<int>(::getpid()),
+                 local_service_endpoint().c_str(), (directory / "journal").c_str());
+    std::fflush(stderr);
+    const auto limit = idle_limit();
+    auto idle_since = Clock::now();
+    while (!g_stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const auto counts = broker::query_counts(context, pool->client_endpoint(), std::chrono::seconds(2));
+      const bool busy = !counts || counts->queued + counts->running + counts->deferred_pending + counts->deferred_running > 0;
+      if (busy) {
+        idle_since = Clock::now();
+      } else if (Clock::now() - idle_since >= limit) {
+        std::fprintf(stderr, "fanout service: idle for %lld ms; stopping\n", static_cast<long long>(limit.count()));
+        break;
+      }
+      if (const auto broken = pool->broken()) {
+        std::fprintf(stderr, "fanout service: %s; stopping\n", broken->c_str());
+        code = 1;
+        break;
+      }
+    }
+    pool.reset();
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "fanout service: %s\n", error.what());
+    code = 1;
+  }
+  std::fflush(nullptr);
+  std::_Exit(code);
+}
+
+}  // namespace fanout::detail

@@ -1,0 +1,32 @@
+// local_service.hpp: where deferred batches go in local mode (no FANOUT_BROKER).
+//
+// A program may exit right after Concurrency::defer returns, so its deferred tasks cannot live in
+// the program's own embedded broker. They go to the program's local service instead: the same
+// program re-executed, detached (its own session, no parent to die with), running a broker with a
+// journal and a worker pool of the program (so it serves the program's own tasks). One service per
+// user and program: it listens on an abstract ipc name derived from the user id and the program's
+// path, keeps its journal under $XDG_STATE_HOME/fanout (~/.local/state/fanout), and stops itself
+// once it has had nothing to do for a while (FANOUT_SERVICE_IDLE_MS, default 10 s). The next
+// defer starts it again; its journal brings back whatever was still pending.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace fanout::detail {
+
+// Set in the environment of a re-executed program that is to be the local service.
+inline constexpr const char* kServiceRoleVariable = "FANOUT_LOCAL_SERVICE";
+
+// The endpoint of this program's local service, started first when it is not running. Throws
+// fanout::Error when it cannot be started or does not answer.
+std::string ensure_local_service();
+
+// This program's local service endpoint and journal directory (whether or not it runs).
+std::string local_service_endpoint();
+std::filesystem::path local_service_directory();
+
+// Runs this process as the local service until it has been idle long enough; never returns.
+[[noreturn]] void run_local_service();
+
+}  // namespace fanout::detail
