@@ -44,8 +44,8 @@ std::string hex(std::size_t value) {
 
 // The service is this user's and this program's: a program at another path, or another user,
 // gets a service of its own.
-std::string service_key() {
-  return std::to_string(::getuid()) + "-" + hex(std::hash<std::string>{}(program_path()));
+std::string service_key(const std::string& program) {
+  return std::to_string(::getuid()) + "-" + hex(std::hash<std::string>{}(program));
 }
 
 std::chrono::milliseconds idle_limit() {
@@ -59,9 +59,7 @@ extern "C" void on_stop_signal(int) { g_stop = true; }
 
 // Starts the service detached: a child that starts a new session and forks the service, then
 // exits at once (reaped here), so the service has no parent to die with and leaves no zombie.
-void spawn_service(const std::filesystem::path& log) {
-  const std::string executable = program_path();
-  std::vector<std::string> arguments = program_arguments();
+void spawn_service(const std::string& executable, std::vector<std::string> arguments, const std::filesystem::path& log) {
   if (executable.empty()) throw Error("cannot start the local fanout service: /proc/self/exe is unreadable");
   if (arguments.empty()) arguments.push_back(executable);
   std::vector<char*> argv;
@@ -104,9 +102,15 @@ void spawn_service(const std::filesystem::path& log) {
 
 }  // namespace
 
-std::string local_service_endpoint() { return "ipc://@fanout-service-" + service_key(); }
+std::string local_service_endpoint() { return local_service_endpoint_for(program_path()); }
 
-std::filesystem::path local_service_directory() {
+std::filesystem::path local_service_directory() { return local_service_directory_for(program_path()); }
+
+std::string local_service_endpoint_for(const std::string& program) {
+  return "ipc://@fanout-service-" + service_key(program);
+}
+
+std::filesystem::path local_service_directory_for(const std::string& program) {
   std::filesystem::path base;
   if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && *state == '/') {
     base = state;
@@ -115,18 +119,20 @@ std::filesystem::path local_service_directory() {
   } else {
     base = std::filesystem::temp_directory_path() / ("fanout-" + std::to_string(::getuid()));
   }
-  return base / "fanout" / (std::filesystem::path(program_path()).filename().string() + "-" + service_key());
+  return base / "fanout" / (std::filesystem::path(program).filename().string() + "-" + service_key(program));
 }
 
-std::string ensure_local_service() {
-  const std::string endpoint = local_service_endpoint();
+std::string ensure_local_service() { return ensure_local_service_for(program_path(), program_arguments()); }
+
+std::string ensure_local_service_for(const std::string& program, std::vector<std::string> arguments) {
+  const std::string endpoint = local_service_endpoint_for(program);
   zmq::context_t context(1);
   if (broker::query_counts(context, endpoint, kProbe)) return endpoint;
-  const auto directory = local_service_directory();
+  const auto directory = local_service_directory_for(program);
   std::error_code error;
   std::filesystem::create_directories(directory, error);
   if (error) throw Error("cannot create " + directory.string() + " for the local fanout service: " + error.message());
-  spawn_service(directory / "service.log");
+  spawn_service(program, std::move(arguments), directory / "service.log");
   const auto deadline = Clock::now() + kStartLimit;
   while (Clock::now() < deadline) {
     if (broker::query_counts(context, endpoint, kProbe)) return endpoint;

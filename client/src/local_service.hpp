@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace fanout::detail {
 
@@ -25,6 +26,13 @@ std::string ensure_local_service();
 // This program's local service endpoint and journal directory (whether or not it runs).
 std::string local_service_endpoint();
 std::filesystem::path local_service_directory();
+
+// The same for the program at `program_path`, an absolute path with symlinks resolved (what
+// /proc/self/exe reads in that program): for `fanout deferred --program PATH`. The service is
+// that program re-executed with `arguments` (argv[0] first) and FANOUT_LOCAL_SERVICE=1.
+std::string local_service_endpoint_for(const std::string& program_path);
+std::filesystem::path local_service_directory_for(const std::string& program_path);
+std::string ensure_local_service_for(const std::string& program_path, std::vector<std::string> arguments);
 
 // Runs this process as the local service until it has been idle long enough; never returns.
 [[noreturn]] void run_local_service();
