@@ -1,6 +1,7 @@
 // fanout: the command-line tool. `fanout status` asks a broker what it serves; `fanout run` runs
 // a command for each argument, N at a time, here or on remote workers (GNU-parallel-like; the
-// logic is in run_command.hpp).
+// logic is in run_command.hpp); `fanout deferred` lists, retries or drops dead deferred tasks
+// (deferred_command.hpp).
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 
 #include <fanout/error.hpp>
 
+#include "deferred_command.hpp"
 #include "run_command.hpp"
 #include "status.hpp"
 
@@ -89,8 +91,10 @@ int main(int argc, char** argv) {
       "  fanout status --broker tcp://127.0.0.1:5555\n"
       "  FANOUT_BROKER=tcp://127.0.0.1:5555 fanout status\n"
       "  fanout run -j 2 'echo {}' ::: a b c\n"
+      "  fanout deferred list --broker tcp://127.0.0.1:5555\n"
       "\n"
-      "Exit codes: 0 success, 2 bad usage, 4 no broker answered; `fanout run --help` for run's.");
+      "Exit codes: 0 success, 2 bad usage, 4 no broker answered; `fanout run --help` and\n"
+      "`fanout deferred --help` for theirs.");
 
   std::string broker;
   int timeout_ms = 3000;
@@ -116,6 +120,9 @@ int main(int argc, char** argv) {
   run->add_flag("--progress", run_options.progress, "A live progress bar on stderr when it is a terminal");
   run->add_option("--broker", run_options.broker, "Run the jobs on the workers of this broker (--allow-shell)")
       ->envname("FANOUT_BROKER");
+
+  fanout::tool::DeferredOptions deferred_options;
+  auto* deferred = fanout::tool::add_deferred_command(app, deferred_options);
 
   // `fanout run [flags] -- command...`: the first `--` ends run's flags. CLI11 sees only what is
   // before it; the words after it are the command (with a `--` of the command's own, e.g.
@@ -147,6 +154,7 @@ int main(int argc, char** argv) {
     words.insert(words.end(), after_marker.begin(), after_marker.end());
     return run_command(words, halt, run_timeout, jobs, std::move(run_options));
   }
+  if (deferred->parsed()) return fanout::tool::run_deferred(deferred_options, std::cout, std::cerr);
 
   zmq::context_t context;
   try {

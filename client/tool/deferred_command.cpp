@@ -1,0 +1,318 @@
+// deferred_command.cpp
+#include "deferred_command.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include <fanout/error.hpp>
+#include <fanout/task_error.hpp>
+
+#include "local_service.hpp"
+#include "status.hpp"
+#include "transport.hpp"
+
+namespace fanout::tool {
+
+const char* const kDeferredFooter =
+    "A deferred task that fails on every attempt (fanout-broker --deferred-attempts, 3 by default)\n"
+    "is kept as dead, with its error, by the broker's journal. `list` shows them; `retry` puts them\n"
+    "back in the queue with a fresh budget of attempts; `drop` forgets them for good. --receipt (the\n"
+    "id defer() returned) limits any of them to one batch, --index to one task of it.\n"
+    "\n"
+    "Where: --broker ADDR (or FANOUT_BROKER), which must run with --journal. In local mode (no\n"
+    "FANOUT_BROKER) a program's deferred tasks are kept by that program's local service: name the\n"
+    "program with --program PATH (the executable, as built; symlinks are resolved). Its service is\n"
+    "started when it is not running (it stops itself again once idle), so a retried task runs.\n"
+    "\n"
+    "Examples:\n"
+    "  fanout deferred list --broker tcp://127.0.0.1:5555\n"
+    "  FANOUT_BROKER=tcp://10.0.0.5:5555 fanout deferred list --receipt 17 --json | jq '.dead[].message'\n"
+    "  fanout deferred retry --receipt 17 --index 3\n"
+    "  fanout deferred drop --all --program ./build/my_app\n"
+    "\n"
+    "Exit codes: 0 done (a list, even an empty one; at least one task retried or dropped); 1 retry or\n"
+    "drop matched no dead task; 2 bad usage; 3 the broker cannot serve it (it keeps no journal, the\n"
+    "receipt is unknown, the program never deferred a batch); 4 no broker answered.";
+
+namespace {
+
+// A usage mistake found after parsing (CLI11 finds the rest).
+struct Usage {
+  std::string message;
+};
+
+struct DeadRow {
+  std::string receipt;
+  std::uint32_t index = 0;
+  std::string name;
+  std::optional<std::string> key;
+  std::uint32_t attempts = 0;
+  std::string kind;
+  std::string message;
+};
+
+struct Answer {
+  std::vector<DeadRow> dead;
+  std::uint32_t affected = 0;
+  std::string error;
+};
+
+std::string kind_name(wire::ErrorKind kind) {
+  const auto value = static_cast<unsigned>(kind);
+  if (value > static_cast<unsigned>(ErrorKind::bad_message)) return "unknown (" + std::to_string(value) + ")";
+  return std::string(to_string(static_cast<ErrorKind>(value)));
+}
+
+// Sends one DeferredRequest to `endpoint` and waits for the report; nullopt at the deadline.
+std::optional<Answer> ask(zmq::context_t& context, const std::string& endpoint, const DeferredOptions& options) {
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  wire::configure_socket(socket);
+  socket.connect(endpoint);
+  wire::OutMessage out;
+  auto request = out.envelope().initDeferredRequest();
+  switch (options.action) {
+    case DeferredAction::list: request.setAction(wire::DeferredRequest::Action::LIST); break;
+    case DeferredAction::retry: request.setAction(wire::DeferredRequest::Action::RETRY); break;
+    case DeferredAction::drop: request.setAction(wire::DeferredRequest::Action::DROP); break;
+  }
+  request.setReceipt(options.receipt);
+  if (options.index) {
+    request.setIndex(*options.index);
+    request.setHasIndex(true);
+  }
+  socket.send(out.frame(), zmq::send_flags::dontwait);
+
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, left);
+    zmq::message_t frame;
+    if (!socket.recv(frame, zmq::recv_flags::dontwait)) continue;
+    std::string why;
+    auto message = wire::InMessage::parse(std::move(frame), &why, wire::kDefaultMaxFrameBytes, wire::InMessage::Check::whole);
+    if (!message) throw Error("unreadable answer from " + endpoint + ": " + why);
+    const auto envelope = message->envelope();
+    if (envelope.isError()) throw Error("the broker at " + endpoint + " refused the request: " + envelope.getError().getMessage().cStr());
+    if (!envelope.isDeferredReport()) continue;  // e.g. a heartbeat
+    const auto report = envelope.getDeferredReport();
+    Answer answer;
+    answer.error = report.getError().cStr();
+    answer.affected = report.getAffected();
+    for (const auto dead : report.getDead()) {
+      DeadRow row;
+      row.receipt = dead.getReceipt().cStr();
+      row.index = dead.getIndex();
+      row.name = dead.getName().cStr();
+      if (dead.getKey().size() > 0) row.key = dead.getKey().cStr();
+      row.attempts = dead.getAttempts();
+      row.kind = kind_name(dead.getKind());
+      row.message = dead.getMessage().cStr();
+      answer.dead.push_back(std::move(row));
+    }
+    return answer;
+  }
+}
+
+// One line per cell: newlines and tabs of messages would break the table.
+std::string one_line(std::string_view text) {
+  std::string line;
+  for (const char c : text) {
+    if (c == '\n') line += "\\n";
+    else if (c == '\t' || c == '\r') line += ' ';
+    else line += c;
+  }
+  return line;
+}
+
+void print_table(const std::vector<DeadRow>& rows, std::ostream& out) {
+  const std::vector<std::string> header{"RECEIPT", "INDEX", "TASK", "KEY", "ATTEMPTS", "ERROR", "MESSAGE"};
+  std::vector<std::vector<std::string>> cells;
+  for (const auto& row : rows) {
+    cells.push_back({row.receipt, std::to_string(row.index), one_line(row.name), row.key ? one_line(*row.key) : "-",
+                     std::to_string(row.attempts), row.kind, one_line(row.message)});
+  }
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t column = 0; column < header.size(); ++column) {
+    width[column] = header[column].size();
+    for (const auto& line : cells) width[column] = std::max(width[column], line[column].size());
+  }
+  const auto print = [&](const std::vector<std::string>& line) {
+    for (std::size_t column = 0; column < line.size(); ++column) {
+      out << line[column];
+      if (column + 1 < line.size()) out << std::string(width[column] - line[column].size() + 2, ' ');
+    }
+    out << '\n';
+  };
+  print(header);
+  for (const auto& line : cells) print(line);
+}
+
+void print_json(const DeferredOptions& options, const Answer& answer, std::ostream& out) {
+  nlohmann::json document;
+  if (options.action == DeferredAction::list) {
+    document["dead"] = nlohmann::json::array();
+    for (const auto& row : answer.dead) {
+      std::string kind = row.kind;
+      std::replace(kind.begin(), kind.end(), ' ', '_');
+      document["dead"].push_back({{"receipt", row.receipt},
+                                  {"index", row.index},
+                                  {"task", row.name},
+                                  {"key", row.key ? nlohmann::json(*row.key) : nlohmann::json(nullptr)},
+                                  {"attempts", row.attempts},
+                                  {"error_kind", kind},
+                                  {"message", row.message}});
+    }
+  } else {
+    document["action"] = options.action == DeferredAction::retry ? "retry" : "drop";
+    document["affected"] = answer.affected;
+  }
+  // Messages are whatever tasks threw: replace bytes that are not UTF-8 rather than fail.
+  out << document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+void check_usage(const DeferredOptions& options) {
+  if (!options.broker.empty() && !options.program.empty()) {
+    throw Usage{"--broker and --program name two different places: give one"};
+  }
+  if (options.index && options.receipt.empty()) throw Usage{"--index needs --receipt (an index is a task of one batch)"};
+  if (options.action != DeferredAction::list) {
+    if (options.all == !options.receipt.empty()) {
+      throw Usage{"say which dead tasks: --all, or --receipt R [--index I]"};
+    }
+  }
+}
+
+}  // namespace
+
+int run_deferred(const DeferredOptions& given, std::ostream& out, std::ostream& err) {
+  const std::string name = given.action == DeferredAction::list    ? "fanout deferred list"
+                           : given.action == DeferredAction::retry ? "fanout deferred retry"
+                                                                   : "fanout deferred drop";
+  DeferredOptions options = given;
+  std::string where;
+  try {
+    check_usage(options);
+    if (options.program.empty() && options.broker.empty()) {
+      const char* variable = std::getenv("FANOUT_BROKER");
+      if (variable == nullptr || *variable == '\0') {
+        throw Usage{"no broker: give --broker ADDR (or set FANOUT_BROKER), or --program PATH for a program's local service"};
+      }
+      options.broker = variable;
+    }
+  } catch (const Usage& usage) {
+    err << name << ": " << usage.message << "\nRun with --help for more information.\n";
+    return kDeferredExitUsage;
+  }
+
+  zmq::context_t context;
+  std::string endpoint = options.broker;
+  where = "the broker at " + options.broker;
+  if (!options.program.empty()) {
+    // The service is keyed by the path /proc/self/exe reads in the program: absolute, symlinks resolved.
+    std::error_code error;
+    const auto program = std::filesystem::canonical(options.program, error);
+    if (error || !std::filesystem::is_regular_file(program)) {
+      err << name << ": --program " << options.program << ": no such program" << (error ? " (" + error.message() + ")" : "")
+          << "\nRun with --help for more information.\n";
+      return kDeferredExitUsage;
+    }
+    where = program.string() + "'s local service";
+    endpoint = detail::local_service_endpoint_for(program.string());
+    try {
+      if (!broker::query_counts(context, endpoint, std::min(options.timeout, std::chrono::milliseconds(500)))) {
+        // Not running: start it only when it has a journal to serve (the program has deferred before).
+        const auto journal = detail::local_service_directory_for(program.string()) / "journal";
+        if (!std::filesystem::exists(journal)) {
+          err << name << ": " << program.string() << " has no deferred tasks here: its local service keeps no journal at "
+              << journal.string() << " (it never deferred a batch as this user, with this XDG_STATE_HOME)\n";
+          return kDeferredExitRefused;
+        }
+        endpoint = detail::ensure_local_service_for(program.string(), {program.string()});
+      }
+    } catch (const std::exception& failure) {
+      err << name << ": " << failure.what() << "\n";
+      return kDeferredExitNoBroker;
+    }
+  }
+
+  std::optional<Answer> answer;
+  try {
+    answer = ask(context, endpoint, options);
+  } catch (const std::exception& failure) {
+    err << name << ": " << failure.what() << "\n";
+    return kDeferredExitRefused;
+  }
+  if (!answer) {
+    err << name << ": no answer from " << where << " (" << endpoint << ") within " << options.timeout.count() << " ms\n";
+    return kDeferredExitNoBroker;
+  }
+  if (!answer->error.empty()) {
+    err << name << ": " << where << ": " << answer->error << "\n";
+    return kDeferredExitRefused;
+  }
+
+  if (options.json) {
+    print_json(options, *answer, out);
+  } else if (options.action == DeferredAction::list) {
+    if (answer->dead.empty()) {
+      out << "no dead deferred tasks" << (options.receipt.empty() ? "" : " in batch " + options.receipt) << "\n";
+    } else {
+      print_table(answer->dead, out);
+    }
+  } else if (answer->affected > 0) {
+    out << answer->affected << " dead task(s) "
+        << (options.action == DeferredAction::retry ? "back in the queue, with a fresh budget of attempts" : "dropped")
+        << "\n";
+  }
+  if (options.action != DeferredAction::list && answer->affected == 0) {
+    err << name << ": no dead task matched" << (options.receipt.empty() ? "" : " in batch " + options.receipt)
+        << (options.index ? " at index " + std::to_string(*options.index) : "") << "\n";
+    return kDeferredExitNothing;
+  }
+  return kDeferredExitOk;
+}
+
+CLI::App* add_deferred_command(CLI::App& app, DeferredOptions& options) {
+  auto* deferred = app.add_subcommand("deferred", "The dead deferred tasks of a broker: list, retry or drop them");
+  deferred->require_subcommand(1);
+  deferred->footer(kDeferredFooter);
+  const auto common = [&options](CLI::App* command) {
+    command->add_option("--broker", options.broker, "Broker endpoint (env FANOUT_BROKER)");
+    command->add_option("--program", options.program, "Local mode: the program whose local service keeps the tasks");
+    command->add_option("--receipt", options.receipt, "Only the batch with this receipt (what defer() returned)");
+    command->add_option_function<std::uint32_t>(
+        "--index", [&options](const std::uint32_t& index) { options.index = index; },
+        "Only this task of the batch (needs --receipt)");
+    command->add_option_function<int>(
+                "--timeout-ms", [&options](const int& ms) { options.timeout = std::chrono::milliseconds(ms); },
+                "How long to wait for an answer (default 3000)")
+        ->check(CLI::Range(1, 600000));
+    command->add_flag("--json", options.json, "Print JSON instead of a table");
+    command->footer(kDeferredFooter);
+  };
+  auto* list = deferred->add_subcommand("list", "The dead tasks with their errors and attempts");
+  common(list);
+  list->callback([&options] { options.action = DeferredAction::list; });
+  auto* retry = deferred->add_subcommand("retry", "Dead tasks back in the queue, with a fresh budget of attempts");
+  common(retry);
+  retry->add_flag("--all", options.all, "Every dead task");
+  retry->callback([&options] { options.action = DeferredAction::retry; });
+  auto* drop = deferred->add_subcommand("drop", "Dead tasks forgotten for good");
+  common(drop);
+  drop->add_flag("--all", options.all, "Every dead task");
+  drop->callback([&options] { options.action = DeferredAction::drop; });
+  return deferred;
+}
+
+}  // namespace fanout::tool
