@@ -1,26 +1,25 @@
 // job_engine.cpp: the local engine (a ChildTable driven by the tool's own poll loop: no thread, no
-// hand-off per job) and the remote engine (a thread per slot, each running one remote Process at a
-// time and reporting through a queue and an eventfd that the poll loop watches).
+// hand-off per job) and the remote engine (one RemoteSession for the whole run, reporting through
+// a queue and an eventfd that the poll loop watches).
 #include "job_engine.hpp"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <variant>
 
 #include "process/children.hpp"
+#include "process/remote_session.hpp"
 #include "unique_fd.hpp"
 
 namespace fanout::tool {
@@ -75,48 +74,48 @@ class LocalEngine final : public JobEngine {
 
 // ---- remote -----------------------------------------------------------------------------------
 
+// Every job goes through one RemoteSession (one socket, one thread, one broker batch whose
+// maxRunning is -j); its callbacks post events to a queue that the loop drains when the eventfd
+// it polls says there is something.
 class RemoteEngine final : public JobEngine {
  public:
   RemoteEngine(OnOutput on_output, OnFinished on_finished, bool stream_output, std::string broker,
                std::size_t concurrency)
       : on_output_(std::move(on_output)),
         on_finished_(std::move(on_finished)),
-        stream_output_(stream_output),
         broker_(std::move(broker)),
         wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (!wake_) throw std::system_error(errno, std::generic_category(), "eventfd");
-    for (std::size_t i = 0; i < concurrency; ++i) threads_.emplace_back([this] { slot(); });
+    detail::RemoteSession::OnOutput output;
+    if (stream_output) {
+      output = [this](std::size_t seq, OutputType type, std::string_view text) {
+        post(Output{seq, type, std::string(text)});
+      };
+    }
+    // The loop bounds what it hands over (-j plus its lookahead); the session need not.
+    session_.emplace(detail::RemoteSession::Options{broker_, concurrency, std::numeric_limits<std::size_t>::max(),
+                                                    stream_output},
+                     std::move(output),
+                     [this](std::size_t seq, detail::ProcessOutcome outcome) { post(Finished{seq, std::move(outcome)}); },
+                     [this](const std::string& message) { post(Failure{message}); });
   }
 
-  ~RemoteEngine() override {
-    {
-      const std::lock_guard lock(mutex_);
-      closing_ = true;
-      stopping_ = true;
-    }
-    work_cv_.notify_all();
-    for (auto& thread : threads_) thread.join();
-  }
+  // The session goes first (its thread posts into the members below): with jobs outstanding it
+  // cancels them at the broker; either way it says bye.
+  ~RemoteEngine() override { session_.reset(); }
 
   void start(std::size_t seq, std::string command, std::chrono::milliseconds timeout) override {
-    {
-      const std::lock_guard lock(mutex_);
-      work_.push_back(Work{seq, std::move(command), timeout});
-    }
-    ++running_;
-    work_cv_.notify_one();
+    detail::ProcessSpec spec;
+    spec.command.emplace(command);
+    spec.timeout = timeout;
+    commands_.emplace(seq, std::move(command));
+    session_->submit(seq, std::move(spec));
   }
 
-  std::size_t running() const override { return running_; }
+  std::size_t running() const override { return commands_.size(); }
 
-  void stop_all(std::chrono::milliseconds grace) override {
-    {
-      const std::lock_guard lock(mutex_);
-      stopping_ = true;
-      grace_ = grace;
-    }
-    work_cv_.notify_all();
-  }
+  // Remote jobs get no grace: the broker has the executors that run them replaced.
+  void stop_all(std::chrono::milliseconds /*grace*/) override { session_->stop(); }
 
   Clock::time_point prepare(std::vector<pollfd>& fds) override {
     fds.push_back(pollfd{wake_.get(), POLLIN, 0});
@@ -126,29 +125,29 @@ class RemoteEngine final : public JobEngine {
   void handle(const std::vector<pollfd>& /*fds*/) override {
     std::uint64_t count = 0;
     [[maybe_unused]] const auto got = ::read(wake_.get(), &count, sizeof(count));
-    std::deque<Event> events;
     {
       const std::lock_guard lock(mutex_);
-      events.swap(events_);
+      handling_.swap(events_);
     }
-    for (auto& event : events) {
+    for (auto& event : handling_) {
       if (auto* output = std::get_if<Output>(&event)) {
         on_output_(output->seq, output->type, output->text);
       } else if (auto* finished = std::get_if<Finished>(&event)) {
-        --running_;
-        on_finished_(finished->seq, std::move(finished->result));
+        auto found = commands_.find(finished->seq);
+        if (found == commands_.end()) continue;
+        ProcessCommand command(std::move(found->second));
+        commands_.erase(found);
+        on_finished_(finished->seq, ProcessResult({}, std::move(command), std::move(finished->outcome)));
       } else {
-        throw Error(std::get<Failure>(event).message);
+        const std::string message = std::get<Failure>(event).message;
+        handling_.clear();
+        throw Error("cannot run jobs on broker " + broker_ + ": " + message);
       }
     }
+    handling_.clear();
   }
 
  private:
-  struct Work {
-    std::size_t seq;
-    std::string command;
-    std::chrono::milliseconds timeout;
-  };
   struct Output {
     std::size_t seq;
     OutputType type;
@@ -156,15 +155,12 @@ class RemoteEngine final : public JobEngine {
   };
   struct Finished {
     std::size_t seq;
-    ProcessResult result;
+    detail::ProcessOutcome outcome;
   };
-  struct Failure {  // logistics (no broker, remote pools unavailable): ends the whole run
+  struct Failure {  // logistics (no broker, the broker lost the batch): ends the whole run
     std::string message;
   };
   using Event = std::variant<Output, Finished, Failure>;
-
-  // How often a slot looks whether the run is being stopped while its process runs.
-  static constexpr auto kStopCheck = std::chrono::milliseconds(50);
 
   void post(Event event) {
     bool was_empty = false;
@@ -179,60 +175,16 @@ class RemoteEngine final : public JobEngine {
     }
   }
 
-  void slot() {
-    for (;;) {
-      Work work;
-      {
-        std::unique_lock lock(mutex_);
-        work_cv_.wait(lock, [this] { return closing_ || !work_.empty(); });
-        if (work_.empty()) return;
-        work = std::move(work_.front());
-        work_.pop_front();
-      }
-      try {
-        PendingProcess pending;
-        pending.broker(broker_);
-        if (work.timeout.count() > 0) pending.timeout(work.timeout);
-        OutputCallback output;
-        if (stream_output_) {
-          output = [this, seq = work.seq](OutputType type, std::string_view text, const std::string&) {
-            post(Output{seq, type, std::string(text)});
-          };
-        }
-        InvokedProcess process = pending.start(ProcessCommand(work.command), std::move(output));
-        std::optional<ProcessResult> result;
-        while (!result && !process.wait_for(kStopCheck)) {
-          std::chrono::milliseconds grace{0};
-          {
-            const std::lock_guard lock(mutex_);
-            if (!stopping_) continue;
-            grace = grace_;
-          }
-          result = process.stop(grace);
-        }
-        if (!result) result = process.wait();
-        post(Finished{work.seq, std::move(*result)});
-      } catch (const std::exception& error) {
-        post(Failure{std::string("cannot run jobs on broker ") + broker_ + ": " + error.what()});
-      }
-    }
-  }
-
   OnOutput on_output_;
   OnFinished on_finished_;
-  const bool stream_output_;
   const std::string broker_;
   detail::UniqueFd wake_;
-  std::size_t running_ = 0;  // the loop's thread only
+  std::unordered_map<std::size_t, std::string> commands_;  // the loop's thread only: jobs handed over
+  std::deque<Event> handling_;                             // the loop's thread only
 
   std::mutex mutex_;
-  std::condition_variable work_cv_;
-  std::deque<Work> work_;      // guarded by mutex_
-  std::deque<Event> events_;   // guarded by mutex_
-  bool stopping_ = false;      // guarded by mutex_
-  bool closing_ = false;       // guarded by mutex_
-  std::chrono::milliseconds grace_{200};  // guarded by mutex_
-  std::vector<std::thread> threads_;  // last: they start once everything they use exists
+  std::deque<Event> events_;  // guarded by mutex_
+  std::optional<detail::RemoteSession> session_;  // last: its thread uses everything above
 };
 
 }  // namespace

@@ -48,8 +48,13 @@ class JobEngine {
 std::unique_ptr<JobEngine> local_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
                                         bool stream_output);
 
-// Jobs as shell tasks on the workers behind `broker` (workers started with --allow-shell), at
-// most `concurrency` at once, each through a Process of its own on a thread of its own.
+// Jobs as shell tasks on the workers behind `broker` (workers started with --allow-shell), all
+// through one remote session (one connection, one thread, one broker batch) whose broker runs at
+// most `concurrency` at once. The loop may hand over more than that: the ones beyond wait at the
+// broker, which starts each as soon as a running one ends (no round trip to this process), so
+// running() counts jobs handed over and not finished, started or not. stop_all() cancels them all
+// at once, the queued ones too (they end as failed, never having run); remote jobs get no grace.
+// A broker that cannot be reached or loses the jobs makes handle() throw fanout::Error.
 std::unique_ptr<JobEngine> remote_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
                                          bool stream_output, std::string broker, std::size_t concurrency);
 

@@ -35,6 +35,11 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kStopGrace = std::chrono::milliseconds(200);
 constexpr auto kProgressInterval = std::chrono::milliseconds(100);
 constexpr std::size_t kRemoteDefaultInFlight = 16;
+// Remote jobs handed to the broker beyond -j, so that it always has the next one queued and starts
+// it the moment a running one ends (no round trip through this process): twice -j, at least 64,
+// at most 4096.
+constexpr std::size_t kRemoteMinAhead = 64;
+constexpr std::size_t kRemoteMaxAhead = 4096;
 
 // ---- input ------------------------------------------------------------------------------------
 
@@ -180,6 +185,14 @@ class Runner {
     if (limit_ == 0) {
       limit_ = options.broker.empty() ? std::max(1U, std::thread::hardware_concurrency()) : kRemoteDefaultInFlight;
     }
+    // Remote jobs queued ahead at the broker cannot be taken back one by one (the protocol cancels
+    // whole batches, running jobs too), so with --halt soon, which must let the running jobs end
+    // and start no others, nothing is queued ahead: at most -j jobs are out at a time, and the next
+    // goes out when one ends. (--halt now cancels them all anyway, queued ones included.)
+    admit_ = limit_;
+    if (!options.broker.empty() && options.halt.when != HaltPolicy::When::soon) {
+      admit_ += std::clamp(2 * limit_, kRemoteMinAhead, kRemoteMaxAhead);
+    }
   }
 
   ~Runner() {
@@ -210,9 +223,9 @@ class Runner {
 
     std::vector<pollfd> fds;
     std::vector<std::string> arguments;
-    const std::size_t read_ahead = limit_ + 64;
+    const std::size_t read_ahead = admit_ + 64;
     for (;;) {
-      while (!stopping_ && engine_->running() < limit_ && inputs_.next(arguments)) start(arguments);
+      while (!stopping_ && engine_->running() < admit_ && inputs_.next(arguments)) start(arguments);
       if (engine_->running() == 0 && (stopping_ || inputs_.exhausted())) break;
 
       fds.clear();
@@ -269,6 +282,10 @@ class Runner {
     engine_->start(seq, template_.expand(seq, arguments), options_.timeout.value_or(std::chrono::milliseconds(0)));
   }
 
+  // Jobs running now, as far as this process knows: remote jobs handed over beyond -j wait at
+  // the broker.
+  std::size_t running() const { return std::min(engine_->running(), limit_); }
+
   // Whether job `seq`'s output may go out now (not waiting behind an earlier job).
   bool may_print(std::size_t seq) const { return !options_.keep_order || seq == next_to_print_; }
 
@@ -319,6 +336,12 @@ class Runner {
     } else {
       ready.out = result.output();
       ready.err = result.error_output();
+    }
+    if (!options_.broker.empty()) {
+      // A remote job may have waited at the broker after it was handed over: it started when it
+      // ended less its run time, as far as this machine can tell.
+      const auto ran = std::chrono::duration_cast<std::chrono::system_clock::duration>(result.elapsed());
+      job.started = std::max(job.started, std::chrono::system_clock::now() - ran);
     }
     if (!killed_by_halt) account(seq, result, job.started);
 
@@ -375,7 +398,7 @@ class Runner {
     }
     std::string message = "fanout run: --halt: job " + std::to_string(seq) + (failed ? " failed" : " ended") + " (" +
                           result.command() + "); starting no more jobs";
-    const std::size_t others = engine_->running();  // this job is no longer among them
+    const std::size_t others = running();  // this job is no longer among them
     if (halt.when == HaltPolicy::When::now) {
       halting_now_ = true;
       engine_->stop_all(kStopGrace);
@@ -404,7 +427,7 @@ class Runner {
     const auto total = inputs_.total(started_);
     const double elapsed = std::chrono::duration<double>(Clock::now() - started_at_).count();
     std::string line = "\r\033[Kfanout: " + std::to_string(done_) + "/" + (total ? std::to_string(*total) : "?") +
-                       " done, " + std::to_string(engine_ ? engine_->running() : 0) + " running, " +
+                       " done, " + std::to_string(engine_ ? running() : 0) + " running, " +
                        std::to_string(failed_) + " failed";
     if (last) {
       line += ", " + format_duration(elapsed) + "\n";
@@ -432,7 +455,8 @@ class Runner {
   bool progress_shown_ = false;
   std::FILE* joblog_ = nullptr;
   bool joblog_owned_ = true;
-  std::size_t limit_ = 1;
+  std::size_t limit_ = 1;  // jobs at once (-j)
+  std::size_t admit_ = 1;  // jobs handed to the engine and not finished, at most
   std::unique_ptr<JobEngine> engine_;
   Clock::time_point started_at_;
   Clock::time_point next_progress_{};
