@@ -400,21 +400,33 @@ TEST_CASE("SIGTERM to fanout run stops its jobs and exits 128+15") {
 
 namespace {
 
-// A fanout-broker on a port of the OS's choosing and one fanout-worker with two executors.
+// A fanout-broker on a port of the OS's choosing and one fanout-worker with `executors` executors.
 class Cluster {
  public:
-  explicit Cluster(bool allow_shell) {
+  explicit Cluster(bool allow_shell, int executors = 2) {
     broker_ = std::make_unique<fanout_test::Spawned>(
         std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", "tcp://127.0.0.1:*"}, std::vector<std::string>{},
         dir_.path() / "broker.log");
     const auto listening = broker_->wait_for_line("listening ", 20s);
     REQUIRE(listening.has_value());
     endpoint_ = *listening;
-    std::vector<std::string> worker{FANOUT_WORKER_PROGRAM, "--connect", endpoint_, "--processes", "2"};
+    std::vector<std::string> worker{FANOUT_WORKER_PROGRAM, "--connect", endpoint_, "--processes",
+                                    std::to_string(executors)};
     if (allow_shell) worker.emplace_back("--allow-shell");
     worker_ = std::make_unique<fanout_test::Spawned>(worker, std::vector<std::string>{}, dir_.path() / "worker.log");
   }
   std::string logs() const { return "--- broker\n" + broker_->log() + "--- worker\n" + worker_->log(); }
+  std::string status() const {
+    return fanout_test::run_capturing(std::string(FANOUT_TOOL_PROGRAM) + " status --broker " + endpoint_).text;
+  }
+  // Every executor has announced itself (a run that starts before may find fewer).
+  bool ready(int executors) const {
+    return eventually([&] { return status().find(std::to_string(executors) + " executor(s)") != std::string::npos; }, 20s);
+  }
+  // Nothing of any client left queued or running at the broker.
+  bool idle() const {
+    return eventually([&] { return status().find("queued tasks: 0, running: 0,") != std::string::npos; }, 10s);
+  }
 
   TempDir dir_;
   std::string endpoint_;
@@ -455,4 +467,97 @@ TEST_CASE("a worker without --allow-shell fails every job with a message saying 
   CHECK(ran.status == 2);
   CHECK(ran.out == "");
   CHECK(ran.err.find("--allow-shell") != std::string::npos);
+}
+
+TEST_CASE("remote jobs with -j2 never run more than 2 at once on 4 executors, and leave the broker idle") {
+  Cluster cluster(true, 4);
+  REQUIRE(cluster.ready(4));
+  TempDir dir;
+  const auto marks = dir.path() / "marks";
+  std::filesystem::create_directories(marks);
+  // Each job counts the jobs between their touch and rm, which lie inside their run: more than 2
+  // markers at once means more than 2 jobs at once.
+  const std::string job = "touch '" + marks.string() + "/{}'; n=$(ls '" + marks.string() +
+                          "' | wc -l); [ \"$n\" -gt 2 ] && echo \"$n\" >> '" + (dir.path() / "over").string() +
+                          "'; sleep 0.02; rm '" + marks.string() + "/{}'; echo {}";
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", job, ":::"};
+  for (int i = 1; i <= 60; ++i) arguments.push_back(std::to_string(i));
+  const auto ran = run(arguments);
+  INFO(cluster.logs());
+  CHECK(ran.status == 0);
+  CHECK(lines_of(ran.out).size() == 60);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "over"));
+  CHECK(cluster.idle());
+}
+
+TEST_CASE("remote jobs read lazily from stdin all run once, in order with -k") {
+  Cluster cluster(true);
+  std::string input;
+  std::string expected;
+  for (int i = 1; i <= 300; ++i) {
+    input += std::to_string(i) + "\n";
+    expected += "line " + std::to_string(i) + "\n";
+  }
+  const auto ran = run({"run", "--broker", cluster.endpoint_, "-j2", "-k", "echo line {}"}, input);
+  INFO(cluster.logs());
+  CHECK(ran.status == 0);
+  CHECK(ran.out == expected);
+  CHECK(cluster.idle());
+}
+
+TEST_CASE("remote --line-buffer streams output while a job runs") {
+  Cluster cluster(true);
+  TempDir dir;
+  const auto go = dir.path() / "go";
+  Tool tool({"run", "--broker", cluster.endpoint_, "--line-buffer", "echo early-{}; " + wait_for_file(go) + "; echo late-{}",
+             ":::", "x"});
+  CHECK(eventually([&] { return tool.out() == "early-x\n"; }, 20s));
+  touch(go);
+  CHECK(tool.finish() == 0);
+  CHECK(tool.out() == "early-x\nlate-x\n");
+}
+
+TEST_CASE("remote --halt soon starts no job after the failure and lets the running one finish") {
+  Cluster cluster(true, 4);
+  REQUIRE(cluster.ready(4));
+  TempDir dir;
+  const auto marks = dir.path();
+  // Job 1 fails at once; job 2 is running then and ends later; no job after 2 may start.
+  const std::string job = "touch '" + marks.string() + "/started-{}'; [ {} = 1 ] && exit 1; sleep 0.3; echo done-{}";
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", "--halt", "soon,fail=1", job, ":::"};
+  for (int i = 1; i <= 20; ++i) arguments.push_back(std::to_string(i));
+  const auto ran = run(arguments);
+  INFO(cluster.logs());
+  CHECK(ran.status == 1);
+  CHECK(ran.out == "done-2\n");
+  CHECK(std::filesystem::exists(marks / "started-2"));
+  for (int i = 3; i <= 20; ++i) CHECK_FALSE(std::filesystem::exists(marks / ("started-" + std::to_string(i))));
+  CHECK(cluster.idle());
+}
+
+TEST_CASE("remote --halt now cancels the running and the queued jobs at once") {
+  Cluster cluster(true, 4);
+  REQUIRE(cluster.ready(4));
+  TempDir dir;
+  const auto marks = dir.path();
+  const std::string job = "touch '" + marks.string() + "/started-{}'; [ {} = 1 ] && exit 1; exec sleep 30";
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", "--halt", "now,fail=1", job, ":::"};
+  for (int i = 1; i <= 40; ++i) arguments.push_back(std::to_string(i));
+  const auto started = std::chrono::steady_clock::now();
+  const auto ran = run(arguments);
+  INFO(cluster.logs());
+  CHECK(ran.status == 1);
+  CHECK(std::chrono::steady_clock::now() - started < 20s);
+  // The broker may start one queued job the moment job 1 ends, before the cancel reaches it.
+  int ran_jobs = 0;
+  for (int i = 1; i <= 40; ++i) ran_jobs += std::filesystem::exists(marks / ("started-" + std::to_string(i))) ? 1 : 0;
+  CHECK(ran_jobs <= 4);
+  CHECK(cluster.idle());
+}
+
+TEST_CASE("a broker that cannot be reached ends the run with 255 and says so") {
+  // Nothing listens on port 1 (binding it needs root, and nobody here does).
+  const auto ran = run({"run", "--broker", "tcp://127.0.0.1:1", "true", ":::", "a", "b"});
+  CHECK(ran.status == 255);
+  CHECK(ran.err.find("no word from the broker at tcp://127.0.0.1:1") != std::string::npos);
 }
