@@ -221,3 +221,40 @@ TEST_CASE("a remote pool without a broker fails each process with a clear messag
   CHECK(result.failed());
   CHECK(result.see_in_error_output("no word from the broker"));
 }
+
+TEST_CASE("remote pools leave nothing at the broker: after they finish, and after a stop") {
+  auto& cluster = shell_cluster();
+  const auto idle = [&] {
+    return eventually(
+        [&] {
+          const auto status =
+              fanout_test::run_capturing(std::string(FANOUT_TOOL_PROGRAM) + " status --broker " + cluster.endpoint_);
+          return status.text.find("queued tasks: 0, running: 0,") != std::string::npos;
+        },
+        10s);
+  };
+  // More processes than the broker may hold at once from one pool are no concern of the caller.
+  const auto many = Process::pool([](Pool& p) {
+                      for (int i = 0; i < 200; ++i) p.command("echo " + std::to_string(i));
+                    })
+                        .concurrency(2)
+                        .broker(cluster.endpoint_)
+                        .wait();
+  REQUIRE(many.size() == 200);
+  CHECK(many.successful());
+  CHECK(many[199].output() == "199\n");
+  CHECK(idle());
+
+  auto pool = Process::pool([](Pool& p) {
+                for (int i = 0; i < 20; ++i) p.command("exec sleep 30");
+              })
+                  .concurrency(2)
+                  .broker(cluster.endpoint_)
+                  .start();
+  REQUIRE(eventually([&] { return !pool.running().empty(); }, 10s));
+  const auto stopped = pool.stop(0ms);
+  CHECK(stopped.size() == 20);
+  for (const auto& result : stopped) CHECK(result.failed());
+  CHECK(idle());
+  CHECK(Process::broker(cluster.endpoint_).run("echo again").output() == "again\n");
+}
