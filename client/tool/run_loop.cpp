@@ -326,7 +326,10 @@ class Runner {
     const auto found = jobs_.find(seq);
     Job job = std::move(found->second);
     jobs_.erase(found);
-    const bool killed_by_halt = halting_now_;  // GNU parallel neither prints nor logs those
+    // GNU parallel neither prints nor logs jobs that --halt now killed. Remote jobs stopped by a
+    // signal are treated alike: the broker cancels running and queued ones at once and sends back
+    // no output of theirs, only "cancelled", which would be printed once per queued job otherwise.
+    const bool killed_by_halt = halting_now_ || (interrupted_ != 0 && !options_.broker.empty());
     Ready ready;
     ready.print = !killed_by_halt;
     ready.tag = std::move(job.tag);

@@ -561,3 +561,23 @@ TEST_CASE("a broker that cannot be reached ends the run with 255 and says so") {
   CHECK(ran.status == 255);
   CHECK(ran.err.find("no word from the broker at tcp://127.0.0.1:1") != std::string::npos);
 }
+
+TEST_CASE("SIGTERM to a remote run cancels its jobs on the worker, queued ones too, silently") {
+  Cluster cluster(true);
+  TempDir dir;
+  const std::string job = "echo $$ > '" + dir.path().string() + "/pid-{}'; exec sleep 30";
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", job, ":::"};
+  for (int i = 1; i <= 10; ++i) arguments.push_back(std::to_string(i));
+  Tool tool(arguments);
+  const auto pid_file = dir.path() / "pid-1";
+  REQUIRE(eventually([&] { return !read_file(pid_file).empty(); }, 20s));
+  const pid_t job_pid = std::stoi(read_file(pid_file));
+  ::kill(tool.pid(), SIGTERM);
+  CHECK(tool.finish() == 128 + SIGTERM);
+  INFO(cluster.logs());
+  CHECK(tool.out() == "");
+  CHECK(tool.err() == "");
+  CHECK(eventually([&] { return !fanout_test::process_alive(job_pid); }, 10s));
+  CHECK(cluster.idle());
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "pid-3"));
+}
