@@ -361,12 +361,16 @@ class Broker::State {
       batch.total = total;
       batch.timeout_ms = window.getTimeoutMs();
       batch.max_running = window.getMaxRunning();
-      if (batch.timeout_ms > 0) batch.deadline = now + std::chrono::milliseconds(batch.timeout_ms);
+      if (batch.timeout_ms > 0) {
+        batch.deadline = now + std::chrono::milliseconds(batch.timeout_ms);
+        ++deadlines_;
+      }
       clients_[client].batches.push_back(id);
       if (std::find(client_ring_.begin(), client_ring_.end(), client) == client_ring_.end()) client_ring_.push_back(client);
     }
     counters_.tasks_received += count;
     batch.received += count;
+    sweep_candidates_.push_back(id);  // an empty batch is finished at once
     if (!frame) return;
     if (batch.ended) {  // windows that arrive after the batch timed out or was cancelled
       fail_range(batch, *frame, 0, frame->size(), batch.ended->first, batch.ended->second);
@@ -450,6 +454,7 @@ class Broker::State {
     if (found == batches_.end()) return;  // the client left or the batch ended: nobody to tell
     Batch& batch = found->second;
     batch.settled += count;
+    sweep_candidates_.push_back(id);
     counters_.results_forwarded += count;
     if (!batch.ended) wire::send_to(router_, batch.client, std::move(frame));
   }
@@ -623,6 +628,9 @@ class Broker::State {
   // durability, not the broker: the state here goes on, and the failure is logged and reported.
   void record(JournalRecord entry) {
     if (!journal_) return;
+    if (auto batch = batch_by_receipt_.find(receipt_of(entry)); batch != batch_by_receipt_.end()) {
+      sweep_candidates_.push_back(batch->second);  // the record may settle the batch's last task
+    }
     deferred_.apply(entry);
     if (!journal_failure_.empty()) return;
     try {
@@ -726,6 +734,7 @@ class Broker::State {
     if (attempts >= config_.deferred_attempts) {
       logger_->warn("broker: deferred task {} of receipt {} is dead after {} attempt(s): {}", index, batch.receipt,
                     attempts, message);
+      record(TaskFailedAttempt{batch.receipt, index, attempts, message});  // the count includes this one
       record(TaskDead{batch.receipt, index, static_cast<std::uint16_t>(kind), message});
       return;
     }
@@ -1005,6 +1014,7 @@ class Broker::State {
   void send_failures(Batch& batch, const std::vector<std::pair<std::uint32_t, std::uint16_t>>& failed,
                      wire::ErrorKind kind, const std::string& message) {
     if (failed.empty()) return;
+    sweep_candidates_.push_back(batch.id);
     if (batch.receipt != 0) {  // nobody to tell: a failed attempt of a deferred task
       for (const auto& [index, attempt] : failed) deferred_failure(batch, index, kind, message);
       return;
@@ -1119,34 +1129,42 @@ class Broker::State {
   void drop_client(const PeerId& peer) {
     auto found = clients_.find(peer);
     if (found == clients_.end()) return;
-    for (const std::uint64_t id : found->second.batches) batches_.erase(id);
+    for (const std::uint64_t id : found->second.batches) {
+      if (auto batch = batches_.find(id); batch != batches_.end()) erase_batch(batch);
+    }
     clients_.erase(found);
     std::erase(client_ring_, peer);
   }
 
   // Forgets batches whose every task has settled. The only place batches are erased (besides a
-  // client leaving), so that handlers may hold references to batches freely.
+  // client leaving), so that handlers may hold references to batches freely. Only batches marked
+  // since the last sweep (something of theirs settled) are looked at: a backlog of thousands of
+  // waiting batches costs nothing per loop turn.
   void sweep_finished() {
-    for (auto batch = batches_.begin(); batch != batches_.end();) {
+    for (const std::uint64_t id : std::exchange(sweep_candidates_, {})) {
+      const auto batch = batches_.find(id);
+      if (batch == batches_.end()) continue;
       const Batch& b = batch->second;
       // A deferred batch stays while its journal state has it (dead tasks may be retried).
       const bool finished = b.receipt != 0 ? deferred_.find(b.receipt) == nullptr && b.in_flight == 0
                                            : b.received == b.total && b.settled >= b.total && b.in_flight == 0 && b.queue.empty();
-      if (finished) {
-        if (b.receipt != 0) batch_by_receipt_.erase(b.receipt);
-        if (auto client = clients_.find(b.client); client != clients_.end()) std::erase(client->second.batches, b.id);
-        batch = batches_.erase(batch);
-      } else {
-        ++batch;
-      }
+      if (!finished) continue;
+      if (auto client = clients_.find(b.client); client != clients_.end()) std::erase(client->second.batches, b.id);
+      erase_batch(batch);
     }
+  }
+
+  void erase_batch(std::unordered_map<std::uint64_t, Batch>::iterator batch) {
+    if (batch->second.receipt != 0) batch_by_receipt_.erase(batch->second.receipt);
+    if (batch->second.deadline) --deadlines_;
+    batches_.erase(batch);
   }
 
   // ---- timers ---------------------------------------------------------------------------------
 
   std::chrono::milliseconds until_next_timer() const {
     auto next = next_heartbeat_;
-    for (const auto& [id, batch] : batches_) {
+    for (const auto& [id, batch] : deadlines_ > 0 ? batches_ : kNoBatches) {
       if (batch.deadline && !batch.ended) next = std::min(next, *batch.deadline);
     }
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
@@ -1156,8 +1174,10 @@ class Broker::State {
   void run_timers() {
     const auto now = Clock::now();
     std::vector<Batch*> expired;
-    for (auto& [id, batch] : batches_) {
-      if (batch.deadline && !batch.ended && now >= *batch.deadline) expired.push_back(&batch);
+    if (deadlines_ > 0) {
+      for (auto& [id, batch] : batches_) {
+        if (batch.deadline && !batch.ended && now >= *batch.deadline) expired.push_back(&batch);
+      }
     }
     for (Batch* batch : expired) {
       end_batch(*batch, wire::ErrorKind::TIMEOUT,
@@ -1313,6 +1333,9 @@ class Broker::State {
   std::unordered_map<std::string, PeerId> supervisor_by_worker_;
   std::vector<NameSet> name_sets_;
   std::vector<PeerId> unreachable_;  // executors a send failed to, lost after dispatch()
+  std::vector<std::uint64_t> sweep_candidates_;  // batches that may have finished since the last sweep
+  std::size_t deadlines_ = 0;                    // batches with a deadline (timers look only then)
+  static inline const std::unordered_map<std::uint64_t, Batch> kNoBatches{};
 
   // Deferred batches. `deferred_` mirrors what the journal holds (every record is applied here
   // as it is submitted); batches wait in `awaiting_` until their record is durable.

@@ -106,8 +106,11 @@ std::string local_service_endpoint() { return local_service_endpoint_for(program
 
 std::filesystem::path local_service_directory() { return local_service_directory_for(program_path()); }
 
+// The name follows the service's directory (program and state directory both): two copies of
+// one program that keep their state apart (another XDG_STATE_HOME) get services of their own.
 std::string local_service_endpoint_for(const std::string& program) {
-  return "ipc://@fanout-service-" + service_key(program);
+  return "ipc://@fanout-service-" + std::to_string(::getuid()) + "-" +
+         hex(std::hash<std::string>{}(local_service_directory_for(program).string()));
 }
 
 std::filesystem::path local_service_directory_for(const std::string& program) {

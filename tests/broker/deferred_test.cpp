@@ -136,7 +136,7 @@ TEST_CASE("a failing deferred task is retried, then dead; it can be listed, retr
   CHECK(dead[0].getIndex() == 0);
   CHECK(std::string(dead[0].getName().cStr()) == "square");
   CHECK(std::string(dead[0].getKey().cStr()) == "key-0");
-  CHECK(dead[0].getAttempts() == 1);  // failed attempts before the fatal one
+  CHECK(dead[0].getAttempts() == 2);  // every attempt it was given, the fatal one included
   CHECK(std::string(dead[0].getMessage().cStr()) == "boom");
 
   // A healthy executor replaces the failing one; retrying runs the dead tasks again.

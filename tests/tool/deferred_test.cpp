@@ -256,10 +256,7 @@ TEST_CASE("fanout deferred lists a broker's dead tasks with their errors, retrie
   }
 }
 
-// May fail until the broker counts the last attempt: it records TaskDead without it, so a task
-// dead after 2 attempts is listed with 1. (Broker fix: record TaskFailedAttempt{attempts} before
-// TaskDead in deferred_failure; then drop may_fail here.)
-TEST_CASE("a dead task is listed with every attempt it was given" * doctest::may_fail()) {
+TEST_CASE("a dead task is listed with every attempt it was given") {
   TempDir dir;
   Broker broker(dir, true);
   auto worker = start_worker(dir, broker, "worker.log");
