@@ -225,7 +225,7 @@ class Runner {
     std::vector<std::string> arguments;
     const std::size_t read_ahead = admit_ + 64;
     for (;;) {
-      while (!stopping_ && engine_->running() < admit_ && inputs_.next(arguments)) start(arguments);
+      while (!stopping_ && wants_jobs() && inputs_.next(arguments)) start(arguments);
       if (engine_->running() == 0 && (stopping_ || inputs_.exhausted())) break;
 
       fds.clear();
@@ -280,6 +280,20 @@ class Runner {
       }
     }
     engine_->start(seq, template_.expand(seq, arguments), options_.timeout.value_or(std::chrono::milliseconds(0)));
+  }
+
+  // Whether to hand the engine another job now. Below -j, always. Remote jobs queued ahead are
+  // topped up in chunks, from half the lookahead back to all of it, so that they travel to the
+  // broker many to a message rather than one message per job (the broker has one thread).
+  bool wants_jobs() {
+    const std::size_t out = engine_->running();
+    if (out < limit_) return true;
+    if (out >= admit_) {
+      refilling_ = false;
+      return false;
+    }
+    if (out <= limit_ + (admit_ - limit_) / 2) refilling_ = true;
+    return refilling_;
   }
 
   // Jobs running now, as far as this process knows: remote jobs handed over beyond -j wait at
@@ -460,6 +474,7 @@ class Runner {
   bool joblog_owned_ = true;
   std::size_t limit_ = 1;  // jobs at once (-j)
   std::size_t admit_ = 1;  // jobs handed to the engine and not finished, at most
+  bool refilling_ = false;  // topping up remote jobs queued ahead (see wants_jobs)
   std::unique_ptr<JobEngine> engine_;
   Clock::time_point started_at_;
   Clock::time_point next_progress_{};
