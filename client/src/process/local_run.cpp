@@ -130,7 +130,15 @@ class LocalRun final : public PoolRun {
     publish_running(children);
   }
 
-  void ended(std::size_t slot, ProcessOutcome outcome) { settle(slot, std::move(outcome)); }
+  // Out of running() before its result is visible: a caller whose wait() returned must not see it
+  // still running.
+  void ended(std::size_t slot, ProcessOutcome outcome) {
+    {
+      const std::lock_guard lock(control_mutex_);
+      std::erase(running_, slot);
+    }
+    settle(slot, std::move(outcome));
+  }
 
   void publish_running(const ChildTable& children) {
     auto slots = children.running_slots();
