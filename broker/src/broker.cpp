@@ -21,6 +21,7 @@
 #include <zmq_addon.hpp>
 
 #include "journal.hpp"
+#include "signal_text.hpp"
 #include "transport.hpp"
 
 namespace fanout::broker {
@@ -154,12 +155,6 @@ struct Supervisor {
   bool draining = false;
   Clock::time_point last_seen;
 };
-
-std::string describe_signal(int signal) {
-  std::string text = "signal " + std::to_string(signal);
-  if (const char* name = sigabbrev_np(signal)) text += std::string(" (SIG") + name + ")";
-  return text;
-}
 
 }  // namespace
 
@@ -534,7 +529,7 @@ class Broker::State {
     if (executors_.count(id) == 0) return;
     std::optional<std::pair<std::uint64_t, std::uint32_t>> running;
     if (lost.getRunning()) running.emplace(lost.getBatchId(), lost.getIndex());
-    const std::string how = lost.getSignal() != 0 ? "killed by " + describe_signal(lost.getSignal())
+    const std::string how = lost.getSignal() != 0 ? "killed by " + detail::describe_signal(lost.getSignal())
                                                   : "exited with code " + std::to_string(lost.getExitCode());
     lose_executor(id, running, lost.getStoppedByBroker(), how);
   }

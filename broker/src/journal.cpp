@@ -29,6 +29,8 @@
 #include <nmmintrin.h>
 #endif
 
+#include "unique_fd.hpp"
+
 namespace fanout::broker {
 
 // ---- CRC32C ----
@@ -117,30 +119,7 @@ constexpr const char* journal_name = "journal";
 constexpr const char* compact_name = "journal.compact";
 constexpr const char* lock_name = "LOCK";
 
-// An owned descriptor (the client's UniqueFd is private to it).
-class Fd {
- public:
-  Fd() noexcept = default;
-  explicit Fd(int fd) noexcept : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const noexcept { return fd_; }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = detail::UniqueFd;
 
 [[noreturn]] void throw_errno(const std::string& what, const std::filesystem::path& path, int error) {
   throw Error("journal: " + what + " " + path.string() + ": " + std::strerror(error));

@@ -41,6 +41,7 @@
 #include "wire.hpp"
 #include "backends.hpp"
 #include "job_runner.hpp"
+#include "signal_text.hpp"
 #include "unique_fd.hpp"
 #include "wire_kinds.hpp"
 
@@ -59,22 +60,6 @@ std::size_t cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN));
-}
-
-int open_pidfd(pid_t pid) noexcept {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-#else
-  (void)pid;
-  return -1;
-#endif
-}
-
-std::string signal_description(int signal) {
-  std::string text = "signal " + std::to_string(signal);
-  if (const char* abbreviation = sigabbrev_np(signal)) text += std::string(" (SIG") + abbreviation;
-  if (const char* description = strsignal(signal)) text += std::string(", ") + description + ")";
-  return text;
 }
 
 // Writes all of `pieces`, resuming after partial writes. Returns false on a write error.
@@ -308,7 +293,7 @@ class ForkedChild {
     const bool complete = header_read_ == sizeof(header_) && body_.size() > 0 &&
                           body_read_ == body_.size() * sizeof(capnp::word);
     if (WIFSIGNALED(status_)) {
-      failure.message = "the child was killed by " + signal_description(WTERMSIG(status_));
+      failure.message = "the child was killed by " + describe_signal(WTERMSIG(status_));
       return results.failure(index_, std::move(failure));
     }
     const int code = WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
@@ -569,7 +554,7 @@ class ForkBackend final : public Backend {
     ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
     const auto deadline = options.timeout.count() > 0 ? Clock::now() + options.timeout : Clock::time_point::max();
     running.push_back(
-        std::make_unique<ForkedChild>(index, pid, std::move(read_end), UniqueFd(open_pidfd(pid)), deadline));
+        std::make_unique<ForkedChild>(index, pid, std::move(read_end), open_pidfd(pid), deadline));
   }
 
   // The runner's whole life; never returns into the caller's code.

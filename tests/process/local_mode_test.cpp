@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <set>
@@ -79,11 +80,14 @@ TEST_CASE("local workers run in other processes, children of a worker this progr
 }
 
 TEST_CASE("later batches reuse the warm pool") {
+  // Ten batches of 16 tasks are answered by the pool's executors, one per core, whichever of them
+  // each batch happens to reach: never by new processes.
   std::vector<fanout::Call<int>> calls(16, local_pid());
-  const auto first = process().run(calls);
-  const auto second = process().run(calls);
-  const std::set<int> before(first.begin(), first.end());
-  for (const int pid : second) CHECK(before.count(pid) == 1);
+  std::set<int> seen;
+  for (int batch = 0; batch < 10; ++batch) {
+    for (const int pid : process().run(calls)) seen.insert(pid);
+  }
+  CHECK(seen.size() <= std::max(1u, std::thread::hardware_concurrency()));
 }
 
 TEST_CASE("a task's exception fails its slot with the remote type and message") {

@@ -1,6 +1,8 @@
 // posix.cpp
 #include "posix.hpp"
 
+#include "signal_text.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -111,23 +113,8 @@ void close_descriptors_except(std::span<const int> keep) noexcept {
   close_range_of(next, UINT_MAX);
 }
 
-UniqueFd open_pidfd(pid_t pid) noexcept {
-#ifdef SYS_pidfd_open
-  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-#else
-  (void)pid;
-  return UniqueFd();
-#endif
-}
-
 std::string describe_wait_status(int status) {
-  if (WIFSIGNALED(status)) {
-    const int signal = WTERMSIG(status);
-    std::string text = "signal " + std::to_string(signal);
-    if (const char* abbreviation = ::sigabbrev_np(signal)) text += std::string(" (SIG") + abbreviation;
-    if (const char* description = ::strsignal(signal)) text += std::string(", ") + description + ")";
-    return text;
-  }
+  if (WIFSIGNALED(status)) return detail::describe_signal(WTERMSIG(status));
   if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
   return "wait status " + std::to_string(status);
 }

@@ -57,9 +57,7 @@ std::vector<int> open_descriptors();
 // supervisor's connection open. Allocates nothing.
 void close_descriptors_except(std::span<const int> keep) noexcept;
 
-// pidfd_open(2): a descriptor that becomes readable when the process ends; invalid when the
-// kernel has no pidfds.
-UniqueFd open_pidfd(pid_t pid) noexcept;
+using detail::open_pidfd;
 
 // "signal 9 (SIGKILL, Killed)" / "exit code 3", from a waitpid status.
 std::string describe_wait_status(int status);

@@ -34,15 +34,6 @@ constexpr auto kReapPollInterval = std::chrono::milliseconds(10);
 // others (or the caller's loop).
 constexpr std::size_t kReadBudget = 1 << 18;
 
-UniqueFd open_pidfd(pid_t pid) noexcept {
-#ifdef SYS_pidfd_open
-  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-#else
-  (void)pid;
-  return UniqueFd();
-#endif
-}
-
 void set_nonblocking(int fd) noexcept { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 struct Pipe {

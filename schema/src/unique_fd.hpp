@@ -1,6 +1,9 @@
-// unique_fd.hpp: an owned file descriptor.
+// unique_fd.hpp: an owned file descriptor, and the owned descriptors fanout's parts make: a pidfd.
+// Shared by the client, the worker and the broker (all link the schema library).
 #pragma once
 
+#include <sys/syscall.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <utility>
@@ -33,5 +36,16 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// pidfd_open(2): a descriptor that becomes readable when the process ends; invalid when the kernel
+// has no pidfds (before 5.3).
+inline UniqueFd open_pidfd(pid_t pid) noexcept {
+#ifdef SYS_pidfd_open
+  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+#else
+  (void)pid;
+  return UniqueFd();
+#endif
+}
 
 }  // namespace fanout::detail
