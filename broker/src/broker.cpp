@@ -1121,11 +1121,17 @@ class Broker::State {
     for (const auto& id : its) lose_executor(id, std::nullopt, false, "its worker " + how);
   }
 
+  // A client that left (bye) or went silent: nobody waits for its batches any more. Shell commands
+  // it still has running are stopped, as on cancel (a command may run for hours, and whoever
+  // started it is gone); other running tasks finish and their results are dropped.
   void drop_client(const PeerId& peer) {
     auto found = clients_.find(peer);
     if (found == clients_.end()) return;
     for (const std::uint64_t id : found->second.batches) {
-      if (auto batch = batches_.find(id); batch != batches_.end()) erase_batch(batch);
+      auto batch = batches_.find(id);
+      if (batch == batches_.end()) continue;
+      if (runs_shell_commands(batch->second)) end_batch(batch->second, wire::ErrorKind::CANCELLED, "its client left");
+      erase_batch(batch);
     }
     clients_.erase(found);
     std::erase(client_ring_, peer);
@@ -1147,6 +1153,15 @@ class Broker::State {
       if (auto client = clients_.find(b.client); client != clients_.end()) std::erase(client->second.batches, b.id);
       erase_batch(batch);
     }
+  }
+
+  bool runs_shell_commands(const Batch& batch) const {
+    if (batch.in_flight == 0) return false;
+    return std::any_of(executors_.begin(), executors_.end(), [&](const auto& entry) {
+      return std::any_of(entry.second.in_flight.begin(), entry.second.in_flight.end(), [&](const InFlight& f) {
+        return f.batch == batch.id && f.frame->names[f.frame->name_at(f.position)] == kShellTask;
+      });
+    });
   }
 
   void erase_batch(std::unordered_map<std::uint64_t, Batch>::iterator batch) {

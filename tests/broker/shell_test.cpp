@@ -136,3 +136,32 @@ TEST_CASE("output of a running command reaches its client; output for a task not
   CHECK(chunks[1] == std::make_pair(running, std::string("second line\n")));
   CHECK(client.output(99).empty());
 }
+
+TEST_CASE("a client that leaves has its running shell commands stopped, not left to run") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
+  auto executors = start_executors(context, broker.endpoint(), 2, {kShell, "square"});
+  REQUIRE(wait_executors(context, broker.endpoint(), 2));
+
+  // A registered task of a client that leaves runs to its end; a shell command is stopped.
+  FakeClient tasks(context, broker.endpoint());
+  tasks.send(tasks_window(16, 1, 0, 1, "square"));
+  REQUIRE(fanout_test::eventually([&] { return held_by_all(executors) == 1; }));
+  tasks.send(bye_message());
+  FakeClient commands(context, broker.endpoint());
+  commands.send(tasks_window(17, 1, 0, 1, kShell));
+  REQUIRE(fanout_test::eventually([&] { return held_by_all(executors) == 2; }));
+  commands.send(bye_message());
+  const Received stop = supervisor->take(Kind::STOP_EXECUTOR);
+  REQUIRE(stop);
+  std::string running_command;
+  for (auto& executor : executors) {
+    for (const auto& task : executor->held()) {
+      if (task.batch == 17) running_command = executor->id();
+    }
+  }
+  CHECK(std::string(stop->envelope().getStopExecutor().getExecutorId().cStr()) == running_command);
+  CHECK(contains(stop->envelope().getStopExecutor().getReason().cStr(), "client left"));
+  CHECK_FALSE(supervisor->take(Kind::STOP_EXECUTOR, std::chrono::milliseconds(300)));  // only that one
+}

@@ -40,8 +40,9 @@ constexpr std::size_t kFrameBytes = std::size_t{4} << 20;
 constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 // No word from the broker for this long (it heartbeats every 500 ms) means it is gone.
 constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
-// How long the last messages (cancel, bye) may take to leave when the session ends.
-constexpr int kLingerMs = 200;
+// How long the last messages (cancel, bye) may take to leave when the session ends. Generous: a
+// lost cancel would leave commands running; the wait is this long only when the broker is gone.
+constexpr int kLingerMs = 3000;
 
 std::uint64_t random_batch_id() {
   static thread_local std::mt19937_64 generator{std::random_device{}()};
