@@ -26,6 +26,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backends.hpp"
+#include "batch_id.hpp"
 #include "deferred_endpoint.hpp"
 #include "local_pool.hpp"
 #include "transport.hpp"
@@ -52,13 +53,6 @@ constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
 // How long defer waits for the broker's receipt when the driver sets no timeout.
 constexpr auto kDeferAckTimeout = std::chrono::seconds(30);
-
-std::uint64_t random_batch_id() {
-  static thread_local std::mt19937_64 generator{std::random_device{}()};
-  std::uint64_t id = 0;
-  while (id == 0) id = generator();
-  return id;
-}
 
 // Writes slots [first, first + count) of `batch` as one `tasks` window of batch `id`.
 void encode_window(wire::TaskBatch::Builder window, const Batch& batch, std::uint64_t id, const RunOptions& options,

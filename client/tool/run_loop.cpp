@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "job_engine.hpp"
+#include "poll_timeout.hpp"
 #include "run_command.hpp"
 #include "unique_fd.hpp"
 
@@ -234,7 +235,7 @@ class Runner {
       if (reading) fds.push_back(pollfd{STDIN_FILENO, POLLIN, 0});
       auto until = engine_->prepare(fds);
       if (show_progress_) until = std::min(until, next_progress_);
-      if (::poll(fds.data(), fds.size(), poll_timeout(until)) < 0 && errno != EINTR) {
+      if (::poll(fds.data(), fds.size(), detail::poll_timeout_ms(until)) < 0 && errno != EINTR) {
         throw std::system_error(errno, std::generic_category(), "poll");
       }
       if (fds[0].revents != 0) take_signal(signals.get());
@@ -262,12 +263,6 @@ class Runner {
     std::string tag;
     bool print = true;
   };
-
-  static int poll_timeout(Clock::time_point until) {
-    if (until == Clock::time_point::max()) return -1;
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
-    return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 60'000));
-  }
 
   void start(const std::vector<std::string>& arguments) {
     const std::size_t seq = ++started_;

@@ -119,10 +119,4 @@ std::string describe_wait_status(int status) {
   return "wait status " + std::to_string(status);
 }
 
-int poll_timeout_ms(std::chrono::steady_clock::time_point when) noexcept {
-  if (when == std::chrono::steady_clock::time_point::max()) return -1;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(when - std::chrono::steady_clock::now()).count();
-  return static_cast<int>(std::clamp<long long>(left, 0, INT_MAX));
-}
-
 }  // namespace fanout::worker

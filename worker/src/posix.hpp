@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "poll_timeout.hpp"
 #include "unique_fd.hpp"
 
 namespace fanout::worker {
@@ -62,8 +63,6 @@ using detail::open_pidfd;
 // "signal 9 (SIGKILL, Killed)" / "exit code 3", from a waitpid status.
 std::string describe_wait_status(int status);
 
-// Milliseconds from now until `when`, rounded up, for poll(): 0 when it has passed, -1 (wait
-// without limit) for time_point::max().
-int poll_timeout_ms(std::chrono::steady_clock::time_point when) noexcept;
+using detail::poll_timeout_ms;
 
 }  // namespace fanout::worker

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "process/children.hpp"
+#include "poll_timeout.hpp"
 #include "process/pool_run.hpp"
 #include "unique_fd.hpp"
 
@@ -21,12 +22,6 @@ namespace fanout::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int poll_timeout(Clock::time_point until) {
-  if (until == Clock::time_point::max()) return -1;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
-  return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 60'000));
-}
 
 class LocalRun final : public PoolRun {
  public:
@@ -105,7 +100,7 @@ class LocalRun final : public PoolRun {
       fds.clear();
       fds.push_back(pollfd{wake_.get(), POLLIN, 0});
       const auto until = children.prepare(fds);
-      if (::poll(fds.data(), fds.size(), poll_timeout(until)) < 0 && errno != EINTR) {
+      if (::poll(fds.data(), fds.size(), poll_timeout_ms(until)) < 0 && errno != EINTR) {
         throw std::system_error(errno, std::generic_category(), "poll");
       }
       if (fds[0].revents != 0) {

@@ -23,6 +23,7 @@
 
 #include <zmq.hpp>
 
+#include "batch_id.hpp"
 #include "transport.hpp"
 #include "unique_fd.hpp"
 
@@ -43,13 +44,6 @@ constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
 // How long the last messages (cancel, bye) may take to leave when the session ends. Generous: a
 // lost cancel would leave commands running; the wait is this long only when the broker is gone.
 constexpr int kLingerMs = 3000;
-
-std::uint64_t random_batch_id() {
-  static thread_local std::mt19937_64 generator{std::random_device{}()};
-  std::uint64_t id = 0;
-  while (id == 0) id = generator();
-  return id;
-}
 
 std::size_t encoded_size(const ProcessSpec& spec) {
   std::size_t bytes = 64 + (spec.input ? spec.input->size() : 0) + (spec.path ? spec.path->size() : 0);
