@@ -9,15 +9,14 @@
 
 namespace fanout::broker {
 
-std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::string& endpoint,
-                                        std::chrono::milliseconds timeout) {
+std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::string& endpoint,
+                                          zmq::message_t&& request, wire::Envelope::Which reply,
+                                          std::chrono::milliseconds timeout) {
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   wire::configure_socket(socket);
   socket.set(zmq::sockopt::linger, 0);
   socket.connect(endpoint);
-  wire::OutMessage request;
-  request.envelope().setStatusRequest();
-  socket.send(request.frame(), zmq::send_flags::dontwait);
+  socket.send(request, zmq::send_flags::dontwait);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -26,61 +25,59 @@ std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::str
     zmq::poll(&item, 1, left);
     zmq::message_t frame;
     if (!socket.recv(frame, zmq::recv_flags::dontwait)) continue;
-    auto message = wire::InMessage::parse(std::move(frame));
-    if (!message || !message->envelope().isStatus()) continue;
-    const auto status = message->envelope().getStatus();
-    StatusCounts counts;
-    counts.queued = status.getQueued();
-    counts.running = status.getRunning();
-    counts.deferred_pending = status.getDeferredPending();
-    counts.deferred_running = status.getDeferredRunning();
-    counts.deferred_done = status.getDeferredDone();
-    counts.deferred_dead = status.getDeferredDead();
-    counts.workers = status.getWorkers().size();
-    return counts;
+    std::string why;
+    auto message = wire::InMessage::parse(std::move(frame), &why, wire::kDefaultMaxFrameBytes, wire::InMessage::Check::whole);
+    if (!message) throw Error("unreadable answer from " + endpoint + ": " + why);
+    const auto kind = message->envelope().which();
+    if (kind == reply || kind == wire::Envelope::ERROR) return message;
   }
 }
 
-std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout) {
-  zmq::socket_t socket(context, zmq::socket_type::dealer);
-  wire::configure_socket(socket);
-  socket.connect(endpoint);
+std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::string& endpoint,
+                                        std::chrono::milliseconds timeout) {
   wire::OutMessage request;
   request.envelope().setStatusRequest();
-  socket.send(request.frame(), zmq::send_flags::none);
-
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      throw Error("no answer from a broker at " + endpoint + " within " + std::to_string(timeout.count()) + " ms");
-    }
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, left);
-    if (!(item.revents & ZMQ_POLLIN)) continue;
-    zmq::message_t frame;
-    (void)socket.recv(frame, zmq::recv_flags::none);
-    std::string why;
-    auto message = wire::InMessage::parse(std::move(frame), &why);
-    if (!message) throw Error("unreadable answer from " + endpoint + ": " + why);
-    const auto envelope = message->envelope();
-    if (!envelope.isStatus()) continue;  // e.g. a heartbeat
-    const auto status = envelope.getStatus();
-    std::ostringstream out;
-    out << "broker " << endpoint << "\n";
-    out << "queued tasks: " << status.getQueued() << ", running: " << status.getRunning()
-        << ", dropped messages: " << status.getDroppedMessages() << "\n";
-    out << "deferred tasks: " << status.getDeferredPending() << " pending, " << status.getDeferredRunning()
-        << " running, " << status.getDeferredDone() << " done, " << status.getDeferredDead() << " dead\n";
-    out << "workers: " << status.getWorkers().size() << "\n";
-    for (const auto worker : status.getWorkers()) {
-      out << "  " << worker.getWorkerId().cStr() << ": " << worker.getProcesses() << " executor(s), "
-          << worker.getFreeSlots() << " free slot(s), seen " << worker.getLastSeenMsAgo() << " ms ago, serves";
-      for (const auto name : worker.getTaskNames()) out << " " << name.cStr();
-      out << "\n";
-    }
-    return out.str();
+  std::optional<wire::InMessage> message;
+  try {
+    message = ask_broker(context, endpoint, request.frame(), wire::Envelope::STATUS, timeout);
+  } catch (const Error&) {
+    return std::nullopt;  // not a broker that speaks our protocol: as good as none
   }
+  if (!message || !message->envelope().isStatus()) return std::nullopt;
+  const auto status = message->envelope().getStatus();
+  StatusCounts counts;
+  counts.queued = status.getQueued();
+  counts.running = status.getRunning();
+  counts.deferred_pending = status.getDeferredPending();
+  counts.deferred_running = status.getDeferredRunning();
+  counts.deferred_done = status.getDeferredDone();
+  counts.deferred_dead = status.getDeferredDead();
+  counts.workers = status.getWorkers().size();
+  return counts;
+}
+
+std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout) {
+  wire::OutMessage request;
+  request.envelope().setStatusRequest();
+  const auto message = ask_broker(context, endpoint, request.frame(), wire::Envelope::STATUS, timeout);
+  if (!message) throw Error("no answer from a broker at " + endpoint + " within " + std::to_string(timeout.count()) + " ms");
+  const auto envelope = message->envelope();
+  if (envelope.isError()) throw Error("the broker at " + endpoint + " refused: " + envelope.getError().getMessage().cStr());
+  const auto status = envelope.getStatus();
+  std::ostringstream out;
+  out << "broker " << endpoint << "\n";
+  out << "queued tasks: " << status.getQueued() << ", running: " << status.getRunning()
+      << ", dropped messages: " << status.getDroppedMessages() << "\n";
+  out << "deferred tasks: " << status.getDeferredPending() << " pending, " << status.getDeferredRunning()
+      << " running, " << status.getDeferredDone() << " done, " << status.getDeferredDead() << " dead\n";
+  out << "workers: " << status.getWorkers().size() << "\n";
+  for (const auto worker : status.getWorkers()) {
+    out << "  " << worker.getWorkerId().cStr() << ": " << worker.getProcesses() << " executor(s), "
+        << worker.getFreeSlots() << " free slot(s), seen " << worker.getLastSeenMsAgo() << " ms ago, serves";
+    for (const auto name : worker.getTaskNames()) out << " " << name.cStr();
+    out << "\n";
+  }
+  return out.str();
 }
 
 }  // namespace fanout::broker

@@ -8,7 +8,17 @@
 
 #include <zmq.hpp>
 
+#include "transport.hpp"
+
 namespace fanout::broker {
+
+// Sends `request` to the broker at `endpoint` from a fresh socket and returns its first answer of
+// kind `reply`, or an `error` answer (the broker refused the request); skips anything else (a
+// heartbeat). nullopt when neither comes within `timeout`. Throws fanout::Error for an answer that
+// does not parse. For the tools that ask a broker one question: status, deferred.
+std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::string& endpoint,
+                                          zmq::message_t&& request, wire::Envelope::Which reply,
+                                          std::chrono::milliseconds timeout);
 
 // Asks the broker at `endpoint` for its status and renders it as text: workers, their executors
 // and free slots, queue depth, counters. Throws fanout::Error when the broker does not answer

@@ -74,9 +74,6 @@ std::string kind_name(wire::ErrorKind kind) {
 
 // Sends one DeferredRequest to `endpoint` and waits for the report; nullopt at the deadline.
 std::optional<Answer> ask(zmq::context_t& context, const std::string& endpoint, const DeferredOptions& options) {
-  zmq::socket_t socket(context, zmq::socket_type::dealer);
-  wire::configure_socket(socket);
-  socket.connect(endpoint);
   wire::OutMessage out;
   auto request = out.envelope().initDeferredRequest();
   switch (options.action) {
@@ -89,39 +86,27 @@ std::optional<Answer> ask(zmq::context_t& context, const std::string& endpoint, 
     request.setIndex(*options.index);
     request.setHasIndex(true);
   }
-  socket.send(out.frame(), zmq::send_flags::dontwait);
-
-  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, left);
-    zmq::message_t frame;
-    if (!socket.recv(frame, zmq::recv_flags::dontwait)) continue;
-    std::string why;
-    auto message = wire::InMessage::parse(std::move(frame), &why, wire::kDefaultMaxFrameBytes, wire::InMessage::Check::whole);
-    if (!message) throw Error("unreadable answer from " + endpoint + ": " + why);
-    const auto envelope = message->envelope();
-    if (envelope.isError()) throw Error("the broker at " + endpoint + " refused the request: " + envelope.getError().getMessage().cStr());
-    if (!envelope.isDeferredReport()) continue;  // e.g. a heartbeat
-    const auto report = envelope.getDeferredReport();
-    Answer answer;
-    answer.error = report.getError().cStr();
-    answer.affected = report.getAffected();
-    for (const auto dead : report.getDead()) {
-      DeadRow row;
-      row.receipt = dead.getReceipt().cStr();
-      row.index = dead.getIndex();
-      row.name = dead.getName().cStr();
-      if (dead.getKey().size() > 0) row.key = dead.getKey().cStr();
-      row.attempts = dead.getAttempts();
-      row.kind = kind_name(dead.getKind());
-      row.message = dead.getMessage().cStr();
-      answer.dead.push_back(std::move(row));
-    }
-    return answer;
+  const auto message =
+      broker::ask_broker(context, endpoint, out.frame(), wire::Envelope::DEFERRED_REPORT, options.timeout);
+  if (!message) return std::nullopt;
+  const auto envelope = message->envelope();
+  if (envelope.isError()) throw Error("the broker at " + endpoint + " refused the request: " + envelope.getError().getMessage().cStr());
+  const auto report = envelope.getDeferredReport();
+  Answer answer;
+  answer.error = report.getError().cStr();
+  answer.affected = report.getAffected();
+  for (const auto dead : report.getDead()) {
+    DeadRow row;
+    row.receipt = dead.getReceipt().cStr();
+    row.index = dead.getIndex();
+    row.name = dead.getName().cStr();
+    if (dead.getKey().size() > 0) row.key = dead.getKey().cStr();
+    row.attempts = dead.getAttempts();
+    row.kind = kind_name(dead.getKind());
+    row.message = dead.getMessage().cStr();
+    answer.dead.push_back(std::move(row));
   }
+  return answer;
 }
 
 // One line per cell: newlines and tabs of messages would break the table.
