@@ -22,18 +22,15 @@
 #include <nlohmann/json.hpp>
 
 #include "../process/spawned.hpp"
+#include "tool_child.hpp"
 #include "../unit/test_support.hpp"
 
 using namespace std::chrono_literals;
 using fanout_test::eventually;
+using fanout_test::read_file;
 using fanout_test::TempDir;
 
 namespace {
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 struct Ran {
   int exit_code = -1;  // -1: did not exit by itself within the limit (then killed)
@@ -41,49 +38,15 @@ struct Ran {
   std::string err;
 };
 
-// Runs `arguments` with stdout and stderr captured apart, its environment this process's minus
-// FANOUT_* plus `environment`. Killed (with its process group) if it runs past `limit`.
+// Runs `arguments` (a program and its arguments) to its end, as a child process of the test
+// (tool_child.hpp); killed with its process group if it runs past `limit`.
 Ran run(std::vector<std::string> arguments, const std::vector<std::string>& environment = {},
         std::chrono::milliseconds limit = 60s) {
-  TempDir dir;
-  std::vector<char*> argv;
-  for (auto& argument : arguments) argv.push_back(argument.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> variables = environment;
-  for (char** variable = environ; *variable != nullptr; ++variable) {
-    if (std::string_view(*variable).rfind("FANOUT_", 0) != 0) variables.emplace_back(*variable);
-  }
-  std::vector<char*> envp;
-  for (auto& variable : variables) envp.push_back(variable.data());
-  envp.push_back(nullptr);
-  const auto out = dir.path() / "out";
-  const auto err = dir.path() / "err";
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attributes, 0);
-  pid_t pid = -1;
-  const int error = ::posix_spawn(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  REQUIRE_MESSAGE(error == 0, "posix_spawn " << arguments[0]);
+  fanout_test::ToolChild child(std::move(arguments), "", environment);
   Ran ran;
-  int status = 0;
-  const bool exited = eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit);
-  if (!exited) {
-    ::kill(-pid, SIGKILL);
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-  } else if (WIFEXITED(status)) {
-    ran.exit_code = WEXITSTATUS(status);
-  }
-  ran.out = read_file(out);
-  ran.err = read_file(err);
+  if (const auto status = child.wait_status(limit); status && WIFEXITED(*status)) ran.exit_code = WEXITSTATUS(*status);
+  ran.out = child.out();
+  ran.err = child.err();
   return ran;
 }
 

@@ -23,18 +23,15 @@
 #include <doctest/doctest.h>
 
 #include "../process/spawned.hpp"
+#include "tool_child.hpp"
 #include "../unit/test_support.hpp"
 
 using namespace std::chrono_literals;
 using fanout_test::eventually;
+using fanout_test::read_file;
 using fanout_test::TempDir;
 
 namespace {
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 void touch(const std::filesystem::path& path) { std::ofstream(path) << ""; }
 
@@ -61,74 +58,18 @@ std::string wait_for_file(const std::filesystem::path& path) {
   return "i=0; while [ ! -e '" + path.string() + "' ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done";
 }
 
-// `fanout <arguments>` running with stdin from a string and stdout and stderr in files of its
-// own; killed (with its process group) and reaped at the end of the scope whatever happens.
-class Tool {
+// `fanout <arguments>`, as a child process of the test (tool_child.hpp).
+class Tool : public fanout_test::ToolChild {
  public:
   explicit Tool(std::vector<std::string> arguments, const std::string& input = "",
-                std::vector<std::string> extra_environment = {}) {
-    std::ofstream(dir_.path() / "stdin") << input;
-    arguments.insert(arguments.begin(), FANOUT_TOOL_PROGRAM);
-    std::vector<char*> argv;
-    for (auto& argument : arguments) argv.push_back(argument.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> variables = extra_environment;
-    for (char** variable = environ; *variable != nullptr; ++variable) {
-      const std::string entry(*variable);
-      if (entry.rfind("FANOUT_", 0) == 0) continue;  // the test says what the tool sees
-      variables.push_back(entry);
-    }
-    std::vector<char*> envp;
-    for (auto& variable : variables) envp.push_back(variable.data());
-    envp.push_back(nullptr);
-    const auto in = (dir_.path() / "stdin").string();
-    const auto out = (dir_.path() / "stdout").string();
-    const auto err = (dir_.path() / "stderr").string();
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, in.c_str(), O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attributes, 0);
-    const int error = ::posix_spawn(&pid_, argv[0], &actions, &attributes, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    REQUIRE(error == 0);
-  }
-  ~Tool() {
-    if (reaped_) return;
-    ::kill(-pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-  }
-  Tool(const Tool&) = delete;
-  Tool& operator=(const Tool&) = delete;
-
-  std::string out() const { return read_file(dir_.path() / "stdout"); }
-  std::string err() const { return read_file(dir_.path() / "stderr"); }
-  pid_t pid() const { return pid_; }
-
-  // The exit status; fails the test when the tool has not exited before `limit`.
-  int finish(std::chrono::milliseconds limit = 60s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!reaped_ && std::chrono::steady_clock::now() < deadline) {
-      if (::waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
-      if (!reaped_) std::this_thread::sleep_for(5ms);
-    }
-    INFO("stdout:\n" << out() << "\nstderr:\n" << err());
-    REQUIRE_MESSAGE(reaped_, "fanout run did not exit in time");
-    REQUIRE(WIFEXITED(status_));
-    return WEXITSTATUS(status_);
-  }
+                const std::vector<std::string>& extra_environment = {})
+      : ToolChild(with_program(std::move(arguments)), input, extra_environment) {}
 
  private:
-  TempDir dir_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool reaped_ = false;
+  static std::vector<std::string> with_program(std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(), FANOUT_TOOL_PROGRAM);
+    return arguments;
+  }
 };
 
 // Runs the tool to its end: (exit status, stdout, stderr).
@@ -139,7 +80,7 @@ struct Ran {
 };
 Ran run(std::vector<std::string> arguments, const std::string& input = "",
         std::vector<std::string> extra_environment = {}) {
-  Tool tool(std::move(arguments), input, std::move(extra_environment));
+  Tool tool(std::move(arguments), input, extra_environment);
   const int status = tool.finish();
   return Ran{status, tool.out(), tool.err()};
 }
