@@ -1174,8 +1174,10 @@ class Broker::State {
 
   std::chrono::milliseconds until_next_timer() const {
     auto next = next_heartbeat_;
-    for (const auto& [id, batch] : deadlines_ > 0 ? batches_ : kNoBatches) {
-      if (batch.deadline && !batch.ended) next = std::min(next, *batch.deadline);
+    if (deadlines_ > 0) {
+      for (const auto& [id, batch] : batches_) {
+        if (batch.deadline && !batch.ended) next = std::min(next, *batch.deadline);
+      }
     }
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
     return std::clamp(left, std::chrono::milliseconds(0), config_.heartbeat);
@@ -1345,7 +1347,6 @@ class Broker::State {
   std::vector<PeerId> unreachable_;  // executors a send failed to, lost after dispatch()
   std::vector<std::uint64_t> sweep_candidates_;  // batches that may have finished since the last sweep
   std::size_t deadlines_ = 0;                    // batches with a deadline (timers look only then)
-  static inline const std::unordered_map<std::uint64_t, Batch> kNoBatches{};
 
   // Deferred batches. `deferred_` mirrors what the journal holds (every record is applied here
   // as it is submitted); batches wait in `awaiting_` until their record is durable.
