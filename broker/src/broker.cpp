@@ -34,7 +34,7 @@ using PeerId = std::string;
 // Shell commands (fanout::Process pools on remote workers). An executor runs one at a time, and a
 // command may run for hours: it gets one only when it has nothing else, so that commands queue at
 // the broker, where any executor that frees up can take the next, never behind a long one.
-constexpr std::string_view kShellTask = "fanout.shell";
+constexpr std::string_view kShellTask = wire::kShellTaskName;
 
 // Deferred batches belong to the broker once acknowledged: they are queued under this client,
 // which takes its turn in the round-robin like any other but is never sent anything.

@@ -2,6 +2,8 @@
 // broker, worker). Never included from a public header.
 #pragma once
 
+#include <string_view>
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
@@ -15,6 +17,10 @@
 #include "fanout.capnp.h"
 
 namespace fanout::wire {
+
+// The task name of shell commands (Task.shell set): what executors of --allow-shell workers
+// announce, what the broker routes one command per executor, what remote pools send.
+inline constexpr std::string_view kShellTaskName = "fanout.shell";
 
 // Limits for reading a message of `size_words` from a peer: the traversal limit is proportional to
 // the message (so a small hostile message cannot make us walk gigabytes) and nesting is capped.

@@ -50,7 +50,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr unsigned kMaxResultsPerMessage = 1024;
-constexpr std::string_view kShellTask = "fanout.shell";
+constexpr std::string_view kShellTask = wire::kShellTaskName;
 // While draining, an executor with nothing left waits this long for tasks the broker sent before
 // it learnt about the drain, so that they are answered here instead of bounced to another worker.
 constexpr auto kDrainQuietPeriod = std::chrono::milliseconds(250);

@@ -33,7 +33,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view kShellTask = "fanout.shell";
+constexpr std::string_view kShellTask = wire::kShellTaskName;
 // TaskBatch.total of the session's batch: open-ended (see the header).
 constexpr std::uint32_t kOpenEnded = std::numeric_limits<std::uint32_t>::max();
 constexpr std::size_t kFrameTasks = 1024;
