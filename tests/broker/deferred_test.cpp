@@ -139,9 +139,13 @@ TEST_CASE("a failing deferred task is retried, then dead; it can be listed, retr
   CHECK(dead[0].getAttempts() == 2);  // every attempt it was given, the fatal one included
   CHECK(std::string(dead[0].getMessage().cStr()) == "boom");
 
-  // A healthy executor replaces the failing one; retrying runs the dead tasks again.
+  // A healthy executor replaces the failing one (which says goodbye first: the broker would
+  // otherwise keep it, alive as long as its supervisor); retrying runs the dead tasks again.
+  failing->peer().send(bye_message());
+  REQUIRE(wait_executors(context, broker.endpoint(), 0));
   failing.reset();
   FakeExecutor healthy(context, broker.endpoint(), ExecutorOptions{.id = "w1/1/0", .worker = "w1", .slots = 8});
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
   auto retried = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::RETRY, "1"));
   REQUIRE(retried.has_value());
   CHECK(retried->envelope().getDeferredReport().getAffected() == 2);
