@@ -21,7 +21,7 @@
 #include <zmq_addon.hpp>
 
 #include "journal.hpp"
-#include "signal_text.hpp"
+#include "system/signals.hpp"
 #include "transport.hpp"
 
 namespace fanout::broker {
@@ -529,7 +529,7 @@ class Broker::State {
     if (executors_.count(id) == 0) return;
     std::optional<std::pair<std::uint64_t, std::uint32_t>> running;
     if (lost.getRunning()) running.emplace(lost.getBatchId(), lost.getIndex());
-    const std::string how = lost.getSignal() != 0 ? "killed by " + detail::describe_signal(lost.getSignal())
+    const std::string how = lost.getSignal() != 0 ? "killed by " + sys::describe_signal(lost.getSignal())
                                                   : "exited with code " + std::to_string(lost.getExitCode());
     lose_executor(id, running, lost.getStoppedByBroker(), how);
   }

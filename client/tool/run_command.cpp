@@ -9,7 +9,7 @@
 #include <optional>
 #include <utility>
 
-#include "process/children.hpp"
+#include "shell_quote.hpp"
 
 namespace fanout::tool {
 

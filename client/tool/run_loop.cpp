@@ -21,9 +21,9 @@
 #include <unordered_map>
 
 #include "job_engine.hpp"
-#include "poll_timeout.hpp"
+#include "system/poll_timeout.hpp"
 #include "run_command.hpp"
-#include "unique_fd.hpp"
+#include "system/unique_fd.hpp"
 
 namespace fanout::tool {
 
@@ -212,7 +212,7 @@ class Runner {
     ::sigaddset(&stop_signals, SIGHUP);
     ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is seen as EPIPE (children get SIGPIPE back)
-    detail::UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    sys::UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!signals) throw std::system_error(errno, std::generic_category(), "signalfd");
 
     const bool stream = options_.line_buffer;
@@ -235,7 +235,7 @@ class Runner {
       if (reading) fds.push_back(pollfd{STDIN_FILENO, POLLIN, 0});
       auto until = engine_->prepare(fds);
       if (show_progress_) until = std::min(until, next_progress_);
-      if (::poll(fds.data(), fds.size(), detail::poll_timeout_ms(until)) < 0 && errno != EINTR) {
+      if (::poll(fds.data(), fds.size(), sys::poll_timeout_ms(until)) < 0 && errno != EINTR) {
         throw std::system_error(errno, std::generic_category(), "poll");
       }
       if (fds[0].revents != 0) take_signal(signals.get());

@@ -37,9 +37,11 @@
 
 #include <fanout/task.hpp>
 
-#include "job_runner.hpp"
-#include "posix.hpp"
-#include "process/children.hpp"
+#include "child_table.hpp"
+#include "failure.hpp"
+#include "system/poll_timeout.hpp"
+#include "system/signals.hpp"
+#include "system/unique_fd.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -134,10 +136,7 @@ class Executor {
         task_names_(names_served(config)),
         context_(1),
         socket_(context_, zmq::socket_type::dealer) {
-    sigset_t signals;
-    ::sigemptyset(&signals);
-    for (const int signal : {SIGTERM, SIGINT, SIGUSR1}) ::sigaddset(&signals, signal);
-    signals_ = open_signalfd(signals);
+    signals_ = sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1});
     wire::configure_socket(socket_);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
     socket_.connect(config_.broker);
@@ -239,11 +238,11 @@ class Executor {
 
   void wait_for_input(Clock::time_point until) {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, signals_.get(), ZMQ_POLLIN, 0}};
-    if (::zmq_poll(items, 2, poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
+    if (::zmq_poll(items, 2, sys::poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
   }
 
   void handle_signals() {
-    for (const int signal : read_signals(signals_.get())) {
+    for (const int signal : sys::read_signals(signals_.get())) {
       if (signal == SIGUSR1) {
         announce();
       } else if (!draining_) {  // SIGTERM or SIGINT
@@ -406,7 +405,7 @@ class Executor {
     while (!outcome) {
       fds.clear();
       const auto until = children.prepare(fds);
-      if (::poll(fds.data(), fds.size(), poll_timeout_ms(until)) < 0 && errno != EINTR) {
+      if (::poll(fds.data(), fds.size(), sys::poll_timeout_ms(until)) < 0 && errno != EINTR) {
         children.stop_all(std::chrono::milliseconds(0));
       }
       children.handle(fds, 0);
@@ -440,7 +439,7 @@ class Executor {
   const std::vector<std::string> task_names_;
   zmq::context_t context_;
   zmq::socket_t socket_;
-  UniqueFd signals_;
+  sys::UniqueFd signals_;
   std::deque<Inbox> inbox_;
   std::shared_ptr<const detail::Environment> environment_;  // captured at the first shell command
   bool draining_ = false;
