@@ -48,6 +48,7 @@
 #include "system/os_error.hpp"
 #include "system/signals.hpp"
 #include "system/unique_fd.hpp"
+#include "width.hpp"
 #include "wire_kinds.hpp"
 
 namespace fanout::detail {
@@ -158,13 +159,14 @@ void warm_child_path() {
 // of its own): its ChildProcess kills the whole group and reaps it if that has not happened yet.
 class ForkedChild {
  public:
-  ForkedChild(std::size_t index, pid_t pid, sys::UniqueFd pipe, Clock::time_point deadline)
+  ForkedChild(std::size_t index, pid_t pid, sys::UniqueFd pipe, Clock::time_point started, Clock::time_point deadline)
       : index_(index), process_(pid), ran_on_("fork pid " + std::to_string(pid)), pipe_(std::move(pipe)),
-        deadline_(deadline) {}
+        started_(started), deadline_(deadline) {}
 
   std::size_t index() const noexcept { return index_; }
   int pipe_fd() const noexcept { return eof_ ? -1 : pipe_.get(); }
   int pidfd() const noexcept { return process_.pidfd(); }
+  Clock::time_point started() const noexcept { return started_; }
   Clock::time_point deadline() const noexcept { return deadline_; }
   bool timed_out() const noexcept { return timed_out_; }
 
@@ -307,6 +309,7 @@ class ForkedChild {
   sys::ChildProcess process_;
   std::string ran_on_;  // "fork pid <pid>"
   sys::UniqueFd pipe_;
+  Clock::time_point started_;
   Clock::time_point deadline_;
   bool timed_out_ = false;
   bool cancelled_ = false;
@@ -420,32 +423,36 @@ class ForkBackend final : public Backend {
   }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
-    // Unflushed stdio would otherwise be inherited and printed again by every child.
-    std::fflush(nullptr);
     static std::once_flag warmed;
     std::call_once(warmed, warm_child_path);
-    const std::size_t limit = options.max_concurrency > 0 ? options.max_concurrency : sys::available_cores();
+    // With no cap, the width grows past one child per core while children wait (width.hpp).
+    const bool capped = options.max_concurrency > 0;
+    const std::size_t cores = sys::available_cores();
+    const std::size_t maximum = capped ? options.max_concurrency : max_processes();
     std::vector<std::unique_ptr<ForkedChild>> running;
     const std::size_t total = batch.size();
-    running.reserve(std::min(limit, total));
+    running.reserve(std::min(maximum, total));
     std::vector<pollfd> fds;
     std::size_t next = 0;
     bool cancelling = false;
 
     while (next < total || !running.empty()) {
-      const auto busy = [&] {
-        return static_cast<std::size_t>(std::count_if(running.begin(), running.end(),
-                                                      [](const auto& child) { return !child->delivered(); }));
-      };
+      const auto now = Clock::now();
+      // Children still working on their slot, and how many of them have turned slow.
+      std::size_t busy = 0;
+      std::size_t slow = 0;
+      for (const auto& child : running) {
+        if (child->delivered()) continue;
+        ++busy;
+        if (now - child->started() >= kSlowSlot) ++slow;
+      }
+      const std::size_t width = capped ? maximum : uncapped_width(slow, cores, maximum);
       if (!cancelling && results.cancelled()) {
         cancelling = true;
         next = total;  // start nothing more; finish() fails the slots never started
         for (auto& child : running) child->kill_for_cancel();
       }
-      while (next < total && busy() < limit) {
-        start(batch.job(next), next, options, running, results);
-        ++next;
-      }
+      for (; next < total && busy < width; ++next, ++busy) start(batch.job(next), next, options, running, results);
       if (running.empty()) continue;
 
       fds.clear();
@@ -454,6 +461,14 @@ class ForkBackend final : public Backend {
         fds.push_back({child->pipe_fd(), POLLIN, 0});
         fds.push_back({child->pidfd(), POLLIN, 0});
         if (!child->timed_out()) nearest = std::min(nearest, child->deadline());
+      }
+      // Slots still waiting start as soon as a running child turns slow.
+      if (!capped && next < total && width < maximum) {
+        for (const auto& child : running) {
+          if (!child->delivered() && child->started() + kSlowSlot > now) {
+            nearest = std::min(nearest, child->started() + kSlowSlot);
+          }
+        }
       }
       // With a cancellation token, wake up now and then to look at it.
       int wait_ms = options.cancelled ? 50 : -1;
@@ -465,11 +480,11 @@ class ForkBackend final : public Backend {
         sys::throw_os_error("fork driver: poll");
       }
 
-      const auto now = Clock::now();
+      const auto after = Clock::now();
       for (std::size_t i = running.size(); i-- > 0;) {
         ForkedChild& child = *running[i];
         if (fds[2 * i].revents != 0) child.drain();
-        if (!child.timed_out() && now >= child.deadline()) child.kill_for_timeout();
+        if (!child.timed_out() && after >= child.deadline()) child.kill_for_timeout();
         if (child.has_ended(fds[2 * i + 1].revents)) {
           child.finish(options, results);
           running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
@@ -488,6 +503,9 @@ class ForkBackend final : public Backend {
     }
     sys::UniqueFd read_end(ends[0]);
     sys::UniqueFd write_end(ends[1]);
+    // What the program (its progress and result callbacks included) printed into stdio buffers
+    // since the last fork would otherwise be inherited and printed again by the child.
+    std::fflush(nullptr);
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) {
@@ -506,9 +524,9 @@ class ForkBackend final : public Backend {
     ::setpgid(pid, pid);  // both sides set it, so the group exists before either relies on it
     write_end.reset();
     ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
-    const auto deadline = options.timeout.count() > 0 ? Clock::now() + options.timeout : Clock::time_point::max();
-    running.push_back(
-        std::make_unique<ForkedChild>(index, pid, std::move(read_end), deadline));
+    const auto started = Clock::now();
+    const auto deadline = options.timeout.count() > 0 ? started + options.timeout : Clock::time_point::max();
+    running.push_back(std::make_unique<ForkedChild>(index, pid, std::move(read_end), started, deadline));
   }
 
   // The runner's whole life; never returns into the caller's code.
