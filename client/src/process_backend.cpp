@@ -135,7 +135,10 @@ class BatchRun final : private BatchLink::Receiver {
         health_(std::move(health)),
         link_(socket, where,
               BatchLink::Header{static_cast<std::uint32_t>(batch.size()),
-                                static_cast<std::uint32_t>(options.timeout.count()), 0, false},
+                                static_cast<std::uint32_t>(options.timeout.count()),
+                                // The cap holds at the broker, over every executor of every worker.
+                                static_cast<std::uint32_t>(std::min<std::size_t>(options.max_concurrency, UINT32_MAX)),
+                                false},
               *this) {}
 
   void go() {
