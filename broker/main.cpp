@@ -11,9 +11,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fanout/broker/broker.hpp>
 #include <fanout/error.hpp>
 
-#include "broker.hpp"
 #include "broker_queries.hpp"
 
 namespace {

@@ -1,5 +1,5 @@
 // broker.cpp: routing, fairness, liveness and timeouts of the fanout broker (docs/protocol.md).
-#include "broker.hpp"
+#include <fanout/broker/broker.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
+#include <fanout/broker/broker.hpp>
 #include <fanout/error.hpp>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "broker.hpp"
 #include "program.hpp"
 #include "system/child_process.hpp"
 #include "system/exec_image.hpp"

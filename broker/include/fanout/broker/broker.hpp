@@ -1,5 +1,5 @@
-// broker.hpp: the fanout broker as a library. `fanout-broker` is a thin main around it, and the
-// process driver runs the same class on a thread of the calling program in local mode.
+// <fanout/broker/broker.hpp>: the fanout broker as a library. `fanout-broker` is a thin main around
+// it, and the process driver runs the same class on a thread of the calling program in local mode.
 //
 // One ROUTER socket, bound to every endpoint of the configuration, serves clients, worker
 // supervisors and executors (docs/protocol.md). All work happens on the thread that calls run();
@@ -73,7 +73,7 @@ class Broker {
 
   const Counters& counters() const noexcept;
 
-  class State;  // the broker's bookkeeping (broker.cpp)
+  class State;  // the broker's bookkeeping (broker/src/broker.cpp)
 
  private:
   std::unique_ptr<State> state_;
