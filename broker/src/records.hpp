@@ -1,12 +1,16 @@
-// records.hpp: the plain records of the broker: a received `tasks` frame and the queue and
-// in-flight entries that point into it, and one record per batch and per peer.
+// records.hpp: the plain records the broker's parts share: a received `tasks` frame and the queue
+// and in-flight entries that point into it, and one record per batch and per peer.
 //
 // A task is never copied while it is in the broker: the frame a client sent (Frame) is shared by
 // the queue entries (Pending) and in-flight records (InFlight) that name its positions, so a task
 // can wait, be dispatched and be requeued after its executor died while its bytes stay in the
 // ZeroMQ message they arrived in.
 //
-// Nothing here has a thread of its own; every record is touched on the broker's loop thread only.
+// Ownership: each table of these records has one owner, which alone adds and erases entries:
+// batches belong to Batches (batches.hpp), clients, supervisors and executors to Peers
+// (peers.hpp). Other parts change fields where their headers say so (Dispatch moves tasks from a
+// batch's queue to an executor's in-flight list). Nothing here has a thread of its own; every
+// record is touched on the broker's loop thread only.
 #pragma once
 
 #include <algorithm>
@@ -114,7 +118,6 @@ struct Batch {
 
 struct Client {
   Clock::time_point last_seen;
-  std::deque<std::uint64_t> batches;  // round-robin order among its batches
 };
 
 using NameSet = std::shared_ptr<const std::vector<std::string>>;  // sorted
