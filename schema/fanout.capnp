@@ -163,6 +163,8 @@ struct Envelope {
     bye @13 :Void;                 # a peer leaving on purpose (client done, worker draining)
     deferredRequest @14 :DeferredRequest;  # `fanout deferred` -> broker
     deferredReport @15 :DeferredReport;    # broker -> `fanout deferred`
+    handBack @16 :HandBack;        # executor -> broker: tasks it received and will not run
+    reclaim @17 :Reclaim;          # broker -> executor: hand back tasks you have not started
   }
 }
 
@@ -190,6 +192,22 @@ struct Announce {
   processes @7 :UInt32;      # Supervisors: executor processes supervised.
   pid @8 :Int32;
   draining @9 :Bool;         # Stopping: send nothing new.
+}
+
+struct TaskRef {
+  batchId @0 :UInt64;
+  index @1 :UInt32;
+}
+
+struct HandBack {
+  # Tasks an executor received but has not started and will not run: it is draining, or the broker
+  # reclaimed them (an idle executor can start them sooner). The broker queues them again, at the
+  # front, without counting an attempt. Sent in answer to every Reclaim, empty when nothing was left.
+  tasks @0 :List(TaskRef);
+}
+
+struct Reclaim {
+  count @0 :UInt32;          # Hand back up to this many tasks not started, the last received first.
 }
 
 struct Heartbeat {
@@ -226,6 +244,8 @@ struct ExecutorLost {
   batchId @4 :UInt64;        # ...this one (read from memory the executor shares with its supervisor).
   index @5 :UInt32;
   stoppedByBroker @6 :Bool;  # It was killed on the broker's StopExecutor (timeout, cancel).
+  drained @7 :Bool;          # It was killed when its worker's drain timed out: what it ran is not
+                             # to blame, and runs again elsewhere without counting an attempt.
 }
 
 struct StopExecutor {

@@ -1,5 +1,6 @@
 // fanout-worker: a worker process for a fanout broker. Parses flags and environment into a
 // worker::Config and runs the library; everything else lives in fanout::worker.
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -44,10 +45,11 @@ int main(int argc, char** argv) {
       "\n"
       "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
       "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
-      "FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL.\n"
+      "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_LOG_LEVEL.\n"
       "\n"
-      "SIGTERM or SIGINT drains: no new work, running tasks finish and their results are sent,\n"
-      "then the worker exits 0; a second signal stops at once.\n"
+      "SIGTERM or SIGINT drains: no new work, tasks not started go back to the broker at once,\n"
+      "running tasks get --drain-timeout (30 s) to finish and send their results, what still runs\n"
+      "then is stopped and runs again elsewhere, and the worker exits 0. A second signal stops at once.\n"
       "\n"
       "Exit codes: 0 stopped after a clean drain, 1 failure (or a forced stop), 2 bad usage,\n"
       "3 a task library could not be loaded.");
@@ -75,6 +77,11 @@ int main(int argc, char** argv) {
   app.add_option("--liveness-ms", liveness_ms, "Reconnect when the broker is silent this long")
       ->envname("FANOUT_LIVENESS_MS")
       ->check(CLI::Range(50, 600000));
+  double drain_timeout_s = std::chrono::duration<double>(config.drain_timeout).count();
+  app.add_option("--drain-timeout", drain_timeout_s,
+                 "On SIGTERM: seconds running tasks get to finish before they are stopped and run elsewhere")
+      ->envname("FANOUT_DRAIN_TIMEOUT")
+      ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -89,6 +96,7 @@ int main(int argc, char** argv) {
   config.load = std::move(load);
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.liveness = std::chrono::milliseconds(liveness_ms);
+  config.drain_timeout = std::chrono::milliseconds(std::llround(drain_timeout_s * 1000));
 
   // Logs go to stderr: stdout belongs to what tasks print.
   auto logger = spdlog::stderr_color_mt("fanout-worker");

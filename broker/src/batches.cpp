@@ -7,7 +7,8 @@
 namespace fanout::broker {
 
 Batches::Batches(const Config& config, Outbox& outbox, Counters& counters, Peers& peers, DeferredLedger& ledger)
-    : config_(config), outbox_(outbox), counters_(counters), peers_(peers), ledger_(ledger) {}
+    : config_(config), outbox_(outbox), counters_(counters), peers_(peers), ledger_(ledger),
+      task_times_(config.unknown_task_time) {}
 
 // ---- windows in, results out ------------------------------------------------------------------
 
@@ -70,6 +71,8 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
 void Batches::on_results(Executor& executor, wire::InMessage message) {
   const auto results = message.envelope().getResults();
   if (results.size() == 0) return;
+  const auto now = Clock::now();
+  executor.reclaim_pending = false;  // whatever it was asked, it is answering
   std::vector<bool> matched(results.size(), false);
   std::size_t matches = 0;
   for (unsigned i = 0; i < results.size(); ++i) {
@@ -83,7 +86,8 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
       continue;
     }
     const InFlight entry = *found;
-    executor.in_flight.erase(found);
+    if (entry.times != nullptr) entry.times->record(std::chrono::microseconds(result.getElapsedUs()));
+    executor.forget(found, now);
     auto batch = batches_.find(result.getBatchId());
     if (batch != batches_.end()) --batch->second.in_flight;
     if (batch != batches_.end() && batch->second.receipt != 0) {
@@ -242,6 +246,7 @@ void Batches::cancel(const PeerId& client, std::uint64_t id) {
 }
 
 void Batches::expire(Clock::time_point now) {
+  expire_running(now);
   if (deadlines_ == 0) return;
   std::vector<Batch*> expired;
   for (auto& [id, batch] : batches_) {
@@ -253,7 +258,32 @@ void Batches::expire(Clock::time_point now) {
   }
 }
 
+// A task with a run limit is always the front of its executor's list (it is sent only to an
+// executor with nothing else), so the fronts are all there is to look at.
+void Batches::expire_running(Clock::time_point now) {
+  for (Executor& executor : peers_.executors()) {
+    if (executor.in_flight.empty() || !executor.in_flight.front().deadline) continue;
+    if (now < *executor.in_flight.front().deadline) continue;
+    const InFlight entry = executor.in_flight.front();
+    executor.forget(executor.in_flight.begin(), now);
+    auto batch = batches_.find(entry.batch);
+    const std::string limit = std::to_string(entry.frame->tasks[entry.position].getTimeoutMs());
+    if (batch != batches_.end()) {
+      --batch->second.in_flight;
+      send_failures(batch->second, {{entry.index, entry.attempt}}, wire::ErrorKind::TIMEOUT,
+                    "exceeded its time limit of " + limit + " ms and was stopped");
+    }
+    peers_.stop_executor(executor, "task " + std::to_string(entry.index) + " of batch " + std::to_string(entry.batch) +
+                                       " ran past its time limit of " + limit + " ms");
+  }
+}
+
 Clock::time_point Batches::next_deadline(Clock::time_point limit) const {
+  for (const Executor& executor : peers_.executors()) {
+    if (!executor.in_flight.empty() && executor.in_flight.front().deadline) {
+      limit = std::min(limit, *executor.in_flight.front().deadline);
+    }
+  }
   if (deadlines_ == 0) return limit;
   for (const auto& [id, batch] : batches_) {
     if (batch.deadline && !batch.ended) limit = std::min(limit, *batch.deadline);
@@ -268,14 +298,18 @@ void Batches::end_batch(Batch& batch, wire::ErrorKind kind, const std::string& m
   for (const Pending& pending : batch.queue) fail_range(batch, *pending.frame, pending.begin, pending.end, kind, message);
   batch.queue.clear();
   batch.queued = 0;
+  const auto now = Clock::now();
   for (Executor& executor : peers_.executors()) {
     Failures failed;
     const bool running_it = !executor.in_flight.empty() && executor.in_flight.front().batch == batch.id;
-    std::erase_if(executor.in_flight, [&](const InFlight& f) {
-      if (f.batch != batch.id) return false;
-      failed.emplace_back(f.index, f.attempt);
-      return true;
-    });
+    for (auto entry = executor.in_flight.begin(); entry != executor.in_flight.end();) {
+      if (entry->batch != batch.id) {
+        ++entry;
+        continue;
+      }
+      failed.emplace_back(entry->index, entry->attempt);
+      entry = executor.forget(entry, now);
+    }
     batch.in_flight -= static_cast<std::uint32_t>(failed.size());
     send_failures(batch, failed, kind, message);
     if (running_it) peers_.stop_executor(executor, message);
@@ -284,14 +318,15 @@ void Batches::end_batch(Batch& batch, wire::ErrorKind kind, const std::string& m
 }
 
 void Batches::take_back(const Executor& lost, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
-                        bool stopped_by_broker, const std::string& how) {
-  bool blamed = stopped_by_broker;
+                        Blame blame, const std::string& how) {
+  bool blamed = blame != Blame::running_task;
   for (auto entry = lost.in_flight.rbegin(); entry != lost.in_flight.rend(); ++entry) {
     auto batch = batches_.find(entry->batch);
     if (batch == batches_.end()) continue;
     --batch->second.in_flight;
-    const bool guilty = running ? (entry->batch == running->first && entry->index == running->second)
-                                : (!blamed && std::next(entry) == lost.in_flight.rend());
+    const bool guilty = blame != Blame::nobody &&
+                        (running ? (entry->batch == running->first && entry->index == running->second)
+                                 : (!blamed && std::next(entry) == lost.in_flight.rend()));
     int attempt = entry->attempt;
     if (guilty) {
       blamed = true;
@@ -311,6 +346,33 @@ void Batches::take_back(const Executor& lost, std::optional<std::pair<std::uint6
         Pending{entry->frame, entry->position, entry->position + 1, entry->frame->name_at(entry->position), attempt});
     ++batch->second.queued;
     ++counters_.requeued_tasks;
+  }
+}
+
+void Batches::on_hand_back(Executor& executor, wire::HandBack::Reader hand_back) {
+  executor.reclaim_pending = false;
+  const auto now = Clock::now();
+  // The executor lists them the last received first: each goes to the front of its batch's queue
+  // in turn, which leaves them there in their original order.
+  for (const auto returned : hand_back.getTasks()) {
+    const auto found = std::find_if(executor.in_flight.begin(), executor.in_flight.end(), [&](const InFlight& f) {
+      return f.batch == returned.getBatchId() && f.index == returned.getIndex();
+    });
+    if (found == executor.in_flight.end()) continue;  // not given to it, or settled meanwhile
+    const InFlight entry = *found;
+    executor.forget(found, now);
+    auto batch = batches_.find(entry.batch);
+    if (batch == batches_.end()) continue;
+    --batch->second.in_flight;
+    ++counters_.handed_back_tasks;
+    if (batch->second.ended) {
+      send_failures(batch->second, {{entry.index, entry.attempt}}, batch->second.ended->first,
+                    batch->second.ended->second);
+      continue;
+    }
+    batch->second.queue.push_front(
+        Pending{entry.frame, entry.position, entry.position + 1, entry.frame->name_at(entry.position), entry.attempt});
+    ++batch->second.queued;
   }
 }
 

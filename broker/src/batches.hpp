@@ -59,6 +59,10 @@ class Batches {
   // duplicates and dropped.
   void on_results(Executor& executor, wire::InMessage message);
 
+  // `handBack` from `executor`: tasks it had not started go back to the front of their batches'
+  // queues, their attempts unchanged (the executor is draining, or answers a reclaim).
+  void on_hand_back(Executor& executor, wire::HandBack::Reader hand_back);
+
   // A chunk of a shell command's output: forwarded while the command is in flight at `executor`.
   void on_output(const Executor& executor, wire::InMessage message);
 
@@ -68,21 +72,27 @@ class Batches {
   // is left alone).
   void cancel(const PeerId& client, std::uint64_t id);
 
-  // Ends every batch whose deadline has passed, with kind `timeout`.
+  // Ends every batch whose deadline has passed, with kind `timeout`; fails every task that ran
+  // past its own run limit (Task.timeoutMs) with kind `timeout` and stops its executor.
   void expire(Clock::time_point now);
-  // The earliest deadline of a running batch, or `limit` when none comes before it.
+  // The earliest deadline of a running batch or task, or `limit` when none comes before it.
   Clock::time_point next_deadline(Clock::time_point limit) const;
 
   // Fails queued tasks whose name no connected executor serves (when any is connected at all); to
   // run when the executors changed.
   void fail_unserved_everywhere();
 
+  // Who is to blame for an executor's loss.
+  enum class Blame {
+    running_task,  // the task it was running (`running`, else the oldest): it may have killed it
+    stopped_task,  // the broker stopped it for a task that already failed (timeout, cancel)
+    nobody,        // its worker's drain ran out of time: no task is to blame
+  };
   // Takes back the tasks in flight at an executor that is gone: they go to the front of their
-  // batches' queues. The task it was running (`running`, else the oldest) is blamed: its attempt
-  // goes up, and at config.max_attempts it fails with kind `workerLost`. A broker-ordered stop
-  // (`stopped_by_broker`) blames nobody (those tasks already failed).
-  void take_back(const Executor& lost, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
-                 bool stopped_by_broker, const std::string& how);
+  // batches' queues. With Blame::running_task, the task it was running has its attempt raised,
+  // and at config.max_attempts it fails with kind `workerLost`.
+  void take_back(const Executor& lost, std::optional<std::pair<std::uint64_t, std::uint32_t>> running, Blame blame,
+                 const std::string& how);
 
   // A client that left (bye) or went silent: nobody waits for its batches any more, so they are
   // forgotten. Shell commands it still has running are stopped, as on cancel (a command may run
@@ -103,6 +113,7 @@ class Batches {
     return found == batches_.end() ? nullptr : &found->second;
   }
   RoundRobin& turns() noexcept { return turns_; }
+  TaskTimes& task_times() noexcept { return task_times_; }
 
   // ---- for deferred batches ----
 
@@ -132,6 +143,7 @@ class Batches {
   void send_failures(Batch& batch, const Failures& failed, wire::ErrorKind kind, const std::string& message);
   void deferred_failure(Batch& batch, std::uint32_t index, wire::ErrorKind kind, const std::string& message);
   void end_batch(Batch& batch, wire::ErrorKind kind, const std::string& message);
+  void expire_running(Clock::time_point now);
   bool runs_shell_commands(const Batch& batch) const;
   void erase_batch(std::unordered_map<std::uint64_t, Batch>::iterator batch);
 
@@ -143,6 +155,7 @@ class Batches {
 
   std::unordered_map<std::uint64_t, Batch> batches_;
   RoundRobin turns_;
+  TaskTimes task_times_;
   std::unordered_map<std::uint64_t, std::uint64_t> batch_by_receipt_;
   std::vector<std::uint64_t> sweep_candidates_;  // batches that may have finished since the last sweep
   std::size_t deadlines_ = 0;                    // batches with a deadline (timers look only then)

@@ -1,12 +1,27 @@
 #include "dispatch.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <string_view>
 #include <unordered_map>
 
 namespace fanout::broker {
 
 namespace {
+
+// How much expected work an executor may hold beyond the task it runs: enough that executors of
+// microsecond tasks never wait for the broker, little enough that no executor sits on work another
+// could start (an idle executor waits at most this long for what a busy one holds).
+constexpr std::chrono::nanoseconds kAhead = std::chrono::milliseconds(2);
+// What a task is taken to take at least, however quick its results say it is.
+constexpr std::chrono::nanoseconds kShortestTask = std::chrono::microseconds(1);
+// A task with a run limit fails this long after its limit when its result has not come: the
+// time a result takes to travel, so that a task that finished in time is never turned into a
+// timeout.
+constexpr auto kRunLimitGrace = std::chrono::milliseconds(100);
+// An executor whose running task has taken this long (and twice what its name usually takes) is
+// asked to hand back what it holds behind it when another executor is idle.
+constexpr auto kReclaimAfter = std::chrono::milliseconds(20);
 
 // The first queue entry of `batch` that `executor` serves (almost always the front).
 std::deque<Pending>::iterator first_served(const Executor& executor, Batch& batch) {
@@ -56,6 +71,36 @@ void Dispatch::run() {
       if (!executor->draining && executor->free() > 0 && assign_one(*executor, capacity, given)) moved = true;
     }
   }
+  // Executors still idle with nothing queued for them: work that another holds behind a task that
+  // turned out slow comes back to be shared out.
+  std::vector<Executor*> idle;
+  for (Executor* executor : ready) {
+    if (!executor->draining && executor->in_flight.empty()) idle.push_back(executor);
+  }
+  if (!idle.empty()) reclaim_for_idle(idle);
+}
+
+void Dispatch::reclaim_for_idle(const std::vector<Executor*>& idle) {
+  const auto now = Clock::now();
+  std::size_t wanted = idle.size();
+  for (Executor& busy : peers_.executors()) {
+    if (wanted == 0) return;
+    if (busy.draining || busy.reclaim_pending || busy.in_flight.size() < 2) continue;
+    const auto running_for = now - busy.front_since;
+    if (running_for < kReclaimAfter || running_for < 2 * busy.in_flight.front().expected) continue;
+    const InFlight& last = busy.in_flight.back();
+    const std::string& name = last.frame->names[last.frame->name_at(last.position)];
+    if (std::none_of(idle.begin(), idle.end(), [&](const Executor* executor) { return executor->serves(name); })) {
+      continue;
+    }
+    wire::OutMessage out(16);
+    out.envelope().initReclaim().setCount(static_cast<std::uint32_t>(busy.in_flight.size() - 1));
+    if (outbox_.send(busy.id, out.frame())) {
+      busy.reclaim_pending = true;
+      ++counters_.reclaims;
+      --wanted;
+    }
+  }
 }
 
 // Gives `executor` one message of work from the next client in round-robin order.
@@ -73,19 +118,64 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
     if (chosen.max_running > 0 && chosen.in_flight >= chosen.max_running) return false;
     const auto first = first_served(executor, chosen);
     if (first == chosen.queue.end()) return false;
-    const bool shell = first->name_text() == kShellTask;
-    if (shell && !executor.in_flight.empty()) return false;
+    // A shell command, or a task with a run limit, goes only to an executor with nothing else: it
+    // starts the moment it arrives, and runs alone.
+    const bool alone = first->name_text() == kShellTask || first->frame->tasks[first->begin].getTimeoutMs() > 0;
+    if (alone && !executor.in_flight.empty()) return false;
+    std::size_t share = alone ? 1 : std::min<std::size_t>((chosen.queued + capacity - 1) / capacity,
+                                                          room_ahead(executor, *first));
+    if (share == 0) return false;
     given.emplace_back(&executor, id);
-    std::size_t share = shell ? 1 : (chosen.queued + capacity - 1) / capacity;
     if (chosen.max_running > 0) share = std::min<std::size_t>(share, chosen.max_running - chosen.in_flight);
-    send_work(executor, chosen, first, static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)));
+    send_work(executor, chosen, first, static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)), alone);
     return true;
   });
 }
 
+// How many tasks like `pending`'s `executor` may be given now: an idle executor one to start at
+// once, and as many more as it will get through within kAhead of expected work; a busy one only
+// what fits in kAhead beyond what it already holds. A task nobody has seen finish yet counts as
+// slow: nothing waits behind it.
+std::size_t Dispatch::room_ahead(const Executor& executor, Pending& pending) {
+  TaskTimes& task_times = batches_.task_times();
+  const auto expected = std::max(task_times.expected(pending.frame->times_of(pending.name, task_times)), kShortestTask);
+  if (executor.in_flight.empty()) return 1 + static_cast<std::size_t>(kAhead / expected);
+  const auto backlog = expected_backlog(executor, Clock::now());
+  if (backlog >= kAhead) return 0;
+  return static_cast<std::size_t>((kAhead - backlog) / expected);
+}
+
+// The executor's backlog, its running task counted at what it has left: what its name usually
+// takes, less what it has run; or, once it has run longer than that, as long again as it has run
+// (a task that overran its usual time is not about to end). A task of a name not measured yet
+// counts as configured (Config::unknown_task_time).
+std::chrono::nanoseconds Dispatch::expected_backlog(const Executor& executor, Clock::time_point now) {
+  if (executor.in_flight.empty()) return executor.backlog;
+  const InFlight& front = executor.in_flight.front();
+  if (front.times == nullptr || front.times->samples == 0) return executor.backlog;
+  const auto expected = front.expected;
+  const auto running_for = std::chrono::duration_cast<std::chrono::nanoseconds>(now - executor.front_since);
+  return executor.backlog - expected + std::max(expected - running_for, running_for);
+}
+
 // Sends up to `limit` (>= 1) queued tasks of `batch` that `executor` serves, starting at `first`.
-void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit) {
+// `alone`: one task with a run limit or a shell command (its clock starts now).
+void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit,
+                         bool alone) {
   limit = std::max<std::uint32_t>(limit, 1);
+  const auto now = Clock::now();
+  // Records `position` of `frame` as in flight at the executor.
+  const auto give = [&](const FramePtr& frame, std::uint32_t position, std::uint16_t attempt) {
+    const auto task = frame->tasks[position];
+    TaskTimes::Entry* times = frame->times_of(frame->name_at(position), batches_.task_times());
+    InFlight entry{frame, position, batch.id, task.getIndex(), attempt, batches_.task_times().expected(times), times,
+                   std::nullopt};
+    // Shell commands enforce their own limits at the executor (and report the output so far).
+    if (alone && task.getTimeoutMs() > 0 && frame->names[frame->name_at(position)] != kShellTask) {
+      entry.deadline = now + std::chrono::milliseconds(task.getTimeoutMs()) + kRunLimitGrace;
+    }
+    executor.give(std::move(entry), now);
+  };
   if (first->whole_fresh_frame() && first->frame->size() <= limit) {
     // Forward the client's frame as it came: ZeroMQ shares the bytes, nothing is copied.
     zmq::message_t copy;
@@ -94,8 +184,7 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
     batch.queue.erase(first);
     batch.queued -= frame->size();
     for (std::uint32_t position = 0; position < frame->size(); ++position) {
-      const auto task = frame->tasks[position];
-      executor.in_flight.push_back(InFlight{frame, position, batch.id, task.getIndex(), task.getAttempt()});
+      give(frame, position, frame->tasks[position].getAttempt());
     }
     batch.in_flight += frame->size();
     counters_.tasks_dispatched += frame->size();
@@ -120,7 +209,7 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
       const auto task = pending->frame->tasks[position];
       const auto attempt = pending->attempt >= 0 ? static_cast<std::uint16_t>(pending->attempt) : task.getAttempt();
       chosen.push_back(Chosen{pending->frame.get(), position, pending->attempt});
-      executor.in_flight.push_back(InFlight{pending->frame, position, batch.id, task.getIndex(), attempt});
+      give(pending->frame, position, attempt);
     }
     pending = pending->begin == pending->end ? batch.queue.erase(pending) : std::next(pending);
   }

@@ -10,9 +10,17 @@
 // names it serves; clients and their batches take turns (RoundRobin); a short batch (no more
 // tasks queued than executors that can take part) is shared out one message per executor per
 // call, so a 3-task batch runs on 3 executors, not one after another on one; a batch never has
-// more than its maxRunning at executors; a shell command goes only to an executor with nothing in
-// flight, one at a time. A whole fresh window that fits is forwarded as the client's own frame
-// (ZeroMQ shares the bytes); otherwise a new `tasks` message carries the chosen subset.
+// more than its maxRunning at executors; a shell command, or a task with a run limit, goes only
+// to an executor with nothing in flight, one at a time.
+//
+// Prefetch follows how long tasks take (TaskTimes): an executor holds, beyond the task it runs, at
+// most kAhead of expected work (thousands of microsecond tasks, nothing behind a slow one), so that
+// slow work waits here, where the first executor to free up takes it, as a list scheduler would.
+// When an executor is idle with nothing queued for it while another holds work behind a task
+// that turned out slow, that one is asked to hand back what it has not started (`reclaim`).
+//
+// A whole fresh window that fits is forwarded as the client's own frame (ZeroMQ shares the bytes);
+// otherwise a new `tasks` message carries the chosen subset.
 //
 // Threads: the loop's thread only; run() is called once per loop turn, after the input.
 //
@@ -50,7 +58,10 @@ class Dispatch {
   using Given = std::vector<std::pair<const Executor*, std::uint64_t>>;  // (executor, batch) this call
 
   bool assign_one(Executor& executor, std::size_t capacity, Given& given);
-  void send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit);
+  std::size_t room_ahead(const Executor& executor, Pending& pending);
+  static std::chrono::nanoseconds expected_backlog(const Executor& executor, Clock::time_point now);
+  void send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit, bool alone);
+  void reclaim_for_idle(const std::vector<Executor*>& idle);
   void send_to_executor(Executor& executor, zmq::message_t&& frame);
 
   Outbox& outbox_;

@@ -75,7 +75,9 @@ void Loop::run() {
       handle(parts);
     }
     dispatch_.run();
-    for (const PeerId& id : dispatch_.take_unreachable()) lose_executor(id, std::nullopt, true, "unreachable");
+    for (const PeerId& id : dispatch_.take_unreachable()) {
+      lose_executor(id, std::nullopt, Batches::Blame::stopped_task, "unreachable");
+    }
     run_timers();
     batches_.sweep_finished();
   }
@@ -125,6 +127,11 @@ void Loop::handle(const PeerId& peer, wire::InMessage message) {
       if (executor == nullptr) return outbox_.unknown_peer(peer);
       return batches_.on_results(*executor, std::move(message));
     }
+    case wire::Envelope::HAND_BACK: {
+      Executor* executor = peers_.heard_from_executor(peer, now);
+      if (executor == nullptr) return outbox_.unknown_peer(peer);
+      return batches_.on_hand_back(*executor, envelope.getHandBack());
+    }
     case wire::Envelope::OUTPUT: {
       const Executor* executor = peers_.heard_from_executor(peer, now);
       if (executor == nullptr) return outbox_.unknown_peer(peer);
@@ -169,7 +176,7 @@ void Loop::on_tasks(const PeerId& client, wire::InMessage message, Clock::time_p
 
 void Loop::on_bye(const PeerId& peer) {
   if (peers_.is_supervisor(peer)) return drop_supervisor(peer, "said goodbye");
-  if (peers_.is_executor(peer)) return lose_executor(peer, std::nullopt, false, "said goodbye");
+  if (peers_.is_executor(peer)) return lose_executor(peer, std::nullopt, Batches::Blame::running_task, "said goodbye");
   drop_client(peer);
 }
 
@@ -180,21 +187,22 @@ void Loop::on_executor_lost(wire::ExecutorLost::Reader lost) {
   if (lost.getRunning()) running.emplace(lost.getBatchId(), lost.getIndex());
   const std::string how = lost.getSignal() != 0 ? "killed by " + sys::describe_signal(lost.getSignal())
                                                 : "exited with code " + std::to_string(lost.getExitCode());
-  lose_executor(id, running, lost.getStoppedByBroker(), how);
+  const auto blame = lost.getDrained()           ? Batches::Blame::nobody
+                     : lost.getStoppedByBroker() ? Batches::Blame::stopped_task
+                                                 : Batches::Blame::running_task;
+  lose_executor(id, running, blame, lost.getDrained() ? how + " at the end of its worker's drain" : how);
 }
 
 // ---- peers that go ----------------------------------------------------------------------------
 
 void Loop::lose_executor(const PeerId& id, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
-                         bool stopped_by_broker, const std::string& how) {
-  if (const auto executor = peers_.remove_executor(id, how)) {
-    batches_.take_back(*executor, running, stopped_by_broker, how);
-  }
+                         Batches::Blame blame, const std::string& how) {
+  if (const auto executor = peers_.remove_executor(id, how)) batches_.take_back(*executor, running, blame, how);
 }
 
 void Loop::drop_supervisor(const PeerId& peer, const std::string& how) {
   for (const PeerId& id : peers_.remove_supervisor(peer, how)) {
-    lose_executor(id, std::nullopt, false, "its worker " + how);
+    lose_executor(id, std::nullopt, Batches::Blame::running_task, "its worker " + how);
   }
 }
 
@@ -218,7 +226,9 @@ void Loop::run_timers() {
   // Supervisors first: a silent one takes its executors with it, and executors are judged by
   // their supervisor's silence, not their own.
   for (const PeerId& id : peers_.silent_supervisors(now)) drop_supervisor(id, "went silent");
-  for (const PeerId& id : peers_.silent_executors(now)) lose_executor(id, std::nullopt, false, "went silent");
+  for (const PeerId& id : peers_.silent_executors(now)) {
+    lose_executor(id, std::nullopt, Batches::Blame::running_task, "went silent");
+  }
   for (const PeerId& id : peers_.silent_clients(now)) {
     logger_->info("broker: a client went silent; dropping its queued tasks");
     drop_client(id);

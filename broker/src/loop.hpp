@@ -78,7 +78,7 @@ class Loop {
   // A peer is gone: Peers forgets it, Batches takes back its work. `running` is the task the
   // executor was running when it died, when its supervisor said so.
   void lose_executor(const PeerId& id, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
-                     bool stopped_by_broker, const std::string& how);
+                     Batches::Blame blame, const std::string& how);
   void drop_supervisor(const PeerId& peer, const std::string& how);
   void drop_client(const PeerId& peer);
 

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "task_times.hpp"
 #include "transport.hpp"
 
 namespace fanout::broker {
@@ -68,10 +69,19 @@ struct Frame {
     return std::prev(run)->name;
   }
 
+  // How long tasks of name `name` take (an entry of TaskTimes, looked up once per frame); nullptr
+  // when not tracked.
+  TaskTimes::Entry* times_of(std::uint32_t name, TaskTimes& times) {
+    if (times_cache.empty()) times_cache.assign(names.size(), nullptr);
+    if (times_cache[name] == nullptr) times_cache[name] = times.of(names[name]);
+    return times_cache[name];
+  }
+
   wire::InMessage message;
   capnp::List<wire::Task>::Reader tasks;
   std::vector<std::string> names;  // distinct task names, usually one or a few
   std::vector<Run> runs;           // usually one
+  std::vector<TaskTimes::Entry*> times_cache;  // by name index, filled by times_of()
 };
 using FramePtr = std::shared_ptr<Frame>;
 
@@ -95,6 +105,12 @@ struct InFlight {
   std::uint64_t batch;
   std::uint32_t index;
   std::uint16_t attempt;
+  std::chrono::nanoseconds expected{0};  // how long it should take (TaskTimes), for the executor's backlog
+  TaskTimes::Entry* times = nullptr;     // where its run time is learnt; nullptr when not tracked
+  // A task with a run limit (Task.timeoutMs) fails as `timeout` and its executor is stopped when
+  // its result has not come by then. Such a task is only sent to an executor with nothing else,
+  // so that its clock starts when it starts.
+  std::optional<Clock::time_point> deadline;
 };
 
 struct Batch {
@@ -129,11 +145,25 @@ struct Executor {
   std::uint32_t slots = 0;
   std::uint32_t processes = 1;  // executors of its worker, as it announced
   std::deque<InFlight> in_flight;  // in dispatch order: the front is the one running
+  // Change in_flight through give() and forget(), which keep these two right.
+  std::chrono::nanoseconds backlog{0};  // the expected run time of everything in flight
+  Clock::time_point front_since{};      // since when the front task has been the front (running)
+  bool reclaim_pending = false;         // asked to hand back what it has not started; no answer yet
   Clock::time_point last_seen;
   bool draining = false;
 
   std::uint32_t free() const noexcept {
     return in_flight.size() >= slots ? 0 : slots - static_cast<std::uint32_t>(in_flight.size());
+  }
+  void give(InFlight entry, Clock::time_point now) {
+    if (in_flight.empty()) front_since = now;
+    backlog += entry.expected;
+    in_flight.push_back(std::move(entry));
+  }
+  std::deque<InFlight>::iterator forget(std::deque<InFlight>::iterator entry, Clock::time_point now) {
+    backlog -= entry->expected;
+    if (entry == in_flight.begin()) front_since = now;
+    return in_flight.erase(entry);
   }
   bool serves(std::string_view name) const {
     return std::binary_search(names->begin(), names->end(), name, std::less<>());

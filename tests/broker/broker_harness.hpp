@@ -70,6 +70,15 @@ inline fanout::broker::Config test_config() {
   return config;
 }
 
+// For tests whose fake executors hold several tasks without ever saying how long tasks take: the
+// broker takes every task as quick and sends an executor as much as its credit holds (its
+// prefetch otherwise sends nothing ahead of a task it has not seen finish).
+inline fanout::broker::Config quick_task_config() {
+  auto config = test_config();
+  config.unknown_task_time = std::chrono::nanoseconds(0);
+  return config;
+}
+
 // The broker, served on its own thread; stopped and joined at the end of the scope, whatever
 // happened. An exception escaping run() (which would be a broker bug) is kept for the test to see.
 class RunningBroker {
@@ -136,7 +145,8 @@ inline zmq::message_t announce_supervisor(const std::string& worker, std::uint32
 }
 
 inline zmq::message_t announce_executor(const std::string& executor, const std::string& worker,
-                                        const std::vector<std::string>& names, std::uint32_t slots) {
+                                        const std::vector<std::string>& names, std::uint32_t slots,
+                                        bool draining = false) {
   wire::OutMessage out;
   auto announce = out.envelope().initAnnounce();
   announce.setRole(wire::Announce::Role::EXECUTOR);
@@ -145,6 +155,7 @@ inline zmq::message_t announce_executor(const std::string& executor, const std::
   auto list = announce.initTaskNames(static_cast<unsigned>(names.size()));
   for (unsigned i = 0; i < names.size(); ++i) list.set(i, names[i]);
   announce.setSlots(slots);
+  announce.setDraining(draining);
   return out.frame();
 }
 

@@ -18,6 +18,13 @@ fanout::broker::Config journal_config(const std::filesystem::path& dir, unsigned
   return config;
 }
 
+// For a fake executor that is to hold several deferred tasks at once (see quick_task_config).
+fanout::broker::Config quick_journal_config(const std::filesystem::path& dir) {
+  auto config = journal_config(dir);
+  config.unknown_task_time = quick_task_config().unknown_task_time;
+  return config;
+}
+
 zmq::message_t deferred_window(std::uint64_t batch, std::uint32_t count, const std::string& name = "square") {
   std::vector<std::pair<std::uint32_t, std::string>> slots;
   for (std::uint32_t i = 0; i < count; ++i) slots.emplace_back(i, name);
@@ -177,7 +184,7 @@ TEST_CASE("dropping a dead deferred task forgets it for good") {
     REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_dead == 0; }).has_value());
   }
   // Nothing comes back after a restart.
-  RunningBroker again(journal_config(dir.path()), context);
+  RunningBroker again(quick_journal_config(dir.path()), context);
   auto supervisor = make_supervisor(context, again.endpoint(), "w1", 1);
   FakeExecutor executor(context, again.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8});
   REQUIRE(wait_executors(context, again.endpoint(), 1));
@@ -192,7 +199,7 @@ TEST_CASE("after a restart, acknowledged tasks that had not finished run; finish
   fanout_test::TempDir dir;
   zmq::context_t context;
   {
-    RunningBroker broker(journal_config(dir.path()), context);
+    RunningBroker broker(quick_journal_config(dir.path()), context);
     auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
     FakeExecutor executor(context, broker.endpoint(),
                           ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8, .answer = false});
@@ -204,7 +211,7 @@ TEST_CASE("after a restart, acknowledged tasks that had not finished run; finish
     executor.answer(2);  // tasks 0 and 1 finish; 2..4 are running when the broker goes
     REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_done == 2; }).has_value());
   }
-  RunningBroker again(journal_config(dir.path()), context);
+  RunningBroker again(quick_journal_config(dir.path()), context);
   auto supervisor = make_supervisor(context, again.endpoint(), "w1", 1);
   FakeExecutor executor(context, again.endpoint(),
                         ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8, .answer = false});

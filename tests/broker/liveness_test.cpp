@@ -19,7 +19,7 @@ ExecutorOptions holding(const std::string& id, std::uint32_t slots = 4) {
 
 TEST_CASE("an executor lost while running a task has its tasks requeued elsewhere with only that task's attempt raised") {
   zmq::context_t context;
-  RunningBroker broker(test_config(), context);
+  RunningBroker broker(quick_task_config(), context);
   const auto& endpoint = broker.endpoint();
   auto supervisor = make_supervisor(context, endpoint, "w1", 4);
   FakeClient client(context, endpoint);
@@ -65,7 +65,7 @@ TEST_CASE("an executor lost while running a task has its tasks requeued elsewher
 
 TEST_CASE("an executor lost without saying what it ran has its oldest task blamed") {
   zmq::context_t context;
-  RunningBroker broker(test_config(), context);
+  RunningBroker broker(quick_task_config(), context);
   const auto& endpoint = broker.endpoint();
   auto supervisor = make_supervisor(context, endpoint, "w1", 2);
   FakeClient client(context, endpoint);
@@ -83,7 +83,7 @@ TEST_CASE("an executor lost without saying what it ran has its oldest task blame
 
 TEST_CASE("a silent supervisor is declared dead after the liveness period and its executors' tasks go to another worker") {
   zmq::context_t context;
-  RunningBroker broker(test_config(), context);
+  RunningBroker broker(quick_task_config(), context);
   const auto& endpoint = broker.endpoint();
   FakeClient client(context, endpoint);
   auto w1 = make_supervisor(context, endpoint, "w1", 1);
@@ -142,7 +142,7 @@ TEST_CASE("an executor busy with a long task stays alive while its supervisor he
 
 TEST_CASE("a silent client has its queued tasks dropped") {
   zmq::context_t context;
-  RunningBroker broker(test_config(), context);
+  RunningBroker broker(quick_task_config(), context);
   const auto& endpoint = broker.endpoint();
   auto supervisor = make_supervisor(context, endpoint, "w1", 1);
   FakeExecutor executor(context, endpoint, holding("w1/0/0", 2));

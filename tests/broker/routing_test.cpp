@@ -37,7 +37,7 @@ TEST_CASE("a 3-task window is spread over 3 idle executors and each result reach
 
 TEST_CASE("a results frame reaches the client unchanged and a result sent twice reaches it once") {
   zmq::context_t context;
-  RunningBroker broker(test_config(), context);
+  RunningBroker broker(quick_task_config(), context);
   const auto& endpoint = broker.endpoint();
   auto supervisor = make_supervisor(context, endpoint, "w1", 1);
   FakeExecutor executor(context, endpoint, ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 4, .answer = false});
@@ -223,7 +223,7 @@ TEST_CASE("a small batch from a second client is dispatched at once while a big 
 
 TEST_CASE("a status request returns workers with their executors, free slots and task names, and the queue depth") {
   zmq::context_t context;
-  RunningBroker broker(test_config(), context);
+  RunningBroker broker(quick_task_config(), context);
   const auto& endpoint = broker.endpoint();
   auto w1 = make_supervisor(context, endpoint, "w1", 2);
   auto w2 = make_supervisor(context, endpoint, "w2", 1);

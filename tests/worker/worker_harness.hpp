@@ -280,6 +280,22 @@ inline auto bye() {
 inline auto heartbeat_from(const std::string& peer) {
   return [peer](const Received& r) { return r.peer == peer && r.envelope().isHeartbeat(); };
 }
+inline auto hand_back_from(const std::string& peer) {
+  return [peer](const Received& r) { return r.peer == peer && r.envelope().isHandBack(); };
+}
+
+// Whether the main thread of process `pid` is asleep in (clock_)nanosleep before `limit`: the
+// example task sleep_ms is running there (an idle executor waits in poll instead).
+inline bool wait_until_sleeping(pid_t pid, milliseconds limit = kPatience) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/syscall");
+    long number = -1;
+    if (file >> number && (number == SYS_clock_nanosleep || number == SYS_nanosleep)) return true;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return false;
+}
 
 // ---- building messages ------------------------------------------------------------------------
 
@@ -311,6 +327,12 @@ inline wire::OutMessage tasks_message(std::uint64_t batch, const std::vector<Tas
     task.setAttempt(specs[i].attempt);
     specs[i].args(wire::wrap(task.initArgs()));
   }
+  return out;
+}
+
+inline wire::OutMessage reclaim_message(std::uint32_t count) {
+  wire::OutMessage out;
+  out.envelope().initReclaim().setCount(count);
   return out;
 }
 

@@ -338,6 +338,7 @@ TEST_CASE("SIGTERM drains: the running task's result arrives, then bye, and the 
   auto& broker = setup.broker();
   auto message = tasks_message(77, {{0, "example.sleep_ms", arguments(400)}});
   broker.send(setup.executor(0), message);
+  REQUIRE_MESSAGE(wait_until_sleeping(setup.executor_pid(0)), setup.log());  // the task runs
   setup.worker().signal(SIGTERM);
 
   const Received* draining = broker.take([&](const Received& r) {
@@ -354,6 +355,84 @@ TEST_CASE("SIGTERM drains: the running task's result arrives, then bye, and the 
   const auto status = setup.worker().wait_exit();
   CHECK_MESSAGE(exited_with(status, 0), setup.log());
   CHECK(process_ended(setup.executor_pid(0)));
+}
+
+TEST_CASE("SIGTERM hands back at once the tasks not started, while the running one finishes") {
+  Setup setup(1);
+  auto& broker = setup.broker();
+  auto message = tasks_message(78, {{0, "example.sleep_ms", arguments(1500)},
+                                    {1, "example.sleep_ms", arguments(1500)},
+                                    {2, "example.sleep_ms", arguments(1500)}});
+  broker.send(setup.executor(0), message);
+  REQUIRE_MESSAGE(wait_until_sleeping(setup.executor_pid(0)), setup.log());
+  const auto signalled = Clock::now();
+  setup.worker().signal(SIGTERM);
+
+  const Received* returned = broker.take(hand_back_from(setup.executor(0)), milliseconds(1000));
+  REQUIRE_MESSAGE(returned != nullptr, "no handBack within 1 s of SIGTERM; " << setup.log());
+  CHECK(Clock::now() - signalled < milliseconds(1000));  // not after the running task's 1.5 s
+  std::set<std::uint32_t> indexes;
+  for (const auto task : returned->envelope().getHandBack().getTasks()) {
+    CHECK(task.getBatchId() == 78);
+    indexes.insert(task.getIndex());
+  }
+  CHECK(indexes == std::set<std::uint32_t>{1, 2});
+  // The running one still finishes, and only it.
+  const auto result = single_result(broker, 78, setup.log());
+  CHECK(result.getIndex() == 0);
+  CHECK(value_of<int>(result) == 1500);
+  REQUIRE_MESSAGE(broker.take(bye()) != nullptr, setup.log());
+  CHECK(broker.count(results_of(78)) == 1);
+  CHECK_MESSAGE(exited_with(setup.worker().wait_exit(), 0), setup.log());
+}
+
+TEST_CASE("a reclaim hands back tasks not started, the last received first, and is answered even with none") {
+  Setup setup(1);
+  auto& broker = setup.broker();
+  auto message = tasks_message(79, {{0, "example.sleep_ms", arguments(1000)},
+                                    {1, "example.square", arguments(1)},
+                                    {2, "example.square", arguments(2)},
+                                    {3, "example.square", arguments(3)}});
+  broker.send(setup.executor(0), message);
+  REQUIRE_MESSAGE(wait_until_sleeping(setup.executor_pid(0)), setup.log());
+
+  auto reclaim_two = reclaim_message(2);
+  broker.send(setup.executor(0), reclaim_two);
+  const Received* first = broker.take(hand_back_from(setup.executor(0)), milliseconds(800));
+  REQUIRE_MESSAGE(first != nullptr, "no answer to the reclaim while the 1 s task runs; " << setup.log());
+  std::vector<std::uint32_t> returned;
+  for (const auto task : first->envelope().getHandBack().getTasks()) returned.push_back(task.getIndex());
+  CHECK(returned == std::vector<std::uint32_t>{3, 2});
+
+  // What it kept still runs: the sleeping task, then square(1).
+  std::vector<std::uint32_t> ran;
+  while (ran.size() < 2) {
+    const Received* results = broker.take(results_of(79));
+    REQUIRE_MESSAGE(results != nullptr, setup.log());
+    for (const auto result : results->envelope().getResults()) ran.push_back(result.getIndex());
+  }
+  CHECK(ran == std::vector<std::uint32_t>{0, 1});
+
+  broker.send(setup.executor(0), reclaim_two);  // nothing left to hand back: an empty answer
+  const Received* empty = broker.take(hand_back_from(setup.executor(0)));
+  REQUIRE_MESSAGE(empty != nullptr, setup.log());
+  CHECK(empty->envelope().getHandBack().getTasks().size() == 0);
+}
+
+TEST_CASE("a drain that runs out of time stops the running task's executor and reports it lost as drained") {
+  Setup setup(1, {"--drain-timeout", "0.3"});
+  auto& broker = setup.broker();
+  auto message = tasks_message(80, {{0, "example.sleep_ms", arguments(20000)}});
+  broker.send(setup.executor(0), message);
+  REQUIRE_MESSAGE(wait_until_sleeping(setup.executor_pid(0)), setup.log());
+  setup.worker().signal(SIGTERM);
+  const Received* lost = broker.take(executor_lost());
+  REQUIRE_MESSAGE(lost != nullptr, setup.log());
+  const auto report = lost->envelope().getExecutorLost();
+  CHECK(report.getDrained());  // the broker runs the task again elsewhere, without counting an attempt
+  CHECK(report.getRunning());
+  CHECK(report.getIndex() == 0);
+  CHECK_MESSAGE(exited_with(setup.worker().wait_exit(), 0), setup.log());
 }
 
 TEST_CASE("after a broker restart the worker and its executors announce themselves again") {

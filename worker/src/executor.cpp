@@ -1,29 +1,30 @@
 // executor.cpp
 //
-// The hot path: a received `tasks` frame is queued as it came (no copy, its tasks are read in
-// place), each task runs through the registry with its arguments read in place, and its outcome is
-// written straight into the `results` message that goes back. A results message holds results of
-// one received frame (so of one batch), up to kMaxResultsPerMessage of them. Results travel
-// together only while they come fast: a message leaves once its first result has waited
+// The hot path: a received `tasks` frame is queued as it came (TaskQueue: no copy, its tasks are
+// read in place), each task runs through the registry with its arguments read in place, and its
+// outcome is written straight into the `results` message that goes back. A results message holds
+// results of one received frame (so of one batch), up to kMaxResultsPerMessage of them. Results
+// travel together only while they come fast: a message leaves once its first result has waited
 // kResultDelay, and before a task that is not known to be quick here (TaskDurations), so that no
 // result waits for a slow task queued behind it. Nothing on the path logs or allocates per task
 // beyond the result itself.
 //
-// Liveness: the broker hears from an executor through its messages and heartbeats. A task may run
-// longer than the broker's liveness period, so a second thread heartbeats while tasks run. The
-// socket is guarded by a mutex the main thread holds at all times except while it runs tasks
-// (released once per frame, not per task): the heartbeat thread only ever gets the socket then,
-// and the mutex is the memory barrier ZeroMQ asks for when a socket changes threads.
+// Two threads share the socket, guarded by a mutex (also the memory barrier ZeroMQ asks for when
+// a socket changes threads). The main thread holds it at all times except while it runs tasks. A
+// second thread takes it while tasks run, every kBusyTick: it heartbeats (a task may run longer
+// than the broker's liveness period), reads what arrived, and acts on it at once, however long
+// the running task takes: a drain (SIGTERM) or the broker's reclaim hands back the tasks not
+// started yet.
 #include "executor.hpp"
 
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdint>
 #include <condition_variable>
-#include <deque>
+#include <cstdint>
 #include <functional>
+#include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -38,12 +39,13 @@
 
 #include <fanout/task.hpp>
 
-#include "child_table.hpp"
 #include "failure.hpp"
+#include "shell_task.hpp"
 #include "system/poll_timeout.hpp"
 #include "system/signals.hpp"
 #include "system/unique_fd.hpp"
 #include "task_durations.hpp"
+#include "task_queue.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -58,8 +60,11 @@ constexpr unsigned kMaxResultsPerMessage = 1024;
 // they are not.
 constexpr auto kResultDelay = std::chrono::milliseconds(1);
 constexpr std::string_view kShellTask = wire::kShellTaskName;
+// While tasks run, how often the second thread looks at the socket and the signals: how soon a
+// drain or a reclaim hands work back during a long task.
+constexpr auto kBusyTick = std::chrono::milliseconds(20);
 // While draining, an executor with nothing left waits this long for tasks the broker sent before
-// it learnt about the drain, so that they are answered here instead of bounced to another worker.
+// it learnt about the drain, so that they are handed back at once rather than found lost.
 constexpr auto kDrainQuietPeriod = std::chrono::milliseconds(250);
 // How long results (and the last announce) may take to leave when the executor exits.
 constexpr int kExitLingerMs = 5000;
@@ -103,35 +108,35 @@ std::vector<std::string> names_served(const ExecutorConfig& config) {
   return names;
 }
 
-// A shell command task as a process spec (fanout::Process pools sent it).
-detail::ProcessSpec shell_spec(wire::Task::Reader task) {
-  const auto shell = task.getShell();
-  detail::ProcessSpec spec;
-  if (shell.getUseShell()) {
-    spec.command.emplace(std::string(shell.getScript().cStr(), shell.getScript().size()));
-  } else {
-    std::vector<std::string> argv;
-    for (const auto word : shell.getArgv()) argv.emplace_back(word.cStr(), word.size());
-    spec.command.emplace(std::move(argv));
-  }
-  if (shell.getWorkingDirectory().size() > 0) spec.path = std::string(shell.getWorkingDirectory().cStr());
-  for (const auto variable : shell.getEnv()) {
-    std::string name(variable.getName().cStr(), variable.getName().size());
-    if (variable.getUnset()) {
-      spec.env.emplace_back(std::move(name), std::nullopt);
-    } else {
-      spec.env.emplace_back(std::move(name), std::string(variable.getValue().cStr(), variable.getValue().size()));
+// A `results` message being filled: up to `capacity` results, sent with as many as it holds.
+class ResultsMessage {
+ public:
+  explicit ResultsMessage(unsigned capacity)
+      : out_(std::make_unique<wire::OutMessage>(capacity * kWordsPerResult + 16)),
+        results_(out_->envelope().initResults(capacity)),
+        capacity_(capacity) {}
+
+  unsigned count() const noexcept { return count_; }
+  bool full() const noexcept { return count_ == capacity_; }
+  wire::Result::Builder next() noexcept { return results_[count_++]; }
+
+  // The frame to send. A message sent before it is full has its list cut in place (what was
+  // reserved for the rest travels as zeroes).
+  zmq::message_t frame() {
+    if (count_ < capacity_) {
+      auto results = out_->envelope().disownResults();
+      results.truncate(count_);
+      out_->envelope().adoptResults(kj::mv(results));
     }
+    return out_->frame();
   }
-  if (shell.getHasInput()) {
-    const auto input = shell.getInput();
-    spec.input.emplace(reinterpret_cast<const char*>(input.begin()), input.size());
-  }
-  spec.timeout = std::chrono::milliseconds(task.getTimeoutMs());
-  spec.idle_timeout = std::chrono::milliseconds(shell.getIdleTimeoutMs());
-  spec.quiet = shell.getQuiet();
-  return spec;
-}
+
+ private:
+  std::unique_ptr<wire::OutMessage> out_;
+  capnp::List<wire::Result>::Builder results_;
+  unsigned capacity_;
+  unsigned count_ = 0;
+};
 
 class Executor {
  public:
@@ -139,9 +144,10 @@ class Executor {
       : config_(config),
         ran_on_("worker " + config.worker_id + " pid " + std::to_string(::getpid())),
         task_names_(names_served(config)),
+        shell_("worker " + config.worker_id, *config.running),
         context_(1),
-        socket_(context_, zmq::socket_type::dealer) {
-    signals_ = sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1});
+        socket_(context_, zmq::socket_type::dealer),
+        signals_(sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1})) {
     wire::configure_socket(socket_);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
     socket_.connect(config_.broker);
@@ -149,23 +155,17 @@ class Executor {
 
   int run() {
     announce();
-    ticker_.emplace(config_.heartbeat, [this] { heartbeat_while_busy(); });
+    ticker_.emplace(kBusyTick, [this] { while_busy(); });
     next_heartbeat_ = Clock::now() + config_.heartbeat;
     for (;;) {
-      if (inbox_.empty()) receive_available();
-      if (!inbox_.empty()) {
-        Inbox& front = inbox_.front();
-        run_some(front);
-        if (front.next == front.tasks.size()) inbox_.pop_front();
-        // Between frames: cheap checks, so that a long queue does not starve heartbeats or a
-        // request to re-announce.
-        handle_signals();
-        heartbeat_if_due(Clock::now());
-        continue;
-      }
+      receive_available();
       handle_signals();
       const auto now = Clock::now();
       heartbeat_if_due(now);
+      if (TaskQueue::Frame* frame = queue_.front()) {
+        run_some(*frame);
+        continue;
+      }
       if (draining_ && now >= quiet_until_) break;
       wait_for_input(std::min(next_heartbeat_, draining_ ? quiet_until_ : Clock::time_point::max()));
     }
@@ -181,14 +181,7 @@ class Executor {
   }
 
  private:
-  // One received `tasks` frame and how far it has been run. The frame stays alive (and its tasks
-  // are read in place) until every task in it has been answered.
-  struct Inbox {
-    wire::InMessage message;
-    capnp::List<wire::Task>::Reader tasks;
-    std::uint64_t batch_id = 0;
-    unsigned next = 0;
-  };
+  // Everything below that touches the socket runs with socket_mutex_ held, by whichever thread.
 
   void announce() {
     wire::OutMessage out;
@@ -211,25 +204,28 @@ class Executor {
   void heartbeat_if_due(Clock::time_point now) {
     if (now < next_heartbeat_) return;
     next_heartbeat_ = now + config_.heartbeat;
+    send_heartbeat();
+  }
+
+  void send_heartbeat() {
     wire::OutMessage out;
     out.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
     send(out.frame());
   }
 
-  // On the ticker's thread: a heartbeat when the main thread is busy running tasks (it has
-  // released the socket) and nothing was sent for a heartbeat interval. When the main thread holds
-  // the socket it is between tasks or idle, and heartbeats by itself.
-  void heartbeat_while_busy() {
+  // On the ticker's thread, every kBusyTick. When the main thread holds the socket it is between
+  // tasks or idle, and does all of this itself; when it runs tasks, the socket is free and this
+  // thread reads what arrived, acts on signals and heartbeats when nothing was sent for a while.
+  void while_busy() {
     const std::unique_lock socket(socket_mutex_, std::try_to_lock);
-    if (!socket.owns_lock() || Clock::now() - last_sent_ < config_.heartbeat) return;
-    wire::OutMessage out;
-    out.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
-    send(out.frame());
+    if (!socket.owns_lock()) return;
+    receive_available();
+    handle_signals();
+    if (Clock::now() - last_sent_ >= config_.heartbeat) send_heartbeat();
   }
 
-  // Needs the socket (socket_mutex_ held). A frame that cannot leave now (the broker has been
-  // unreachable long enough to fill the high-water mark) is dropped: the broker requeues what it
-  // does not hear about.
+  // A frame that cannot leave now (the broker has been unreachable long enough to fill the
+  // high-water mark) is dropped: the broker requeues what it does not hear about.
   void send(zmq::message_t&& frame) {
     last_sent_ = Clock::now();
     if (!socket_.send(frame, zmq::send_flags::dontwait)) {
@@ -251,11 +247,31 @@ class Executor {
       if (signal == SIGUSR1) {
         announce();
       } else if (!draining_) {  // SIGTERM or SIGINT
-        draining_ = true;
-        quiet_until_ = Clock::now() + kDrainQuietPeriod;
-        announce();  // with draining set: the broker sends nothing more
+        begin_drain();
       }
     }
+  }
+
+  // Stops taking work: announces it (the broker sends nothing more), hands back at once every task
+  // not started, and lets the running one finish.
+  void begin_drain() {
+    draining_ = true;
+    quiet_until_ = Clock::now() + kDrainQuietPeriod;
+    announce();
+    hand_back(std::numeric_limits<std::size_t>::max(), /*answer_even_if_empty=*/false);
+  }
+
+  // Gives up to `count` tasks not started back to the broker, which queues them again.
+  void hand_back(std::size_t count, bool answer_even_if_empty) {
+    const std::vector<TaskQueue::Ref> returned = queue_.hand_back(count);
+    if (returned.empty() && !answer_even_if_empty) return;
+    wire::OutMessage out(static_cast<unsigned>(16 + returned.size() * 2));
+    auto tasks = out.envelope().initHandBack().initTasks(static_cast<unsigned>(returned.size()));
+    for (unsigned i = 0; i < tasks.size(); ++i) {
+      tasks[i].setBatchId(returned[i].batch_id);
+      tasks[i].setIndex(returned[i].index);
+    }
+    send(out.frame());
   }
 
   // Takes every frame that has arrived, without waiting.
@@ -285,10 +301,15 @@ class Executor {
           const auto tasks = batch.getTasks();  // validates the list pointer now, not mid-run
           if (tasks.size() == 0) return;
           const std::uint64_t batch_id = batch.getBatchId();
-          inbox_.push_back(Inbox{std::move(*message), tasks, batch_id, 0});
-          if (draining_) quiet_until_ = Clock::now() + kDrainQuietPeriod;
+          queue_.push(std::move(*message), tasks, batch_id);
+          if (draining_) {  // sent before the broker learnt about the drain: straight back
+            quiet_until_ = Clock::now() + kDrainQuietPeriod;
+            hand_back(std::numeric_limits<std::size_t>::max(), false);
+          }
           return;
         }
+        case wire::Envelope::RECLAIM:
+          return hand_back(envelope.getReclaim().getCount(), /*answer_even_if_empty=*/true);
         case wire::Envelope::HEARTBEAT:
           return;
         case wire::Envelope::ERROR:
@@ -323,48 +344,34 @@ class Executor {
     }
   }
 
-  // Runs up to kMaxResultsPerMessage tasks of `inbox` and sends their results: together while
-  // they come fast, each as soon as it exists otherwise (see TaskDurations).
-  void run_some(Inbox& inbox) {
-    unsigned count = std::min<unsigned>(kMaxResultsPerMessage, inbox.tasks.size() - inbox.next);
-    auto out = std::make_unique<wire::OutMessage>(count * kWordsPerResult + 16);
-    auto results = out->envelope().initResults(count);
-    unsigned done = 0;  // results written into `out`
+  // Runs up to kMaxResultsPerMessage tasks of `frame` and sends their results: together while
+  // they come fast, each as soon as it exists otherwise (see TaskDurations). Called with the
+  // socket held; releases it while the tasks run.
+  void run_some(TaskQueue::Frame& frame) {
+    auto results = std::make_optional<ResultsMessage>(std::min(kMaxResultsPerMessage, TaskQueue::unclaimed(frame)));
     // One clock read per task: a task's end is the next one's start.
     auto clock = Clock::now();
     auto first_done = clock;
-    socket_lock_.unlock();  // the ticker may heartbeat while the tasks run
-    for (unsigned i = 0; i < count; ++i) {
-      const auto task = inbox.tasks[inbox.next + i];
-      if (done > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(task))) {
+    socket_lock_.unlock();  // the ticker may heartbeat and hand back while the tasks run
+    while (!results->full()) {
+      const auto position = TaskQueue::claim(frame);
+      if (!position) break;  // the rest was handed back
+      const auto task = frame.tasks[*position];
+      if (results->count() > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(task))) {
         // The results so far leave now rather than wait for this task.
-        socket_lock_.lock();
-        send(truncated(*out, done));
-        socket_lock_.unlock();
-        out = std::make_unique<wire::OutMessage>((count - i) * kWordsPerResult + 16);
-        results = out->envelope().initResults(count - i);
-        count -= i;
-        inbox.next += i;
-        i = 0;
-        done = 0;
+        {
+          const std::lock_guard socket(socket_mutex_);
+          send(results->frame());
+        }
+        results.emplace(std::min(kMaxResultsPerMessage, TaskQueue::unclaimed(frame) + 1));
       }
       const auto started = clock;
-      run_task(task, inbox.batch_id, results[done], clock);
+      run_task(task, frame.batch_id, results->next(), clock);
       durations_.record(task, clock - started);
-      if (done++ == 0) first_done = clock;
+      if (results->count() == 1) first_done = clock;
     }
     socket_lock_.lock();
-    inbox.next += count;
-    send(out->frame());
-  }
-
-  // The message with only its first `count` results (the list is cut in place; what was reserved
-  // for the rest is sent as zeroes).
-  static zmq::message_t truncated(wire::OutMessage& out, unsigned count) {
-    auto results = out.envelope().disownResults();
-    results.truncate(count);
-    out.envelope().adoptResults(kj::mv(results));
-    return out.frame();
+    if (results->count() > 0) send(results->frame());
   }
 
   // Runs one task into `result`; `clock` is the time it starts and becomes the time it ended.
@@ -405,59 +412,19 @@ class Executor {
         return fail(result, ErrorKind::refused, "",
                     "this worker does not run shell commands: it was started without --allow-shell");
       }
-      return run_shell(task, result);
+      // Live output goes to the broker as it comes; each chunk takes the socket for its send.
+      return shell_.run(task, result, [&](OutputType type, std::string_view text) {
+        wire::OutMessage out(static_cast<unsigned>(16 + text.size() / 8));
+        auto chunk = out.envelope().initOutput();
+        chunk.setBatchId(task.getBatchId());
+        chunk.setIndex(task.getIndex());
+        chunk.setStream(type == OutputType::out ? wire::OutputChunk::Stream::OUT : wire::OutputChunk::Stream::ERR);
+        chunk.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
+        const std::lock_guard socket(socket_mutex_);
+        send(out.frame());
+      });
     }
     detail::invoke_registered(name, wire::wrap(args), wire::wrap(result.initValue()));
-  }
-
-  // Runs a shell command to its end (or its timeout) and writes how it ended into `result`. While
-  // it runs, its output goes to the broker as it comes when the client asked for it (stream).
-  // The main thread has released the socket (the ticker heartbeats meanwhile): each chunk takes
-  // it for its send.
-  void run_shell(wire::Task::Reader task, wire::Result::Builder result) {
-    const detail::ProcessSpec spec = shell_spec(task);
-    const bool stream = task.getShell().getStream() && !spec.quiet;
-    const std::uint64_t batch_id = task.getBatchId();
-    const std::uint32_t index = task.getIndex();
-    if (!environment_) environment_ = detail::Environment::capture();
-    std::optional<detail::ProcessOutcome> outcome;
-    detail::ChildTable children(
-        [&](std::size_t, OutputType type, std::string_view text) {
-          if (!stream) return;
-          wire::OutMessage out(static_cast<unsigned>(16 + text.size() / 8));
-          auto chunk = out.envelope().initOutput();
-          chunk.setBatchId(batch_id);
-          chunk.setIndex(index);
-          chunk.setStream(type == OutputType::out ? wire::OutputChunk::Stream::OUT : wire::OutputChunk::Stream::ERR);
-          chunk.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
-          const std::lock_guard socket(socket_mutex_);
-          send(out.frame());
-        },
-        [&](std::size_t, detail::ProcessOutcome ended) { outcome = std::move(ended); }, "worker " + config_.worker_id);
-    children.start(0, spec, *environment_);
-    if (const auto pid = children.pid_of(0)) config_.running->set_shell_group(*pid);
-    std::vector<pollfd> fds;
-    while (!outcome) {
-      fds.clear();
-      const auto until = children.prepare(fds);
-      if (::poll(fds.data(), fds.size(), sys::poll_timeout_ms(until)) < 0 && errno != EINTR) {
-        children.stop_all(std::chrono::milliseconds(0));
-      }
-      children.handle(fds, 0);
-    }
-    config_.running->set_shell_group(0);
-    auto shell = result.initShell();
-    shell.setExitCode(outcome->exit_code);
-    shell.setSignal(outcome->signal);
-    shell.setTimedOut(outcome->timed_out);
-    shell.setIdleTimedOut(outcome->idle_timed_out);
-    shell.setStarted(outcome->started);
-    shell.setOutput(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(outcome->output.data()), outcome->output.size()));
-    shell.setErrorOutput(
-        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(outcome->error_output.data()), outcome->error_output.size()));
-    result.setExitCode(outcome->exit_code);
-    result.initValue();  // `none`: the outcome is in `shell`
-    result.setRanOn(outcome->ran_on);
   }
 
   // Replaces whatever the task wrote with an error (the union's value becomes unreachable).
@@ -472,21 +439,24 @@ class Executor {
   const ExecutorConfig& config_;
   const std::string ran_on_;
   const std::vector<std::string> task_names_;
+  ShellTask shell_;
+  TaskQueue queue_;
+  TaskDurations durations_;  // the main thread's
   zmq::context_t context_;
   zmq::socket_t socket_;
   sys::UniqueFd signals_;
-  std::deque<Inbox> inbox_;
-  TaskDurations durations_;
-  std::shared_ptr<const detail::Environment> environment_;  // captured at the first shell command
+
+  // Guarded by socket_mutex_ (whichever thread holds the socket).
   bool draining_ = false;
   Clock::time_point quiet_until_ = Clock::time_point::max();
-  Clock::time_point next_heartbeat_;
   Clock::time_point last_announce_;
+  Clock::time_point last_sent_;
   std::uint64_t dropped_frames_ = 0;
   std::uint64_t unsent_frames_ = 0;
+
+  Clock::time_point next_heartbeat_;  // the main thread's
   std::mutex socket_mutex_;
   std::unique_lock<std::mutex> socket_lock_{socket_mutex_};  // the main thread's hold on the socket
-  Clock::time_point last_sent_;                              // guarded by socket_mutex_
   std::optional<Ticker> ticker_;  // last: stopped before anything it uses goes
 };
 

@@ -25,7 +25,7 @@ struct ExecutorConfig {
 };
 
 // Exit codes of an executor process, as its supervisor sees them.
-inline constexpr int kExecutorDrained = 0;       // drained on request: every received task answered
+inline constexpr int kExecutorDrained = 0;       // drained on request: every received task answered or handed back
 inline constexpr int kExecutorFailed = 70;       // could not set itself up, or its socket failed
 
 // Runs an executor in the calling process, which must be freshly forked by its supervisor with

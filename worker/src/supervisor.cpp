@@ -94,6 +94,7 @@ struct ExecutorSlot {
   sys::ChildProcess process;
   Clock::time_point started{};
   bool stop_requested = false;  // killed on the broker's stopExecutor
+  bool drain_expired = false;   // killed because the worker's drain took too long
   Clock::time_point restart_at = Clock::time_point::max();
   Backoff restart_backoff;
 };
@@ -124,7 +125,7 @@ class Supervisor::State {
     const std::uint64_t seed = random_seed();
     slots_.reserve(config.processes);
     for (unsigned n = 0; n < config.processes; ++n) {
-      slots_.push_back(ExecutorSlot{n, 0, {}, sys::ChildProcess(), {}, false, Clock::time_point::max(),
+      slots_.push_back(ExecutorSlot{n, 0, {}, sys::ChildProcess(), {}, false, false, Clock::time_point::max(),
                                     Backoff(kBackoffInitial, kBackoffLimit, kBackoffJitter, seed + n)});
     }
   }
@@ -242,6 +243,7 @@ class Supervisor::State {
       lost.setIndex(running.index);
     }
     lost.setStoppedByBroker(slot.stop_requested);
+    lost.setDrained(slot.drain_expired);
     send(out.frame());
   }
 
@@ -410,7 +412,8 @@ class Supervisor::State {
   void begin_drain(int signal) {
     draining_ = true;
     drain_deadline_ = Clock::now() + config_.drain_timeout;
-    spdlog::info("worker {}: SIG{} received; draining (executors finish what they hold, at most {} ms)",
+    spdlog::info("worker {}: SIG{} received; draining (executors hand back what they have not started and finish "
+                 "what runs, at most {} ms)",
                  config_.worker_id, ::sigabbrev_np(signal), config_.drain_timeout.count());
     announce();  // with draining set: the broker sends nothing new
     for (auto& slot : slots_) {
@@ -441,9 +444,12 @@ class Supervisor::State {
       }
     } else if (!killed_at_deadline_ && now >= drain_deadline_) {
       killed_at_deadline_ = true;
-      spdlog::warn("worker {}: {} executor(s) still busy after {} ms; killing them", config_.worker_id,
-                   live_executors(), config_.drain_timeout.count());
-      for (const auto& slot : slots_) slot.process.signal_group(SIGKILL);
+      spdlog::warn("worker {}: {} executor(s) still busy after {} ms; killing them (their tasks run again elsewhere)",
+                   config_.worker_id, live_executors(), config_.drain_timeout.count());
+      for (auto& slot : slots_) {
+        slot.drain_expired = slot.process.running();
+        slot.process.signal_group(SIGKILL);
+      }
     }
   }
 

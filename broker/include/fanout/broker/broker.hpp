@@ -31,6 +31,10 @@ struct Config {
   std::chrono::milliseconds liveness{2000};  // a peer silent this long is dead
   std::size_t max_frame_bytes = std::size_t{512} << 20;
   unsigned max_attempts = 3;  // a task that took down its executor this often fails (worker lost)
+  // What a task is expected to take until results of its name say otherwise. Executors hold work
+  // ahead of the task they run only while it is quick (see dispatch), so the default, as long as
+  // a slow task, sends nothing ahead of a task nobody has seen finish yet.
+  std::chrono::nanoseconds unknown_task_time = std::chrono::hours(1);
   // Binding anything but loopback, ipc or inproc is refused without it, until fanout has
   // authentication.
   bool insecure = false;
@@ -51,6 +55,8 @@ struct Counters {
   std::atomic<std::uint64_t> dropped_messages{0};   // unreadable, wrong version, wrong sender
   std::atomic<std::uint64_t> duplicate_results{0};  // results for slots no longer in flight
   std::atomic<std::uint64_t> requeued_tasks{0};
+  std::atomic<std::uint64_t> handed_back_tasks{0};  // given back unstarted by executors (drain, reclaim)
+  std::atomic<std::uint64_t> reclaims{0};           // executors asked to hand back what they had not started
   std::atomic<std::uint64_t> executors_lost{0};
   std::atomic<std::uint64_t> deferred_accepted{0};  // deferred batches acknowledged
   std::atomic<std::uint64_t> deferred_done{0};      // deferred tasks finished since start

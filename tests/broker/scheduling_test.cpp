@@ -1,0 +1,217 @@
+// Where work goes (docs/protocol.md, "Routing"): prefetch that follows how long tasks take,
+// handing back and reclaiming work that another executor could start, run limits per task, and
+// the drain of a worker.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "broker_harness.hpp"
+
+using namespace broker_test;
+
+namespace {
+
+// Results that say how long each task ran (the real executor's elapsedUs), from which the broker
+// learns how long tasks of that name take.
+zmq::message_t timed_results(const std::vector<Answer>& answers, std::chrono::microseconds ran) {
+  wire::OutMessage out;
+  auto list = out.envelope().initResults(static_cast<unsigned>(answers.size()));
+  for (unsigned i = 0; i < answers.size(); ++i) {
+    list[i].setBatchId(answers[i].batch);
+    list[i].setIndex(answers[i].index);
+    list[i].setAttempt(answers[i].attempt);
+    list[i].initValue().setInt(answers[i].value);
+    list[i].setRanOn("fake executor");
+    list[i].setElapsedUs(static_cast<std::uint64_t>(ran.count()));
+  }
+  return out.frame();
+}
+
+zmq::message_t hand_back(const std::vector<std::pair<std::uint64_t, std::uint32_t>>& tasks) {
+  wire::OutMessage out;
+  auto list = out.envelope().initHandBack().initTasks(static_cast<unsigned>(tasks.size()));
+  for (unsigned i = 0; i < tasks.size(); ++i) {
+    list[i].setBatchId(tasks[i].first);
+    list[i].setIndex(tasks[i].second);
+  }
+  return out.frame();
+}
+
+// One task with a run limit of its own (Task.timeoutMs), in a batch without a deadline.
+zmq::message_t limited_task(std::uint64_t batch, std::uint32_t limit_ms) {
+  wire::OutMessage out;
+  fill_tasks(out.envelope().initTasks(), batch, 1, {{0, "square"}}, 0);
+  out.envelope().getTasks().getTasks()[0].setTimeoutMs(limit_ms);
+  return out.frame();
+}
+
+// Teaches the broker that "square" is quick: one task, answered as having run for 5 µs.
+void teach_quick(FakeClient& client, FakeExecutor& executor) {
+  client.send(tasks_window(1, 1, 0, 1));
+  REQUIRE(executor.wait_held(1));
+  executor.peer().send(timed_results({{1, 0, 0, 0}}, std::chrono::microseconds(5)));
+  REQUIRE(client.wait_settled(1, 1));
+}
+
+ExecutorOptions holding(const std::string& id, const std::string& worker, bool record = false) {
+  return ExecutorOptions{.id = id, .worker = worker, .slots = 64, .answer = false, .record = record};
+}
+
+}  // namespace
+
+TEST_CASE("a task nobody has seen finish goes only to an idle executor: slow work waits at the broker, not behind other work") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
+  FakeExecutor first(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  FakeExecutor second(context, broker.endpoint(), holding("w1/1/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 2));
+  FakeClient client(context, broker.endpoint());
+
+  client.send(tasks_window(7, 4, 0, 4));
+  REQUIRE(first.wait_held(1));
+  REQUIRE(second.wait_held(1));
+  CHECK_FALSE(first.wait_held(2, std::chrono::milliseconds(200)));  // nothing ahead of a task of unknown length
+  CHECK(second.held().size() == 1);
+
+  // The first finishes after 300 ms: its name is slow, so it still gets one task at a time.
+  const HeldTask done = first.held().front();
+  first.peer().send(timed_results({{7, done.index, 0, 0}}, std::chrono::milliseconds(300)));
+  REQUIRE(client.wait_settled(7, 1));
+  REQUIRE(first.wait_tasks(2));
+  CHECK_FALSE(first.wait_tasks(3, std::chrono::milliseconds(200)));
+  CHECK(broker.died().empty());
+}
+
+TEST_CASE("tasks that proved quick are sent ahead, as many as the executor's credit holds") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  teach_quick(client, executor);
+
+  client.send(tasks_window(8, 40, 0, 40));
+  CHECK(executor.wait_held(40));  // all at once: 40 tasks of 5 µs are well within what it may hold ahead
+}
+
+TEST_CASE("tasks an executor hands back go to the front of the queue with their attempts unchanged, and run elsewhere") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor first(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  teach_quick(client, first);
+  client.send(tasks_window(9, 4, 0, 4));
+  REQUIRE(first.wait_held(5));  // the lesson's task, and all four at once
+
+  // It drains: it says so, runs task 0 and gives back the others, the last received first.
+  first.peer().send(announce_executor("w1/0/0", "w1", {"square"}, 64, /*draining=*/true));
+  first.peer().send(hand_back({{9, 3}, {9, 2}, {9, 1}}));
+  std::atomic<std::uint64_t> sequence{0};
+  auto other = make_supervisor(context, broker.endpoint(), "w2", 1);
+  FakeExecutor second(context, broker.endpoint(),
+                      ExecutorOptions{.id = "w2/0/0", .worker = "w2", .slots = 64, .sequence = &sequence});
+  REQUIRE(second.wait_tasks(3));
+  std::vector<std::uint32_t> order;
+  for (const auto& dispatched : second.dispatched()) order.push_back(dispatched.index);
+  CHECK(order == std::vector<std::uint32_t>{1, 2, 3});
+  CHECK(broker.counters().handed_back_tasks == 3);
+  first.answer(2);  // the lesson's task (already settled: a duplicate) and task 0
+  REQUIRE(client.wait_settled(9, 4));
+  for (const auto& [index, outcome] : client.outcomes(9)) {
+    CAPTURE(index);
+    CHECK(outcome.ok);
+    CHECK(outcome.attempt == 0);  // handing back is no attempt
+  }
+  CHECK(client.twice() == 0);
+}
+
+TEST_CASE("an idle executor gets the work another holds behind a task that turned out slow: the broker reclaims it") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor busy(context, broker.endpoint(), holding("w1/0/0", "w1", /*record=*/true));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  teach_quick(client, busy);
+  client.send(tasks_window(10, 4, 0, 4));
+  REQUIRE(busy.wait_held(5));  // the lesson's task, then four quick ones, all ahead; task 0 takes far longer than 5 µs
+
+  std::atomic<std::uint64_t> sequence{0};
+  auto other = make_supervisor(context, broker.endpoint(), "w2", 1);
+  FakeExecutor idle(context, broker.endpoint(),
+                    ExecutorOptions{.id = "w2/0/0", .worker = "w2", .slots = 64, .sequence = &sequence});
+  const Received reclaim = busy.peer().take(Kind::RECLAIM);
+  REQUIRE(reclaim);
+  CHECK(reclaim->envelope().getReclaim().getCount() == 3);  // all but the one it runs
+  CHECK(broker.counters().reclaims == 1);
+  busy.peer().send(hand_back({{10, 3}, {10, 2}, {10, 1}}));
+  REQUIRE(idle.wait_tasks(3));
+  std::set<std::uint32_t> ran_elsewhere;
+  for (const auto& dispatched : idle.dispatched()) ran_elsewhere.insert(dispatched.index);
+  CHECK(ran_elsewhere == std::set<std::uint32_t>{1, 2, 3});
+}
+
+TEST_CASE("a task over its own run limit fails as timeout naming the limit, and its executor is stopped") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1", true, true});
+  supervisor->send(announce_supervisor("w1", 1));
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+
+  const auto sent = Clock::now();
+  client.send(limited_task(11, 150));
+  REQUIRE(executor.wait_held(1));
+  REQUIRE(client.wait_settled(11, 1, std::chrono::seconds(5)));
+  const auto outcome = client.outcomes(11).at(0);
+  CHECK_FALSE(outcome.ok);
+  CHECK(outcome.kind == wire::ErrorKind::TIMEOUT);
+  CHECK(outcome.message.find("time limit of 150 ms") != std::string::npos);
+  CHECK(Clock::now() - sent >= std::chrono::milliseconds(150));  // never before its limit
+  const Received stop = supervisor->take(Kind::STOP_EXECUTOR);
+  REQUIRE(stop);
+  CHECK(std::string(stop->envelope().getStopExecutor().getExecutorId().cStr()) == "w1/0/0");
+  // Its late result is a duplicate, not a second outcome.
+  executor.answer(1);
+  REQUIRE(fanout_test::eventually([&] { return broker.counters().duplicate_results == 1; }, kSoon));
+  CHECK(client.twice() == 0);
+}
+
+TEST_CASE("a task whose executor was stopped at the end of its worker's drain runs again without counting an attempt") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor draining(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  client.send(tasks_window(12, 1, 0, 1));
+  REQUIRE(draining.wait_held(1));
+
+  wire::OutMessage lost;
+  auto report = lost.envelope().initExecutorLost();
+  report.setExecutorId("w1/0/0");
+  report.setSignal(9);
+  report.setRunning(true);
+  report.setBatchId(12);
+  report.setIndex(0);
+  report.setDrained(true);
+  supervisor->send(lost.frame());
+
+  auto other = make_supervisor(context, broker.endpoint(), "w2", 1);
+  FakeExecutor elsewhere(context, broker.endpoint(), holding("w2/0/0", "w2"));
+  REQUIRE(elsewhere.wait_held(1));
+  CHECK(elsewhere.held().front().attempt == 0);
+}
