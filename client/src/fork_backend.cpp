@@ -223,8 +223,10 @@ class ForkedChild {
     return process_.pidfd() >= 0 ? (pidfd_events & POLLIN) != 0 : eof_;
   }
 
-  void kill_for_timeout() noexcept {
+  // Kills the child for a time limit; its slot fails with kind timeout and `why`.
+  void kill_for_timeout(std::string why) noexcept {
     timed_out_ = true;
+    timeout_message_ = std::move(why);
     process_.signal_group(SIGKILL);
   }
 
@@ -234,7 +236,7 @@ class ForkedChild {
   }
 
   // Reaps the (ended) child and delivers the slot's outcome.
-  void finish(const RunOptions& options, Results& results) {
+  void finish(Results& results) {
     drain();
     // A task's grandchildren may outlive it in its process group; a slot that is over owns nothing.
     const int status = process_.wait(/*kill_group=*/true);
@@ -247,7 +249,7 @@ class ForkedChild {
     }
     if (timed_out_) {
       failure.kind = ErrorKind::timeout;
-      failure.message = "exceeded its time limit of " + std::to_string(options.timeout.count()) + " ms and was killed";
+      failure.message = timeout_message_;
       return results.failure(index_, std::move(failure));
     }
     const bool complete = header_read_ == sizeof(header_) && body_.size() > 0 &&
@@ -312,6 +314,7 @@ class ForkedChild {
   Clock::time_point started_;
   Clock::time_point deadline_;
   bool timed_out_ = false;
+  std::string timeout_message_;
   bool cancelled_ = false;
   bool eof_ = false;
   std::uint64_t header_ = 0;
@@ -435,9 +438,21 @@ class ForkBackend final : public Backend {
     std::vector<pollfd> fds;
     std::size_t next = 0;
     bool cancelling = false;
+    bool expired = false;
+    const auto batch_deadline =
+        options.deadline.count() > 0 ? Clock::now() + options.deadline : Clock::time_point::max();
 
     while (next < total || !running.empty()) {
       const auto now = Clock::now();
+      if (!expired && now >= batch_deadline) {
+        // The batch is out of time: what runs is killed, what has not started never will.
+        expired = true;
+        const std::string why = "the batch exceeded its deadline of " + std::to_string(options.deadline.count()) + " ms";
+        for (auto& child : running) {
+          if (!child->timed_out()) child->kill_for_timeout(why);
+        }
+        for (; next < total; ++next) results.failure(next, FailureInfo{ErrorKind::timeout, "", why, "fork"});
+      }
       // Children still working on their slot, and how many of them have turned slow.
       std::size_t busy = 0;
       std::size_t slow = 0;
@@ -462,6 +477,7 @@ class ForkBackend final : public Backend {
         fds.push_back({child->pidfd(), POLLIN, 0});
         if (!child->timed_out()) nearest = std::min(nearest, child->deadline());
       }
+      if (!expired) nearest = std::min(nearest, batch_deadline);
       // Slots still waiting start as soon as a running child turns slow.
       if (!capped && next < total && width < maximum) {
         for (const auto& child : running) {
@@ -484,9 +500,12 @@ class ForkBackend final : public Backend {
       for (std::size_t i = running.size(); i-- > 0;) {
         ForkedChild& child = *running[i];
         if (fds[2 * i].revents != 0) child.drain();
-        if (!child.timed_out() && after >= child.deadline()) child.kill_for_timeout();
+        if (!child.timed_out() && after >= child.deadline()) {
+          child.kill_for_timeout("exceeded its time limit of " + std::to_string(options.timeout.count()) +
+                                 " ms and was killed");
+        }
         if (child.has_ended(fds[2 * i + 1].revents)) {
-          child.finish(options, results);
+          child.finish(results);
           running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
         }
       }

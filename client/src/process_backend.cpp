@@ -135,7 +135,7 @@ class BatchRun final : private BatchLink::Receiver {
         health_(std::move(health)),
         link_(socket, where,
               BatchLink::Header{static_cast<std::uint32_t>(batch.size()),
-                                static_cast<std::uint32_t>(options.timeout.count()),
+                                static_cast<std::uint32_t>(options.deadline.count()),
                                 // The cap holds at the broker, over every executor of every worker.
                                 static_cast<std::uint32_t>(std::min<std::size_t>(options.max_concurrency, UINT32_MAX)),
                                 false},
@@ -143,9 +143,9 @@ class BatchRun final : private BatchLink::Receiver {
 
   void go() {
     const std::size_t total = batch_.size();
-    // A broker that stops answering must not hang the caller past the batch's own limit.
+    // A broker that stops answering must not hang the caller past the batch's deadline.
     std::optional<Clock::time_point> give_up;
-    if (options_.timeout.count() > 0) give_up = Clock::now() + options_.timeout + std::chrono::seconds(2);
+    if (options_.deadline.count() > 0) give_up = Clock::now() + options_.deadline + std::chrono::seconds(2);
 
     try {
       while (results_.settled_count() < total) {
@@ -166,7 +166,7 @@ class BatchRun final : private BatchLink::Receiver {
         if (const auto broken = health_ ? health_() : std::nullopt) {
           fail_open(ErrorKind::worker_lost, *broken);
         } else if (give_up && Clock::now() > *give_up) {
-          fail_open(ErrorKind::timeout, "exceeded its time limit of " + std::to_string(options_.timeout.count()) +
+          fail_open(ErrorKind::timeout, "the batch exceeded its deadline of " + std::to_string(options_.deadline.count()) +
                                             " ms (the broker did not report in time)");
         }
       }

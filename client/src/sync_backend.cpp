@@ -18,7 +18,16 @@ class SyncBackend final : public Backend {
   bool runs_plain_callables() const noexcept override { return true; }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
+    const auto deadline = options.deadline.count() > 0 ? std::chrono::steady_clock::now() + options.deadline
+                                                       : std::chrono::steady_clock::time_point::max();
     for (std::size_t i = 0; i < batch.size() && !results.cancelled(); ++i) {
+      if (std::chrono::steady_clock::now() >= deadline) {  // slots not started by the deadline never start
+        results.failure(i, FailureInfo{ErrorKind::timeout, "",
+                                       "the batch exceeded its deadline of " + std::to_string(options.deadline.count()) +
+                                           " ms before this slot started",
+                                       "sync"});
+        continue;
+      }
       const Job job = batch.job(i);
       const auto started = std::chrono::steady_clock::now();
       std::optional<Payload> value;

@@ -130,6 +130,28 @@ TEST_CASE("a batch over its time limit fails the slow slots with kind timeout, a
   CHECK(process().run(calls) == std::vector<int>(8, 25));
 }
 
+TEST_CASE("timeout() limits each slot's run time, not its wait: four 600 ms slots two at a time all finish under a 1 s limit") {
+  const std::vector<fanout::Call<int>> calls(4, local_sleep(600));
+  const auto outcomes = process().max_concurrency(2).timeout(1s).settle(calls);
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    CAPTURE(i);
+    CHECK(outcomes[i].ok());  // the second pair waited 600 ms, then ran 600 ms: within its limit
+  }
+}
+
+TEST_CASE("deadline() limits the whole batch, waiting included: what has not finished by then fails as timeout") {
+  const auto started = std::chrono::steady_clock::now();
+  const std::vector<fanout::Call<int>> calls{local_sleep(100), local_sleep(20000), local_sleep(20000)};
+  const auto outcomes = process().max_concurrency(1).deadline(700ms).settle(calls);
+  CHECK(outcomes[0].ok());
+  for (std::size_t i = 1; i < outcomes.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE_FALSE(outcomes[i].ok());
+    CHECK(outcomes[i].error().kind() == fanout::ErrorKind::timeout);
+  }
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+}
+
 TEST_CASE("a task that keeps killing its executor fails with kind worker lost") {
   auto [crash, fine] = process().settle(local_crash(), local_square(6));
   REQUIRE_FALSE(crash.ok());

@@ -300,6 +300,21 @@ TEST_CASE("the sync driver runs in order in the calling process") {
   CHECK(order == std::vector<int>{0, 1, 2, 3});
 }
 
+TEST_CASE("the sync driver starts no slot after the batch's deadline") {
+  auto [first, second] = fanout::Concurrency::driver("sync")
+                             .deadline(std::chrono::milliseconds(30))
+                             .settle(
+                                 [] {
+                                   std::this_thread::sleep_for(std::chrono::milliseconds(60));
+                                   return 1;
+                                 },
+                                 [] { return 2; });
+  CHECK(first.value() == 1);  // it had started: the sync driver cannot stop it
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().kind() == fanout::ErrorKind::timeout);
+  CHECK(second.error().remote_message().find("deadline of 30 ms") != std::string::npos);
+}
+
 TEST_CASE("the sync driver fails a slot that overran its time limit, as the others would") {
   auto [slow, quick] = fanout::Concurrency::driver("sync")
                            .timeout(std::chrono::milliseconds(20))

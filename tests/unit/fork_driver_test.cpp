@@ -266,6 +266,36 @@ TEST_CASE("a slot over its time limit is killed and fails with kind timeout nami
   CHECK(fanout_test::child_count() == 0);
 }
 
+TEST_CASE("the fork driver's timeout limits each slot's run time, its deadline the whole batch") {
+  const auto slow = [] {
+    std::this_thread::sleep_for(600ms);
+    return 1;
+  };
+  SUBCASE("four 600 ms slots two at a time all finish under a 1 s timeout") {
+    std::vector<std::function<int()>> slots(4, slow);
+    for (const auto& outcome : fork_driver().max_concurrency(2).timeout(1s).settle(slots)) CHECK(outcome.ok());
+  }
+  SUBCASE("with a 900 ms deadline, the second pair is killed and fails as timeout") {
+    std::vector<std::function<int()>> slots(4, slow);
+    const auto outcomes = fork_driver().max_concurrency(2).deadline(900ms).settle(slots);
+    CHECK(outcomes[0].ok());
+    CHECK(outcomes[1].ok());
+    for (std::size_t i = 2; i < 4; ++i) {
+      REQUIRE_FALSE(outcomes[i].ok());
+      CHECK(outcomes[i].error().kind() == fanout::ErrorKind::timeout);
+      CHECK(outcomes[i].error().remote_message().find("deadline of 900 ms") != std::string::npos);
+    }
+  }
+  SUBCASE("slots that never started by the deadline fail as timeout too") {
+    std::vector<std::function<int()>> slots(3, slow);
+    const auto outcomes = fork_driver().max_concurrency(1).deadline(300ms).settle(slots);
+    for (const auto& outcome : outcomes) {
+      REQUIRE_FALSE(outcome.ok());
+      CHECK(outcome.error().kind() == fanout::ErrorKind::timeout);
+    }
+  }
+}
+
 TEST_CASE("a timeout also stops what the slot started") {
   fanout_test::TempDir dir;
   const auto pid_file = dir.path() / "grandchild.pid";

@@ -55,8 +55,9 @@ struct Job {
 };
 
 struct RunOptions {
-  std::size_t max_concurrency = 0;       // 0: the driver's default (fork: the number of cores)
-  std::chrono::milliseconds timeout{0};  // fork, sync: per slot; process: the whole batch; 0: none
+  std::size_t max_concurrency = 0;        // 0: the driver's default (as wide as the work, see README)
+  std::chrono::milliseconds timeout{0};   // each slot's run time; 0: none
+  std::chrono::milliseconds deadline{0};  // the whole batch, queue wait included, from submission; 0: none
   std::shared_ptr<const std::atomic<bool>> cancelled;  // set by a CancellationToken
   // Called after each slot settles, with (settled, total), on the thread running the batch.
   std::function<void(std::size_t, std::size_t)> on_progress;
@@ -322,10 +323,20 @@ class Driver {
     return Driver(backend_, std::move(options));
   }
 
-  // Each slot may run for at most `limit`; past it the slot is killed and fails with kind timeout.
+  // Each slot may run for at most `limit` (its run time, from when it starts; time waiting for a
+  // free process does not count); past it the slot is killed and fails with kind timeout. The sync
+  // driver cannot stop a slot early: one that ran past the limit fails as timeout when it returns.
   Driver timeout(std::chrono::milliseconds limit) const {
     auto options = options_;
     options.timeout = limit;
+    return Driver(backend_, std::move(options));
+  }
+
+  // The whole batch may take at most `limit` from the moment it is submitted, waiting included;
+  // at the deadline every slot not finished fails with kind timeout (running ones are killed).
+  Driver deadline(std::chrono::milliseconds limit) const {
+    auto options = options_;
+    options.deadline = limit;
     return Driver(backend_, std::move(options));
   }
 
