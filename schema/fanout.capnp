@@ -165,6 +165,7 @@ struct Envelope {
     deferredReport @15 :DeferredReport;    # broker -> `fanout deferred`
     handBack @16 :HandBack;        # executor -> broker: tasks it received and will not run
     reclaim @17 :Reclaim;          # broker -> executor: hand back tasks you have not started
+    grow @18 :Grow;                # broker -> supervisor: start more executors (up to maxProcesses)
   }
 }
 
@@ -192,6 +193,8 @@ struct Announce {
   processes @7 :UInt32;      # Supervisors: executor processes supervised.
   pid @8 :Int32;
   draining @9 :Bool;         # Stopping: send nothing new.
+  maxProcesses @10 :UInt32;  # Supervisors: how many executors it may run at most when asked to
+                             # grow (0 or `processes`: a fixed number).
 }
 
 struct TaskRef {
@@ -208,6 +211,13 @@ struct HandBack {
 
 struct Reclaim {
   count @0 :UInt32;          # Hand back up to this many tasks not started, the last received first.
+}
+
+struct Grow {
+  # Tasks wait while the executors run slow tasks (waiting on something, not computing): start
+  # this many more executors, as far as maxProcesses allows. The extra ones stop by themselves
+  # after a while with nothing to do (they say `bye`).
+  executors @0 :UInt32;
 }
 
 struct Heartbeat {

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
       "  FANOUT_BROKER=ipc:///run/fanout/broker.sock FANOUT_LOAD=/opt/a.so:/opt/b.so fanout-worker\n"
       "  fanout-worker --connect tcp://127.0.0.1:5555 --allow-shell   # also accept shell commands\n"
       "\n"
-      "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
+      "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_MAX_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
       "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
       "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_LOG_LEVEL.\n"
       "\n"
@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--processes,-p", config.processes, "Executor processes (default: one per core)")
       ->envname("FANOUT_PROCESSES");
+  app.add_option("--max-processes", config.max_processes,
+                 "Grow up to this many executors while tasks wait on slow ones (default: --processes, fixed)")
+      ->envname("FANOUT_MAX_PROCESSES");
   app.add_option("--slots", config.slots_per_executor, "Tasks the broker may send each executor ahead")
       ->envname("FANOUT_SLOTS")
       ->check(CLI::Range(1, 1 << 20));

@@ -22,6 +22,11 @@ constexpr auto kRunLimitGrace = std::chrono::milliseconds(100);
 // An executor whose running task has taken this long (and twice what its name usually takes) is
 // asked to hand back what it holds behind it when another executor is idle.
 constexpr auto kReclaimAfter = std::chrono::milliseconds(20);
+// An executor whose task has run this long is waiting on something rather than computing (the
+// rule of client/src/width.hpp): while tasks wait, its worker is asked for another executor.
+constexpr auto kSlowSlot = std::chrono::milliseconds(5);
+// Growth asked for at most this many executors at a time.
+constexpr std::size_t kMostGrowth = 64;
 
 // The first queue entry of `batch` that `executor` serves (almost always the front).
 std::deque<Pending>::iterator first_served(const Executor& executor, Batch& batch) {
@@ -78,6 +83,43 @@ void Dispatch::run() {
     if (!executor->draining && executor->in_flight.empty()) idle.push_back(executor);
   }
   if (!idle.empty()) reclaim_for_idle(idle);
+}
+
+void Dispatch::grow(Clock::time_point now) {
+  next_growth_check_ = Clock::time_point::max();
+  if (!peers_.may_grow()) return;
+  std::size_t waiting = 0;  // tasks that could start now if there were an executor for them
+  for (const auto& [id, batch] : batches_.all()) {
+    if (batch.ended || batch.queue.empty()) continue;
+    std::size_t may_start = batch.queued;
+    if (batch.max_running > 0) {
+      may_start = std::min<std::size_t>(may_start, batch.max_running > batch.in_flight ? batch.max_running - batch.in_flight : 0);
+    }
+    waiting += may_start;
+    if (waiting >= kMostGrowth) break;
+  }
+  if (waiting == 0) return;
+  std::size_t slow = 0;
+  for (const Executor& executor : peers_.executors()) {
+    if (executor.draining || executor.in_flight.empty()) continue;
+    if (now - executor.front_since >= kSlowSlot) {
+      ++slow;
+    } else {
+      next_growth_check_ = std::min(next_growth_check_, executor.front_since + kSlowSlot);
+    }
+  }
+  if (slow == 0) return;
+  // Executors already on their way (announced by their supervisor, not connected yet) will take
+  // some of the waiting tasks.
+  const std::size_t coming = peers_.executors_coming();
+  const std::size_t wanted = std::min(waiting, slow);
+  if (wanted <= coming) {
+    next_growth_check_ = std::min(next_growth_check_, now + Peers::kGrowPatience);
+    return;
+  }
+  if (peers_.ask_to_grow(wanted - coming, now) == 0) {
+    next_growth_check_ = std::min(next_growth_check_, now + Peers::kGrowPatience);  // asked already: look again later
+  }
 }
 
 void Dispatch::reclaim_for_idle(const std::vector<Executor*>& idle) {

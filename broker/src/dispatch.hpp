@@ -50,6 +50,14 @@ class Dispatch {
   // Gives every executor with free credit what it may take now.
   void run();
 
+  // Asks workers that may grow for more executors when tasks wait while every executor runs a
+  // task that has taken longer than kSlowSlot (waiting on something rather than computing): one
+  // more for each such executor, up to the tasks waiting. Local mode's pool grows this way, as
+  // wide as the work (client/src/width.hpp); fanout-worker --max-processes opts in.
+  void grow(Clock::time_point now);
+  // When grow() should look again (an executor's task is about to turn slow), or time_point::max().
+  Clock::time_point next_growth_check() const noexcept { return next_growth_check_; }
+
   // The executors a send failed to since the last call (ZMQ_ROUTER_MANDATORY: they are gone). The
   // work they were given is still in their in-flight lists, to be taken back when they are lost.
   std::vector<PeerId> take_unreachable() { return std::exchange(unreachable_, {}); }
@@ -69,6 +77,7 @@ class Dispatch {
   Peers& peers_;
   Batches& batches_;
   std::vector<PeerId> unreachable_;
+  Clock::time_point next_growth_check_ = Clock::time_point::max();
 };
 
 }  // namespace fanout::broker

@@ -75,6 +75,7 @@ void Loop::run() {
       handle(parts);
     }
     dispatch_.run();
+    dispatch_.grow(Clock::now());
     for (const PeerId& id : dispatch_.take_unreachable()) {
       lose_executor(id, std::nullopt, Batches::Blame::stopped_task, "unreachable");
     }
@@ -176,7 +177,9 @@ void Loop::on_tasks(const PeerId& client, wire::InMessage message, Clock::time_p
 
 void Loop::on_bye(const PeerId& peer) {
   if (peers_.is_supervisor(peer)) return drop_supervisor(peer, "said goodbye");
-  if (peers_.is_executor(peer)) return lose_executor(peer, std::nullopt, Batches::Blame::running_task, "said goodbye");
+  // An executor leaves on its own only when it had nothing to do: what reached it meanwhile goes
+  // back to the queues, nobody to blame.
+  if (peers_.is_executor(peer)) return lose_executor(peer, std::nullopt, Batches::Blame::nobody, "said goodbye");
   drop_client(peer);
 }
 
@@ -213,7 +216,7 @@ void Loop::drop_client(const PeerId& peer) {
 // ---- timers -----------------------------------------------------------------------------------
 
 std::chrono::milliseconds Loop::until_next_timer() const {
-  const auto next = batches_.next_deadline(next_heartbeat_);
+  const auto next = std::min(batches_.next_deadline(next_heartbeat_), dispatch_.next_growth_check());
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
   return std::clamp(left, std::chrono::milliseconds(0), config_.heartbeat);
 }

@@ -34,6 +34,8 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
     supervisor.host = host;
     supervisor.pid = announce.getPid();
     supervisor.processes = announce.getProcesses();
+    supervisor.max_processes = std::max(announce.getMaxProcesses(), supervisor.processes);
+    supervisor.growing = 0;  // it says how many it runs now, the new ones included
     supervisor.allow_shell = announce.getAllowShell();
     supervisor.draining = announce.getDraining();
     supervisor.last_seen = now;
@@ -66,6 +68,49 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
   }
   if (fresh) logger_.debug("broker: executor {} of worker {} joined ({} slots)", peer, worker, executor.slots);
   return Announced::executor;
+}
+
+std::size_t Peers::ask_to_grow(std::size_t wanted, Clock::time_point now) {
+  std::size_t asked = 0;
+  for (auto& [peer, supervisor] : supervisors_) {
+    if (asked >= wanted) break;
+    if (supervisor.draining) continue;
+    // One request at a time: the next once the last was answered (it announced its new number)
+    // or, when it was not, after a pause.
+    if (supervisor.growing > 0 && now - supervisor.asked_to_grow < kGrowPatience) continue;
+    const std::uint32_t room = supervisor.max_processes > supervisor.processes ? supervisor.max_processes - supervisor.processes : 0;
+    const auto more = static_cast<std::uint32_t>(std::min<std::size_t>(room, wanted - asked));
+    if (more == 0) continue;
+    wire::OutMessage out(16);
+    out.envelope().initGrow().setExecutors(more);
+    if (!outbox_.send(peer, out.frame())) continue;
+    supervisor.growing = more;
+    supervisor.asked_to_grow = now;
+    asked += more;
+    logger_.debug("broker: asked worker {} for {} more executor(s) (tasks wait while its executors run slow ones)",
+                  supervisor.worker_id, more);
+  }
+  return asked;
+}
+
+bool Peers::may_grow() const {
+  return std::any_of(supervisors_.begin(), supervisors_.end(), [](const auto& entry) {
+    return !entry.second.draining && entry.second.max_processes > entry.second.processes;
+  });
+}
+
+std::size_t Peers::executors_coming() const {
+  std::unordered_map<std::string_view, std::size_t> connected;
+  for (const auto& [id, executor] : executors_) ++connected[executor.worker];
+  std::size_t coming = 0;
+  for (const auto& [peer, supervisor] : supervisors_) {
+    if (supervisor.draining) continue;
+    const std::size_t expected = std::size_t{supervisor.processes} + supervisor.growing;
+    const auto there = connected.find(supervisor.worker_id);
+    const std::size_t have = there == connected.end() ? 0 : there->second;
+    coming += expected > have ? expected - have : 0;
+  }
+  return coming;
 }
 
 void Peers::on_heartbeat(const PeerId& peer, Clock::time_point now) {

@@ -92,6 +92,16 @@ class Peers {
   // it would get would only be requeued when its death is reported.
   void stop_executor(Executor& executor, const std::string& reason);
 
+  // Asks supervisors that may grow (maxProcesses above what they run) for up to `wanted` more
+  // executors in all; returns how many were asked for. A supervisor asked once is asked again only
+  // after it announced its new number, or kGrowPatience later.
+  std::size_t ask_to_grow(std::size_t wanted, Clock::time_point now);
+  // Whether any supervisor may grow at all.
+  bool may_grow() const;
+  // Executors that supervisors run (or were asked for) and that have not announced themselves yet.
+  std::size_t executors_coming() const;
+  static constexpr auto kGrowPatience = std::chrono::seconds(1);
+
   // ---- what they serve ----
 
   bool any_executor() const noexcept { return !executors_.empty(); }

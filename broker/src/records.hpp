@@ -174,7 +174,10 @@ struct Supervisor {
   std::string worker_id;
   std::string host;
   std::int32_t pid = 0;
-  std::uint32_t processes = 0;
+  std::uint32_t processes = 0;      // executors it runs now
+  std::uint32_t max_processes = 0;  // as many as it may grow to when asked (Grow)
+  std::uint32_t growing = 0;        // executors asked for and not announced yet
+  Clock::time_point asked_to_grow{};
   bool allow_shell = false;
   bool draining = false;
   Clock::time_point last_seen;

@@ -18,6 +18,7 @@
 
 #include "local_service.hpp"
 #include "program.hpp"
+#include "width.hpp"
 #include <fanout/worker/worker.hpp>
 
 namespace fanout {
@@ -65,6 +66,12 @@ void init(int argc, char** argv) {
     worker::Config config;
     config.broker = is_local ? local : remote;
     config.processes = processes_from_environment();
+    // Local mode's pool grows while tasks wait on slow ones, as wide as Laravel's drivers run a
+    // batch (width.hpp); a remote worker program (FANOUT_WORKER) keeps its number.
+    if (is_local) config.max_processes = static_cast<unsigned>(detail::max_processes());
+    if (const char* idle = std::getenv("FANOUT_EXTRA_IDLE_MS"); idle != nullptr && *idle != '\0') {
+      config.extra_idle = std::chrono::milliseconds(std::strtoull(idle, nullptr, 10));
+    }
     config.exit_with_parent = is_local;
     const char* shell = std::getenv("FANOUT_ALLOW_SHELL");
     config.allow_shell = !is_local && shell != nullptr && std::string_view(shell) == "1";

@@ -215,3 +215,40 @@ TEST_CASE("a task whose executor was stopped at the end of its worker's drain ru
   REQUIRE(elsewhere.wait_held(1));
   CHECK(elsewhere.held().front().attempt == 0);
 }
+
+TEST_CASE("tasks waiting while every executor runs a slow one make the broker ask a worker that may grow for more") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1", true, true});
+  wire::OutMessage announce;
+  auto fields = announce.envelope().initAnnounce();
+  fields.setRole(wire::Announce::Role::SUPERVISOR);
+  fields.setWorkerId("w1");
+  fields.setProcesses(1);
+  fields.setMaxProcesses(4);
+  supervisor->send(announce.frame());
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+
+  client.send(tasks_window(13, 3, 0, 3));  // one runs (and turns slow), two wait
+  REQUIRE(executor.wait_held(1));
+  const Received grow = supervisor->take(Kind::GROW);
+  REQUIRE(grow);
+  CHECK(grow->envelope().getGrow().getExecutors() == 1);  // one slow executor: one more
+  // Asked once: no second request before the worker answers (or a second of patience passes).
+  CHECK_FALSE(supervisor->take(Kind::GROW, std::chrono::milliseconds(300)));
+}
+
+TEST_CASE("a worker of fixed size is never asked to grow, and quick tasks never make a worker grow") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto fixed = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1", true, true});
+  fixed->send(announce_supervisor("w1", 1));
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  client.send(tasks_window(14, 3, 0, 3));
+  REQUIRE(executor.wait_held(1));
+  CHECK_FALSE(fixed->take(Kind::GROW, std::chrono::milliseconds(300)));
+}

@@ -2,12 +2,14 @@
 // re-executing this test program.
 #include <doctest/doctest.h>
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -150,6 +152,38 @@ TEST_CASE("deadline() limits the whole batch, waiting included: what has not fin
     CHECK(outcomes[i].error().kind() == fanout::ErrorKind::timeout);
   }
   CHECK(std::chrono::steady_clock::now() - started < 10s);
+}
+
+namespace {
+
+// Executors of this program's local pool: the children of its worker (the only child of this
+// process that is a re-executed copy of it).
+std::size_t local_executors() {
+  std::size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto parent = fanout_test::parent_of(static_cast<pid_t>(std::stoi(name)));
+    if (parent && fanout_test::parent_of(*parent) == ::getpid()) ++count;
+  }
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("with no cap, slow tasks all run at once: the local pool grows beyond one executor per core, then shrinks") {
+  cpu_set_t set;
+  const std::size_t cores = ::sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;  // the pool's base size
+  const std::size_t count = std::min<std::size_t>(cores + 2, 16);
+  (void)process().run(local_square(1));  // the pool is up
+  const std::vector<fanout::Call<int>> calls(count, local_sleep(800));
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(process().run(calls) == std::vector<int>(count, 800));
+  // One round, not two: the pool grew while the first tasks waited (one per core took 1.6 s).
+  CHECK(std::chrono::steady_clock::now() - started < 1400ms);
+  CHECK(local_executors() >= count);
+  // The extra executors leave after FANOUT_EXTRA_IDLE_MS (set for this test program) idle.
+  CHECK(fanout_test::eventually([&] { return local_executors() == cores; }, 20s));
 }
 
 TEST_CASE("a task that keeps killing its executor fails with kind worker lost") {

@@ -157,6 +157,7 @@ class Executor {
     announce();
     ticker_.emplace(kBusyTick, [this] { while_busy(); });
     next_heartbeat_ = Clock::now() + config_.heartbeat;
+    auto busy_until = Clock::now();  // when it last had work
     for (;;) {
       receive_available();
       handle_signals();
@@ -164,10 +165,22 @@ class Executor {
       heartbeat_if_due(now);
       if (TaskQueue::Frame* frame = queue_.front()) {
         run_some(*frame);
+        busy_until = Clock::now();
         continue;
       }
+      // An extra executor with nothing to do for a while leaves: drained like on SIGTERM, then bye.
+      const auto idle_deadline = config_.idle_exit.count() > 0 ? busy_until + config_.idle_exit : Clock::time_point::max();
+      if (!draining_ && now >= idle_deadline) {
+        leaving_ = true;
+        begin_drain();
+      }
       if (draining_ && now >= quiet_until_) break;
-      wait_for_input(std::min(next_heartbeat_, draining_ ? quiet_until_ : Clock::time_point::max()));
+      wait_for_input(std::min({next_heartbeat_, draining_ ? quiet_until_ : Clock::time_point::max(), idle_deadline}));
+    }
+    if (leaving_) {
+      wire::OutMessage out(16);
+      out.envelope().setBye();
+      send(out.frame());
     }
     ticker_.reset();
     // Results and announcements still queued in the socket get a bounded time to leave.
@@ -448,6 +461,7 @@ class Executor {
 
   // Guarded by socket_mutex_ (whichever thread holds the socket).
   bool draining_ = false;
+  bool leaving_ = false;  // drained because it was idle (an extra executor): says bye at the end
   Clock::time_point quiet_until_ = Clock::time_point::max();
   Clock::time_point last_announce_;
   Clock::time_point last_sent_;

@@ -22,10 +22,13 @@ struct ExecutorConfig {
   // Executors of its worker: announced with each executor, so that a broker that hears from an
   // executor before its supervisor knows how many to share a short batch with.
   unsigned processes = 1;
+  // An extra executor (started when the broker asked the worker to grow) leaves by itself, saying
+  // `bye`, after this long with nothing to do; zero: never.
+  std::chrono::milliseconds idle_exit{0};
 };
 
 // Exit codes of an executor process, as its supervisor sees them.
-inline constexpr int kExecutorDrained = 0;       // drained on request: every received task answered or handed back
+inline constexpr int kExecutorDrained = 0;       // drained on request or left idle: every received task answered or handed back
 inline constexpr int kExecutorFailed = 70;       // could not set itself up, or its socket failed
 
 // Runs an executor in the calling process, which must be freshly forked by its supervisor with

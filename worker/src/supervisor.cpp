@@ -97,6 +97,8 @@ struct ExecutorSlot {
   bool drain_expired = false;   // killed because the worker's drain took too long
   Clock::time_point restart_at = Clock::time_point::max();
   Backoff restart_backoff;
+  bool extra = false;    // started because the broker asked to grow: leaves when idle, never replaced
+  bool retired = false;  // an extra that left: the slot waits for the next growth
 };
 
 enum class Link {
@@ -116,17 +118,18 @@ class Supervisor::State {
         inherited_fds_(sys::open_descriptors()),
         blocked_({SIGTERM, SIGINT, SIGCHLD, SIGUSR1}),
         signals_(sys::open_signalfd(blocked_.blocked())),
-        running_(config.processes),
+        running_(config.max_processes),  // mapped before any fork: growth needs its slots too
         reconnect_backoff_(kBackoffInitial, kBackoffLimit, kBackoffJitter, random_seed()) {
     // Executors keep SIGTERM, SIGINT and SIGUSR1 blocked (they read them from their own
     // signalfd between tasks, so a task is never interrupted); SIGCHLD is as it was.
     executor_mask_ = blocked_.previous();
     for (const int signal : {SIGTERM, SIGINT, SIGUSR1}) ::sigaddset(&executor_mask_, signal);
     const std::uint64_t seed = random_seed();
-    slots_.reserve(config.processes);
-    for (unsigned n = 0; n < config.processes; ++n) {
+    slots_.reserve(config.max_processes);
+    for (unsigned n = 0; n < config.max_processes; ++n) {
       slots_.push_back(ExecutorSlot{n, 0, {}, sys::ChildProcess(), {}, false, false, Clock::time_point::max(),
-                                    Backoff(kBackoffInitial, kBackoffLimit, kBackoffJitter, seed + n)});
+                                    Backoff(kBackoffInitial, kBackoffLimit, kBackoffJitter, seed + n), n >= config.processes,
+                                    n >= config.processes});
     }
   }
 
@@ -137,13 +140,16 @@ class Supervisor::State {
   State& operator=(const State&) = delete;
 
   int run() {
-    for (auto& slot : slots_) start_executor(slot);  // before any ZeroMQ context exists
+    for (auto& slot : slots_) {
+      if (!slot.retired) start_executor(slot);  // before any ZeroMQ context exists
+    }
     context_.emplace(1);
     connect();
     next_heartbeat_ = Clock::now() + config_.heartbeat;
     next_attempt_ = Clock::now() + config_.liveness;  // the first connection gets a whole liveness period
-    spdlog::info("worker {}: {} executor(s) with {} slot(s) each, connecting to {}", config_.worker_id,
-                 slots_.size(), config_.slots_per_executor, config_.broker);
+    spdlog::info("worker {}: {} executor(s) with {} slot(s) each (up to {} when asked to grow), connecting to {}",
+                 config_.worker_id, config_.processes, config_.slots_per_executor, config_.max_processes,
+                 config_.broker);
     while (!(draining_ && live_executors() == 0)) {
       wait();
       handle_signals();
@@ -163,7 +169,8 @@ class Supervisor::State {
     const ExecutorConfig executor{config_.broker,       config_.worker_id,  slot.id,
                                   host_,                config_.slots_per_executor, config_.allow_shell,
                                   config_.heartbeat,    &running_[slot.number],
-                                  static_cast<unsigned>(slots_.size())};
+                                  static_cast<unsigned>(executors_wanted()),
+                                  slot.extra ? config_.extra_idle : std::chrono::milliseconds(0)};
     std::fflush(nullptr);  // unflushed output would be printed again by the child
     const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
@@ -185,6 +192,30 @@ class Supervisor::State {
       slot.restart_at = Clock::now() + slot.restart_backoff.next();
       spdlog::error("worker {}: {}; trying again later", config_.worker_id, error.what());
     }
+  }
+
+  // The executors this worker runs, or restarts: every slot but the retired extras.
+  std::size_t executors_wanted() const {
+    return static_cast<std::size_t>(
+        std::count_if(slots_.begin(), slots_.end(), [](const ExecutorSlot& slot) { return !slot.retired; }));
+  }
+
+  // The broker's Grow: up to `count` more executors, in retired slots, as far as max_processes allows.
+  void grow(std::uint32_t count) {
+    if (draining_) return;
+    std::uint32_t started = 0;
+    for (auto& slot : slots_) {
+      if (started == count) break;
+      if (!slot.retired) continue;
+      slot.retired = false;
+      start_replacement(slot);
+      ++started;
+    }
+    if (started > 0) {
+      spdlog::info("worker {}: {} more executor(s) at the broker's request ({} now)", config_.worker_id, started,
+                   executors_wanted());
+    }
+    announce();  // the new number, also when it could not grow: the broker stops waiting for it
   }
 
   std::size_t live_executors() const {
@@ -209,6 +240,13 @@ class Supervisor::State {
 
   void on_executor_exit(ExecutorSlot& slot, int status) {
     const RunningSlot::Snapshot running = running_[slot.number].read();
+    if (slot.extra && !draining_ && WIFEXITED(status) && WEXITSTATUS(status) == kExecutorDrained) {
+      // An extra executor that had nothing to do left (it said bye): the slot waits for the next growth.
+      slot.retired = true;
+      spdlog::debug("worker {}: extra executor {} left, idle", config_.worker_id, slot.id);
+      announce();
+      return;
+    }
     if (draining_ && WIFEXITED(status) && WEXITSTATUS(status) == kExecutorDrained) {
       spdlog::debug("worker {}: executor {} drained", config_.worker_id, slot.id);
       return;
@@ -293,7 +331,8 @@ class Supervisor::State {
     announce.setWorkerId(config_.worker_id);
     announce.setHost(host_);
     announce.setPid(::getpid());
-    announce.setProcesses(static_cast<std::uint32_t>(slots_.size()));
+    announce.setProcesses(static_cast<std::uint32_t>(executors_wanted()));
+    announce.setMaxProcesses(config_.max_processes);
     announce.setAllowShell(config_.allow_shell);
     announce.setDraining(draining_);
     const auto names = detail::registered_task_names();
@@ -333,6 +372,9 @@ class Supervisor::State {
             break;
           case wire::Envelope::STOP_EXECUTOR:
             stop_executor(envelope.getStopExecutor());
+            break;
+          case wire::Envelope::GROW:
+            grow(envelope.getGrow().getExecutors());
             break;
           case wire::Envelope::ERROR:
             on_broker_error(envelope.getError());

@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <string>
 
@@ -30,6 +31,7 @@ Config complete(Config config) {
                       "' is not supported: use tcp://HOST:PORT or ipc://PATH (ipc://@NAME for an abstract socket)");
   }
   if (config.processes == 0) config.processes = sys::available_cores();
+  config.max_processes = std::max(config.max_processes, config.processes);
   if (config.slots_per_executor == 0) throw ConfigError("executors need at least one slot");
   if (config.heartbeat.count() <= 0) throw ConfigError("the heartbeat interval must be positive");
   if (config.liveness <= config.heartbeat) {

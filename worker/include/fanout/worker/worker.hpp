@@ -21,6 +21,11 @@ namespace fanout::worker {
 struct Config {
   std::string broker;                  // endpoint to connect, e.g. tcp://127.0.0.1:5555 or ipc://@name
   unsigned processes = 0;              // executors; 0 = number of cores
+  // How many executors it may grow to when the broker asks (tasks wait while every executor runs
+  // a slow one); 0 = `processes`, a fixed number. The extra executors stop by themselves after
+  // `extra_idle` with nothing to do.
+  unsigned max_processes = 0;
+  std::chrono::milliseconds extra_idle{10000};
   unsigned slots_per_executor = 2048;  // credit each executor announces: two client frames (1,024 tasks each) in flight
   bool allow_shell = false;
   std::string worker_id;               // default "<hostname>/<pid>"
