@@ -186,6 +186,42 @@ TEST_CASE("with no cap, slow tasks all run at once: the local pool grows beyond 
   CHECK(fanout_test::eventually([&] { return local_executors() == cores; }, 20s));
 }
 
+TEST_CASE("slow tasks at a cap of two run as a list scheduler would: about N/P task times, never one behind another") {
+  const auto makespan = [](const std::vector<fanout::Call<int>>& calls) {
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(process().max_concurrency(2).run(calls).size() == calls.size());
+    return std::chrono::steady_clock::now() - started;
+  };
+  (void)process().run(local_square(1));  // the pool is up
+  // Six of 300 ms: three rounds, ideal 900 ms.
+  const auto equal = makespan(std::vector<fanout::Call<int>>(6, local_sleep(300)));
+  CHECK(equal >= 850ms);
+  CHECK(equal <= 1125ms);
+  // One of 900 ms and nine of 100 ms: the nine one after another beside the long one, ideal 900 ms.
+  std::vector<fanout::Call<int>> uneven{local_sleep(900)};
+  for (int i = 0; i < 9; ++i) uneven.push_back(local_sleep(100));
+  const auto mixed = makespan(uneven);
+  CHECK(mixed >= 850ms);
+  CHECK(mixed <= 1125ms);
+}
+
+TEST_CASE("each result reaches the per-result callback as soon as it exists, while a longer task still runs") {
+  std::vector<fanout::Call<int>> calls{local_sleep(1500), local_sleep(100), local_sleep(100), local_sleep(100)};
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::chrono::steady_clock::duration> seen(calls.size());
+  const auto values = process().max_concurrency(2).run(calls, [&](std::size_t index, fanout::Outcome<int>&& outcome) {
+    CHECK(outcome.ok());
+    seen[index] = std::chrono::steady_clock::now() - started;
+  });
+  CHECK(values == std::vector<int>{1500, 100, 100, 100});
+  // The three short ones ran one after another beside the long one: the last at about 300 ms.
+  for (std::size_t i = 1; i < seen.size(); ++i) {
+    CAPTURE(i);
+    CHECK(seen[i] < 1000ms);
+  }
+  CHECK(seen[0] >= 1500ms);
+}
+
 TEST_CASE("a task that keeps killing its executor fails with kind worker lost") {
   auto [crash, fine] = process().settle(local_crash(), local_square(6));
   REQUIRE_FALSE(crash.ok());

@@ -4,11 +4,13 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,6 +142,33 @@ TEST_CASE("slow tasks spread over every remote executor: N tasks on P slots take
   CHECK(mixed >= 850ms);
   CHECK(mixed <= 1125ms);
   INFO(workers.logs());
+}
+
+TEST_CASE("a worker sent SIGTERM mid-batch stops taking work, finishes what runs and exits 0; the batch finishes elsewhere") {
+  auto& workers = cluster();
+  fanout_test::Spawned leaving(std::vector<std::string>{FANOUT_THIS_PROGRAM},
+                               std::vector<std::string>{"FANOUT_WORKER=" + workers.endpoint_, "FANOUT_PROCESSES=2"},
+                               workers.dir_.path() / "leaving-worker.log");
+  REQUIRE(workers.wait_for_workers(3));
+  const std::vector<fanout::Call<int>> calls(40, sleep_ms(300));
+  std::optional<std::chrono::steady_clock::duration> exited_after;
+  std::optional<int> status;
+  std::thread drainer([&] {
+    std::this_thread::sleep_for(400ms);
+    const auto signalled = std::chrono::steady_clock::now();
+    leaving.signal_group(SIGTERM);
+    status = leaving.wait_exit(30s);
+    exited_after = std::chrono::steady_clock::now() - signalled;
+  });
+  const auto results = remote().run(calls);
+  drainer.join();
+  CHECK(results == std::vector<int>(40, 300));
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  // It finished the task each executor was running (300 ms), nothing it had not started.
+  CHECK(*exited_after < 1500ms);
+  INFO(workers.logs() << "--- leaving worker\n" << leaving.log());
 }
 
 TEST_CASE("a worker killed with SIGKILL is noticed and its tasks finish on the other worker") {
