@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<fanout::broker::Broker> broker;
   try {
     broker = std::make_unique<fanout::broker::Broker>(config, context);
-  } catch (const fanout::Error& error) {
+  } catch (const std::exception& error) {  // an endpoint it may not or cannot bind, a journal it cannot open
     std::cerr << "fanout-broker: " << error.what() << "\n";
     return kExitCannotListen;
   }

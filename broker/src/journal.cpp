@@ -29,6 +29,7 @@
 #include <nmmintrin.h>
 #endif
 
+#include "system/os_error.hpp"
 #include "system/unique_fd.hpp"
 
 namespace fanout::broker {
@@ -121,8 +122,10 @@ constexpr const char* lock_name = "LOCK";
 
 using Fd = sys::UniqueFd;
 
+// An OS failure, as every part reports one (core/system/os_error.hpp): a std::system_error whose
+// what() names the step and the file ("journal: cannot sync /var/lib/fanout/journal: No space left").
 [[noreturn]] void throw_errno(const std::string& what, const std::filesystem::path& path, int error) {
-  throw Error("journal: " + what + " " + path.string() + ": " + std::strerror(error));
+  sys::throw_os_error("journal: " + what + " " + path.string(), error);
 }
 
 Fd open_or_throw(const std::filesystem::path& path, int flags, const std::string& what) {
@@ -233,7 +236,7 @@ class Journal::Impl {
     const auto& dir = options_.directory;
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    if (ec) throw Error("journal: cannot create directory " + dir.string() + ": " + ec.message());
+    if (ec) throw std::system_error(ec, "journal: cannot create directory " + dir.string());
     journal_path_ = dir / journal_name;
     compact_path_ = dir / compact_name;
 
@@ -569,13 +572,13 @@ class Journal::Impl {
       }
       flush_buffer();
       sync_or_throw(tmp.get(), compact_path_, false);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // fanout::Error or an OS failure (std::system_error)
       throw CompactionAborted(e.what());
     }
     // From here on the new journal may be the one on disk: a failure is a failure of the journal.
     if (::rename(compact_path_.c_str(), journal_path_.c_str()) != 0) {
       const int error = errno;
-      throw CompactionAborted(std::string("cannot rename over ") + journal_path_.string() + ": " + std::strerror(error));
+      throw CompactionAborted(sys::os_error("cannot rename over " + journal_path_.string(), error).what());
     }
     sync_directory(options_.directory);
     Fd fresh = open_or_throw(journal_path_, O_RDWR | O_APPEND, "cannot reopen");

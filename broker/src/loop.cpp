@@ -1,7 +1,5 @@
 #include "loop.hpp"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -22,14 +20,12 @@ Loop::Loop(Config config, zmq::context_t& context)
     : config_(std::move(config)),
       logger_(config_.logger ? config_.logger : spdlog::default_logger()),
       router_(context, zmq::socket_type::router),
-      stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       outbox_(router_, counters_),
       peers_(config_, *logger_, outbox_, counters_),
       ledger_(config_, logger_, outbox_, counters_),
       batches_(config_, outbox_, counters_, peers_, ledger_),
       dispatch_(outbox_, counters_, peers_, batches_),
       deferred_(config_, *logger_, outbox_, ledger_, batches_) {
-  if (stop_fd_ < 0) throw Error("broker: eventfd failed");
   // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
   // oversized frame is counted and answered rather than silently cutting the connection.
   wire::configure_socket(router_, config_.max_frame_bytes * 2);
@@ -48,7 +44,7 @@ Loop::Loop(Config config, zmq::context_t& context)
   if (!config_.journal.empty()) deferred_.recover();
 }
 
-Loop::~Loop() { ::close(stop_fd_); }
+Loop::~Loop() = default;
 
 void Loop::run() {
   next_heartbeat_ = Clock::now();
@@ -56,7 +52,7 @@ void Loop::run() {
   while (true) {
     const bool journal = ledger_.enabled();
     zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+                               {nullptr, stop_.fd(), ZMQ_POLLIN, 0},
                                {nullptr, journal ? ledger_.ready_fd() : -1, ZMQ_POLLIN, 0}};
     try {
       zmq::poll(items, journal ? 3 : 2, until_next_timer());
@@ -84,10 +80,7 @@ void Loop::run() {
   }
 }
 
-void Loop::stop() noexcept {
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const auto written = ::write(stop_fd_, &one, sizeof(one));
-}
+void Loop::stop() noexcept { stop_.notify(); }  // a write(2): async-signal-safe
 
 // ---- input ------------------------------------------------------------------------------------
 

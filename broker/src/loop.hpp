@@ -50,6 +50,7 @@
 #include "outbox.hpp"
 #include "peers.hpp"
 #include "records.hpp"
+#include "system/event_fd.hpp"
 
 namespace fanout::broker {
 
@@ -88,7 +89,7 @@ class Loop {
   Config config_;
   std::shared_ptr<spdlog::logger> logger_;
   zmq::socket_t router_;
-  int stop_fd_;
+  sys::EventFd stop_;  // stop() from any thread or a signal handler
   std::vector<std::string> endpoints_;
   Counters counters_;
   Clock::time_point next_heartbeat_;

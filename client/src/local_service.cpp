@@ -146,7 +146,7 @@ void run_local_service() {
     std::unique_ptr<LocalPool> pool;
     try {
       pool = std::make_unique<LocalPool>(context, LocalPoolOptions{local_service_endpoint(), directory / "journal"});
-    } catch (const Error& error) {
+    } catch (const std::exception& error) {  // the name taken, the journal locked or unusable
       std::fprintf(stderr, "fanout service: not starting: %s\n", error.what());
       std::fflush(nullptr);
       std::_Exit(0);
