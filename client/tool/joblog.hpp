@@ -16,7 +16,7 @@ namespace fanout::tool {
 std::string joblog_host(const std::string& ran_on);
 
 // One joblog line (no newline). `started` is wall-clock time; `sent` the bytes given on stdin
-// (--pipe), `received` the bytes of output.
+// (--pipe), `received` the bytes of stdout.
 std::string joblog_line(std::size_t seq, const ProcessResult& result, std::chrono::system_clock::time_point started,
                         std::size_t sent, std::size_t received);
 

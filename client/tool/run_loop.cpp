@@ -204,11 +204,13 @@ class Runner {
     }
     uses_slot_ = command_->uses_slot() || (tagstring_ && tagstring_->uses_slot());
     // Remote jobs queued ahead at the broker start when the broker says, so they cannot have a
-    // job slot ({%}) or a --delay of their own; and they cannot be taken back one by one (the
-    // protocol cancels whole batches), while --halt soon must let the running jobs end and start
-    // no others. In those cases nothing is queued ahead: at most -j jobs are out at a time.
+    // job slot ({%}), a --delay or a --timeout N% (of the median when they start) of their own;
+    // and they cannot be taken back one by one (the protocol cancels whole batches), while --halt
+    // soon must let the running jobs end and start no others. In those cases nothing is queued
+    // ahead: at most -j jobs are out at a time.
     admit_ = limit_;
-    const bool exact = uses_slot_ || options_.delay.count() > 0 || options_.halt.when == HaltPolicy::When::soon;
+    const bool exact = uses_slot_ || options_.delay.count() > 0 || options_.timeout_percent > 0 ||
+                       options_.halt.when == HaltPolicy::When::soon;
     if (!options_.broker.empty() && !exact) admit_ += std::clamp(2 * limit_, kRemoteMinAhead, kRemoteMaxAhead);
     if (!options_.dry_run) make_engine();
   }
@@ -461,7 +463,8 @@ class Runner {
       err_.write("fanout run: job " + std::to_string(seq) + " timed out and was killed: " + result.command() + "\n");
     }
     if (joblog_) {
-      joblog_->write(joblog_line(seq, result, job.started, job.sent, result.output().size() + result.error_output().size()));
+      // Receive: the bytes of stdout, as GNU parallel counts them.
+      joblog_->write(joblog_line(seq, result, job.started, job.sent, result.output().size()));
     }
     const HaltPolicy& halt = options_.halt;
     if (halt.when == HaltPolicy::When::never || stopping_) return;
