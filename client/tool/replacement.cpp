@@ -195,25 +195,7 @@ CommandTemplate::CommandTemplate(const std::vector<std::string>& words, const Re
   measure();
 }
 
-void CommandTemplate::measure() {
-  repeating_ = 0;
-  for (const Word& word : words_) {
-    if (!context_replace_) {
-      repeating_ += static_cast<std::size_t>(std::count_if(word.begin(), word.end(), repeats));
-      continue;
-    }
-    bool group_repeats = false;
-    for (const Token& token : word) {
-      if (token.kind == Token::Kind::whitespace) {
-        repeating_ += group_repeats ? 1 : 0;
-        group_repeats = false;
-      }
-      group_repeats = group_repeats || repeats(token);
-    }
-    repeating_ += group_repeats ? 1 : 0;
-  }
-  base_length_ = expand({}, 1, 1).size();
-}
+void CommandTemplate::measure() { base_length_ = expand({}, 1, 1).size(); }
 
 std::string CommandTemplate::value_of(const Token& token, const std::vector<std::string>& arguments, std::size_t index,
                                       std::size_t seq, std::size_t slot) const {
@@ -290,8 +272,12 @@ std::string CommandTemplate::expand(const std::vector<std::string>& arguments, s
 }
 
 std::size_t CommandTemplate::argument_cost(std::string_view argument) const {
-  const std::size_t with_one = expand({std::string(argument)}, 1, 1).size();
-  return (with_one > base_length_ ? with_one - base_length_ : 0) + repeating_;  // + the space before each copy
+  // What one more copy adds: a space and the argument (with -X, the whole word around it) for
+  // every place it goes.
+  const std::string value(argument);
+  const std::size_t one = expand({value}, 1, 1).size();
+  const std::size_t two = expand({value, value}, 1, 1).size();
+  return std::max<std::size_t>(1, two > one ? two - one : 0);
 }
 
 }  // namespace fanout::tool

@@ -77,7 +77,6 @@ class CommandTemplate {
   bool context_replace_ = false;
   bool uses_slot_ = false;
   bool has_replacements_ = false;
-  std::size_t repeating_ = 0;    // tokens (or, with -X, groups) copied once per argument
   std::size_t base_length_ = 0;  // of the line without arguments
 };
 
