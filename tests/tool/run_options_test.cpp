@@ -155,6 +155,25 @@ TEST_CASE("--timeout N% stops a running job once the median of the others makes 
   CHECK(std::chrono::steady_clock::now() - started < 20s);
 }
 
+TEST_CASE("-m and -X split a long input over command lines that sh -c accepts") {
+  const std::string input = [] {
+    std::string lines;
+    for (int i = 1; i <= 100000; ++i) lines += std::to_string(i) + "\n";
+    return lines;
+  }();
+  for (const char* packing : {"-m", "-X"}) {
+    INFO(packing);
+    const auto ran = run({"run", "-k", packing, "echo x{}y | wc -w"}, input);
+    CHECK(ran.status == 0);
+    CHECK(ran.err == "");
+    std::size_t words = 0;
+    const auto counts = lines_of(ran.out);
+    for (const auto& count : counts) words += std::stoul(count);
+    CHECK(counts.size() > 1);
+    CHECK(words == 100000);  // every argument once: x1 2 3 ... Ny (-m) or x1y x2y ... (-X)
+  }
+}
+
 TEST_CASE("--progress, --eta and --bar draw on a terminal and print nothing elsewhere") {
   const auto quiet = run({"run", "--progress", "--eta", "--bar", "true", ":::", "1", "2", "3"});
   CHECK(quiet.status == 0);
