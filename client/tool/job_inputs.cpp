@@ -145,9 +145,11 @@ int JobInputs::pollable_fd() const { return stream_ && !stream_->reader.eof() ? 
 
 bool JobInputs::wants_read(std::size_t ahead) const {
   if (!stream_ || stream_->reader.eof()) return false;
-  // --shuf and -m / -X need everything (or a command line's worth) before the first job.
-  const bool needs_all = options_.shuffle || options_.packing != ArgumentPacking::fixed;
-  return needs_all || stream_->header_pending || stream_->reader.records().size() < ahead;
+  // --shuf needs everything before the first job; -m / -X a command line's worth (a record takes
+  // at least two bytes of one, so a line holds at most half its length in records).
+  if (options_.shuffle || stream_->header_pending) return true;
+  const std::size_t line = options_.packing == ArgumentPacking::fixed ? 0 : line_limit_ / 2 + 1;
+  return stream_->reader.records().size() < ahead + line;
 }
 
 void JobInputs::read_some() {

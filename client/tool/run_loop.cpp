@@ -181,6 +181,7 @@ class Runner {
     Clock::time_point started_steady;
     std::size_t attempts = 1;
     std::size_t slot = 0;
+    bool running = false;           // false while it waits to be retried
     bool stopped_for_time = false;  // --timeout N%: this loop stopped it
     std::optional<ResultsDirectory::Files> results;
   };
@@ -337,6 +338,7 @@ class Runner {
     job.started = std::chrono::system_clock::now();
     job.started_steady = Clock::now();
     job.stopped_for_time = false;
+    job.running = true;
     if (options_.trace_command) err_.write(job.command + "\n");
     if (options_.delay.count() > 0) next_start_at_ = job.started_steady + options_.delay;
     JobSpec spec;
@@ -370,7 +372,7 @@ class Runner {
     if (!limit) return Clock::time_point::max();
     auto earliest = Clock::time_point::max();
     for (const auto& [seq, job] : jobs_) {
-      if (!job.stopped_for_time) earliest = std::min(earliest, job.started_steady + *limit);
+      if (job.running && !job.stopped_for_time) earliest = std::min(earliest, job.started_steady + *limit);
     }
     return earliest;
   }
@@ -380,7 +382,7 @@ class Runner {
     if (!limit || stopping_) return;
     const auto now = Clock::now();
     for (auto& [seq, job] : jobs_) {
-      if (job.stopped_for_time || now < job.started_steady + *limit) continue;
+      if (!job.running || job.stopped_for_time || now < job.started_steady + *limit) continue;
       job.stopped_for_time = engine_->stop(seq, kStopGrace);
     }
   }
@@ -400,6 +402,7 @@ class Runner {
     const auto found = jobs_.find(seq);
     if (found == jobs_.end()) return;
     Job& job = found->second;
+    job.running = false;
     give_back_slot(job.slot);
     if (job.stopped_for_time) {
       detail::ProcessOutcome outcome;

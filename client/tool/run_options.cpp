@@ -442,7 +442,11 @@ ParsedRun parse_run_command_line(const std::vector<std::string>& words, const st
   }
   read_command_and_sources(words, i, options);
   if (!jobs_given && !environment_jobs.empty()) {
-    options.jobs = parse_jobs(environment_jobs, std::max(1U, std::thread::hardware_concurrency()));
+    try {
+      options.jobs = parse_jobs(environment_jobs, std::max(1U, std::thread::hardware_concurrency()));
+    } catch (const UsageError& error) {
+      throw UsageError(std::string("FANOUT_JOBS: ") + error.what());
+    }
   }
   check_combinations(options);
   return parsed;
