@@ -61,7 +61,7 @@ std::string joblog_line(std::size_t seq, const ProcessResult& result, std::chron
   return line;
 }
 
-Joblog::Joblog(const std::string& path, bool append) {
+Joblog::Joblog(const std::string& path, Mode mode) {
   if (path == "-") {
     file_ = stdout;  // as GNU parallel: the joblog on stdout
     std::fprintf(file_, "%s\n", kHeader);
@@ -69,11 +69,12 @@ Joblog::Joblog(const std::string& path, bool append) {
     return;
   }
   struct stat info {};
-  const bool has_content = append && ::stat(path.c_str(), &info) == 0 && info.st_size > 0;
+  const bool has_lines = ::stat(path.c_str(), &info) == 0 && info.st_size > 0;
+  const bool append = mode == Mode::append || (mode == Mode::append_or_fresh && has_lines);
   file_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (file_ == nullptr) throw std::system_error(errno, std::generic_category(), "cannot write the joblog " + path);
   owned_ = true;
-  if (!has_content) {
+  if (!append) {
     std::fprintf(file_, "%s\n", kHeader);
     std::fflush(file_);
   }

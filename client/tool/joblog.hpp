@@ -23,9 +23,13 @@ std::string joblog_line(std::size_t seq, const ProcessResult& result, std::chron
 class Joblog {
  public:
   Joblog() = default;  // no joblog
-  // Opens `path` ("-": stdout), appending when `append` (and writing the header only to a new or
-  // empty file), else truncating. Throws std::system_error when it cannot be written.
-  Joblog(const std::string& path, bool append);
+  enum class Mode {
+    fresh,           // truncated, header first
+    append,          // --joblog +FILE: appended to, never a header (as GNU parallel)
+    append_or_fresh  // --resume: appended to a joblog that has lines, else fresh
+  };
+  // Opens `path` ("-": stdout, fresh). Throws std::system_error when it cannot be written.
+  Joblog(const std::string& path, Mode mode);
   ~Joblog();
   Joblog(const Joblog&) = delete;
   Joblog& operator=(const Joblog&) = delete;

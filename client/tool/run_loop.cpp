@@ -124,7 +124,9 @@ class Runner {
     if (remote && limit_ == kAsManyAsPossible) limit_ = kRemoteMaxAhead;  // and no cap at the broker
     if (!options.joblog.empty() && !options.dry_run) {
       if (options.resume || options.resume_failed) skip_ = finished_jobs(options.joblog, !options.resume_failed);
-      joblog_.emplace(options.joblog, options.joblog_append || options.resume || options.resume_failed);
+      joblog_.emplace(options.joblog, options.joblog_append                        ? Joblog::Mode::append
+                                       : options.resume || options.resume_failed ? Joblog::Mode::append_or_fresh
+                                                                                 : Joblog::Mode::fresh);
     }
   }
 
