@@ -110,7 +110,7 @@ class LocalEngine final : public JobEngine {
 class RemoteEngine final : public JobEngine {
  public:
   RemoteEngine(OnOutput on_output, OnFinished on_finished, bool stream_output, std::string broker,
-               std::size_t concurrency, Environment environment)
+               std::size_t concurrency, RemoteEnvironment environment)
       : on_output_(std::move(on_output)),
         on_finished_(std::move(on_finished)),
         broker_(std::move(broker)),
@@ -214,7 +214,7 @@ class RemoteEngine final : public JobEngine {
   OnOutput on_output_;
   OnFinished on_finished_;
   const std::string broker_;
-  const Environment environment_;
+  const RemoteEnvironment environment_;
   detail::UniqueFd wake_;
   std::unordered_map<std::size_t, std::string> commands_;  // the loop's thread only: jobs handed over
   std::deque<Event> handling_;                             // the loop's thread only
@@ -233,7 +233,7 @@ std::unique_ptr<JobEngine> local_engine(JobEngine::OnOutput on_output, JobEngine
 
 std::unique_ptr<JobEngine> remote_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
                                          bool stream_output, std::string broker, std::size_t concurrency,
-                                         Environment environment) {
+                                         RemoteEnvironment environment) {
   return std::make_unique<RemoteEngine>(std::move(on_output), std::move(on_finished), stream_output,
                                         std::move(broker), concurrency, std::move(environment));
 }

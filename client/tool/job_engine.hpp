@@ -61,16 +61,19 @@ class JobEngine {
 std::unique_ptr<JobEngine> local_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
                                         bool stream_output);
 
+// Variables sent with every remote job (--env): a value sets, nullopt unsets.
+using RemoteEnvironment = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
 // Jobs as shell tasks on the workers behind `broker` (workers started with --allow-shell), all
 // through one remote session (one connection, one thread, one broker batch) whose broker runs at
-// most `concurrency` at once (0: no limit). `environment` goes with every job (--env). The loop may hand over more than that: the ones beyond wait at the
-// broker, which starts each as soon as a running one ends (no round trip to this process), so
-// running() counts jobs handed over and not finished, started or not. stop_all() cancels them all
-// at once, the queued ones too (they end as failed, never having run); remote jobs get no grace.
-// A broker that cannot be reached or loses the jobs makes handle() throw fanout::Error.
-using Environment = std::vector<std::pair<std::string, std::optional<std::string>>>;
+// most `concurrency` at once (0: no limit). The loop may hand over more than that: the ones beyond
+// wait at the broker, which starts each as soon as a running one ends (no round trip to this
+// process), so running() counts jobs handed over and not finished, started or not. stop_all()
+// cancels them all at once, the queued ones too (they end as failed, never having run); remote
+// jobs get no grace. A broker that cannot be reached or loses the jobs makes handle() throw
+// fanout::Error.
 std::unique_ptr<JobEngine> remote_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
                                          bool stream_output, std::string broker, std::size_t concurrency,
-                                         Environment environment);
+                                         RemoteEnvironment environment);
 
 }  // namespace fanout::tool

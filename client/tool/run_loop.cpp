@@ -226,7 +226,7 @@ class Runner {
       engine_ = local_engine(on_output, on_finished, stream);
       return;
     }
-    Environment environment;
+    RemoteEnvironment environment;
     for (const auto& name : options_.env) {
       const char* value = std::getenv(name.c_str());
       environment.emplace_back(name, value != nullptr ? std::optional<std::string>(value) : std::nullopt);
