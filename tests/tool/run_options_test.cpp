@@ -260,6 +260,20 @@ TEST_CASE("--help lists the options and the command line's shape") {
   }
 }
 
+TEST_CASE("--env sends a variable with every remote job; without it the job sees the worker's environment") {
+  fanout_test::ToolCluster cluster(true, 2);
+  const std::vector<std::string> environment{"RUN_TEST_COLOUR=teal"};
+  const auto sent = run({"run", "--broker", cluster.endpoint(), "-k", "--env", "RUN_TEST_COLOUR",
+                         "echo ${RUN_TEST_COLOUR:-unset} {}", ":::", "a", "b"},
+                        "", environment);
+  INFO(cluster.logs());
+  CHECK(sent.status == 0);
+  CHECK(sent.out == "teal a\nteal b\n");
+  const auto not_sent = run({"run", "--broker", cluster.endpoint(), "echo ${RUN_TEST_COLOUR:-unset}", ":::", "a"}, "",
+                            environment);
+  CHECK(not_sent.out == "unset a\n");
+}
+
 TEST_CASE("a remote job whose worker dies runs again on another worker, without counting against --retries") {
   fanout_test::ToolCluster cluster;
   auto& alpha = cluster.add_worker(true, 1, "alpha");
