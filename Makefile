@@ -7,18 +7,22 @@ JOBS           ?= $(shell nproc)
 CMAKE_ARGS     ?=
 CTEST_ARGS     ?= --output-on-failure --timeout 900 -j $(JOBS)
 
-.PHONY: all deps build run test test-release test-sanitize bench clean
+.PHONY: all deps configure build run test test-release test-sanitize bench clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
 
-build: deps
+configure: deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_WERROR=ON $(CMAKE_ARGS)
+
+build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+# Builds the example and what it links, nothing else: the test suite is `make test`'s.
+run: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target fanout_lookups
 	$(BUILD_DIR)/examples/fanout-lookups
 
 test: test-release test-sanitize

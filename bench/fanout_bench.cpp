@@ -40,14 +40,14 @@
 
 #include <fanout/fanout.hpp>
 
+#include "bench_common.hpp"
 #include "child.hpp"
 #include "perf_window.hpp"
+#include "report.hpp"
 
 namespace {
 
-using fanout_bench::Child;
-using fanout_bench::Clock;
-using fanout_bench::Spawn;
+using namespace fanout_bench;  // NOLINT: the benchmark's own helpers
 
 // At namespace scope so that they are registered in every process that may run them (local
 // workers and the remote worker are this program), as a real program's tasks are.
@@ -57,18 +57,6 @@ const fanout::Task payload_size{"bench.size",
 // Which process ran a task: tells the benchmark when every executor of a pool is up.
 const fanout::Task executor_pid{"bench.pid", [] { return static_cast<std::int64_t>(::getpid()); }};
 
-// Goals. Issue 2 (fork driver) and issue 3 (process driver); spatie/fork is Laravel's fork driver.
-constexpr double kForkW1GoalUs = 400;
-constexpr double kForkW6GoalUs = 200;
-constexpr double kSpatieForkW1Us = 2210;
-constexpr double kSpatieForkW6Us = 1007;
-constexpr double kLocalW1GoalUs = 150;
-constexpr double kLocalW2Goal = 4'000'000;
-constexpr double kLocalW3GoalMBps = 1000;
-constexpr double kLocalW4GoalMs = 15;
-constexpr double kRemoteW1GoalUs = 300;
-constexpr double kRemoteW2Goal = 2'000'000;
-
 // The remote worker runs this many executors (fanout-worker --processes 2).
 constexpr int kRemoteProcesses = 2;
 // What the cold-start child computes: twice(21).
@@ -76,53 +64,6 @@ constexpr int kColdStartArgument = 21;
 
 // The peers are Debian's interpreter, never a virtualenv's, so the figures match the anchors.
 constexpr const char* kPython = "/usr/bin/python3";
-
-const std::vector<std::string> kRowNames{"sync", "fork", "process-local", "process-remote"};
-
-struct Settings {
-  int w1_warmup = 30;
-  int w1_batches = 300;
-  int w2_small = 10'000;
-  int w2_small_runs = 5;  // the figure is their median (fork: one run, 10,000 forks are slow)
-  int w2_large = 1'000'000;
-  int w3_tasks = 100;
-  int w3_bytes = 1 << 20;
-  int w4_trials = 5;
-  int w6_tasks = 2000;
-  int repeat = 3;
-  bool peers = false;
-  bool quick = false;
-  std::vector<std::string> workloads{"w1", "w2", "w3", "w4", "w6"};  // --workloads: what is measured
-
-  bool runs(std::string_view workload) const {
-    return std::find(workloads.begin(), workloads.end(), workload) != workloads.end();
-  }
-
-  void make_quick() {
-    quick = true;
-    w1_warmup = 5;
-    w1_batches = 30;
-    w2_small = 1000;
-    w2_small_runs = 2;
-    w2_large = 20'000;
-    w3_tasks = 10;
-    w4_trials = 1;
-    w6_tasks = 100;
-  }
-};
-
-// One system's figures by name (see kColumns and the keys below); a workload a system does not
-// have is absent. The same keys travel as JSON from row children and from peers.py.
-struct Row {
-  std::string system;
-  std::map<std::string, double> figures;
-
-  std::optional<double> get(const std::string& key) const {
-    const auto found = figures.find(key);
-    if (found == figures.end()) return std::nullopt;
-    return found->second;
-  }
-};
 
 // A result that is not what the task computes means the library is broken: no figure is worth
 // printing then. A row child exits with kExitWrongResult, and the parent stops too.
@@ -132,34 +73,7 @@ class WrongResult : public std::runtime_error {
 };
 constexpr int kExitWrongResult = 2;
 
-double micros_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-}
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-// Nearest-rank percentile, the same definition peers.py uses.
-double percentile(std::vector<double> samples, double fraction) {
-  std::sort(samples.begin(), samples.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(fraction * static_cast<double>(samples.size())));
-  return samples[std::clamp<std::size_t>(rank, 1, samples.size()) - 1];
-}
-
-double median(std::vector<double> values) { return percentile(std::move(values), 0.5); }
-
-std::string with_commas(long long value) {
-  std::string digits = std::to_string(value < 0 ? -value : value);
-  for (std::size_t at = digits.size(); at > 3; at -= 3) digits.insert(at - 3, ",");
-  return (value < 0 ? "-" : "") + digits;
-}
-
 bool is_process_row(std::string_view row) { return row.rfind("process-", 0) == 0; }
-
-std::string row_title(std::string_view row) {
-  if (row == "process-local") return "fanout process driver, local mode";
-  if (row == "process-remote") return "fanout process driver, remote (tcp loopback)";
-  return "fanout " + std::string(row) + " driver";
-}
 
 // The driver a row measures. The process driver's mode comes from FANOUT_BROKER, which the parent
 // sets for process-remote children only; a mismatch means the child was started wrongly.
@@ -172,12 +86,6 @@ fanout::Driver driver_for(std::string_view row) {
                              " (fanout-bench sets it for the rows it measures in child processes)");
   }
   return fanout::Concurrency::driver("process");
-}
-
-unsigned available_cores() {
-  cpu_set_t set;
-  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
-  return std::max(1U, std::thread::hardware_concurrency());
 }
 
 // ---- measurements inside a row's own process ------------------------------------------------------
@@ -528,146 +436,6 @@ std::vector<Row> median_of_runs(const std::vector<std::vector<Row>>& runs) {
     rows.push_back(std::move(row));
   }
   return rows;
-}
-
-// ---- the report -----------------------------------------------------------------------------------
-
-// "1,007" for large figures, "3.4" where a decimal still means something; "—" for nothing.
-std::string format_figure(std::optional<double> value) {
-  if (!value) return "—";
-  if (*value < 10) {
-    char text[32];
-    std::snprintf(text, sizeof(text), "%.1f", *value);
-    return text;
-  }
-  return with_commas(std::llround(*value));
-}
-
-// Rates to three significant digits: the rest is noise on this machine.
-std::string format_rate(std::optional<double> value) {
-  if (!value) return "—";
-  if (*value < 1000) return format_figure(value);
-  const double magnitude = std::pow(10.0, std::floor(std::log10(*value)) - 2);
-  return with_commas(std::llround(std::round(*value / magnitude) * magnitude));
-}
-
-std::string format_ms(std::optional<double> value) {
-  if (!value) return "—";
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.1f", *value);
-  return text;
-}
-
-std::string format_memory(const Row& row, const std::string& prefix) {
-  const auto before = row.get(prefix + "rss_before_mib");
-  const auto peak = row.get(prefix + "rss_peak_mib");
-  if (!before || !peak) return "—";
-  return format_figure(before) + " → " + format_figure(peak);
-}
-
-const Row* find_row(const std::vector<Row>& rows, std::string_view name) {
-  const auto found = std::find_if(rows.begin(), rows.end(), [&](const Row& row) { return row.system == row_title(name); });
-  return found == rows.end() ? nullptr : &*found;
-}
-
-// "231 µs, MISSED" against an upper (`at_most`) or lower bound.
-std::string verdict(std::optional<double> value, double goal, bool at_most, const std::string& unit,
-                    std::string (*format)(std::optional<double>)) {
-  if (!value) return "not measured";
-  const bool met = at_most ? *value <= goal : *value >= goal;
-  return format(value) + " " + unit + ", " + (met ? "met" : "MISSED");
-}
-
-void print_goal(const char* what, std::optional<double> value, double goal, bool at_most, const std::string& unit,
-                std::string (*format)(std::optional<double>)) {
-  std::cout << "- " << what << ' ' << (at_most ? "<= " : ">= ") << format(goal) << ' ' << unit << ": "
-            << verdict(value, goal, at_most, unit, format) << "\n";
-}
-
-// The 1-minute load average: figures taken while other work runs on the machine are slower.
-std::string load_average() {
-  std::ifstream file("/proc/loadavg");
-  std::string first;
-  file >> first;
-  return first.empty() ? "unknown" : first;
-}
-
-void print_report(const std::vector<Row>& rows, const Settings& settings, const std::string& load_average) {
-  std::cout << "W1: " << settings.w1_batches << " batches of 3 trivial tasks after " << settings.w1_warmup
-            << " warm-up. W2: " << with_commas(settings.w2_small) << " and " << with_commas(settings.w2_large)
-            << " trivial tasks in one batch. W3: " << settings.w3_tasks << " tasks with a "
-            << with_commas(settings.w3_bytes) << "-byte argument. W4: median of " << settings.w4_trials
-            << " cold starts. W6: " << with_commas(settings.w6_tasks)
-            << " trivial tasks, 2 at a time. Every figure is the median of " << settings.repeat << " run(s); "
-            << available_cores() << " CPUs; load average " << load_average << " when the run began.\n\n";
-  std::cout << "| system | W1 p50 (µs) | W1 p99 (µs) | W2 " << with_commas(settings.w2_small) << " (tasks/s) | W2 "
-            << with_commas(settings.w2_large)
-            << " (tasks/s) | W3 (MB/s) | W4 (ms) | W4 in main (ms) | W6 (µs/task) | RSS client, W2 "
-            << with_commas(settings.w2_large) << " (MiB) | RSS broker (MiB) |\n";
-  std::cout << "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
-  for (const auto& row : rows) {
-    std::cout << "| " << row.system << " | " << format_figure(row.get("w1_p50_us")) << " | "
-              << format_figure(row.get("w1_p99_us")) << " | " << format_rate(row.get("w2_small_tps")) << " | "
-              << format_rate(row.get("w2_large_tps")) << " | " << format_figure(row.get("w3_mbps")) << " | "
-              << format_ms(row.get("w4_ms")) << " | " << format_ms(row.get("w4_inside_ms")) << " | "
-              << format_figure(row.get("w6_us_per_task")) << " | " << format_memory(row, "") << " | "
-              << format_memory(row, "broker_") << " |\n";
-  }
-
-  std::cout << "\nW2 and W3 time run(calls); building the calls (encoding the arguments) comes before the clock";
-  for (const char* name : {"sync", "process-local"}) {
-    const Row* row = find_row(rows, name);
-    if (row == nullptr || !(row->get("w2_build_ns_per_call") || row->get("w3_build_ms"))) continue;
-    std::cout << " and costs";
-    if (row->get("w2_build_ns_per_call")) {
-      std::cout << " " << format_figure(row->get("w2_build_ns_per_call")) << " ns per W2 call";
-    }
-    if (row->get("w3_build_ms")) {
-      std::cout << (row->get("w2_build_ns_per_call") ? " and " : " ") << format_ms(row->get("w3_build_ms"))
-                << " ms for the W3 calls";
-    }
-    std::cout << " (" << name << " row)";
-    break;
-  }
-  std::cout << ". W4 is from before spawning a fresh process of the program to the line with its first "
-               "result; \"in main\" is the same child's own measure from the start of main(). For "
-               "process-remote, W4 is a fresh client against a broker and worker already running; for "
-               "Python, it is pool start to first result in a running interpreter. RSS: the process's "
-               "resident set just before the "
-            << with_commas(settings.w2_large)
-            << "-task run() (the calls already built) → its peak during it (VmHWM, reset right before); in "
-               "local mode the broker lives in the client process.";
-  if (const Row* fork = find_row(rows, "fork"); fork != nullptr && fork->get("w2_small_tps")) {
-    std::cout << " The fork driver's W2 " << with_commas(settings.w2_large) << " is not run: a fork per task, about "
-              << format_figure(settings.w2_large / *fork->get("w2_small_tps") / 60.0) << " min at its W2 rate.";
-  }
-  for (const auto& row : rows) {
-    if (row.get("rss_peak_is_lifetime")) std::cout << " (" << row.system << ": RSS peak since process start.)";
-  }
-  std::cout << "\n";
-
-  const Row* local = find_row(rows, "process-local");
-  const Row* remote = find_row(rows, "process-remote");
-  const auto figure = [](const Row* row, const char* key) { return row != nullptr ? row->get(key) : std::nullopt; };
-  if (local != nullptr || remote != nullptr) {
-    std::cout << "\nProcess driver goals (issue 3; W2 on the " << with_commas(settings.w2_small) << "-task batch):\n";
-    if (local != nullptr) {
-      print_goal("local W1 p50", figure(local, "w1_p50_us"), kLocalW1GoalUs, true, "µs", format_figure);
-      print_goal("local W2", figure(local, "w2_small_tps"), kLocalW2Goal, false, "tasks/s", format_rate);
-      print_goal("local W3", figure(local, "w3_mbps"), kLocalW3GoalMBps, false, "MB/s", format_figure);
-      print_goal("local W4 (spawn → result)", figure(local, "w4_ms"), kLocalW4GoalMs, true, "ms", format_ms);
-    }
-    if (remote != nullptr) {
-      print_goal("remote W1 p50", figure(remote, "w1_p50_us"), kRemoteW1GoalUs, true, "µs", format_figure);
-      print_goal("remote W2", figure(remote, "w2_small_tps"), kRemoteW2Goal, false, "tasks/s", format_rate);
-    }
-  }
-  if (const Row* fork = find_row(rows, "fork"); fork != nullptr) {
-    std::cout << "\nFork driver goals (issue 2; spatie/fork: " << format_figure(kSpatieForkW1Us) << " µs and "
-              << format_figure(kSpatieForkW6Us) << " µs):\n";
-    print_goal("W1 p50", fork->get("w1_p50_us"), kForkW1GoalUs, true, "µs", format_figure);
-    print_goal("W6", fork->get("w6_us_per_task"), kForkW6GoalUs, true, "µs/task", format_figure);
-  }
 }
 
 std::vector<std::string> split_rows(const std::string& list) {

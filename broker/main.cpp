@@ -11,10 +11,10 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fanout/broker/broker.hpp>
 #include <fanout/error.hpp>
 
-#include "broker.hpp"
-#include "status.hpp"
+#include "broker_queries.hpp"
 
 namespace {
 
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   zmq::context_t context;
   if (!status_of.empty()) {
     try {
-      std::cout << fanout::broker::status_report(context, status_of, std::chrono::seconds(3));
+      std::cout << fanout::link::status_report(context, status_of, std::chrono::seconds(3));
       return kExitOk;
     } catch (const fanout::Error& error) {
       std::cerr << "fanout-broker: " << error.what() << "\n";

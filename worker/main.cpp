@@ -9,7 +9,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "worker.hpp"
+#include <fanout/worker/worker.hpp>
 
 namespace {
 

@@ -29,7 +29,7 @@
 #include <nmmintrin.h>
 #endif
 
-#include "unique_fd.hpp"
+#include "system/unique_fd.hpp"
 
 namespace fanout::broker {
 
@@ -119,7 +119,7 @@ constexpr const char* journal_name = "journal";
 constexpr const char* compact_name = "journal.compact";
 constexpr const char* lock_name = "LOCK";
 
-using Fd = detail::UniqueFd;
+using Fd = sys::UniqueFd;
 
 [[noreturn]] void throw_errno(const std::string& what, const std::filesystem::path& path, int error) {
   throw Error("journal: " + what + " " + path.string() + ": " + std::strerror(error));

@@ -41,8 +41,14 @@
 #include "wire.hpp"
 #include "backends.hpp"
 #include "job_runner.hpp"
-#include "signal_text.hpp"
-#include "unique_fd.hpp"
+#include "failure.hpp"
+#include "system/child_process.hpp"
+#include "system/descriptors.hpp"
+#include "system/machine.hpp"
+#include "system/os_error.hpp"
+#include "system/signals.hpp"
+#include "system/unique_fd.hpp"
+#include "width.hpp"
 #include "wire_kinds.hpp"
 
 namespace fanout::detail {
@@ -56,33 +62,6 @@ constexpr std::uint64_t kMaxResultWords = (std::uint64_t{1} << 30) / sizeof(capn
 // Exit code of a child that could not write its result (the parent is gone, or the pipe broke).
 constexpr int kChildWriteFailed = 125;
 
-std::size_t cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN));
-}
-
-// Writes all of `pieces`, resuming after partial writes. Returns false on a write error.
-bool write_all(int fd, std::span<iovec> pieces) noexcept {
-  std::size_t first = 0;
-  while (first < pieces.size()) {
-    const int count = static_cast<int>(std::min<std::size_t>(pieces.size() - first, IOV_MAX));
-    const ssize_t written = ::writev(fd, pieces.data() + first, count);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    // Skip what was written: whole pieces, then part of the next one.
-    auto left = static_cast<std::size_t>(written);
-    while (first < pieces.size() && left >= pieces[first].iov_len) left -= pieces[first++].iov_len;
-    if (left > 0) {
-      pieces[first].iov_base = static_cast<char*>(pieces[first].iov_base) + left;
-      pieces[first].iov_len -= left;
-    }
-  }
-  return true;
-}
-
 // Writes the result frame: an 8-byte word count, then the message in capnp's flat format (segment
 // table, segments). Messages of up to kInlineSegments segments, i.e. all but huge ones, go out in
 // one writev from stack buffers: a forked child that touches the heap pays copy-on-write faults.
@@ -93,7 +72,7 @@ bool write_framed(int fd, capnp::MessageBuilder& message) {
     auto flat = capnp::messageToFlatArray(segments);
     std::uint64_t words = flat.size();
     iovec pieces[] = {{&words, sizeof(words)}, {flat.begin(), flat.size() * sizeof(capnp::word)}};
-    return write_all(fd, pieces);
+    return sys::write_all(fd, pieces);
   }
   // Segment table: count-1, then each size, as 32-bit words, padded to a whole 64-bit word.
   std::uint32_t table[kInlineSegments + 1] = {};
@@ -108,7 +87,7 @@ bool write_framed(int fd, capnp::MessageBuilder& message) {
     words += segments[i].size();
     pieces[i + 2] = {const_cast<capnp::word*>(segments[i].begin()), segments[i].size() * sizeof(capnp::word)};
   }
-  return write_all(fd, std::span<iovec>(pieces, segments.size() + 2));
+  return sys::write_all(fd, std::span<iovec>(pieces, segments.size() + 2));
 }
 
 // The first call of a shared-library function pays a symbol lookup (lazy binding), and a forked
@@ -124,7 +103,7 @@ void warm_child_path() {
   // The argument-reading path: a child decodes its call's arguments, which the parent never does.
   const Payload arguments = Payload::build([](ValueBuilder out) { out.init_tuple(1)[0].set_text("warm-up"); });
   arguments.read([](ValueReader in) { (void)in.as_tuple(nullptr)[0].as_text(nullptr); });
-  const UniqueFd sink(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  const sys::UniqueFd sink(::open("/dev/null", O_WRONLY | O_CLOEXEC));
   if (!sink) return;
   capnp::word scratch[64];
   std::memset(scratch, 0, sizeof(scratch));
@@ -176,29 +155,18 @@ void warm_child_path() {
   }
 }
 
-// One forked child and everything the parent knows about it. Owns the process: the destructor
-// kills (the whole process group) and reaps it if that has not happened yet.
+// One forked child and everything the parent knows about it. Owns the process (a process group
+// of its own): its ChildProcess kills the whole group and reaps it if that has not happened yet.
 class ForkedChild {
  public:
-  ForkedChild(std::size_t index, pid_t pid, UniqueFd pipe, UniqueFd pidfd, Clock::time_point deadline)
-      : index_(index), pid_(pid), pipe_(std::move(pipe)), pidfd_(std::move(pidfd)), deadline_(deadline) {}
-
-  ForkedChild(const ForkedChild&) = delete;
-  ForkedChild& operator=(const ForkedChild&) = delete;
-
-  ~ForkedChild() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(-pid_, SIGKILL);
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
+  ForkedChild(std::size_t index, pid_t pid, sys::UniqueFd pipe, Clock::time_point started, Clock::time_point deadline)
+      : index_(index), process_(pid), ran_on_("fork pid " + std::to_string(pid)), pipe_(std::move(pipe)),
+        started_(started), deadline_(deadline) {}
 
   std::size_t index() const noexcept { return index_; }
   int pipe_fd() const noexcept { return eof_ ? -1 : pipe_.get(); }
-  int pidfd() const noexcept { return pidfd_.get(); }
+  int pidfd() const noexcept { return process_.pidfd(); }
+  Clock::time_point started() const noexcept { return started_; }
   Clock::time_point deadline() const noexcept { return deadline_; }
   bool timed_out() const noexcept { return timed_out_; }
 
@@ -222,7 +190,7 @@ class ForkedChild {
       if (got < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) return false;
-        protocol_error_ = std::string("reading the result pipe failed: ") + std::strerror(errno);
+        protocol_error_ = sys::os_error("read of the result pipe").what();
         eof_ = true;
         break;
       }
@@ -252,33 +220,25 @@ class ForkedChild {
 
   // Whether the process has ended (pidfd readable); without pidfds, the pipe's end stands in.
   bool has_ended(short pidfd_events) const noexcept {
-    return pidfd_ ? (pidfd_events & POLLIN) != 0 : eof_;
+    return process_.pidfd() >= 0 ? (pidfd_events & POLLIN) != 0 : eof_;
   }
 
   void kill_for_timeout() noexcept {
     timed_out_ = true;
-    ::kill(-pid_, SIGKILL);
-    ::kill(pid_, SIGKILL);
+    process_.signal_group(SIGKILL);
   }
 
   void kill_for_cancel() noexcept {
     cancelled_ = true;
-    ::kill(-pid_, SIGKILL);
-    ::kill(pid_, SIGKILL);
+    process_.signal_group(SIGKILL);
   }
 
   // Reaps the (ended) child and delivers the slot's outcome.
   void finish(const RunOptions& options, Results& results) {
     drain();
     // A task's grandchildren may outlive it in its process group; a slot that is over owns nothing.
-    // Killed before reaping, while the unreaped leader still reserves the group id.
-    ::kill(-pid_, SIGKILL);
-    while (::waitpid(pid_, &status_, 0) < 0) {
-      if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "waitpid");
-    }
-    exited_ = true;
-
-    const std::string ran_on = "fork pid " + std::to_string(pid_);
+    const int status = process_.wait(/*kill_group=*/true);
+    const std::string& ran_on = ran_on_;
     FailureInfo failure{ErrorKind::crashed, "", "", ran_on};
     if (cancelled_) {
       failure.kind = ErrorKind::cancelled;
@@ -292,11 +252,11 @@ class ForkedChild {
     }
     const bool complete = header_read_ == sizeof(header_) && body_.size() > 0 &&
                           body_read_ == body_.size() * sizeof(capnp::word);
-    if (WIFSIGNALED(status_)) {
-      failure.message = "the child was killed by " + describe_signal(WTERMSIG(status_));
+    if (WIFSIGNALED(status)) {
+      failure.message = "the child was killed by " + sys::describe_signal(WTERMSIG(status));
       return results.failure(index_, std::move(failure));
     }
-    const int code = WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     if (code != 0 || !complete) {
       failure.message = code == kChildWriteFailed ? "the child could not send its result back"
                                                   : "the child exited with code " + std::to_string(code) +
@@ -346,15 +306,14 @@ class ForkedChild {
   }
 
   std::size_t index_;
-  pid_t pid_;
-  UniqueFd pipe_;
-  UniqueFd pidfd_;
+  sys::ChildProcess process_;
+  std::string ran_on_;  // "fork pid <pid>"
+  sys::UniqueFd pipe_;
+  Clock::time_point started_;
   Clock::time_point deadline_;
   bool timed_out_ = false;
   bool cancelled_ = false;
   bool eof_ = false;
-  bool exited_ = false;
-  int status_ = 0;
   std::uint64_t header_ = 0;
   std::size_t header_read_ = 0;
   kj::Array<capnp::word> body_;
@@ -426,11 +385,11 @@ class ForkBackend final : public Backend {
   Receipt defer(Batch& batch, const RunOptions& options) override {
     std::fflush(nullptr);  // unflushed stdio would be printed again by the runner
     int ends[2];
-    if (::pipe2(ends, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "fork driver: defer: pipe");
-    UniqueFd read_end(ends[0]);
-    UniqueFd write_end(ends[1]);
+    if (::pipe2(ends, O_CLOEXEC) != 0) sys::throw_os_error("fork driver: defer: pipe");
+    sys::UniqueFd read_end(ends[0]);
+    sys::UniqueFd write_end(ends[1]);
     const pid_t intermediate = ::fork();
-    if (intermediate < 0) throw std::system_error(errno, std::generic_category(), "fork driver: defer: fork");
+    if (intermediate < 0) sys::throw_os_error("fork driver: defer: fork");
     if (intermediate == 0) {
       ::close(read_end.get());
       ::setsid();  // a session of its own: no terminal's hangup or Ctrl-C reaches the runner
@@ -455,43 +414,45 @@ class ForkBackend final : public Backend {
     }
     // Reap the intermediate (it exits at once); ECHILD when the caller ignores SIGCHLD or reaped
     // it itself.
-    int status = 0;
-    while (::waitpid(intermediate, &status, 0) < 0 && errno == EINTR) {
-    }
+    sys::ChildProcess(intermediate, /*group_leader=*/false).wait();
     if (got != sizeof(started)) throw Error("fork driver: defer: the process starting the runner died");
     if (started.pid < 0) {
-      throw std::system_error(started.error, std::generic_category(), "fork driver: defer: fork of the runner");
+      sys::throw_os_error("fork driver: defer: fork of the runner", started.error);
     }
     return Receipt("fork-" + std::to_string(started.pid), "fork", batch.size());
   }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
-    // Unflushed stdio would otherwise be inherited and printed again by every child.
-    std::fflush(nullptr);
     static std::once_flag warmed;
     std::call_once(warmed, warm_child_path);
-    const std::size_t limit = options.max_concurrency > 0 ? options.max_concurrency : cores();
+    // With no cap, the width grows past one child per core while children wait (width.hpp).
+    const bool capped = options.max_concurrency > 0;
+    const std::size_t cores = sys::available_cores();
+    const std::size_t maximum = capped ? options.max_concurrency : max_processes();
     std::vector<std::unique_ptr<ForkedChild>> running;
     const std::size_t total = batch.size();
-    running.reserve(std::min(limit, total));
+    running.reserve(std::min(maximum, total));
     std::vector<pollfd> fds;
     std::size_t next = 0;
     bool cancelling = false;
 
     while (next < total || !running.empty()) {
-      const auto busy = [&] {
-        return static_cast<std::size_t>(std::count_if(running.begin(), running.end(),
-                                                      [](const auto& child) { return !child->delivered(); }));
-      };
+      const auto now = Clock::now();
+      // Children still working on their slot, and how many of them have turned slow.
+      std::size_t busy = 0;
+      std::size_t slow = 0;
+      for (const auto& child : running) {
+        if (child->delivered()) continue;
+        ++busy;
+        if (now - child->started() >= kSlowSlot) ++slow;
+      }
+      const std::size_t width = capped ? maximum : uncapped_width(slow, cores, maximum);
       if (!cancelling && results.cancelled()) {
         cancelling = true;
         next = total;  // start nothing more; finish() fails the slots never started
         for (auto& child : running) child->kill_for_cancel();
       }
-      while (next < total && busy() < limit) {
-        start(batch.job(next), next, options, running, results);
-        ++next;
-      }
+      for (; next < total && busy < width; ++next, ++busy) start(batch.job(next), next, options, running, results);
       if (running.empty()) continue;
 
       fds.clear();
@@ -501,6 +462,14 @@ class ForkBackend final : public Backend {
         fds.push_back({child->pidfd(), POLLIN, 0});
         if (!child->timed_out()) nearest = std::min(nearest, child->deadline());
       }
+      // Slots still waiting start as soon as a running child turns slow.
+      if (!capped && next < total && width < maximum) {
+        for (const auto& child : running) {
+          if (!child->delivered() && child->started() + kSlowSlot > now) {
+            nearest = std::min(nearest, child->started() + kSlowSlot);
+          }
+        }
+      }
       // With a cancellation token, wake up now and then to look at it.
       int wait_ms = options.cancelled ? 50 : -1;
       if (nearest != Clock::time_point::max()) {
@@ -508,14 +477,14 @@ class ForkBackend final : public Backend {
         wait_ms = static_cast<int>(std::clamp<long long>(left, 0, wait_ms < 0 ? 60'000 : wait_ms));
       }
       if (::poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
-        throw std::system_error(errno, std::generic_category(), "fork driver: poll");
+        sys::throw_os_error("fork driver: poll");
       }
 
-      const auto now = Clock::now();
+      const auto after = Clock::now();
       for (std::size_t i = running.size(); i-- > 0;) {
         ForkedChild& child = *running[i];
         if (fds[2 * i].revents != 0) child.drain();
-        if (!child.timed_out() && now >= child.deadline()) child.kill_for_timeout();
+        if (!child.timed_out() && after >= child.deadline()) child.kill_for_timeout();
         if (child.has_ended(fds[2 * i + 1].revents)) {
           child.finish(options, results);
           running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
@@ -532,8 +501,11 @@ class ForkBackend final : public Backend {
       fail_to_start(results, index, "pipe");
       return;
     }
-    UniqueFd read_end(ends[0]);
-    UniqueFd write_end(ends[1]);
+    sys::UniqueFd read_end(ends[0]);
+    sys::UniqueFd write_end(ends[1]);
+    // What the program (its progress and result callbacks included) printed into stdio buffers
+    // since the last fork would otherwise be inherited and printed again by the child.
+    std::fflush(nullptr);
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) {
@@ -552,9 +524,9 @@ class ForkBackend final : public Backend {
     ::setpgid(pid, pid);  // both sides set it, so the group exists before either relies on it
     write_end.reset();
     ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
-    const auto deadline = options.timeout.count() > 0 ? Clock::now() + options.timeout : Clock::time_point::max();
-    running.push_back(
-        std::make_unique<ForkedChild>(index, pid, std::move(read_end), open_pidfd(pid), deadline));
+    const auto started = Clock::now();
+    const auto deadline = options.timeout.count() > 0 ? started + options.timeout : Clock::time_point::max();
+    running.push_back(std::make_unique<ForkedChild>(index, pid, std::move(read_end), started, deadline));
   }
 
   // The runner's whole life; never returns into the caller's code.
@@ -589,7 +561,7 @@ class ForkBackend final : public Backend {
 
   static void fail_to_start(Results& results, std::size_t index, const char* what) {
     results.failure(index, FailureInfo{ErrorKind::crashed, "",
-                                       std::string("could not start a child: ") + what + ": " + std::strerror(errno),
+                                       std::string("could not start a child: ") + sys::os_error(what).what(),
                                        "fork"});
   }
 };

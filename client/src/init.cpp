@@ -16,10 +16,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "local_pool.hpp"
 #include "local_service.hpp"
 #include "program.hpp"
-#include "worker.hpp"
+#include <fanout/worker/worker.hpp>
 
 namespace fanout {
 

@@ -1,6 +1,7 @@
 // local_pool.cpp
 #include "local_pool.hpp"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -11,24 +12,35 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include <fanout/broker/broker.hpp>
 #include <fanout/error.hpp>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "broker.hpp"
 #include "program.hpp"
-
-extern char** environ;
+#include "system/child_process.hpp"
+#include "system/exec_image.hpp"
+#include "system/os_error.hpp"
+#include "system/poll_timeout.hpp"
+#include "system/signals.hpp"
 
 namespace fanout::detail {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long a stopping worker gets to drain before it is killed.
+constexpr auto kStopGrace = std::chrono::seconds(3);
+// A worker that dies this young twice in a row is not restarted again.
+constexpr auto kYoungDeath = std::chrono::seconds(2);
+// Without pidfds (kernels before 5.3), how often the worker is polled for its end.
+constexpr int kReapPollMs = 10;
 
 std::string unique_suffix() {
   static std::atomic<unsigned> counter{0};
@@ -37,10 +49,24 @@ std::string unique_suffix() {
 }
 
 std::string describe_exit(int status) {
-  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFSIGNALED(status)) return "was killed by " + sys::describe_signal(WTERMSIG(status));
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (code == kForgotInitExitCode) return "stopped: the program's main() does not call fanout::init(argc, argv) first";
   return "exited with code " + std::to_string(code);
+}
+
+// Waits until `worker` ends (returns its wait status) or `stop` is notified (returns nullopt),
+// whichever comes first, at most until `deadline`.
+std::optional<int> wait_for_end(sys::ChildProcess& worker, const sys::EventFd* stop, Clock::time_point deadline) {
+  for (;;) {
+    if (const auto status = worker.try_reap()) return status;
+    pollfd fds[2] = {{worker.pidfd(), POLLIN, 0}, {stop != nullptr ? stop->fd() : -1, POLLIN, 0}};
+    int timeout = sys::poll_timeout_ms(deadline);
+    if (worker.pidfd() < 0 && (timeout < 0 || timeout > kReapPollMs)) timeout = kReapPollMs;
+    if (::poll(fds, 2, timeout) < 0 && errno != EINTR) return std::nullopt;
+    if (const auto status = worker.try_reap()) return status;
+    if (fds[1].revents != 0 || Clock::now() >= deadline) return std::nullopt;
+  }
 }
 
 }  // namespace
@@ -60,25 +86,14 @@ LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
   config.logger->set_level(level != nullptr && *level != '\0' ? spdlog::level::from_str(level) : spdlog::level::err);
   broker_ = std::make_unique<broker::Broker>(config, context);
   broker_thread_ = std::thread([this] { broker_->run(); });
-  // The worker is spawned and reaped by one long-lived thread: PR_SET_PDEATHSIG fires when the
+  // The worker is started and reaped by one long-lived thread: PR_SET_PDEATHSIG fires when the
   // *thread* that forked dies, so it must not be a caller's short-lived thread.
   watcher_ = std::thread([this] { watch_worker(); });
 }
 
 LocalPool::~LocalPool() {
   stopping_ = true;
-  if (const pid_t pid = worker_pid_.load(); pid > 0) {
-    // SIGTERM then SIGINT: the worker starts draining and, at the second signal, kills its
-    // executors and reaps them before it exits. (Killing the worker outright would leave the
-    // executors to init, and not every init reaps.) SIGKILL if that takes too long.
-    ::kill(pid, SIGTERM);
-    ::kill(pid, SIGINT);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-    while (worker_pid_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    if (const pid_t still = worker_pid_.load(); still > 0) ::kill(still, SIGKILL);
-  }
+  stop_requested_.notify();
   if (watcher_.joinable()) watcher_.join();
   broker_->stop();
   if (broker_thread_.joinable()) broker_thread_.join();
@@ -89,59 +104,46 @@ std::optional<std::string> LocalPool::broken() const {
   return broken_;
 }
 
-pid_t LocalPool::spawn_worker() {
-  // Everything the child needs is prepared before fork: after it, only exec-safe calls.
-  const std::string executable = program_path();
-  std::vector<std::string> arguments = program_arguments();
-  if (arguments.empty()) arguments.push_back(executable);
-  std::vector<char*> argv;
-  for (auto& argument : arguments) argv.push_back(argument.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> variables{std::string(kWorkerRoleVariable) + "=" + worker_endpoint_};
-  std::vector<char*> envp;
-  for (char** variable = environ; *variable != nullptr; ++variable) {
-    if (std::strncmp(*variable, kWorkerRoleVariable, std::strlen(kWorkerRoleVariable)) != 0) envp.push_back(*variable);
-  }
-  for (auto& variable : variables) envp.push_back(variable.data());
-  envp.push_back(nullptr);
-
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::execve(executable.c_str(), argv.data(), envp.data());
-    ::_exit(127);
-  }
-  return pid;
+void LocalPool::set_broken(std::string why) {
+  const std::lock_guard lock(mutex_);
+  broken_ = std::move(why);
 }
 
 void LocalPool::watch_worker() {
+  // Everything the child needs is prepared before fork: after it, only exec-safe calls.
+  const sys::ExecImage image(program_path(), program_arguments(), {kWorkerRoleVariable},
+                             {std::string(kWorkerRoleVariable) + "=" + worker_endpoint_});
   // A worker that dies is restarted, unless it dies young twice in a row: then something is wrong
   // with the program (no fanout::init, a crash at start-up) and batches fail with the reason.
   int quick_deaths = 0;
   while (!stopping_) {
-    const auto started = std::chrono::steady_clock::now();
-    const pid_t pid = spawn_worker();
-    if (pid < 0) {
-      const std::lock_guard lock(mutex_);
-      broken_ = std::string("cannot start the local worker pool: fork: ") + std::strerror(errno);
+    const auto started = Clock::now();
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) return set_broken(std::string("cannot start the local worker pool: ") + sys::os_error("fork").what());
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      image.exec();
+    }
+    sys::ChildProcess worker(pid, /*group_leader=*/false);
+    const auto status = wait_for_end(worker, &stop_requested_, Clock::time_point::max());
+    if (!status) {
+      // SIGTERM then SIGINT: the worker starts draining and, at the second signal, kills its
+      // executors and reaps them before it exits. (Killing the worker outright would leave the
+      // executors to init, and not every init reaps.) SIGKILL, by the destructor, if that takes
+      // too long.
+      worker.signal(SIGTERM);
+      worker.signal(SIGINT);
+      wait_for_end(worker, nullptr, Clock::now() + kStopGrace);
       return;
     }
-    worker_pid_ = pid;
-    if (stopping_) ::kill(pid, SIGKILL);  // the destructor may have looked before the pid was set
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    worker_pid_ = -1;
     if (stopping_) return;
-    const std::string how = "the local worker pool " + describe_exit(status);
+    const std::string how = "the local worker pool " + describe_exit(*status);
     std::fprintf(stderr, "fanout: %s\n", how.c_str());
-    quick_deaths = std::chrono::steady_clock::now() - started < std::chrono::seconds(2) ? quick_deaths + 1 : 0;
-    if (quick_deaths >= 2 || (WIFEXITED(status) && WEXITSTATUS(status) == kForgotInitExitCode)) {
-      const std::lock_guard lock(mutex_);
-      broken_ = how;
-      return;
+    quick_deaths = Clock::now() - started < kYoungDeath ? quick_deaths + 1 : 0;
+    if (quick_deaths >= 2 || (WIFEXITED(*status) && WEXITSTATUS(*status) == kForgotInitExitCode)) {
+      return set_broken(how);
     }
   }
 }

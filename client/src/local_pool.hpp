@@ -1,11 +1,12 @@
 // local_pool.hpp: local mode of the process driver. An embedded broker on a thread of this
 // program, and a worker pool made by re-executing the program itself (Laravel's hidden Artisan
-// command, in C++): fanout::init() in the new process sees kWorkerRoleVariable and becomes a
-// worker supervisor with one executor per core. Everything goes away with the program, even when
-// it is killed with SIGKILL (the worker dies with its parent, executors with the worker).
+// command, in C++): fanout::init() in the new process sees kWorkerRoleVariable (program.hpp) and
+// becomes a worker supervisor with one executor per core. Everything goes away with the program,
+// even when it is killed with SIGKILL (the worker dies with its parent, executors with the worker).
+//
+// Threads: the broker's, and a watcher that owns the worker process: it starts it, restarts it
+// when it dies (unless it keeps dying young), and stops it when the pool is destroyed.
 #pragma once
-
-#include <sys/types.h>
 
 #include <atomic>
 #include <filesystem>
@@ -17,18 +18,13 @@
 
 #include <zmq.hpp>
 
+#include "system/event_fd.hpp"
+
 namespace fanout::broker {
 class Broker;
 }
 
 namespace fanout::detail {
-
-// Set in the environment of a re-executed local worker; its value is the broker endpoint.
-inline constexpr const char* kWorkerRoleVariable = "FANOUT_LOCAL_WORKER";
-// How many executors a local worker runs (default: the number of cores).
-inline constexpr const char* kWorkerProcessesVariable = "FANOUT_PROCESSES";
-// Exit code of a re-executed program that reached a batch without calling fanout::init.
-inline constexpr int kForgotInitExitCode = 70;
 
 // What differs for the local service (local_service.hpp), which keeps a journal and listens on a
 // name other programs find, from a program's own pool.
@@ -41,6 +37,7 @@ class LocalPool {
  public:
   // Starts the broker and spawns the worker. Throws fanout::Error when either cannot start.
   explicit LocalPool(zmq::context_t& context, const LocalPoolOptions& options = {});
+  // Stops the worker (a drain, then SIGKILL after 3 s) and the broker.
   ~LocalPool();
   LocalPool(const LocalPool&) = delete;
   LocalPool& operator=(const LocalPool&) = delete;
@@ -54,18 +51,18 @@ class LocalPool {
   std::optional<std::string> broken() const;
 
  private:
-  void watch_worker();  // runs on watcher_: spawns the worker and reaps it
-  pid_t spawn_worker();
+  void watch_worker();  // runs on watcher_: starts, restarts and finally stops the worker
+  void set_broken(std::string why);
 
   std::unique_ptr<broker::Broker> broker_;
   std::thread broker_thread_;
   std::string client_endpoint_;
   std::string worker_endpoint_;
-  std::thread watcher_;
+  sys::EventFd stop_requested_;  // the destructor's word to the watcher
   std::atomic<bool> stopping_{false};
-  std::atomic<pid_t> worker_pid_{-1};
   mutable std::mutex mutex_;
   std::optional<std::string> broken_;
+  std::thread watcher_;  // last: starts once everything it uses exists
 };
 
 }  // namespace fanout::detail

@@ -22,9 +22,10 @@
 
 #include "local_pool.hpp"
 #include "program.hpp"
-#include "status.hpp"
-
-extern char** environ;
+#include "broker_queries.hpp"
+#include "system/child_process.hpp"
+#include "system/exec_image.hpp"
+#include "system/os_error.hpp"
 
 namespace fanout::detail {
 
@@ -61,24 +62,14 @@ extern "C" void on_stop_signal(int) { g_stop = true; }
 // exits at once (reaped here), so the service has no parent to die with and leaves no zombie.
 void spawn_service(const std::string& executable, std::vector<std::string> arguments, const std::filesystem::path& log) {
   if (executable.empty()) throw Error("cannot start the local fanout service: /proc/self/exe is unreadable");
-  if (arguments.empty()) arguments.push_back(executable);
-  std::vector<char*> argv;
-  for (auto& argument : arguments) argv.push_back(argument.data());
-  argv.push_back(nullptr);
-  std::string role = std::string(kServiceRoleVariable) + "=1";
-  std::vector<char*> envp;
-  for (char** variable = environ; *variable != nullptr; ++variable) {
-    // Not a worker of this program's pool, not a child of its settings for the broker.
-    if (std::strncmp(*variable, "FANOUT_LOCAL_", 13) == 0 || std::strncmp(*variable, "FANOUT_WORKER=", 14) == 0) continue;
-    envp.push_back(*variable);
-  }
-  envp.push_back(role.data());
-  envp.push_back(nullptr);
+  // Not a worker of this program's pool, not a child of its settings for the broker.
+  const sys::ExecImage image(executable, std::move(arguments), {"FANOUT_LOCAL_", "FANOUT_WORKER="},
+                             {std::string(kServiceRoleVariable) + "=1"});
   const std::string log_path = log.string();
 
   std::fflush(nullptr);
   const pid_t middle = ::fork();
-  if (middle < 0) throw Error(std::string("cannot start the local fanout service: fork: ") + std::strerror(errno));
+  if (middle < 0) sys::throw_os_error("fork of the local fanout service");
   if (middle == 0) {
     ::setsid();
     if (::fork() != 0) ::_exit(0);
@@ -92,12 +83,9 @@ void spawn_service(const std::string& executable, std::vector<std::string> argum
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execve(executable.c_str(), argv.data(), envp.data());
-    ::_exit(127);
+    image.exec();
   }
-  int status = 0;
-  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
-  }
+  sys::ChildProcess(middle, /*group_leader=*/false).wait();
 }
 
 }  // namespace
@@ -130,7 +118,7 @@ std::string ensure_local_service() { return ensure_local_service_for(program_pat
 std::string ensure_local_service_for(const std::string& program, std::vector<std::string> arguments) {
   const std::string endpoint = local_service_endpoint_for(program);
   zmq::context_t context(1);
-  if (broker::query_counts(context, endpoint, kProbe)) return endpoint;
+  if (link::query_counts(context, endpoint, kProbe)) return endpoint;
   const auto directory = local_service_directory_for(program);
   std::error_code error;
   std::filesystem::create_directories(directory, error);
@@ -138,7 +126,7 @@ std::string ensure_local_service_for(const std::string& program, std::vector<std
   spawn_service(program, std::move(arguments), directory / "service.log");
   const auto deadline = Clock::now() + kStartLimit;
   while (Clock::now() < deadline) {
-    if (broker::query_counts(context, endpoint, kProbe)) return endpoint;
+    if (link::query_counts(context, endpoint, kProbe)) return endpoint;
   }
   throw Error("the local fanout service did not start within " + std::to_string(kStartLimit.count()) +
               " s; see " + (directory / "service.log").string());
@@ -170,7 +158,7 @@ void run_local_service() {
     auto idle_since = Clock::now();
     while (!g_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      const auto counts = broker::query_counts(context, pool->client_endpoint(), std::chrono::seconds(2));
+      const auto counts = link::query_counts(context, pool->client_endpoint(), std::chrono::seconds(2));
       const bool busy = !counts || counts->queued + counts->running + counts->deferred_pending + counts->deferred_running > 0;
       if (busy) {
         idle_since = Clock::now();

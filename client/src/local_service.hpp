@@ -16,9 +16,6 @@
 
 namespace fanout::detail {
 
-// Set in the environment of a re-executed program that is to be the local service.
-inline constexpr const char* kServiceRoleVariable = "FANOUT_LOCAL_SERVICE";
-
 // The endpoint of this program's local service, started first when it is not running. Throws
 // fanout::Error when it cannot be started or does not answer.
 std::string ensure_local_service();

@@ -26,9 +26,10 @@
 #include <spdlog/spdlog.h>
 
 #include "backends.hpp"
-#include "batch_id.hpp"
+#include "batch_link.hpp"
 #include "deferred_endpoint.hpp"
 #include "local_pool.hpp"
+#include "program.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -37,45 +38,35 @@ namespace fanout::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using link::BatchLink;
 
 // Tasks in flight per batch: enough to keep every executor's credit full on a large pool, and the
 // bound on client and broker memory for a batch of any size.
 constexpr std::size_t kWindowTasks = 16384;
-// Tasks per frame for large batches. Small batches go in one frame, which the broker splits over
-// idle executors.
-constexpr std::size_t kFrameTasks = 1024;
+// A batch of up to this many tasks goes in one window, which the broker splits over idle
+// executors; larger ones go in windows of link::kFrameTasks.
 constexpr std::size_t kSingleFrameBatch = 256;
-// Arguments per frame, in bytes: large arguments travel in several frames, so that the broker and
-// the executors start on the first ones while later ones are still being encoded.
-constexpr std::size_t kFrameBytes = std::size_t{4} << 20;
-constexpr auto kHeartbeat = std::chrono::milliseconds(500);
-// No word from the broker for this long (it heartbeats every 500 ms) means it is gone.
-constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
 // How long defer waits for the broker's receipt when the driver sets no timeout.
 constexpr auto kDeferAckTimeout = std::chrono::seconds(30);
+// With a cancellation token, how often a waiting batch looks at it.
+constexpr auto kCancelCheck = std::chrono::milliseconds(50);
 
-// Writes slots [first, first + count) of `batch` as one `tasks` window of batch `id`.
-void encode_window(wire::TaskBatch::Builder window, const Batch& batch, std::uint64_t id, const RunOptions& options,
-                   std::size_t first, std::size_t count) {
-  const auto timeout_ms = static_cast<std::uint32_t>(options.timeout.count());
-  window.setBatchId(id);
-  window.setTotal(static_cast<std::uint32_t>(batch.size()));
-  window.setTimeoutMs(timeout_ms);
-  auto tasks = window.initTasks(static_cast<unsigned>(count));
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::size_t index = first + i;
-    const Job job = batch.job(index);
-    auto task = tasks[static_cast<unsigned>(i)];
-    task.setBatchId(id);
-    task.setIndex(static_cast<std::uint32_t>(index));
-    task.setName(capnp::Text::Reader(job.task.data(), job.task.size()));
-    if (job.key != nullptr) {
-      task.setKey(*job.key);
-      task.setHasKey(true);
-    }
-    task.setTimeoutMs(timeout_ms);
-    if (job.args != nullptr) job.args->read([&](ValueReader args) { task.setArgs(wire::unwrap(args)); });
+// Writes slot `index` of `batch` as a task of its window.
+void encode_task(wire::Task::Builder task, const Batch& batch, std::size_t index, std::uint32_t timeout_ms) {
+  const Job job = batch.job(index);
+  task.setIndex(static_cast<std::uint32_t>(index));
+  task.setName(capnp::Text::Reader(job.task.data(), job.task.size()));
+  if (job.key != nullptr) {
+    task.setKey(*job.key);
+    task.setHasKey(true);
   }
+  task.setTimeoutMs(timeout_ms);
+  if (job.args != nullptr) job.args->read([&](ValueReader args) { task.setArgs(wire::unwrap(args)); });
+}
+
+std::size_t argument_bytes(const Batch& batch, std::size_t index) {
+  const Job job = batch.job(index);
+  return job.args != nullptr ? job.args->encoded_size() : 0;
 }
 
 // ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
@@ -130,8 +121,8 @@ class SocketPool {
   std::vector<std::unique_ptr<zmq::socket_t>> idle_;
 };
 
-// One batch on the wire: sends windows as results free room, settles slots as results arrive.
-class BatchRun {
+// One batch run to its end: sends windows as results free room, settles slots as results arrive.
+class BatchRun final : private BatchLink::Receiver {
  public:
   // `health` says why the workers behind the broker cannot run anything (local mode), if so.
   using Health = std::function<std::optional<std::string>()>;
@@ -141,51 +132,40 @@ class BatchRun {
       : batch_(batch),
         results_(results),
         options_(options),
-        socket_(socket),
-        where_(where),
         health_(std::move(health)),
-        id_(random_batch_id()) {}
+        link_(socket, where,
+              BatchLink::Header{static_cast<std::uint32_t>(batch.size()),
+                                static_cast<std::uint32_t>(options.timeout.count()),
+                                // The cap holds at the broker, over every executor of every worker.
+                                static_cast<std::uint32_t>(std::min<std::size_t>(options.max_concurrency, UINT32_MAX)),
+                                false},
+              *this) {}
 
   void go() {
     const std::size_t total = batch_.size();
-    const auto started = Clock::now();
-    last_heard_ = started;
-    last_beat_ = started;
     // A broker that stops answering must not hang the caller past the batch's own limit.
     std::optional<Clock::time_point> give_up;
-    if (options_.timeout.count() > 0) give_up = started + options_.timeout + std::chrono::seconds(2);
+    if (options_.timeout.count() > 0) give_up = Clock::now() + options_.timeout + std::chrono::seconds(2);
 
     try {
       while (results_.settled_count() < total) {
         while (next_ < total && next_ - results_.settled_count() < kWindowTasks) {
           const std::size_t room = kWindowTasks - (next_ - results_.settled_count());
-          const std::size_t frame = total <= kSingleFrameBatch ? total : kFrameTasks;
-          send_window(fitting(std::min({frame, total - next_, room})));
+          const std::size_t frame = total <= kSingleFrameBatch ? total : link::kFrameTasks;
+          send_window(std::min({frame, total - next_, room}));
         }
         if (results_.settled_count() >= total) break;
 
-        zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
         // With a cancellation token, wake up now and then to look at it.
-        zmq::poll(&item, 1, options_.cancelled ? std::chrono::milliseconds(50) : kHeartbeat);
-        drain();
+        link_.pump(Clock::now() + (options_.cancelled ? kCancelCheck : wire::kHeartbeatInterval), /*awaiting=*/true);
         if (results_.cancelled()) {
-          cancel();  // the broker drops what is queued and stops what runs
+          link_.cancel();  // the broker drops what is queued and stops what runs
           fail_open(ErrorKind::cancelled, "the batch was cancelled");
           break;
         }
-
-        const auto now = Clock::now();
-        if (now - last_beat_ >= kHeartbeat) {
-          send_simple([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
-          last_beat_ = now;
-        }
-        if (now - last_heard_ > kBrokerSilence) {
-          fail_open(ErrorKind::worker_lost, "no word from the broker at " + where_ + " for " +
-                                                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(kBrokerSilence).count()) +
-                                                " ms");
-        } else if (const auto broken = health_ ? health_() : std::nullopt) {
+        if (const auto broken = health_ ? health_() : std::nullopt) {
           fail_open(ErrorKind::worker_lost, *broken);
-        } else if (give_up && now > *give_up) {
+        } else if (give_up && Clock::now() > *give_up) {
           fail_open(ErrorKind::timeout, "exceeded its time limit of " + std::to_string(options_.timeout.count()) +
                                             " ms (the broker did not report in time)");
         }
@@ -193,105 +173,56 @@ class BatchRun {
     } catch (...) {
       // The caller's progress callback threw, or the transport failed: the broker must not keep
       // running what nobody waits for.
-      cancel();
+      link_.cancel();
       throw;
     }
-    if (results_.first_failure()) cancel();  // stop what may still run for a batch that failed early
+    if (results_.first_failure()) link_.cancel();  // stop what may still run for a batch that failed early
   }
 
  private:
-  // How many of the next `count` tasks fit in one frame by the size of their arguments (one at
-  // least, however large).
-  std::size_t fitting(std::size_t count) const {
-    std::size_t bytes = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      const Job job = batch_.job(next_ + i);
-      bytes += job.args != nullptr ? job.args->encoded_size() : 0;
-      if (bytes > kFrameBytes) return std::max<std::size_t>(i, 1);
-    }
-    return count;
-  }
-
+  // Sends the next tasks, up to `count` of them: as many as fit in one window.
   void send_window(std::size_t count) {
-    wire::OutMessage out(static_cast<unsigned>(64 + count * 16));
-    encode_window(out.envelope().initTasks(), batch_, id_, options_, next_, count);
+    count = BatchLink::window_size(count, [&](std::size_t i) { return argument_bytes(batch_, next_ + i); });
+    const std::size_t first = next_;
+    const auto timeout_ms = static_cast<std::uint32_t>(options_.timeout.count());
     next_ += count;
-    socket_.send(out.frame(), zmq::send_flags::none);
-  }
-
-  template <class Fill>
-  void send_simple(Fill fill) {
-    wire::OutMessage out(16);
-    fill(out.envelope());
-    socket_.send(out.frame(), zmq::send_flags::dontwait);
-  }
-
-  void drain() {
-    zmq::message_t frame;
-    while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
-      last_heard_ = Clock::now();
-      std::string why;
-      auto message = wire::InMessage::parse(std::move(frame), &why);
-      if (!message) continue;  // unreadable: the broker never sends those; nothing to settle
-      handle(message->envelope());
-    }
-  }
-
-  void handle(wire::Envelope::Reader envelope) {
-    switch (envelope.which()) {
-      case wire::Envelope::RESULTS:
-        for (const auto result : envelope.getResults()) {
-          // Results of an earlier batch on this socket (late answers after it ended) are ignored.
-          if (result.getBatchId() != id_ || result.getIndex() >= batch_.size()) continue;
-          const std::string_view ran_on(result.getRanOn().cStr(), result.getRanOn().size());
-          if (result.isValue()) {
-            results_.value(result.getIndex(), wire::wrap(result.getValue()), ran_on);
-          } else {
-            const auto error = result.getError();
-            results_.failure(result.getIndex(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
-                                                            error.getMessage(), error.getRanOn()});
-          }
-        }
-        return;
-      case wire::Envelope::ACK:
-        if (envelope.getAck().getBatchId() == id_ && envelope.getAck().hasRefused()) {
-          const auto refused = envelope.getAck().getRefused();
-          fail_open(from_wire(refused.getKind()), std::string("the broker refused the batch: ") + refused.getMessage().cStr());
-        }
-        return;
-      case wire::Envelope::ERROR: {
-        // The broker does not know us: it restarted and the batch is gone with it.
-        const auto error = envelope.getError();
-        fail_open(ErrorKind::worker_lost,
-                  std::string("the broker at ") + where_ + " lost the batch: " + error.getMessage().cStr());
-        return;
+    const std::size_t bytes = link_.send_window(
+        count, count * 16, [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch_, first + i, timeout_ms); });
+    if (bytes > wire::kDefaultMaxFrameBytes) {  // one task's arguments alone are larger than that
+      for (std::size_t i = first; i < next_; ++i) {
+        results_.failure(i, FailureInfo{ErrorKind::bad_message, "",
+                                        "its arguments take " + std::to_string(bytes) + " bytes, more than the " +
+                                            std::to_string(wire::kDefaultMaxFrameBytes >> 20) +
+                                            " MiB a broker accepts in one message",
+                                        "client"});
       }
-      default:
-        return;  // heartbeats: last_heard_ is enough
     }
   }
+
+  void result(wire::Result::Reader result) override {
+    if (result.getIndex() >= batch_.size()) return;
+    const std::string_view ran_on(result.getRanOn().cStr(), result.getRanOn().size());
+    if (result.isValue()) {
+      results_.value(result.getIndex(), wire::wrap(result.getValue()), ran_on);
+    } else {
+      const auto error = result.getError();
+      results_.failure(result.getIndex(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
+                                                      error.getMessage(), error.getRanOn()});
+    }
+  }
+
+  void link_failed(ErrorKind kind, const std::string& message) override { fail_open(kind, message); }
 
   void fail_open(ErrorKind kind, const std::string& message) {
-    results_.fail_unsettled(kind, message, "broker " + where_);
-  }
-
-  void cancel() noexcept {
-    try {
-      send_simple([&](wire::Envelope::Builder envelope) { envelope.initCancel().setBatchId(id_); });
-    } catch (...) {
-    }
+    results_.fail_unsettled(kind, message, "broker " + link_.where());
   }
 
   Batch& batch_;
   Results& results_;
   const RunOptions& options_;
-  zmq::socket_t& socket_;
-  const std::string& where_;
   Health health_;
-  const std::uint64_t id_;
+  BatchLink link_;
   std::size_t next_ = 0;
-  Clock::time_point last_heard_;
-  Clock::time_point last_beat_;
 };
 
 Error too_large_to_defer(std::size_t tasks, std::size_t bytes, bool at_least) {
@@ -299,6 +230,26 @@ Error too_large_to_defer(std::size_t tasks, std::size_t bytes, bool at_least) {
                std::to_string(bytes) + " bytes, more than the " + std::to_string(wire::kDefaultMaxFrameBytes >> 20) +
                " MiB a broker accepts in one message (a deferred batch travels whole); defer it in smaller batches");
 }
+
+// The broker's answer to a deferred batch, as it arrives.
+class DeferredAnswer final : public BatchLink::Receiver {
+ public:
+  std::optional<std::string> receipt;  // the batch is journaled and the broker's
+  std::optional<std::string> refusal;  // it was refused or could not be taken
+  bool ran_as_ordinary = false;        // a broker that knows nothing of deferred batches ran it
+
+  void result(wire::Result::Reader) override { ran_as_ordinary = true; }
+  // An ack without a receipt is not the one that says the batch is durable: wait on.
+  void acknowledged(wire::Ack::Reader ack) override {
+    if (ack.getReceipt().size() > 0) receipt = ack.getReceipt().cStr();
+  }
+  // The broker could not read the message (a frame above its own size limit...). Other
+  // complaints (an unknown peer's heartbeat) concern earlier use of this socket.
+  bool complaint_is_fatal(wire::TaskError::Reader error) override {
+    return error.getKind() == wire::ErrorKind::BAD_MESSAGE;
+  }
+  void link_failed(ErrorKind, const std::string& message) override { refusal = message; }
+};
 
 // Sends `batch` whole, as one deferred `tasks` window, over a socket of `sockets`, and waits for
 // the broker's ack: its receipt, or its refusal thrown as fanout::Error. Waits at most the
@@ -317,64 +268,25 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
   }
   if (payload > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, payload, true);
 
-  const std::uint64_t id = random_batch_id();
-  const std::size_t hint_words = std::min<std::size_t>(64 + total * 16 + payload / sizeof(capnp::word), 1u << 22);
-  wire::OutMessage out(static_cast<unsigned>(hint_words));
-  auto window = out.envelope().initTasks();
-  encode_window(window, batch, id, options, 0, total);
-  window.setDeferred(true);
-  const std::size_t bytes = capnp::computeSerializedSizeInWords(out.builder()) * sizeof(capnp::word);
-  if (bytes > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, bytes, false);
-
   const auto limit = options.timeout.count() > 0 ? options.timeout : std::chrono::milliseconds(kDeferAckTimeout);
+  const auto timeout_ms = static_cast<std::uint32_t>(options.timeout.count());
   auto socket = sockets.lease();
-  (*socket).send(out.frame(), zmq::send_flags::none);
+  DeferredAnswer answer;
+  BatchLink link(*socket, where, BatchLink::Header{static_cast<std::uint32_t>(total), timeout_ms, 0, true}, answer);
+  const std::size_t sent_bytes = link.send_window(
+      total, total * 16 + payload / sizeof(capnp::word),
+      [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::kDefaultMaxFrameBytes);
+  if (sent_bytes > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, sent_bytes, false);
+
   const auto deadline = Clock::now() + limit;
   for (;;) {
-    zmq::message_t frame;
-    while ((*socket).recv(frame, zmq::recv_flags::dontwait)) {
-      auto message = wire::InMessage::parse(std::move(frame));
-      if (!message) continue;  // unreadable: the broker never sends those
-      try {
-        const auto envelope = message->envelope();
-        switch (envelope.which()) {
-          case wire::Envelope::ACK: {
-            const auto ack = envelope.getAck();
-            if (ack.getBatchId() != id) break;
-            if (ack.hasRefused()) {
-              throw Error("the broker at " + where + " refused the deferred batch: " + ack.getRefused().getMessage().cStr());
-            }
-            // An ack without a receipt is not the one that says the batch is durable: wait on.
-            if (ack.getReceipt().size() > 0) return Receipt(ack.getReceipt().cStr(), "process", total);
-            break;
-          }
-          case wire::Envelope::RESULTS:
-            for (const auto result : envelope.getResults()) {
-              if (result.getBatchId() != id) continue;
-              // A broker that knows nothing of deferred batches runs it as an ordinary one.
-              wire::OutMessage cancel(16);
-              cancel.envelope().initCancel().setBatchId(id);
-              (*socket).send(cancel.frame(), zmq::send_flags::dontwait);
-              throw Error("the broker at " + where +
-                          " ran the deferred batch as an ordinary one (it does not support deferred batches; "
-                          "upgrade it); the batch was cancelled");
-            }
-            break;
-          case wire::Envelope::ERROR:
-            // The broker could not read the message (a frame above its own size limit...). Other
-            // complaints (an unknown peer's heartbeat) concern earlier use of this socket.
-            if (envelope.getError().getKind() == wire::ErrorKind::BAD_MESSAGE) {
-              throw Error("the broker at " + where + " could not take the deferred batch: " +
-                          envelope.getError().getMessage().cStr());
-            }
-            break;
-          default:
-            break;  // heartbeats, late answers for earlier batches on this socket
-        }
-      } catch (const kj::Exception& unreadable) {
-        throw Error("unreadable answer from the broker at " + where + " to a deferred batch: " +
-                    unreadable.getDescription().cStr());
-      }
+    if (answer.receipt) return Receipt(*answer.receipt, "process", total);
+    if (answer.refusal) throw Error(*answer.refusal);
+    if (answer.ran_as_ordinary) {
+      link.cancel();
+      throw Error("the broker at " + where +
+                  " ran the deferred batch as an ordinary one (it does not support deferred batches; upgrade it); "
+                  "the batch was cancelled");
     }
     const auto now = Clock::now();
     if (now >= deadline) {
@@ -383,8 +295,7 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
                   " tasks within " + std::to_string(limit.count()) +
                   " ms; it may or may not have been accepted (a broker that took it runs it)");
     }
-    zmq::pollitem_t item{(*socket).handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::min(std::chrono::ceil<std::chrono::milliseconds>(deadline - now), std::chrono::milliseconds(kHeartbeat)));
+    link.pump(std::min(deadline, now + wire::kHeartbeatInterval), /*awaiting=*/false);
   }
 }
 

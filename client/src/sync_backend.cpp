@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backends.hpp"
+#include "failure.hpp"
 #include "job_runner.hpp"
 
 namespace fanout::detail {

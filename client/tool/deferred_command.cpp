@@ -17,7 +17,7 @@
 #include <fanout/task_error.hpp>
 
 #include "local_service.hpp"
-#include "status.hpp"
+#include "broker_queries.hpp"
 #include "transport.hpp"
 
 namespace fanout::tool {
@@ -87,7 +87,7 @@ std::optional<Answer> ask(zmq::context_t& context, const std::string& endpoint, 
     request.setHasIndex(true);
   }
   const auto message =
-      broker::ask_broker(context, endpoint, out.frame(), wire::Envelope::DEFERRED_REPORT, options.timeout);
+      link::ask_broker(context, endpoint, out.frame(), wire::Envelope::DEFERRED_REPORT, options.timeout);
   if (!message) return std::nullopt;
   const auto envelope = message->envelope();
   if (envelope.isError()) throw Error("the broker at " + endpoint + " refused the request: " + envelope.getError().getMessage().cStr());
@@ -215,7 +215,7 @@ int run_deferred(const DeferredOptions& given, std::ostream& out, std::ostream& 
     where = program.string() + "'s local service";
     endpoint = detail::local_service_endpoint_for(program.string());
     try {
-      if (!broker::query_counts(context, endpoint, std::min(options.timeout, std::chrono::milliseconds(500)))) {
+      if (!link::query_counts(context, endpoint, std::min(options.timeout, std::chrono::milliseconds(500)))) {
         // Not running: start it only when it has a journal to serve (the program has deferred before).
         const auto journal = detail::local_service_directory_for(program.string()) / "journal";
         if (!std::filesystem::exists(journal)) {

@@ -19,7 +19,7 @@ RecordReader::RecordReader(const std::string& path, std::string delimiter)
     fd_ = STDIN_FILENO;
     return;
   }
-  owned_ = detail::UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  owned_ = sys::UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!owned_) throw UsageError("cannot open input file " + path + ": " + std::strerror(errno));
   fd_ = owned_.get();
 }

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "unique_fd.hpp"
+#include "system/unique_fd.hpp"
 
 namespace fanout::tool {
 
@@ -36,7 +36,7 @@ class RecordReader {
 
  private:
   std::string name_;
-  detail::UniqueFd owned_;
+  sys::UniqueFd owned_;
   int fd_ = -1;
   std::string delimiter_;
   std::string partial_;        // read, not yet a whole record

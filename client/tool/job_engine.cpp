@@ -20,9 +20,9 @@
 #include <utility>
 #include <variant>
 
-#include "process/children.hpp"
-#include "process/remote_session.hpp"
-#include "unique_fd.hpp"
+#include "child_table.hpp"
+#include "remote_session.hpp"
+#include "system/unique_fd.hpp"
 
 namespace fanout::tool {
 
@@ -215,7 +215,7 @@ class RemoteEngine final : public JobEngine {
   OnFinished on_finished_;
   const std::string broker_;
   const RemoteEnvironment environment_;
-  detail::UniqueFd wake_;
+  sys::UniqueFd wake_;
   std::unordered_map<std::size_t, std::string> commands_;  // the loop's thread only: jobs handed over
   std::deque<Event> handling_;                             // the loop's thread only
 

@@ -16,8 +16,8 @@
 
 #include "deferred_command.hpp"
 #include "run_command.hpp"
+#include "broker_queries.hpp"
 #include "run_options.hpp"
-#include "status.hpp"
 #include "version.hpp"
 
 namespace {
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
 
   zmq::context_t context;
   try {
-    std::cout << fanout::broker::status_report(context, broker, std::chrono::milliseconds(timeout_ms));
+    std::cout << fanout::link::status_report(context, broker, std::chrono::milliseconds(timeout_ms));
   } catch (const fanout::Error& error) {
     std::cerr << "fanout status: " << error.what() << "\n";
     return kExitNoBroker;

@@ -32,13 +32,13 @@
 #include "job_printer.hpp"
 #include "joblog.hpp"
 #include "pipe_chunks.hpp"
-#include "poll_timeout.hpp"
 #include "progress.hpp"
 #include "replacement.hpp"
 #include "results_dir.hpp"
 #include "run_command.hpp"
 #include "run_options.hpp"
-#include "unique_fd.hpp"
+#include "system/poll_timeout.hpp"
+#include "system/unique_fd.hpp"
 
 namespace fanout::tool {
 
@@ -140,7 +140,7 @@ class Runner {
     ::sigaddset(&stop_signals, SIGHUP);
     ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is seen as EPIPE (children get SIGPIPE back)
-    detail::UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    sys::UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!signals) throw std::system_error(errno, std::generic_category(), "signalfd");
 
     std::vector<pollfd> fds;
@@ -157,7 +157,7 @@ class Runner {
       auto until = engine_ ? engine_->prepare(fds) : Clock::time_point::max();
       until = std::min({until, progress_.next_draw(), next_timeout_check()});
       if (waiting_for_delay_) until = std::min(until, next_start_at_);
-      if (::poll(fds.data(), fds.size(), detail::poll_timeout_ms(until)) < 0 && errno != EINTR) {
+      if (::poll(fds.data(), fds.size(), sys::poll_timeout_ms(until)) < 0 && errno != EINTR) {
         throw std::system_error(errno, std::generic_category(), "poll");
       }
       if (fds[0].revents != 0) take_signal(signals.get());

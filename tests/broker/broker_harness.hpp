@@ -32,11 +32,11 @@
 #include <utility>
 #include <vector>
 
+#include <fanout/broker/broker.hpp>
 #include <kj/exception.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "broker.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
 

@@ -105,6 +105,16 @@ TEST_CASE("a batch runs on remote workers through a standalone broker, in order"
   INFO(workers.logs());
 }
 
+TEST_CASE("max_concurrency caps a batch over every executor of every remote worker") {
+  auto& workers = cluster();  // two workers of two executors: four could run at once
+  const std::vector<fanout::Call<int>> calls(6, sleep_ms(300));
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(remote().max_concurrency(2).run(calls) == std::vector<int>(6, 300));
+  // Two at a time: three rounds of 300 ms (four at a time would take two).
+  CHECK(std::chrono::steady_clock::now() - started >= 850ms);
+  INFO(workers.logs());
+}
+
 TEST_CASE("a worker killed with SIGKILL is noticed and its tasks finish on the other worker") {
   auto& workers = cluster();
   std::vector<fanout::Call<int>> calls(16, sleep_ms(300));

@@ -25,11 +25,11 @@
 #include <utility>
 #include <vector>
 
+#include <fanout/broker/broker.hpp>
 #include <fanout/fanout.hpp>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "broker.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
 

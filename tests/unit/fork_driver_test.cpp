@@ -120,29 +120,59 @@ TEST_CASE("fork driver never runs more children at once than its limit") {
   for (const std::size_t running : seen) CHECK(running <= 2);
 }
 
-TEST_CASE("fork driver runs as many children at once as there are cores by default") {
-  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+TEST_CASE("with no cap, slow fork slots all start at once, more of them than there are cores") {
+  // One more than the cores (and than the old default width): every slot waits at a barrier that
+  // opens only when all of them run at the same time.
+  const std::size_t count = std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()) + 1, 16);
   fanout_test::TempDir dir;
-  std::vector<std::function<std::pair<bool, std::size_t>()>> slots;
-  for (std::size_t i = 0; i < 2 * cores; ++i) {
+  std::vector<std::function<bool()>> slots;
+  for (std::size_t i = 0; i < count; ++i) {
+    slots.emplace_back([&, i] {
+      std::ofstream(dir.path() / ("arrived-" + std::to_string(i))) << "x";
+      return fanout_test::eventually([&] { return count_files(dir.path(), "arrived-") == count; });
+    });
+  }
+  const auto started = std::chrono::steady_clock::now();
+  const auto met = fork_driver().run(slots);
+  for (std::size_t i = 0; i < count; ++i) {
+    CAPTURE(i);
+    CHECK(met[i]);
+  }
+  CHECK(std::chrono::steady_clock::now() - started < 5s);
+}
+
+TEST_CASE("FANOUT_MAX_PROCESSES bounds how wide a fork batch with no cap runs") {
+  const fanout_test::ScopedEnv limit("FANOUT_MAX_PROCESSES", "2");
+  fanout_test::TempDir dir;
+  std::vector<std::function<std::size_t()>> slots;
+  for (int i = 0; i < 6; ++i) {
     slots.emplace_back([&, i] {
       const auto mine = dir.path() / ("running-" + std::to_string(i));
       std::ofstream(mine) << "x";
-      std::ofstream(dir.path() / ("arrived-" + std::to_string(i))) << "x";  // stays: a barrier
-      // The first `cores` children can all meet; none sees more than `cores` running.
-      const bool met = fanout_test::eventually([&] { return count_files(dir.path(), "arrived-") >= cores; },
-                                               std::chrono::milliseconds(i < cores ? 10000 : 0));
+      std::this_thread::sleep_for(30ms);  // slow: would widen the batch without the limit
       const std::size_t seen = count_files(dir.path(), "running-");
       fs::remove(mine);
-      return std::make_pair(met, seen);
+      return seen;
     });
   }
-  const auto results = fork_driver().run(slots);
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    CAPTURE(i);
-    if (i < cores) CHECK(results[i].first);
-    CHECK(results[i].second <= cores);
+  for (const std::size_t running : fork_driver().run(slots)) CHECK(running <= 2);
+}
+
+TEST_CASE("what a progress callback prints into a buffered stdout is printed once, not again by each child") {
+  fanout_test::TempDir dir;
+  const auto captured = dir.path() / "output.txt";
+  {
+    CapturedOutput capture(captured);  // a file: fully buffered, as a pipe is
+    (void)fork_driver()
+        .max_concurrency(1)
+        .on_progress([](std::size_t settled, std::size_t total) { std::printf("progress %zu/%zu\n", settled, total); })
+        .run([] { return 1; }, [] { return 2; }, [] { return 3; }, [] { return 4; });
   }
+  const std::string output = read_file(captured);
+  INFO(output);
+  std::size_t lines = 0;
+  for (auto at = output.find("progress "); at != std::string::npos; at = output.find("progress ", at + 1)) ++lines;
+  CHECK(lines == 4);
 }
 
 TEST_CASE("fork children see the parent's memory, captures included") {

@@ -9,7 +9,7 @@
 #include <csignal>
 
 #include "test_support.hpp"
-#include "worker.hpp"
+#include <fanout/worker/worker.hpp>
 #include "worker_harness.hpp"
 
 using namespace fanout_test;

@@ -2,11 +2,12 @@
 //
 // The hot path: a received `tasks` frame is queued as it came (no copy, its tasks are read in
 // place), each task runs through the registry with its arguments read in place, and its outcome is
-// written straight into the `results` message that goes back. One results message answers up to
-// kMaxResultsPerMessage tasks of one received frame, so it always holds results of one batch; it is
-// sent when that part of the frame is done (a frame never holds more tasks than the credit, so the
-// broker gets its credit back at least once per frame). Nothing on the path logs or allocates per
-// task beyond the result itself.
+// written straight into the `results` message that goes back. A results message holds results of
+// one received frame (so of one batch), up to kMaxResultsPerMessage of them. Results travel
+// together only while they come fast: a message leaves once its first result has waited
+// kResultDelay, and before a task that is not known to be quick here (TaskDurations), so that no
+// result waits for a slow task queued behind it. Nothing on the path logs or allocates per task
+// beyond the result itself.
 //
 // Liveness: the broker hears from an executor through its messages and heartbeats. A task may run
 // longer than the broker's liveness period, so a second thread heartbeats while tasks run. The
@@ -37,9 +38,12 @@
 
 #include <fanout/task.hpp>
 
-#include "job_runner.hpp"
-#include "posix.hpp"
-#include "process/children.hpp"
+#include "child_table.hpp"
+#include "failure.hpp"
+#include "system/poll_timeout.hpp"
+#include "system/signals.hpp"
+#include "system/unique_fd.hpp"
+#include "task_durations.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -50,6 +54,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr unsigned kMaxResultsPerMessage = 1024;
+// Results wait for the next ones at most this long: together while tasks are quick, at once when
+// they are not.
+constexpr auto kResultDelay = std::chrono::milliseconds(1);
 constexpr std::string_view kShellTask = wire::kShellTaskName;
 // While draining, an executor with nothing left waits this long for tasks the broker sent before
 // it learnt about the drain, so that they are answered here instead of bounced to another worker.
@@ -134,10 +141,7 @@ class Executor {
         task_names_(names_served(config)),
         context_(1),
         socket_(context_, zmq::socket_type::dealer) {
-    sigset_t signals;
-    ::sigemptyset(&signals);
-    for (const int signal : {SIGTERM, SIGINT, SIGUSR1}) ::sigaddset(&signals, signal);
-    signals_ = open_signalfd(signals);
+    signals_ = sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1});
     wire::configure_socket(socket_);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
     socket_.connect(config_.broker);
@@ -239,11 +243,11 @@ class Executor {
 
   void wait_for_input(Clock::time_point until) {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, signals_.get(), ZMQ_POLLIN, 0}};
-    if (::zmq_poll(items, 2, poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
+    if (::zmq_poll(items, 2, sys::poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
   }
 
   void handle_signals() {
-    for (const int signal : read_signals(signals_.get())) {
+    for (const int signal : sys::read_signals(signals_.get())) {
       if (signal == SIGUSR1) {
         announce();
       } else if (!draining_) {  // SIGTERM or SIGINT
@@ -319,18 +323,48 @@ class Executor {
     }
   }
 
-  // Runs up to kMaxResultsPerMessage tasks of `inbox` and sends their results in one message.
+  // Runs up to kMaxResultsPerMessage tasks of `inbox` and sends their results: together while
+  // they come fast, each as soon as it exists otherwise (see TaskDurations).
   void run_some(Inbox& inbox) {
-    const unsigned count = std::min<unsigned>(kMaxResultsPerMessage, inbox.tasks.size() - inbox.next);
-    wire::OutMessage out(count * kWordsPerResult + 16);
-    auto results = out.envelope().initResults(count);
+    unsigned count = std::min<unsigned>(kMaxResultsPerMessage, inbox.tasks.size() - inbox.next);
+    auto out = std::make_unique<wire::OutMessage>(count * kWordsPerResult + 16);
+    auto results = out->envelope().initResults(count);
+    unsigned done = 0;  // results written into `out`
     // One clock read per task: a task's end is the next one's start.
     auto clock = Clock::now();
+    auto first_done = clock;
     socket_lock_.unlock();  // the ticker may heartbeat while the tasks run
-    for (unsigned i = 0; i < count; ++i) run_task(inbox.tasks[inbox.next + i], inbox.batch_id, results[i], clock);
+    for (unsigned i = 0; i < count; ++i) {
+      const auto task = inbox.tasks[inbox.next + i];
+      if (done > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(task))) {
+        // The results so far leave now rather than wait for this task.
+        socket_lock_.lock();
+        send(truncated(*out, done));
+        socket_lock_.unlock();
+        out = std::make_unique<wire::OutMessage>((count - i) * kWordsPerResult + 16);
+        results = out->envelope().initResults(count - i);
+        count -= i;
+        inbox.next += i;
+        i = 0;
+        done = 0;
+      }
+      const auto started = clock;
+      run_task(task, inbox.batch_id, results[done], clock);
+      durations_.record(task, clock - started);
+      if (done++ == 0) first_done = clock;
+    }
     socket_lock_.lock();
     inbox.next += count;
-    send(out.frame());
+    send(out->frame());
+  }
+
+  // The message with only its first `count` results (the list is cut in place; what was reserved
+  // for the rest is sent as zeroes).
+  static zmq::message_t truncated(wire::OutMessage& out, unsigned count) {
+    auto results = out.envelope().disownResults();
+    results.truncate(count);
+    out.envelope().adoptResults(kj::mv(results));
+    return out.frame();
   }
 
   // Runs one task into `result`; `clock` is the time it starts and becomes the time it ended.
@@ -406,7 +440,7 @@ class Executor {
     while (!outcome) {
       fds.clear();
       const auto until = children.prepare(fds);
-      if (::poll(fds.data(), fds.size(), poll_timeout_ms(until)) < 0 && errno != EINTR) {
+      if (::poll(fds.data(), fds.size(), sys::poll_timeout_ms(until)) < 0 && errno != EINTR) {
         children.stop_all(std::chrono::milliseconds(0));
       }
       children.handle(fds, 0);
@@ -440,8 +474,9 @@ class Executor {
   const std::vector<std::string> task_names_;
   zmq::context_t context_;
   zmq::socket_t socket_;
-  UniqueFd signals_;
+  sys::UniqueFd signals_;
   std::deque<Inbox> inbox_;
+  TaskDurations durations_;
   std::shared_ptr<const detail::Environment> environment_;  // captured at the first shell command
   bool draining_ = false;
   Clock::time_point quiet_until_ = Clock::time_point::max();

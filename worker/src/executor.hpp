@@ -6,6 +6,7 @@
 #include <string>
 
 #include "running_table.hpp"
+#include "timing.hpp"
 
 namespace fanout::worker {
 
@@ -16,7 +17,7 @@ struct ExecutorConfig {
   std::string host;
   unsigned slots = 2048;     // credit announced to the broker (the supervisor passes its Config's)
   bool allow_shell = false;
-  std::chrono::milliseconds heartbeat{500};
+  std::chrono::milliseconds heartbeat = wire::kHeartbeatInterval;
   RunningSlot* running = nullptr;  // this executor's slot in memory shared with the supervisor; not owned
   // Executors of its worker: announced with each executor, so that a broker that hears from an
   // executor before its supervisor knows how many to share a short batch with.

@@ -34,58 +34,17 @@
 
 #include "backoff.hpp"
 #include "executor.hpp"
-#include "posix.hpp"
 #include "running_table.hpp"
+#include "system/child_process.hpp"
+#include "system/descriptors.hpp"
+#include "system/machine.hpp"
+#include "system/os_error.hpp"
+#include "system/poll_timeout.hpp"
+#include "system/signals.hpp"
+#include "system/unique_fd.hpp"
 #include "transport.hpp"
 
 namespace fanout::worker {
-
-// ---- ChildProcess -----------------------------------------------------------------------------
-
-ChildProcess::~ChildProcess() { kill_and_reap(); }
-
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
-
-ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
-  if (this != &other) {
-    kill_and_reap();
-    pid_ = std::exchange(other.pid_, -1);
-  }
-  return *this;
-}
-
-void ChildProcess::signal(int signal) const noexcept {
-  if (pid_ <= 0) return;
-  if (signal == SIGKILL) ::kill(-pid_, SIGKILL);
-  ::kill(pid_, signal);
-}
-
-bool ChildProcess::try_reap(int& status) noexcept {
-  if (pid_ <= 0) return false;
-  siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
-    return false;
-  }
-  // The unreaped child still reserves its process group id: what its task left running in the
-  // group goes now, before the id can be reused.
-  ::kill(-pid_, SIGKILL);
-  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-  }
-  pid_ = -1;
-  return true;
-}
-
-void ChildProcess::kill_and_reap() noexcept {
-  if (pid_ <= 0) return;
-  ::kill(-pid_, SIGKILL);
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-  }
-  pid_ = -1;
-}
-
-// ---- Supervisor -------------------------------------------------------------------------------
 
 namespace {
 
@@ -117,7 +76,7 @@ std::uint64_t random_seed() {
     ::setpgid(0, 0);  // its own group, so that stopping it also stops what its task started
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() == supervisor) {  // else the supervisor died before prctl could watch it
-      close_descriptors_except(keep);
+      sys::close_descriptors_except(keep);
       ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
       code = run_executor(config);
     }
@@ -132,7 +91,7 @@ struct ExecutorSlot {
   unsigned number = 0;
   unsigned generation = 0;  // of the next executor started in this slot
   std::string id;           // of the current (or last) executor
-  ChildProcess process;
+  sys::ChildProcess process;
   Clock::time_point started{};
   bool stop_requested = false;  // killed on the broker's stopExecutor
   Clock::time_point restart_at = Clock::time_point::max();
@@ -151,11 +110,11 @@ class Supervisor::State {
  public:
   explicit State(const Config& config)
       : config_(config),
-        host_(host_name()),
+        host_(sys::host_name()),
         // Taken before the supervisor opens anything: what executors keep (see the file comment).
-        inherited_fds_(open_descriptors()),
+        inherited_fds_(sys::open_descriptors()),
         blocked_({SIGTERM, SIGINT, SIGCHLD, SIGUSR1}),
-        signals_(open_signalfd(blocked_.blocked())),
+        signals_(sys::open_signalfd(blocked_.blocked())),
         running_(config.processes),
         reconnect_backoff_(kBackoffInitial, kBackoffLimit, kBackoffJitter, random_seed()) {
     // Executors keep SIGTERM, SIGINT and SIGUSR1 blocked (they read them from their own
@@ -165,7 +124,7 @@ class Supervisor::State {
     const std::uint64_t seed = random_seed();
     slots_.reserve(config.processes);
     for (unsigned n = 0; n < config.processes; ++n) {
-      slots_.push_back(ExecutorSlot{n, 0, {}, ChildProcess(), {}, false, Clock::time_point::max(),
+      slots_.push_back(ExecutorSlot{n, 0, {}, sys::ChildProcess(), {}, false, Clock::time_point::max(),
                                     Backoff(kBackoffInitial, kBackoffLimit, kBackoffJitter, seed + n)});
     }
   }
@@ -207,10 +166,10 @@ class Supervisor::State {
     std::fflush(nullptr);  // unflushed output would be printed again by the child
     const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
-    if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork of executor " + slot.id);
+    if (pid < 0) sys::throw_os_error("fork of executor " + slot.id);
     if (pid == 0) become_executor(executor, supervisor, inherited_fds_, executor_mask_);
     ::setpgid(pid, pid);  // both sides set it, so the group exists before either relies on it
-    slot.process = ChildProcess(pid);
+    slot.process = sys::ChildProcess(pid);
     slot.started = Clock::now();
     slot.stop_requested = false;
     slot.restart_at = Clock::time_point::max();
@@ -234,10 +193,10 @@ class Supervisor::State {
 
   void reap_executors() {
     for (auto& slot : slots_) {
-      int status = 0;
-      if (!slot.process.try_reap(status)) continue;
+      const auto status = slot.process.try_reap(/*kill_group=*/true);
+      if (!status) continue;
       stop_shell_command(slot);
-      on_executor_exit(slot, status);
+      on_executor_exit(slot, *status);
     }
   }
 
@@ -256,10 +215,10 @@ class Supervisor::State {
     report_lost(slot, status, running);
     if (running.running) {
       spdlog::warn("worker {}: executor {} ended ({}) while running task {} of batch {}", config_.worker_id, slot.id,
-                   describe_wait_status(status), running.index, running.batch_id);
+                   sys::describe_wait_status(status), running.index, running.batch_id);
     } else {
       spdlog::log(slot.stop_requested ? spdlog::level::info : spdlog::level::warn, "worker {}: executor {} ended ({})",
-                  config_.worker_id, slot.id, describe_wait_status(status));
+                  config_.worker_id, slot.id, sys::describe_wait_status(status));
     }
     if (draining_) return;
     const auto now = Clock::now();
@@ -297,7 +256,7 @@ class Supervisor::State {
     spdlog::info("worker {}: stopping executor {} for the broker: {}", config_.worker_id, id,
                  std::string(stop.getReason()));
     found->stop_requested = true;
-    found->process.signal(SIGKILL);  // its death is reported (and it is replaced) on SIGCHLD
+    found->process.signal_group(SIGKILL);  // its death is reported (and it is replaced) on SIGCHLD
   }
 
   void tell_executors_to_announce() {
@@ -429,12 +388,12 @@ class Supervisor::State {
     if (draining_ && !killed_at_deadline_) until = std::min(until, drain_deadline_);
     for (const auto& slot : slots_) until = std::min(until, slot.restart_at);
     zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, signals_.get(), ZMQ_POLLIN, 0}};
-    if (::zmq_poll(items, 2, poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
+    if (::zmq_poll(items, 2, sys::poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
   }
 
   void handle_signals() {
     bool child_ended = false;
-    for (const int signal : read_signals(signals_.get())) {
+    for (const int signal : sys::read_signals(signals_.get())) {
       if (signal == SIGCHLD) {
         child_ended = true;
       } else if (signal == SIGTERM || signal == SIGINT) {
@@ -464,7 +423,7 @@ class Supervisor::State {
     forced_ = true;
     spdlog::warn("worker {}: second SIG{} while draining; killing the executors", config_.worker_id,
                  ::sigabbrev_np(signal));
-    for (const auto& slot : slots_) slot.process.signal(SIGKILL);
+    for (const auto& slot : slots_) slot.process.signal_group(SIGKILL);
   }
 
   void run_timers() {
@@ -484,7 +443,7 @@ class Supervisor::State {
       killed_at_deadline_ = true;
       spdlog::warn("worker {}: {} executor(s) still busy after {} ms; killing them", config_.worker_id,
                    live_executors(), config_.drain_timeout.count());
-      for (const auto& slot : slots_) slot.process.signal(SIGKILL);
+      for (const auto& slot : slots_) slot.process.signal_group(SIGKILL);
     }
   }
 
@@ -502,13 +461,13 @@ class Supervisor::State {
   const Config config_;
   const std::string host_;
   const std::vector<int> inherited_fds_;
-  BlockedSignals blocked_;
-  UniqueFd signals_;
+  sys::BlockedSignals blocked_;
+  sys::UniqueFd signals_;
   sigset_t executor_mask_{};
   RunningTable running_;
   std::vector<ExecutorSlot> slots_;
   // Declared after the executors: the socket closes before the context, and both before the
-  // executors are killed and reaped by their ChildProcess destructors.
+  // executors are killed and reaped by their sys::ChildProcess destructors.
   std::optional<zmq::context_t> context_;
   std::optional<zmq::socket_t> socket_;
 

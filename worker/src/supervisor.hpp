@@ -7,38 +7,9 @@
 #include <chrono>
 #include <memory>
 
-#include "worker.hpp"
+#include <fanout/worker/worker.hpp>
 
 namespace fanout::worker {
-
-// A forked child process, owned: the destructor kills it (with its process group) and reaps it
-// unless it was reaped already. Move-only.
-class ChildProcess {
- public:
-  ChildProcess() noexcept = default;
-  explicit ChildProcess(pid_t pid) noexcept : pid_(pid) {}
-  ~ChildProcess();
-  ChildProcess(ChildProcess&& other) noexcept;
-  ChildProcess& operator=(ChildProcess&& other) noexcept;
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
-  pid_t pid() const noexcept { return pid_; }
-  bool running() const noexcept { return pid_ > 0; }
-
-  // Sends `signal` to the process (and, for SIGKILL, to its whole group, which is what a task
-  // may have started).
-  void signal(int signal) const noexcept;
-
-  // When the process has ended: kills what is left of its group, reaps it, stores its wait status
-  // in `status` and returns true. Returns false at once while it runs.
-  bool try_reap(int& status) noexcept;
-
- private:
-  void kill_and_reap() noexcept;
-
-  pid_t pid_ = -1;
-};
 
 class Supervisor {
  public:

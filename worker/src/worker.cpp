@@ -1,5 +1,5 @@
 // worker.cpp: configuration checks, task libraries, and the supervisor.
-#include "worker.hpp"
+#include <fanout/worker/worker.hpp>
 
 #include <dlfcn.h>
 #include <sys/prctl.h>
@@ -12,7 +12,7 @@
 
 #include <fanout/task.hpp>
 
-#include "posix.hpp"
+#include "system/machine.hpp"
 #include "supervisor.hpp"
 
 namespace fanout::worker {
@@ -29,7 +29,7 @@ Config complete(Config config) {
     throw ConfigError("broker endpoint '" + config.broker +
                       "' is not supported: use tcp://HOST:PORT or ipc://PATH (ipc://@NAME for an abstract socket)");
   }
-  if (config.processes == 0) config.processes = available_cores();
+  if (config.processes == 0) config.processes = sys::available_cores();
   if (config.slots_per_executor == 0) throw ConfigError("executors need at least one slot");
   if (config.heartbeat.count() <= 0) throw ConfigError("the heartbeat interval must be positive");
   if (config.liveness <= config.heartbeat) {
@@ -37,7 +37,7 @@ Config complete(Config config) {
                       " ms) must be longer than the heartbeat interval (" + std::to_string(config.heartbeat.count()) +
                       " ms)");
   }
-  if (config.worker_id.empty()) config.worker_id = host_name() + "/" + std::to_string(::getpid());
+  if (config.worker_id.empty()) config.worker_id = sys::host_name() + "/" + std::to_string(::getpid());
   return config;
 }
 

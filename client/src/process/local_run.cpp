@@ -3,7 +3,6 @@
 // signal() and stop().
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,10 +11,11 @@
 #include <system_error>
 #include <thread>
 
-#include "process/children.hpp"
-#include "poll_timeout.hpp"
+#include "child_table.hpp"
 #include "process/pool_run.hpp"
-#include "unique_fd.hpp"
+#include "system/event_fd.hpp"
+#include "system/os_error.hpp"
+#include "system/poll_timeout.hpp"
 
 namespace fanout::detail {
 
@@ -28,9 +28,7 @@ class LocalRun final : public PoolRun {
   LocalRun(std::vector<ProcessSpec> specs, std::size_t concurrency, OutputCallback output)
       : PoolRun(std::move(specs), std::move(output)),
         concurrency_(concurrency == 0 ? specs_.size() : concurrency),
-        environment_(Environment::capture()),
-        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (!wake_) throw std::system_error(errno, std::generic_category(), "eventfd");
+        environment_(Environment::capture()) {
     thread_ = std::thread([this] { loop(); });
   }
 
@@ -55,7 +53,7 @@ class LocalRun final : public PoolRun {
       const std::lock_guard lock(control_mutex_);
       signals_.push_back(signal);
     }
-    wake();
+    wake_.notify();
   }
 
   void request_stop(std::chrono::milliseconds grace) override {
@@ -63,16 +61,11 @@ class LocalRun final : public PoolRun {
       const std::lock_guard lock(control_mutex_);
       if (!stop_grace_ || grace < *stop_grace_) stop_grace_ = grace;
     }
-    wake();
+    wake_.notify();
   }
 
  private:
   static constexpr auto kDestroyGrace = std::chrono::seconds(2);
-
-  void wake() noexcept {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof(one));
-  }
 
   void loop() {
     ChildTable children([this](std::size_t slot, OutputType type, std::string_view text) { deliver(type, text, slot); },
@@ -98,14 +91,13 @@ class LocalRun final : public PoolRun {
       if (all_settled()) break;
 
       fds.clear();
-      fds.push_back(pollfd{wake_.get(), POLLIN, 0});
+      fds.push_back(pollfd{wake_.fd(), POLLIN, 0});
       const auto until = children.prepare(fds);
-      if (::poll(fds.data(), fds.size(), poll_timeout_ms(until)) < 0 && errno != EINTR) {
-        throw std::system_error(errno, std::generic_category(), "poll");
+      if (::poll(fds.data(), fds.size(), sys::poll_timeout_ms(until)) < 0 && errno != EINTR) {
+        sys::throw_os_error("poll of the local pool");
       }
       if (fds[0].revents != 0) {
-        std::uint64_t count = 0;
-        [[maybe_unused]] const auto got = ::read(wake_.get(), &count, sizeof(count));
+        wake_.clear();
         std::vector<int> signals;
         std::optional<std::chrono::milliseconds> grace;
         {
@@ -143,7 +135,7 @@ class LocalRun final : public PoolRun {
 
   const std::size_t concurrency_;
   const std::shared_ptr<const Environment> environment_;
-  UniqueFd wake_;
+  sys::EventFd wake_;
   mutable std::mutex control_mutex_;
   std::vector<std::size_t> running_;  // guarded by control_mutex_
   std::vector<int> signals_;          // guarded by control_mutex_

@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#include "process/children.hpp"
 #include "process/pool_run.hpp"
 
 namespace fanout {
@@ -26,16 +25,6 @@ std::unique_ptr<detail::PoolRun> start_run(std::vector<detail::ProcessSpec> spec
 }
 
 }  // namespace
-
-std::string ProcessCommand::to_string() const {
-  if (shell_) return line_;
-  std::string text;
-  for (const auto& word : argv_) {
-    if (!text.empty()) text += ' ';
-    text += detail::shell_quote(word);
-  }
-  return text;
-}
 
 // ---- results ----------------------------------------------------------------------------------
 

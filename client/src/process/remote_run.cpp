@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "process/pool_run.hpp"
-#include "process/remote_session.hpp"
+#include "remote_session.hpp"
 
 namespace fanout::detail {
 

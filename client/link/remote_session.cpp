@@ -1,31 +1,28 @@
 // remote_session.cpp: the session's thread. It alone touches the socket and the jobs in flight;
 // other threads only queue submissions and requests under a mutex and wake it through an eventfd.
-#include "process/remote_session.hpp"
+#include "remote_session.hpp"
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <limits>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include <zmq.hpp>
 
-#include "batch_id.hpp"
+#include <fanout/error.hpp>
+
+#include "batch_link.hpp"
+#include "system/event_fd.hpp"
 #include "transport.hpp"
-#include "unique_fd.hpp"
 
 namespace fanout::detail {
 
@@ -34,16 +31,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kShellTask = wire::kShellTaskName;
-// TaskBatch.total of the session's batch: open-ended (see the header).
-constexpr std::uint32_t kOpenEnded = std::numeric_limits<std::uint32_t>::max();
-constexpr std::size_t kFrameTasks = 1024;
-constexpr std::size_t kFrameBytes = std::size_t{4} << 20;
-constexpr auto kHeartbeat = std::chrono::milliseconds(500);
-// No word from the broker for this long (it heartbeats every 500 ms) means it is gone.
-constexpr auto kBrokerSilence = std::chrono::milliseconds(4000);
 // How long the last messages (cancel, bye) may take to leave when the session ends. Generous: a
 // lost cancel would leave commands running; the wait is this long only when the broker is gone.
-constexpr int kLingerMs = 3000;
+constexpr auto kLinger = std::chrono::milliseconds(3000);
 
 std::size_t encoded_size(const ProcessSpec& spec) {
   std::size_t bytes = 64 + (spec.input ? spec.input->size() : 0) + (spec.path ? spec.path->size() : 0);
@@ -87,8 +77,8 @@ ProcessOutcome outcome_of(wire::Result::Reader result) {
   return outcome;
 }
 
-void fill_task(wire::Task::Builder task, std::uint64_t batch, std::uint32_t index, const ProcessSpec& spec, bool stream) {
-  task.setBatchId(batch);
+// Writes `spec` as shell task `index` of a window (its batch id is the link's).
+void fill_task(wire::Task::Builder task, std::uint32_t index, const ProcessSpec& spec, bool stream) {
   task.setIndex(index);
   task.setName(capnp::Text::Reader(kShellTask.data(), kShellTask.size()));
   task.setKey(spec.key);
@@ -123,18 +113,20 @@ void fill_task(wire::Task::Builder task, std::uint64_t batch, std::uint32_t inde
 
 }  // namespace
 
-class RemoteSession::Engine {
+class RemoteSession::Engine final : private link::BatchLink::Receiver {
  public:
   Engine(Options options, OnOutput on_output, OnFinished on_finished, OnFailure on_failure)
       : options_(std::move(options)),
         on_output_(std::move(on_output)),
         on_finished_(std::move(on_finished)),
         on_failure_(std::move(on_failure)),
-        id_(random_batch_id()),
         context_(1),
         socket_(context_, zmq::socket_type::dealer),
-        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (!wake_) throw Error("remote session: eventfd failed");
+        link_(socket_, options_.endpoint,
+              link::BatchLink::Header{link::kOpenEnded, 0,
+                                      static_cast<std::uint32_t>(std::min<std::size_t>(options_.max_running, link::kOpenEnded)),
+                                      false},
+              *this) {
     wire::configure_socket(socket_);
     try {
       socket_.connect(options_.endpoint);
@@ -149,7 +141,7 @@ class RemoteSession::Engine {
       const std::lock_guard lock(mutex_);
       closing_ = true;
     }
-    wake();
+    wake_.notify();
     thread_.join();
   }
 
@@ -160,7 +152,7 @@ class RemoteSession::Engine {
       was_empty = submitted_.empty();
       submitted_.push_back(Submitted{seq, std::move(spec)});
     }
-    if (was_empty) wake();
+    if (was_empty) wake_.notify();
   }
 
   void stop() {
@@ -168,7 +160,7 @@ class RemoteSession::Engine {
       const std::lock_guard lock(mutex_);
       stop_requested_ = true;
     }
-    wake();
+    wake_.notify();
   }
 
   std::size_t sent() const noexcept { return sent_.load(std::memory_order_relaxed); }
@@ -178,11 +170,6 @@ class RemoteSession::Engine {
     std::size_t seq;
     ProcessSpec spec;
   };
-
-  void wake() noexcept {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof(one));
-  }
 
   void loop() {
     for (;;) {
@@ -211,90 +198,44 @@ class RemoteSession::Engine {
   void turn(bool stop) {
     if (stop && !cancelled_) cancel();
     if (cancelled_ || failed_) settle_waiting();
-    while (!waiting_.empty() && in_flight_.size() < std::max<std::size_t>(options_.max_ahead, 1)) send_window();
+    while (!waiting_.empty() && in_flight_.size() < std::max<std::size_t>(options_.max_ahead, 1) && !failed_) {
+      send_window();
+    }
 
     if (failed_) {  // only submissions (finished at once) and the end are left: the socket is done
-      pollfd wake{wake_.get(), POLLIN, 0};
-      if (::poll(&wake, 1, -1) > 0) {
-        std::uint64_t count = 0;
-        [[maybe_unused]] const auto got = ::read(wake_.get(), &count, sizeof(count));
-      }
+      pollfd wake{wake_.fd(), POLLIN, 0};
+      if (::poll(&wake, 1, -1) > 0) wake_.clear();
       return;
     }
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_.get(), ZMQ_POLLIN, 0}};
-    long timeout_ms = -1;  // before the first window: the broker does not know us, nothing to beat
-    if (opened_) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(last_beat_ + kHeartbeat - Clock::now());
-      timeout_ms = std::max<long>(0, static_cast<long>(left.count()));
-    }
-    try {
-      zmq::poll(items, 2, std::chrono::milliseconds(timeout_ms));
-    } catch (const zmq::error_t& error) {
-      if (error.num() != EINTR) throw;
-    }
-    if (items[1].revents & ZMQ_POLLIN) {
-      std::uint64_t count = 0;
-      [[maybe_unused]] const auto got = ::read(wake_.get(), &count, sizeof(count));
-    }
-    drain();
-    if (!opened_ || failed_) return;
-    const auto now = Clock::now();
-    if (now - last_beat_ >= kHeartbeat) {
-      send_simple([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
-      last_beat_ = now;
-    }
-    if (!in_flight_.empty() && now - last_heard_ > kBrokerSilence) {
-      fail("no word from the broker at " + options_.endpoint + " for " +
-           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(kBrokerSilence).count()) + " ms");
-    }
+    // Before the first window the broker does not know us: nothing to beat, wait for a wake-up.
+    if (link_.pump(Clock::time_point::max(), /*awaiting=*/!in_flight_.empty(), wake_.fd())) wake_.clear();
   }
 
   // Sends the next window: as many waiting jobs as fit in a frame and under max_ahead.
   void send_window() {
     const std::size_t room = std::max<std::size_t>(options_.max_ahead, 1) - in_flight_.size();
-    std::size_t count = std::min({kFrameTasks, waiting_.size(), room});
-    std::size_t bytes = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      bytes += encoded_size(waiting_[i].spec);
-      if (bytes > kFrameBytes) {
-        count = std::max<std::size_t>(i, 1);
-        break;
-      }
-    }
-    if (next_index_ + count >= kOpenEnded) {
-      fail("more jobs than one session can send (" + std::to_string(kOpenEnded - 1) + ")");
+    const std::size_t count = link::BatchLink::window_size(std::min(waiting_.size(), room),
+                                                           [&](std::size_t i) { return encoded_size(waiting_[i].spec); });
+    if (next_index_ + count >= link::kOpenEnded) {
+      fail("more jobs than one session can send (" + std::to_string(link::kOpenEnded - 1) + ")");
       return settle_waiting();
     }
-    wire::OutMessage out(static_cast<unsigned>(64 + bytes / 8 + count * 32));
-    auto window = out.envelope().initTasks();
-    window.setBatchId(id_);
-    window.setTotal(kOpenEnded);
-    window.setMaxRunning(static_cast<std::uint32_t>(std::min<std::size_t>(options_.max_running, kOpenEnded)));
-    auto tasks = window.initTasks(static_cast<unsigned>(count));
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < count; ++i) bytes += encoded_size(waiting_[i].spec);
+    const std::uint32_t first = next_index_;
+    link_.send_window(count, bytes / 8 + count * 32, [&](wire::Task::Builder task, std::size_t i) {
+      fill_task(task, first + static_cast<std::uint32_t>(i), waiting_[i].spec, options_.stream);
+    });
     for (std::size_t i = 0; i < count; ++i) {
-      fill_task(tasks[static_cast<unsigned>(i)], id_, next_index_, waiting_.front().spec, options_.stream);
       in_flight_.emplace(next_index_++, waiting_.front().seq);
       waiting_.pop_front();
     }
-    if (!opened_ || in_flight_.size() == count) last_heard_ = Clock::now();  // silence counts from here
-    if (!opened_) last_beat_ = Clock::now();
-    opened_ = true;
-    socket_.send(out.frame(), zmq::send_flags::none);
     sent_.fetch_add(count, std::memory_order_relaxed);
-  }
-
-  template <class Fill>
-  void send_simple(Fill fill) {
-    wire::OutMessage out(16);
-    fill(out.envelope());
-    socket_.send(out.frame(), zmq::send_flags::dontwait);
   }
 
   void cancel() {
     cancelled_ = true;
-    if (opened_ && !failed_ && !in_flight_.empty()) {
-      send_simple([&](wire::Envelope::Builder envelope) { envelope.initCancel().setBatchId(id_); });
-    }
+    if (link_.opened() && !failed_ && !in_flight_.empty()) link_.cancel();
   }
 
   // Finishes the jobs that will never be sent, as the session's state says why.
@@ -303,9 +244,11 @@ class RemoteSession::Engine {
       const std::size_t seq = waiting_.front().seq;
       waiting_.pop_front();
       on_finished_(seq, failed_ ? failure(126, failure_message_, "broker " + options_.endpoint)
-                                : failure(128 + SIGTERM, "stopped before it started", "local"));
+                                                  : failure(128 + SIGTERM, "stopped before it started", "local"));
     }
   }
+
+  void link_failed(ErrorKind, const std::string& message) override { fail(message); }
 
   void fail(const std::string& why) {
     if (failed_) return;
@@ -318,78 +261,39 @@ class RemoteSession::Engine {
     settle_waiting();
   }
 
-  void drain() {
-    zmq::message_t frame;
-    while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
-      last_heard_ = Clock::now();
-      auto message = wire::InMessage::parse(std::move(frame));
-      if (!message || failed_) continue;
-      try {
-        handle(message->envelope());
-      } catch (const kj::Exception&) {
-        // A field of the wrong kind: the broker never sends those; nothing to settle from it.
-      }
-    }
+  void output(wire::OutputChunk::Reader chunk) override {
+    if (!on_output_) return;
+    const auto job = in_flight_.find(chunk.getIndex());
+    if (job == in_flight_.end()) return;
+    const auto data = chunk.getData();
+    on_output_(job->second, chunk.getStream() == wire::OutputChunk::Stream::OUT ? OutputType::out : OutputType::err,
+               std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
   }
 
-  void handle(wire::Envelope::Reader envelope) {
-    switch (envelope.which()) {
-      case wire::Envelope::OUTPUT: {
-        const auto chunk = envelope.getOutput();
-        if (chunk.getBatchId() != id_ || !on_output_) return;
-        const auto job = in_flight_.find(chunk.getIndex());
-        if (job == in_flight_.end()) return;
-        const auto data = chunk.getData();
-        on_output_(job->second, chunk.getStream() == wire::OutputChunk::Stream::OUT ? OutputType::out : OutputType::err,
-                   std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
-        return;
-      }
-      case wire::Envelope::RESULTS:
-        for (const auto result : envelope.getResults()) {
-          if (result.getBatchId() != id_) continue;
-          const auto job = in_flight_.find(result.getIndex());
-          if (job == in_flight_.end()) continue;
-          const std::size_t seq = job->second;
-          in_flight_.erase(job);
-          on_finished_(seq, outcome_of(result));
-        }
-        return;
-      case wire::Envelope::ACK:
-        if (envelope.getAck().getBatchId() == id_ && envelope.getAck().hasRefused()) {
-          fail(std::string("the broker refused the jobs: ") + envelope.getAck().getRefused().getMessage().cStr());
-        }
-        return;
-      case wire::Envelope::ERROR:
-        fail(std::string("the broker at ") + options_.endpoint + " lost the jobs: " + envelope.getError().getMessage().cStr());
-        return;
-      default:
-        return;
-    }
+  void result(wire::Result::Reader result) override {
+    const auto job = in_flight_.find(result.getIndex());
+    if (job == in_flight_.end()) return;
+    const std::size_t seq = job->second;
+    in_flight_.erase(job);
+    on_finished_(seq, outcome_of(result));
   }
 
   // Leaves: cancels what is still out (the broker kills running commands), then says bye, which
   // makes the broker forget the open-ended batch.
   void end() {
-    if (!opened_) return;
-    try {
-      if (!cancelled_ && !failed_ && !in_flight_.empty()) {
-        send_simple([&](wire::Envelope::Builder envelope) { envelope.initCancel().setBatchId(id_); });
-      }
-      send_simple([](wire::Envelope::Builder envelope) { envelope.setBye(); });
-      socket_.set(zmq::sockopt::linger, kLingerMs);
-    } catch (const zmq::error_t&) {
-      // Nothing more to do: the broker drops a silent client after its liveness.
-    }
+    if (!link_.opened()) return;
+    if (!cancelled_ && !failed_ && !in_flight_.empty()) link_.cancel();
+    link_.bye(kLinger);
   }
 
   const Options options_;
   const OnOutput on_output_;
   const OnFinished on_finished_;
   const OnFailure on_failure_;
-  const std::uint64_t id_;
   zmq::context_t context_;
   zmq::socket_t socket_;
-  UniqueFd wake_;
+  link::BatchLink link_;
+  sys::EventFd wake_;
 
   std::mutex mutex_;
   std::deque<Submitted> submitted_;  // guarded by mutex_: not taken by the thread yet
@@ -398,15 +302,12 @@ class RemoteSession::Engine {
   std::atomic<std::size_t> sent_{0};
 
   // The thread's alone.
-  std::deque<Submitted> waiting_;             // taken, not sent yet
+  std::deque<Submitted> waiting_;                    // taken, not sent yet
   std::map<std::uint32_t, std::size_t> in_flight_;  // sent, not finished: batch index -> seq
   std::uint32_t next_index_ = 0;
-  bool opened_ = false;     // a window went out: the broker knows the batch
   bool cancelled_ = false;
   bool failed_ = false;
   std::string failure_message_;
-  Clock::time_point last_heard_;
-  Clock::time_point last_beat_;
   std::thread thread_;  // last: starts once everything it uses exists
 };
 

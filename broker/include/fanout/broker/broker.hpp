@@ -1,9 +1,10 @@
-// broker.hpp: the fanout broker as a library. `fanout-broker` is a thin main around it, and the
-// process driver runs the same class on a thread of the calling program in local mode.
+// <fanout/broker/broker.hpp>: the fanout broker as a library. `fanout-broker` is a thin main around
+// it, and the process driver runs the same class on a thread of the calling program in local mode.
 //
 // One ROUTER socket, bound to every endpoint of the configuration, serves clients, worker
 // supervisors and executors (docs/protocol.md). All work happens on the thread that calls run();
-// stop() may be called from any thread or from a signal handler.
+// stop() may be called from any thread or from a signal handler. How the broker is built inside
+// (its loop and the parts it drives) is in broker/README.md.
 #pragma once
 
 #include <atomic>
@@ -19,6 +20,8 @@
 #include <zmq.hpp>
 
 namespace fanout::broker {
+
+class Loop;  // the broker's loop and the parts it drives (broker/src/loop.hpp)
 
 struct Config {
   // Where to listen: tcp://127.0.0.1:5555, tcp://127.0.0.1:* (the OS picks the port),
@@ -73,10 +76,8 @@ class Broker {
 
   const Counters& counters() const noexcept;
 
-  class State;  // the broker's bookkeeping (broker.cpp)
-
  private:
-  std::unique_ptr<State> state_;
+  std::unique_ptr<Loop> loop_;
 };
 
 // Throws fanout::Error unless `endpoint` is loopback, ipc or inproc (or `insecure`).

@@ -1,4 +1,4 @@
-// children.hpp: running command processes and gathering what they write, for whoever drives a
+// child_table.hpp: running command processes and gathering what they write, for whoever drives a
 // poll loop: the local pool's thread (Process::pool) and a worker's executor (remote shell tasks).
 //
 // Each child is started with posix_spawn (vfork-fast even from a large parent) in a process group
@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include <fanout/process.hpp>
+#include <fanout/command.hpp>
 
 namespace fanout::detail {
 
@@ -81,8 +81,5 @@ class ChildTable {
   std::string ran_on_prefix_;
   std::vector<std::unique_ptr<Child>> children_;
 };
-
-// Shell-quotes `word` when it needs it ("it's" -> 'it'\''s').
-std::string shell_quote(std::string_view word);
 
 }  // namespace fanout::detail

@@ -27,7 +27,7 @@
 #include <string>
 #include <string_view>
 
-#include <fanout/process.hpp>
+#include <fanout/command.hpp>
 
 namespace fanout::detail {
 

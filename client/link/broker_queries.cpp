@@ -1,5 +1,5 @@
-// status.cpp
-#include "status.hpp"
+// broker_queries.cpp
+#include "broker_queries.hpp"
 
 #include <sstream>
 
@@ -7,7 +7,7 @@
 
 #include "transport.hpp"
 
-namespace fanout::broker {
+namespace fanout::link {
 
 std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::string& endpoint,
                                           zmq::message_t&& request, wire::Envelope::Which reply,
@@ -80,4 +80,4 @@ std::string status_report(zmq::context_t& context, const std::string& endpoint, 
   return out.str();
 }
 
-}  // namespace fanout::broker
+}  // namespace fanout::link

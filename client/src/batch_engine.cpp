@@ -1,55 +1,11 @@
-// task_error.cpp: TaskError and the batch plumbing shared by every driver.
-#include <fanout/task_error.hpp>
+// batch_engine.cpp: the engine half of driver.hpp, shared by every driver: validating a batch,
+// delivering each slot's outcome (Results), and turning a failed slot into its TaskError.
+#include <fanout/driver.hpp>
 
 #include <algorithm>
 #include <string>
 
-#include <fanout/driver.hpp>
-
-namespace fanout {
-
-std::string_view to_string(ErrorKind kind) noexcept {
-  switch (kind) {
-    case ErrorKind::exception: return "exception";
-    case ErrorKind::unknown_task: return "unknown task";
-    case ErrorKind::bad_arguments: return "bad arguments";
-    case ErrorKind::crashed: return "crashed";
-    case ErrorKind::timeout: return "timeout";
-    case ErrorKind::worker_lost: return "worker lost";
-    case ErrorKind::cancelled: return "cancelled";
-    case ErrorKind::bad_result: return "bad result";
-    case ErrorKind::refused: return "refused";
-    case ErrorKind::bad_message: return "bad message";
-  }
-  return "unknown";
-}
-
-namespace {
-
-std::string describe(const FailureInfo& info, const std::string& task, std::size_t index,
-                     const std::optional<std::string>& key) {
-  std::string text = task.empty() ? std::string("slot") : "task '" + task + "'";
-  text += " (index " + std::to_string(index);
-  if (key) text += ", key \"" + *key + "\"";
-  text += ") failed [";
-  text += to_string(info.kind);
-  text += "]: ";
-  if (!info.remote_type.empty()) text += info.remote_type + ": ";
-  text += info.message.empty() ? std::string("(no message)") : info.message;
-  if (!info.ran_on.empty()) text += " (ran on " + info.ran_on + ")";
-  return text;
-}
-
-}  // namespace
-
-TaskError::TaskError(FailureInfo info, std::string task, std::size_t index, std::optional<std::string> key)
-    : Error(describe(info, task, index, key)),
-      info_(std::move(info)),
-      task_(std::move(task)),
-      index_(index),
-      key_(std::move(key)) {}
-
-namespace detail {
+namespace fanout::detail {
 
 TaskError make_task_error(FailureInfo failure, const Job& job, std::size_t index) {
   return TaskError(std::move(failure), std::string(job.task), index,
@@ -159,6 +115,4 @@ Receipt defer_batch(Backend& backend, Batch& batch, const RunOptions& options) {
   return backend.defer(batch, options);
 }
 
-}  // namespace detail
-
-}  // namespace fanout
+}  // namespace fanout::detail

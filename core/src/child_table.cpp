@@ -1,5 +1,5 @@
-// children.cpp
-#include "process/children.hpp"
+// child_table.cpp
+#include "child_table.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,11 +16,16 @@
 #include <cstdint>
 #include <cstring>
 
-#include "unique_fd.hpp"
+#include "system/child_process.hpp"
+#include "system/descriptors.hpp"
+#include "system/signals.hpp"
+#include "system/unique_fd.hpp"
 
 extern char** environ;  // NOLINT: POSIX declares it nowhere else
 
 namespace fanout::detail {
+
+using sys::UniqueFd;
 
 namespace {
 
@@ -33,20 +38,6 @@ constexpr auto kReapPollInterval = std::chrono::milliseconds(10);
 // Output read from one descriptor per wake-up at most, so that one chatty child cannot starve the
 // others (or the caller's loop).
 constexpr std::size_t kReadBudget = 1 << 18;
-
-void set_nonblocking(int fd) noexcept { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
-
-struct Pipe {
-  UniqueFd read;
-  UniqueFd write;
-  bool open() noexcept {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
-    read = UniqueFd(fds[0]);
-    write = UniqueFd(fds[1]);
-    return true;
-  }
-};
 
 // Signals the parent ignores stay ignored across exec; the child gets them back at default. Read
 // once: asking the kernel for every signal on every spawn would cost more than the spawn's
@@ -65,27 +56,6 @@ const sigset_t& signals_to_default() {
     return s;
   }();
   return set;
-}
-
-// Writes to a pipe whose reader may be gone must fail with EPIPE, not kill the program: SIGPIPE
-// is blocked on the threads that feed children's stdin, and a pending one is consumed.
-void block_sigpipe_on_this_thread() noexcept {
-  static thread_local bool blocked = false;
-  if (blocked) return;
-  sigset_t set;
-  ::sigemptyset(&set);
-  ::sigaddset(&set, SIGPIPE);
-  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  blocked = true;
-}
-
-void consume_sigpipe() noexcept {
-  sigset_t set;
-  ::sigemptyset(&set);
-  ::sigaddset(&set, SIGPIPE);
-  const timespec no_wait{};
-  while (::sigtimedwait(&set, nullptr, &no_wait) > 0) {
-  }
 }
 
 bool is_directory(const std::string& path) {
@@ -122,8 +92,8 @@ std::vector<std::string> Environment::with(const ProcessSpec& spec) const {
 
 struct ChildTable::Child {
   std::size_t slot = 0;
-  pid_t pid = -1;
-  UniqueFd pidfd;
+  sys::ChildProcess process;  // a process group of its own (posix_spawn's SETPGROUP)
+  std::string ran_on;         // "<prefix> pid <pid>"
   UniqueFd out;
   UniqueFd err;
   UniqueFd in;
@@ -137,8 +107,7 @@ struct ChildTable::Child {
   Clock::time_point kill_at = Clock::time_point::max();   // KILL due after a TERM
   bool timed_out = false;
   bool idle_timed_out = false;
-  bool exited = false;
-  int status = 0;
+  std::optional<int> status;  // its wait status, once reaped
   std::string output;
   std::string error_output;
   // Entries this child put in the poll set in prepare(): pidfd, out, err, in (-1: none).
@@ -154,14 +123,8 @@ ChildTable::ChildTable(OnOutput on_output, OnExit on_exit, std::string ran_on_pr
   (void)signals_to_default();
 }
 
-ChildTable::~ChildTable() {
-  for (const auto& child : children_) {
-    ::kill(-child->pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(child->pid, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
-}
+// Each child's ChildProcess kills its group and reaps it.
+ChildTable::~ChildTable() = default;
 
 void ChildTable::start(std::size_t slot, const ProcessSpec& spec, const Environment& environment) {
   const auto started = Clock::now();
@@ -183,7 +146,7 @@ void ChildTable::start(std::size_t slot, const ProcessSpec& spec, const Environm
   auto child = std::make_unique<Child>();
   child->slot = slot;
   child->quiet = spec.quiet;
-  Pipe in, out, err;
+  sys::Pipe in, out, err;
   if ((spec.input && !in.open()) || (!spec.quiet && (!out.open() || !err.open()))) {
     return cannot_start(126, std::string("cannot create pipes: ") + std::strerror(errno));
   }
@@ -239,23 +202,23 @@ void ChildTable::start(std::size_t slot, const ProcessSpec& spec, const Environm
     return cannot_start(126, "cannot run '" + command.to_string() + "': " + what + ": " + std::strerror(error));
   }
 
-  child->pid = pid;
-  child->pidfd = open_pidfd(pid);
+  child->process = sys::ChildProcess(pid);
+  child->ran_on = ran_on_prefix_ + " pid " + std::to_string(pid);
   child->started = started;
   child->last_output = started;
   child->idle_timeout = spec.idle_timeout;
   if (spec.timeout.count() > 0) child->deadline = started + spec.timeout;
   if (spec.input) {
     child->in = std::move(in.write);
-    set_nonblocking(child->in.get());
+    sys::set_nonblocking(child->in.get());
     child->input = *spec.input;
     if (child->input.empty()) child->in.reset();  // empty input: stdin at end of file at once
   }
   if (!spec.quiet) {
     child->out = std::move(out.read);
     child->err = std::move(err.read);
-    set_nonblocking(child->out.get());
-    set_nonblocking(child->err.get());
+    sys::set_nonblocking(child->out.get());
+    sys::set_nonblocking(child->err.get());
   }
   children_.push_back(std::move(child));
 }
@@ -268,7 +231,7 @@ std::vector<std::size_t> ChildTable::running_slots() const {
 
 std::optional<pid_t> ChildTable::pid_of(std::size_t slot) const {
   for (const auto& child : children_) {
-    if (child->slot == slot) return child->pid;
+    if (child->slot == slot) return child->process.pid();
   }
   return std::nullopt;
 }
@@ -282,11 +245,15 @@ Clock::time_point ChildTable::prepare(std::vector<pollfd>& fds) {
       child->poll_index[which] = static_cast<int>(fds.size());
       fds.push_back(pollfd{fd.get(), events, 0});
     };
-    add(0, child->pidfd, POLLIN);
+    child->poll_index[0] = -1;
+    if (child->process.pidfd() >= 0) {
+      child->poll_index[0] = static_cast<int>(fds.size());
+      fds.push_back(pollfd{child->process.pidfd(), POLLIN, 0});
+    }
     add(1, child->out, POLLIN);
     add(2, child->err, POLLIN);
     add(3, child->in, POLLOUT);
-    if (!child->pidfd) earliest = std::min(earliest, Clock::now() + kReapPollInterval);
+    if (child->process.pidfd() < 0) earliest = std::min(earliest, Clock::now() + kReapPollInterval);
     earliest = std::min({earliest, child->deadline, child->idle_deadline(), child->kill_at});
   }
   return earliest;
@@ -297,7 +264,7 @@ void ChildTable::handle(const std::vector<pollfd>& fds, std::size_t first) {
   auto ready = [&](int index) { return index >= 0 && fds[static_cast<std::size_t>(index)].revents != 0; };
   char buffer[65536];
   auto drain = [&](Child& child, UniqueFd& fd, OutputType type) {
-    std::size_t budget = child.exited ? SIZE_MAX : kReadBudget;
+    std::size_t budget = child.status ? SIZE_MAX : kReadBudget;
     while (fd && budget > 0) {
       const ssize_t got = ::read(fd.get(), buffer, sizeof(buffer));
       if (got < 0 && errno == EINTR) continue;
@@ -318,14 +285,14 @@ void ChildTable::handle(const std::vector<pollfd>& fds, std::size_t first) {
     if (ready(child->poll_index[1])) drain(*child, child->out, OutputType::out);
     if (ready(child->poll_index[2])) drain(*child, child->err, OutputType::err);
     if (ready(child->poll_index[3])) {
-      block_sigpipe_on_this_thread();
+      sys::block_sigpipe_on_this_thread();
       while (child->in && child->input_written < child->input.size()) {
         const ssize_t wrote =
             ::write(child->in.get(), child->input.data() + child->input_written, child->input.size() - child->input_written);
         if (wrote < 0 && errno == EINTR) continue;
         if (wrote < 0 && errno == EAGAIN) break;
         if (wrote < 0) {  // EPIPE: the child closed its stdin; the rest is not wanted
-          consume_sigpipe();
+          sys::consume_sigpipe();
           child->in.reset();
           break;
         }
@@ -336,16 +303,9 @@ void ChildTable::handle(const std::vector<pollfd>& fds, std::size_t first) {
         std::string().swap(child->input);
       }
     }
-    if (!child->pidfd || ready(child->poll_index[0])) {
-      int status = 0;
-      pid_t reaped = 0;
-      do {
-        reaped = ::waitpid(child->pid, &status, WNOHANG);
-      } while (reaped < 0 && errno == EINTR);
-      if (reaped == child->pid) {
-        child->exited = true;
-        child->status = status;
-      }
+    if (child->process.pidfd() < 0 || ready(child->poll_index[0])) {
+      // A timed-out command's whole group goes, not just its leader.
+      child->status = child->process.try_reap(child->timed_out);
     }
   }
   check_deadlines(Clock::now());
@@ -354,7 +314,7 @@ void ChildTable::handle(const std::vector<pollfd>& fds, std::size_t first) {
   // report. Descendants that still hold the pipes open do not hold the result back.
   std::vector<std::unique_ptr<Child>> ended;
   for (auto it = children_.begin(); it != children_.end();) {
-    if ((*it)->exited) {
+    if ((*it)->status) {
       drain(**it, (*it)->out, OutputType::out);
       drain(**it, (*it)->err, OutputType::err);
       ended.push_back(std::move(*it));
@@ -367,19 +327,13 @@ void ChildTable::handle(const std::vector<pollfd>& fds, std::size_t first) {
   for (auto& child : ended) {
     ProcessOutcome outcome;
     outcome.started = true;
-    if (WIFSIGNALED(child->status)) {
-      outcome.signal = WTERMSIG(child->status);
-      outcome.exit_code = 128 + outcome.signal;
-    } else {
-      outcome.exit_code = WEXITSTATUS(child->status);
-    }
+    outcome.signal = WIFSIGNALED(*child->status) ? WTERMSIG(*child->status) : 0;
+    outcome.exit_code = sys::shell_exit_code(*child->status);
     outcome.timed_out = child->timed_out;
     outcome.idle_timed_out = child->idle_timed_out;
-    // A timed-out command's whole group goes, not just its leader.
-    if (child->timed_out) ::kill(-child->pid, SIGKILL);
     outcome.output = std::move(child->output);
     outcome.error_output = std::move(child->error_output);
-    outcome.ran_on = ran_on_prefix_ + " pid " + std::to_string(child->pid);
+    outcome.ran_on = std::move(child->ran_on);
     outcome.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(now - child->started);
     on_exit_(child->slot, std::move(outcome));
   }
@@ -387,14 +341,14 @@ void ChildTable::handle(const std::vector<pollfd>& fds, std::size_t first) {
 
 void ChildTable::check_deadlines(Clock::time_point now) {
   for (auto& child : children_) {
-    if (child->exited) continue;
+    if (child->status) continue;
     if (!child->timed_out && (now >= child->deadline || now >= child->idle_deadline())) {
       child->timed_out = true;
       child->idle_timed_out = now < child->deadline;
-      ::kill(-child->pid, SIGTERM);
+      child->process.signal_group(SIGTERM);
       child->kill_at = now + kTimeoutGrace;
     } else if (now >= child->kill_at) {
-      ::kill(-child->pid, SIGKILL);
+      child->process.signal_group(SIGKILL);
       child->kill_at = Clock::time_point::max();
     }
   }
@@ -402,34 +356,17 @@ void ChildTable::check_deadlines(Clock::time_point now) {
 
 void ChildTable::signal_all(int signal) noexcept {
   for (const auto& child : children_) {
-    if (!child->exited) ::kill(-child->pid, signal);
+    if (!child->status) child->process.signal_group(signal);
   }
 }
 
 void ChildTable::stop_all(std::chrono::milliseconds grace) noexcept {
   const auto kill_at = Clock::now() + grace;
   for (auto& child : children_) {
-    if (child->exited) continue;
-    ::kill(-child->pid, SIGTERM);
+    if (child->status) continue;
+    child->process.signal_group(SIGTERM);
     child->kill_at = std::min(child->kill_at, kill_at);
   }
-}
-
-std::string shell_quote(std::string_view word) {
-  const bool plain = !word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || std::strchr("@%+=:,./_-", c) != nullptr;
-  });
-  if (plain) return std::string(word);
-  std::string quoted = "'";
-  for (const char c : word) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += c;
-    }
-  }
-  quoted += "'";
-  return quoted;
 }
 
 }  // namespace fanout::detail

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <climits>
 
-namespace fanout::detail {
+namespace fanout::sys {
 
 // Milliseconds from now until `when`, rounded up: 0 when it has passed, -1 (wait without limit)
 // for time_point::max().
@@ -15,4 +15,4 @@ inline int poll_timeout_ms(std::chrono::steady_clock::time_point when) noexcept 
   return static_cast<int>(std::clamp<long long>(left, 0, INT_MAX));
 }
 
-}  // namespace fanout::detail
+}  // namespace fanout::sys

@@ -1,4 +1,5 @@
-// status.hpp: asking a running broker what it serves (`fanout-broker --status ADDR`).
+// broker_queries.hpp: asking a running broker one question, as the tools and the local service do
+// (`fanout status`, `fanout deferred`, `fanout-broker --status`, the local service's idle check).
 #pragma once
 
 #include <chrono>
@@ -10,7 +11,7 @@
 
 #include "transport.hpp"
 
-namespace fanout::broker {
+namespace fanout::link {
 
 // Sends `request` to the broker at `endpoint` from a fresh socket and returns its first answer of
 // kind `reply`, or an `error` answer (the broker refused the request); skips anything else (a
@@ -20,9 +21,6 @@ std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::st
                                           zmq::message_t&& request, wire::Envelope::Which reply,
                                           std::chrono::milliseconds timeout);
 
-// Asks the broker at `endpoint` for its status and renders it as text: workers, their executors
-// and free slots, queue depth, counters. Throws fanout::Error when the broker does not answer
-// within `timeout`.
 // The broker's counters, for programs that act on them (the local service's idle check).
 struct StatusCounts {
   std::uint64_t queued = 0;
@@ -38,6 +36,9 @@ struct StatusCounts {
 std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::string& endpoint,
                                         std::chrono::milliseconds timeout);
 
+// Asks the broker at `endpoint` for its status and renders it as text: workers, their executors
+// and free slots, queue depth, counters. Throws fanout::Error when the broker does not answer
+// within `timeout`.
 std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout);
 
-}  // namespace fanout::broker
+}  // namespace fanout::link

@@ -14,6 +14,8 @@
 
 #include <fanout/error.hpp>
 
+#include "timing.hpp"
+
 namespace fanout::worker {
 
 struct Config {
@@ -22,8 +24,8 @@ struct Config {
   unsigned slots_per_executor = 2048;  // credit each executor announces: two client frames (1,024 tasks each) in flight
   bool allow_shell = false;
   std::string worker_id;               // default "<hostname>/<pid>"
-  std::chrono::milliseconds heartbeat{500};
-  std::chrono::milliseconds liveness{2000};  // broker silent this long => reconnect
+  std::chrono::milliseconds heartbeat = wire::kHeartbeatInterval;
+  std::chrono::milliseconds liveness = wire::kPeerLiveness;  // broker silent this long => reconnect
   std::vector<std::string> load;       // task libraries to dlopen before forking executors
   bool exit_with_parent = false;       // local mode: die when the process that started us dies
   // With exit_with_parent: the pid of that process, when known. A starter that died before this

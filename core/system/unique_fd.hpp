@@ -1,5 +1,5 @@
-// unique_fd.hpp: an owned file descriptor, and the owned descriptors fanout's parts make: a pidfd.
-// Shared by the client, the worker and the broker (all link the schema library).
+// unique_fd.hpp: an owned file descriptor, and the owned descriptors fanout's parts make from a
+// process id or a counter (pidfd, eventfd).
 #pragma once
 
 #include <sys/syscall.h>
@@ -8,8 +8,9 @@
 
 #include <utility>
 
-namespace fanout::detail {
+namespace fanout::sys {
 
+// Closes its descriptor when destroyed. Move-only; -1 means "none".
 class UniqueFd {
  public:
   UniqueFd() noexcept = default;
@@ -48,4 +49,4 @@ inline UniqueFd open_pidfd(pid_t pid) noexcept {
 #endif
 }
 
-}  // namespace fanout::detail
+}  // namespace fanout::sys

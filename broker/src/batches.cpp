@@ -1,0 +1,396 @@
+#include "batches.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <memory>
+
+namespace fanout::broker {
+
+Batches::Batches(const Config& config, Outbox& outbox, Counters& counters, Peers& peers, DeferredLedger& ledger)
+    : config_(config), outbox_(outbox), counters_(counters), peers_(peers), ledger_(ledger) {}
+
+// ---- windows in, results out ------------------------------------------------------------------
+
+bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::time_point now) {
+  const auto window = message.envelope().getTasks();
+  const std::uint64_t id = window.getBatchId();
+  const auto tasks = window.getTasks();
+  const std::uint32_t count = tasks.size();
+  const auto known = batches_.find(id);
+  const auto refuse = [&](const std::string& why) {
+    outbox_.refuse_window(client, id, count, why);
+    return false;
+  };
+  if (known != batches_.end() && known->second.client != client) {
+    return refuse("batch id " + std::to_string(id) + " belongs to another client");
+  }
+  const std::uint32_t total = known != batches_.end() ? known->second.total : window.getTotal();
+  const std::uint32_t received = known != batches_.end() ? known->second.received : 0;
+  for (const auto task : tasks) {
+    if (task.getIndex() >= total) {
+      return refuse("task index " + std::to_string(task.getIndex()) + " is outside the batch of " +
+                    std::to_string(total));
+    }
+    if (task.getBatchId() != id) {
+      return refuse("a task of batch " + std::to_string(task.getBatchId()) + " in a window of batch " +
+                    std::to_string(id));
+    }
+  }
+  if (std::uint64_t{received} + count > total) return refuse("the batch's windows hold more tasks than its total");
+  FramePtr frame = count == 0 ? nullptr : std::make_shared<Frame>(std::move(message));
+
+  auto [where, created] = batches_.try_emplace(id);
+  Batch& batch = where->second;
+  if (created) {
+    batch.id = id;
+    batch.client = client;
+    batch.total = total;
+    batch.timeout_ms = window.getTimeoutMs();
+    batch.max_running = window.getMaxRunning();
+    if (batch.timeout_ms > 0) {
+      batch.deadline = now + std::chrono::milliseconds(batch.timeout_ms);
+      ++deadlines_;
+    }
+    turns_.enter(client, id);
+  }
+  counters_.tasks_received += count;
+  batch.received += count;
+  sweep_candidates_.push_back(id);  // an empty batch is finished at once
+  if (!frame) return true;
+  if (batch.ended) {  // windows that arrive after the batch timed out or was cancelled
+    fail_range(batch, *frame, 0, frame->size(), batch.ended->first, batch.ended->second);
+    return true;
+  }
+  for (const Frame::Run& run : frame->runs) batch.queue.push_back(Pending{frame, run.begin, run.end, run.name, -1});
+  batch.queued += frame->size();
+  fail_unserved(batch);
+  return true;
+}
+
+void Batches::on_results(Executor& executor, wire::InMessage message) {
+  const auto results = message.envelope().getResults();
+  if (results.size() == 0) return;
+  std::vector<bool> matched(results.size(), false);
+  std::size_t matches = 0;
+  for (unsigned i = 0; i < results.size(); ++i) {
+    const auto result = results[i];
+    // Executors answer in order, so the match is almost always at the front.
+    const auto found = std::find_if(executor.in_flight.begin(), executor.in_flight.end(), [&](const InFlight& f) {
+      return f.batch == result.getBatchId() && f.index == result.getIndex();
+    });
+    if (found == executor.in_flight.end()) {
+      ++counters_.duplicate_results;
+      continue;
+    }
+    const InFlight entry = *found;
+    executor.in_flight.erase(found);
+    auto batch = batches_.find(result.getBatchId());
+    if (batch != batches_.end()) --batch->second.in_flight;
+    if (batch != batches_.end() && batch->second.receipt != 0) {
+      // The broker's own: not forwarded, but recorded.
+      Batch& deferred = batch->second;
+      if (result.isValue()) {
+        sweep_candidates_.push_back(deferred.id);  // the record may settle the batch's last task
+        ledger_.finished(deferred.receipt, entry.index);
+      } else {
+        const auto error = result.getError();
+        deferred_failure(deferred, entry.index, error.getKind(), std::string(text(error.getMessage())));
+      }
+      continue;
+    }
+    matched[i] = true;
+    ++matches;
+  }
+  if (matches == 0) return;
+  const std::uint64_t first_batch = results[0].getBatchId();
+  bool one_batch = true;
+  for (const auto result : results) one_batch = one_batch && result.getBatchId() == first_batch;
+  if (one_batch && matches == results.size()) {
+    // The common case: the frame goes to the client as it came, not even re-encoded.
+    return deliver(first_batch, matches, std::move(message.frame()));
+  }
+  // Rare: duplicates to filter out, or results of several batches in one message.
+  std::vector<std::uint64_t> batch_ids;
+  for (unsigned i = 0; i < results.size(); ++i) {
+    if (matched[i] && std::find(batch_ids.begin(), batch_ids.end(), results[i].getBatchId()) == batch_ids.end()) {
+      batch_ids.push_back(results[i].getBatchId());
+    }
+  }
+  for (const std::uint64_t id : batch_ids) {
+    std::vector<unsigned> chosen;
+    for (unsigned i = 0; i < results.size(); ++i) {
+      if (matched[i] && results[i].getBatchId() == id) chosen.push_back(i);
+    }
+    wire::OutMessage out;
+    auto list = out.envelope().initResults(static_cast<unsigned>(chosen.size()));
+    for (unsigned j = 0; j < chosen.size(); ++j) list.setWithCaveats(j, results[chosen[j]]);
+    deliver(id, static_cast<std::uint32_t>(chosen.size()), out.frame());
+  }
+}
+
+// Live output of a shell command: passed on as it came to the client of the batch, while the
+// command is in flight at that executor (output of a task it no longer runs is dropped).
+void Batches::on_output(const Executor& executor, wire::InMessage message) {
+  const auto chunk = message.envelope().getOutput();
+  const std::uint64_t id = chunk.getBatchId();
+  const std::uint32_t index = chunk.getIndex();
+  const bool running = std::any_of(executor.in_flight.begin(), executor.in_flight.end(),
+                                   [&](const InFlight& f) { return f.batch == id && f.index == index; });
+  if (!running) return;
+  const auto batch = batches_.find(id);
+  if (batch == batches_.end() || batch->second.ended) return;
+  outbox_.send(batch->second.client, std::move(message.frame()));
+}
+
+// Sends `count` outcomes of batch `id` (already encoded in `frame`) to its client.
+void Batches::deliver(std::uint64_t id, std::uint32_t count, zmq::message_t&& frame) {
+  auto found = batches_.find(id);
+  if (found == batches_.end()) return;  // the client left or the batch ended: nobody to tell
+  Batch& batch = found->second;
+  batch.settled += count;
+  sweep_candidates_.push_back(id);
+  counters_.results_forwarded += count;
+  if (!batch.ended) outbox_.send(batch.client, std::move(frame));
+}
+
+// ---- failures the broker decides ------------------------------------------------------------
+
+void Batches::fail_unserved_everywhere() {
+  for (auto& [id, batch] : batches_) fail_unserved(batch);  // never erases: sweep_finished() does
+}
+
+// Fails queued tasks whose name no executor serves, when there are executors at all (with none
+// connected, tasks wait for one until their batch times out).
+void Batches::fail_unserved(Batch& batch) {
+  // Deferred tasks wait for a worker that serves them, however long that takes.
+  if (!peers_.any_executor() || batch.queue.empty() || batch.receipt != 0) return;
+  for (auto pending = batch.queue.begin(); pending != batch.queue.end();) {
+    if (peers_.served_anywhere(pending->name_text())) {
+      ++pending;
+      continue;
+    }
+    batch.queued -= pending->end - pending->begin;
+    if (pending->name_text() == kShellTask) {
+      fail_range(batch, *pending->frame, pending->begin, pending->end, wire::ErrorKind::REFUSED,
+                 "no connected worker runs shell commands: they run only on workers started with "
+                 "`fanout-worker --allow-shell`");
+    } else {
+      fail_range(batch, *pending->frame, pending->begin, pending->end, wire::ErrorKind::UNKNOWN_TASK,
+                 "no connected worker serves task '" + pending->name_text() + "' (workers serve: " +
+                     peers_.served_names() + ")");
+    }
+    pending = batch.queue.erase(pending);
+  }
+}
+
+void Batches::fail_range(Batch& batch, const Frame& frame, std::uint32_t begin, std::uint32_t end, wire::ErrorKind kind,
+                         const std::string& message) {
+  Failures failed;
+  for (std::uint32_t position = begin; position < end; ++position) {
+    failed.emplace_back(frame.tasks[position].getIndex(), frame.tasks[position].getAttempt());
+  }
+  send_failures(batch, failed, kind, message);
+}
+
+// Sends failure results for (index, attempt) pairs of `batch` to its client.
+void Batches::send_failures(Batch& batch, const Failures& failed, wire::ErrorKind kind, const std::string& message) {
+  if (failed.empty()) return;
+  sweep_candidates_.push_back(batch.id);
+  if (batch.receipt != 0) {  // nobody to tell: a failed attempt of a deferred task
+    for (const auto& [index, attempt] : failed) deferred_failure(batch, index, kind, message);
+    return;
+  }
+  wire::OutMessage out;
+  auto list = out.envelope().initResults(static_cast<unsigned>(failed.size()));
+  for (unsigned i = 0; i < failed.size(); ++i) {
+    auto result = list[i];
+    result.setBatchId(batch.id);
+    result.setIndex(failed[i].first);
+    result.setAttempt(failed[i].second);
+    result.setRanOn("broker");
+    auto error = result.initError();
+    error.setKind(kind);
+    error.setMessage(message);
+    error.setRanOn("broker");
+  }
+  batch.settled += static_cast<std::uint32_t>(failed.size());
+  outbox_.send(batch.client, out.frame());
+}
+
+// A failed attempt at a deferred task: retried (at the back of the queue) until the ledger says
+// its attempts ran out.
+void Batches::deferred_failure(Batch& batch, std::uint32_t index, wire::ErrorKind kind, const std::string& message) {
+  switch (ledger_.failed_attempt(batch.receipt, index, kind, message)) {
+    case DeferredLedger::Verdict::ignored:
+      return;
+    case DeferredLedger::Verdict::retry:
+      sweep_candidates_.push_back(batch.id);
+      requeue_deferred(batch, index);
+      return;
+    case DeferredLedger::Verdict::dead:
+      sweep_candidates_.push_back(batch.id);  // the record may settle the batch's last task
+      return;
+  }
+}
+
+// ---- endings --------------------------------------------------------------------------------
+
+void Batches::cancel(const PeerId& client, std::uint64_t id) {
+  auto found = batches_.find(id);
+  if (found == batches_.end() || found->second.client != client) return;
+  end_batch(found->second, wire::ErrorKind::CANCELLED, "the batch was cancelled");
+}
+
+void Batches::expire(Clock::time_point now) {
+  if (deadlines_ == 0) return;
+  std::vector<Batch*> expired;
+  for (auto& [id, batch] : batches_) {
+    if (batch.deadline && !batch.ended && now >= *batch.deadline) expired.push_back(&batch);
+  }
+  for (Batch* batch : expired) {
+    end_batch(*batch, wire::ErrorKind::TIMEOUT,
+              "the batch exceeded its time limit of " + std::to_string(batch->timeout_ms) + " ms");
+  }
+}
+
+Clock::time_point Batches::next_deadline(Clock::time_point limit) const {
+  if (deadlines_ == 0) return limit;
+  for (const auto& [id, batch] : batches_) {
+    if (batch.deadline && !batch.ended) limit = std::min(limit, *batch.deadline);
+  }
+  return limit;
+}
+
+// Ends a batch early (timeout, cancel): queued tasks fail, running ones fail and their
+// executors are stopped, windows still to come fail on arrival.
+void Batches::end_batch(Batch& batch, wire::ErrorKind kind, const std::string& message) {
+  if (batch.ended) return;
+  for (const Pending& pending : batch.queue) fail_range(batch, *pending.frame, pending.begin, pending.end, kind, message);
+  batch.queue.clear();
+  batch.queued = 0;
+  for (Executor& executor : peers_.executors()) {
+    Failures failed;
+    const bool running_it = !executor.in_flight.empty() && executor.in_flight.front().batch == batch.id;
+    std::erase_if(executor.in_flight, [&](const InFlight& f) {
+      if (f.batch != batch.id) return false;
+      failed.emplace_back(f.index, f.attempt);
+      return true;
+    });
+    batch.in_flight -= static_cast<std::uint32_t>(failed.size());
+    send_failures(batch, failed, kind, message);
+    if (running_it) peers_.stop_executor(executor, message);
+  }
+  batch.ended.emplace(kind, message);
+}
+
+void Batches::take_back(const Executor& lost, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
+                        bool stopped_by_broker, const std::string& how) {
+  bool blamed = stopped_by_broker;
+  for (auto entry = lost.in_flight.rbegin(); entry != lost.in_flight.rend(); ++entry) {
+    auto batch = batches_.find(entry->batch);
+    if (batch == batches_.end()) continue;
+    --batch->second.in_flight;
+    const bool guilty = running ? (entry->batch == running->first && entry->index == running->second)
+                                : (!blamed && std::next(entry) == lost.in_flight.rend());
+    int attempt = entry->attempt;
+    if (guilty) {
+      blamed = true;
+      attempt = entry->attempt + 1;
+      if (attempt >= static_cast<int>(config_.max_attempts)) {
+        send_failures(batch->second, {{entry->index, entry->attempt}}, wire::ErrorKind::WORKER_LOST,
+                      "the task took down its worker " + std::to_string(attempt) + " times (last: " + how + ")");
+        continue;
+      }
+    }
+    if (batch->second.ended) {
+      send_failures(batch->second, {{entry->index, entry->attempt}}, batch->second.ended->first, batch->second.ended->second);
+      continue;
+    }
+    // Requeued at the front (iterating backwards keeps their order), to run again soon.
+    batch->second.queue.push_front(
+        Pending{entry->frame, entry->position, entry->position + 1, entry->frame->name_at(entry->position), attempt});
+    ++batch->second.queued;
+    ++counters_.requeued_tasks;
+  }
+}
+
+void Batches::drop_client(const PeerId& client) {
+  for (const std::uint64_t id : turns_.remove_client(client)) {
+    auto batch = batches_.find(id);
+    if (batch == batches_.end()) continue;
+    if (runs_shell_commands(batch->second)) end_batch(batch->second, wire::ErrorKind::CANCELLED, "its client left");
+    erase_batch(batch);
+  }
+}
+
+// The only place batches are erased besides a client leaving, so that handlers may hold
+// references to batches freely.
+void Batches::sweep_finished() {
+  for (const std::uint64_t id : std::exchange(sweep_candidates_, {})) {
+    const auto batch = batches_.find(id);
+    if (batch == batches_.end()) continue;
+    const Batch& b = batch->second;
+    // A deferred batch stays while its journal state has it (dead tasks may be retried).
+    const bool finished = b.receipt != 0 ? ledger_.state().find(b.receipt) == nullptr && b.in_flight == 0
+                                         : b.received == b.total && b.settled >= b.total && b.in_flight == 0 && b.queue.empty();
+    if (!finished) continue;
+    turns_.remove(b.client, b.id);
+    erase_batch(batch);
+  }
+}
+
+bool Batches::runs_shell_commands(const Batch& batch) const {
+  if (batch.in_flight == 0) return false;
+  const auto executors = std::as_const(peers_).executors();
+  return std::any_of(executors.begin(), executors.end(), [&](const Executor& executor) {
+    return std::any_of(executor.in_flight.begin(), executor.in_flight.end(), [&](const InFlight& f) {
+      return f.batch == batch.id && f.frame->names[f.frame->name_at(f.position)] == kShellTask;
+    });
+  });
+}
+
+void Batches::erase_batch(std::unordered_map<std::uint64_t, Batch>::iterator batch) {
+  if (batch->second.receipt != 0) batch_by_receipt_.erase(batch->second.receipt);
+  if (batch->second.deadline) --deadlines_;
+  batches_.erase(batch);
+}
+
+// ---- deferred batches -----------------------------------------------------------------------
+
+Batch* Batches::open_deferred(std::uint64_t receipt, FramePtr frame) {
+  const std::uint64_t id = frame->message.envelope().getTasks().getBatchId();
+  if (batches_.count(id) != 0) return nullptr;
+  Batch& batch = batches_[id];
+  batch.id = id;
+  batch.client = kDeferredClient;
+  batch.total = frame->size();
+  batch.received = batch.total;
+  batch.receipt = receipt;
+  batch.deferred_frame = std::move(frame);
+  batch_by_receipt_[receipt] = id;
+  peers_.list_deferred_client();
+  turns_.enter(kDeferredClient, id);
+  return &batch;
+}
+
+void Batches::requeue_deferred(Batch& batch, std::uint32_t index) {
+  const FramePtr& frame = batch.deferred_frame;
+  const std::uint32_t name = frame->name_at(index);
+  if (!batch.queue.empty()) {
+    Pending& last = batch.queue.back();
+    if (last.frame == frame && last.end == index && last.name == name && last.attempt < 0) {
+      ++last.end;
+      ++batch.queued;
+      return;
+    }
+  }
+  batch.queue.push_back(Pending{frame, index, index + 1, name, -1});
+  ++batch.queued;
+}
+
+Batch* Batches::by_receipt(std::uint64_t receipt) {
+  const auto id = batch_by_receipt_.find(receipt);
+  return id == batch_by_receipt_.end() ? nullptr : find(id->second);
+}
+
+}  // namespace fanout::broker

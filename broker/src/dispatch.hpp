@@ -1,0 +1,63 @@
+// dispatch.hpp: routing queued work to executors' credit (docs/protocol.md, "Routing",
+// "Fairness", "Running limit", "Shell commands").
+//
+// Owns no batch and no peer: it moves tasks from batches' queues (Batches) into executors'
+// in-flight lists (Peers) and sends them, and remembers only the executors a send failed to,
+// which the loop then declares lost (the executor records must not be erased while dispatch
+// holds pointers to them).
+//
+// The rules, in one place: an executor gets only what its free credit holds, and only tasks whose
+// names it serves; clients and their batches take turns (RoundRobin); a short batch (no more
+// tasks queued than executors that can take part) is shared out one message per executor per
+// call, so a 3-task batch runs on 3 executors, not one after another on one; a batch never has
+// more than its maxRunning at executors; a shell command goes only to an executor with nothing in
+// flight, one at a time. A whole fresh window that fits is forwarded as the client's own frame
+// (ZeroMQ shares the bytes); otherwise a new `tasks` message carries the chosen subset.
+//
+// Threads: the loop's thread only; run() is called once per loop turn, after the input.
+//
+// Does not: fail tasks nobody serves (Batches), or notice that an executor is gone beyond a
+// failed send.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include <fanout/broker/broker.hpp>
+
+#include "batches.hpp"
+#include "outbox.hpp"
+#include "peers.hpp"
+#include "records.hpp"
+
+namespace fanout::broker {
+
+class Dispatch {
+ public:
+  Dispatch(Outbox& outbox, Counters& counters, Peers& peers, Batches& batches);
+
+  // Gives every executor with free credit what it may take now.
+  void run();
+
+  // The executors a send failed to since the last call (ZMQ_ROUTER_MANDATORY: they are gone). The
+  // work they were given is still in their in-flight lists, to be taken back when they are lost.
+  std::vector<PeerId> take_unreachable() { return std::exchange(unreachable_, {}); }
+
+ private:
+  using Given = std::vector<std::pair<const Executor*, std::uint64_t>>;  // (executor, batch) this call
+
+  bool assign_one(Executor& executor, std::size_t capacity, Given& given);
+  void send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit);
+  void send_to_executor(Executor& executor, zmq::message_t&& frame);
+
+  Outbox& outbox_;
+  Counters& counters_;
+  Peers& peers_;
+  Batches& batches_;
+  std::vector<PeerId> unreachable_;
+};
+
+}  // namespace fanout::broker

@@ -1,0 +1,229 @@
+#include "loop.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <iterator>
+
+#include <spdlog/spdlog.h>
+
+#include <fanout/error.hpp>
+
+#include <zmq_addon.hpp>
+
+#include "status_reply.hpp"
+#include "system/signals.hpp"
+
+namespace fanout::broker {
+
+Loop::Loop(Config config, zmq::context_t& context)
+    : config_(std::move(config)),
+      logger_(config_.logger ? config_.logger : spdlog::default_logger()),
+      router_(context, zmq::socket_type::router),
+      stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      outbox_(router_, counters_),
+      peers_(config_, *logger_, outbox_, counters_),
+      ledger_(config_, logger_, outbox_, counters_),
+      batches_(config_, outbox_, counters_, peers_, ledger_),
+      dispatch_(outbox_, counters_, peers_, batches_),
+      deferred_(config_, *logger_, outbox_, ledger_, batches_) {
+  if (stop_fd_ < 0) throw Error("broker: eventfd failed");
+  // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
+  // oversized frame is counted and answered rather than silently cutting the connection.
+  wire::configure_socket(router_, config_.max_frame_bytes * 2);
+  router_.set(zmq::sockopt::router_mandatory, 1);
+  // Every endpoint is checked before any is bound: a refused one must not leave others listening.
+  for (const auto& endpoint : config_.endpoints) check_endpoint_allowed(endpoint, config_.insecure);
+  for (const auto& endpoint : config_.endpoints) {
+    try {
+      router_.bind(endpoint);
+    } catch (const zmq::error_t& error) {
+      throw Error("broker: cannot bind " + endpoint + ": " + error.what());
+    }
+    endpoints_.push_back(router_.get(zmq::sockopt::last_endpoint));
+  }
+  if (endpoints_.empty()) throw Error("broker: no endpoint to bind");
+  if (!config_.journal.empty()) deferred_.recover();
+}
+
+Loop::~Loop() { ::close(stop_fd_); }
+
+void Loop::run() {
+  next_heartbeat_ = Clock::now();
+  std::vector<zmq::message_t> parts;
+  while (true) {
+    const bool journal = ledger_.enabled();
+    zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+                               {nullptr, journal ? ledger_.ready_fd() : -1, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, journal ? 3 : 2, until_next_timer());
+    } catch (const zmq::error_t& error) {
+      // A signal (the SIGTERM that is about to call stop(), say) interrupted the wait: look again.
+      if (error.num() != EINTR) throw;
+      continue;
+    }
+    if (items[1].revents & ZMQ_POLLIN) return;
+    if (journal && (items[2].revents & ZMQ_POLLIN)) deferred_.on_journal_ready();
+    // Drain what is there (bounded, so timers still run under a flood), then act on it once.
+    for (int received = 0; received < 4096; ++received) {
+      parts.clear();
+      const auto got = zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait);
+      if (!got) break;
+      handle(parts);
+    }
+    dispatch_.run();
+    for (const PeerId& id : dispatch_.take_unreachable()) lose_executor(id, std::nullopt, true, "unreachable");
+    run_timers();
+    batches_.sweep_finished();
+  }
+}
+
+void Loop::stop() noexcept {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto written = ::write(stop_fd_, &one, sizeof(one));
+}
+
+// ---- input ------------------------------------------------------------------------------------
+
+void Loop::handle(std::vector<zmq::message_t>& parts) {
+  if (parts.size() != 2) {  // a DEALER peer sends exactly one frame per message
+    if (parts.empty()) return;
+    return outbox_.drop(parts[0].to_string(), wire::ErrorKind::BAD_MESSAGE,
+                        "expected one frame per message, got " + std::to_string(parts.size() - 1));
+  }
+  PeerId peer = parts[0].to_string();
+  std::string why;
+  auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole);
+  if (!message) {
+    logger_->debug("broker: dropped a message from a peer: {}", why);
+    return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why);
+  }
+  try {
+    handle(peer, std::move(*message));
+  } catch (const kj::Exception& exception) {
+    // A field of the wrong kind (parse() has checked bounds, not kinds). Every handler reads
+    // what it needs before it changes anything, so nothing is half done; and copies of what is
+    // accepted (tasks in dispatch) cannot fail, since they do not look at kinds.
+    outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, std::string("unreadable message: ") + exception.getDescription().cStr());
+  }
+}
+
+// Who may send what: tasks, cancel and deferred requests come from clients, results and output
+// from executors that announced, executorLost from supervisors that announced.
+void Loop::handle(const PeerId& peer, wire::InMessage message) {
+  const auto envelope = message.envelope();
+  const auto now = Clock::now();
+  switch (envelope.which()) {
+    case wire::Envelope::TASKS:
+      if (peers_.is_worker(peer)) return outbox_.drop(peer, wire::ErrorKind::REFUSED, "workers do not submit tasks");
+      return on_tasks(peer, std::move(message), now);
+    case wire::Envelope::RESULTS: {
+      Executor* executor = peers_.heard_from_executor(peer, now);
+      if (executor == nullptr) return outbox_.unknown_peer(peer);
+      return batches_.on_results(*executor, std::move(message));
+    }
+    case wire::Envelope::OUTPUT: {
+      const Executor* executor = peers_.heard_from_executor(peer, now);
+      if (executor == nullptr) return outbox_.unknown_peer(peer);
+      return batches_.on_output(*executor, std::move(message));
+    }
+    case wire::Envelope::ANNOUNCE:
+      // Queued tasks that nobody could serve may have found their executor, or still have none.
+      if (peers_.on_announce(peer, envelope.getAnnounce(), now) == Peers::Announced::executor) {
+        batches_.fail_unserved_everywhere();
+      }
+      return;
+    case wire::Envelope::HEARTBEAT:
+      return peers_.on_heartbeat(peer, now);
+    case wire::Envelope::CANCEL:
+      if (peers_.is_worker(peer)) return outbox_.drop(peer, wire::ErrorKind::REFUSED, "workers do not cancel batches");
+      peers_.heard_from_client(peer, now);
+      return batches_.cancel(peer, envelope.getCancel().getBatchId());
+    case wire::Envelope::BYE:
+      return on_bye(peer);
+    case wire::Envelope::STATUS_REQUEST:
+      outbox_.send(peer, status_reply(peers_, batches_, ledger_.state(), counters_));
+      return;
+    case wire::Envelope::DEFERRED_REQUEST:
+      if (peers_.is_worker(peer)) {
+        return outbox_.drop(peer, wire::ErrorKind::REFUSED, "workers do not manage deferred tasks");
+      }
+      return deferred_.on_request(peer, envelope.getDeferredRequest());
+    case wire::Envelope::EXECUTOR_LOST:
+      if (!peers_.heard_from_supervisor(peer, now)) return outbox_.unknown_peer(peer);
+      return on_executor_lost(envelope.getExecutorLost());
+    default:
+      return outbox_.drop(peer, wire::ErrorKind::REFUSED, "the broker does not accept this message");
+  }
+}
+
+// A window was taken in (not refused on sight): its client counts as heard from.
+void Loop::on_tasks(const PeerId& client, wire::InMessage message, Clock::time_point now) {
+  const bool taken = message.envelope().getTasks().getDeferred() ? deferred_.on_window(client, std::move(message))
+                                                                  : batches_.on_window(client, std::move(message), now);
+  if (taken) peers_.heard_from_client(client, now);
+}
+
+void Loop::on_bye(const PeerId& peer) {
+  if (peers_.is_supervisor(peer)) return drop_supervisor(peer, "said goodbye");
+  if (peers_.is_executor(peer)) return lose_executor(peer, std::nullopt, false, "said goodbye");
+  drop_client(peer);
+}
+
+void Loop::on_executor_lost(wire::ExecutorLost::Reader lost) {
+  const PeerId id(text(lost.getExecutorId()));
+  if (!peers_.is_executor(id)) return;
+  std::optional<std::pair<std::uint64_t, std::uint32_t>> running;
+  if (lost.getRunning()) running.emplace(lost.getBatchId(), lost.getIndex());
+  const std::string how = lost.getSignal() != 0 ? "killed by " + sys::describe_signal(lost.getSignal())
+                                                : "exited with code " + std::to_string(lost.getExitCode());
+  lose_executor(id, running, lost.getStoppedByBroker(), how);
+}
+
+// ---- peers that go ----------------------------------------------------------------------------
+
+void Loop::lose_executor(const PeerId& id, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
+                         bool stopped_by_broker, const std::string& how) {
+  if (const auto executor = peers_.remove_executor(id, how)) {
+    batches_.take_back(*executor, running, stopped_by_broker, how);
+  }
+}
+
+void Loop::drop_supervisor(const PeerId& peer, const std::string& how) {
+  for (const PeerId& id : peers_.remove_supervisor(peer, how)) {
+    lose_executor(id, std::nullopt, false, "its worker " + how);
+  }
+}
+
+void Loop::drop_client(const PeerId& peer) {
+  if (peers_.remove_client(peer)) batches_.drop_client(peer);
+}
+
+// ---- timers -----------------------------------------------------------------------------------
+
+std::chrono::milliseconds Loop::until_next_timer() const {
+  const auto next = batches_.next_deadline(next_heartbeat_);
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+  return std::clamp(left, std::chrono::milliseconds(0), config_.heartbeat);
+}
+
+void Loop::run_timers() {
+  const auto now = Clock::now();
+  batches_.expire(now);
+  if (now < next_heartbeat_) return;
+  next_heartbeat_ = now + config_.heartbeat;
+  // Supervisors first: a silent one takes its executors with it, and executors are judged by
+  // their supervisor's silence, not their own.
+  for (const PeerId& id : peers_.silent_supervisors(now)) drop_supervisor(id, "went silent");
+  for (const PeerId& id : peers_.silent_executors(now)) lose_executor(id, std::nullopt, false, "went silent");
+  for (const PeerId& id : peers_.silent_clients(now)) {
+    logger_->info("broker: a client went silent; dropping its queued tasks");
+    drop_client(id);
+  }
+  peers_.send_heartbeats();
+}
+
+}  // namespace fanout::broker

@@ -1,0 +1,38 @@
+#include "outbox.hpp"
+
+namespace fanout::broker {
+
+void Outbox::drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why) {
+  ++counters_.dropped_messages;
+  reply_error(peer, kind, why);
+}
+
+void Outbox::unknown_peer(const PeerId& peer) {
+  ++counters_.dropped_messages;
+  reply_error(peer, wire::ErrorKind::REFUSED, "unknown peer: announce first (the broker may have restarted)");
+}
+
+void Outbox::refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
+                           wire::ErrorKind kind) {
+  ++counters_.dropped_messages;
+  wire::OutMessage out;
+  auto ack = out.envelope().initAck();
+  ack.setBatchId(id);
+  ack.setAccepted(0);
+  auto refused = ack.initRefused();
+  refused.setKind(kind);
+  refused.setMessage(why + " (" + std::to_string(count) + " task(s) refused)");
+  refused.setRanOn("broker");
+  send(client, out.frame());
+}
+
+void Outbox::reply_error(const PeerId& peer, wire::ErrorKind kind, const std::string& why) {
+  wire::OutMessage out;
+  auto error = out.envelope().initError();
+  error.setKind(kind);
+  error.setMessage(why);
+  error.setRanOn("broker");
+  send(peer, out.frame());
+}
+
+}  // namespace fanout::broker

@@ -1,0 +1,54 @@
+// outbox.hpp: everything the broker sends goes out through here, on its one ROUTER socket.
+//
+// Owns nothing but the way out: the socket belongs to the loop (loop.hpp), which creates the
+// outbox beside it and hands it to every part that answers a peer. Besides sending a frame as it
+// is, the outbox builds the broker's complaints (an `error` reply, a refused window's `ack`) and
+// counts each of them as a dropped message (Counters::dropped_messages), so that every part
+// refuses input the same way.
+//
+// Threads: the loop's thread only, like the socket.
+//
+// Promises: a send never blocks and never throws for a peer that is gone (ZMQ_ROUTER_MANDATORY
+// makes that a `false`). Does not: queue, retry, or remember anything about peers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <zmq.hpp>
+
+#include <fanout/broker/broker.hpp>
+
+#include "records.hpp"
+#include "transport.hpp"
+
+namespace fanout::broker {
+
+class Outbox {
+ public:
+  Outbox(zmq::socket_t& router, Counters& counters) : router_(router), counters_(counters) {}
+
+  // Sends `frame` to `peer` as it is (the bytes are not copied). False when the peer is gone.
+  bool send(std::string_view peer, zmq::message_t&& frame) { return wire::send_to(router_, peer, std::move(frame)); }
+
+  // A message dropped: counted, and its sender told why with an `error` of `kind`.
+  void drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why);
+
+  // A message from a peer the broker does not know (it never announced, or the broker restarted):
+  // counted, and answered with `refused`, which tells a worker to announce again.
+  void unknown_peer(const PeerId& peer);
+
+  // Refuses a whole window of `count` tasks of batch `id`: counted, and answered with an `ack`
+  // that accepts nothing and carries the reason, so that every slot of the window fails with it.
+  void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
+                     wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE);
+
+ private:
+  void reply_error(const PeerId& peer, wire::ErrorKind kind, const std::string& why);
+
+  zmq::socket_t& router_;
+  Counters& counters_;
+};
+
+}  // namespace fanout::broker

@@ -1,0 +1,205 @@
+#include "peers.hpp"
+
+#include <algorithm>
+
+namespace fanout::broker {
+
+Peers::Peers(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters)
+    : config_(config), logger_(logger), outbox_(outbox), counters_(counters) {}
+
+Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader announce, Clock::time_point now) {
+  const auto role = announce.getRole();
+  if (role != wire::Announce::Role::SUPERVISOR && role != wire::Announce::Role::EXECUTOR) {
+    outbox_.drop(peer, wire::ErrorKind::REFUSED,
+                 "announce with an unknown role (" + std::to_string(static_cast<unsigned>(role)) + ")");
+    return Announced::refused;
+  }
+  // Read everything first: a field of the wrong kind throws before anything changed.
+  const std::string worker(text(announce.getWorkerId()));
+  const std::string executor_id(text(announce.getExecutorId()));
+  const std::string host(text(announce.getHost()));
+  std::vector<std::string> names;
+  for (const auto name : announce.getTaskNames()) names.emplace_back(text(name));
+  const auto refuse = [&](const std::string& why) {
+    outbox_.drop(peer, wire::ErrorKind::REFUSED, why);
+    return Announced::refused;
+  };
+  if (worker.empty()) return refuse("announce without a workerId");
+  if (clients_.count(peer) != 0) return refuse("a client cannot announce itself as a worker");
+  if (role == wire::Announce::Role::SUPERVISOR) {
+    if (executors_.count(peer) != 0) return refuse("an executor cannot become a supervisor");
+    Supervisor& supervisor = supervisors_[peer];
+    const bool was_draining = supervisor.draining;
+    supervisor.worker_id = worker;
+    supervisor.host = host;
+    supervisor.pid = announce.getPid();
+    supervisor.processes = announce.getProcesses();
+    supervisor.allow_shell = announce.getAllowShell();
+    supervisor.draining = announce.getDraining();
+    supervisor.last_seen = now;
+    supervisor_by_worker_[worker] = peer;
+    if (supervisor.draining && !was_draining) logger_.info("broker: worker {} is draining", worker);
+    for (auto& [id, executor] : executors_) {
+      if (executor.worker == worker) executor.draining = supervisor.draining;
+    }
+    return Announced::supervisor;
+  }
+  // The broker addresses an executor (tasks, stopExecutor, executorLost) by its executorId, so
+  // that must be the routing id of the socket it announced from.
+  if (executor_id != peer) {
+    return refuse("executor '" + executor_id + "' announced from a socket whose routing id is not its executorId");
+  }
+  if (supervisors_.count(peer) != 0) return refuse("a supervisor cannot become an executor");
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  Executor& executor = executors_[peer];
+  const bool fresh = executor.id.empty();
+  executor.id = peer;
+  executor.worker = worker;
+  executor.names = intern(std::move(names));
+  executor.slots = std::max<std::uint32_t>(1, announce.getSlots());
+  executor.processes = std::max<std::uint32_t>(1, announce.getProcesses());
+  executor.last_seen = now;
+  executor.draining = announce.getDraining();
+  if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {
+    if (auto s = supervisors_.find(supervisor->second); s != supervisors_.end() && s->second.draining) executor.draining = true;
+  }
+  if (fresh) logger_.debug("broker: executor {} of worker {} joined ({} slots)", peer, worker, executor.slots);
+  return Announced::executor;
+}
+
+void Peers::on_heartbeat(const PeerId& peer, Clock::time_point now) {
+  if (auto found = executors_.find(peer); found != executors_.end()) {
+    found->second.last_seen = now;
+  } else if (auto supervisor = supervisors_.find(peer); supervisor != supervisors_.end()) {
+    supervisor->second.last_seen = now;
+  } else if (auto client = clients_.find(peer); client != clients_.end()) {
+    client->second.last_seen = now;
+  } else {
+    // After a broker restart every peer is unknown: tell it, so that workers re-announce and
+    // clients learn that their batches are gone.
+    outbox_.unknown_peer(peer);
+  }
+}
+
+void Peers::heard_from_client(const PeerId& client, Clock::time_point now) { clients_[client].last_seen = now; }
+
+Executor* Peers::heard_from_executor(const PeerId& peer, Clock::time_point now) {
+  const auto found = executors_.find(peer);
+  if (found == executors_.end()) return nullptr;
+  found->second.last_seen = now;
+  return &found->second;
+}
+
+bool Peers::heard_from_supervisor(const PeerId& peer, Clock::time_point now) {
+  const auto found = supervisors_.find(peer);
+  if (found == supervisors_.end()) return false;
+  found->second.last_seen = now;
+  return true;
+}
+
+std::optional<Executor> Peers::remove_executor(const PeerId& id, const std::string& how) {
+  auto found = executors_.find(id);
+  if (found == executors_.end()) return std::nullopt;
+  std::optional<Executor> executor(std::move(found->second));
+  executors_.erase(found);
+  ++counters_.executors_lost;
+  if (!executor->in_flight.empty()) {
+    logger_.info("broker: executor {} lost ({}), requeueing {} task(s)", id, how, executor->in_flight.size());
+  }
+  return executor;
+}
+
+std::vector<PeerId> Peers::remove_supervisor(const PeerId& peer, const std::string& how) {
+  auto found = supervisors_.find(peer);
+  if (found == supervisors_.end()) return {};
+  const std::string worker = found->second.worker_id;
+  supervisors_.erase(found);
+  if (auto by_worker = supervisor_by_worker_.find(worker); by_worker != supervisor_by_worker_.end() && by_worker->second == peer) {
+    supervisor_by_worker_.erase(by_worker);
+  }
+  std::vector<PeerId> its;
+  for (const auto& [id, executor] : executors_) {
+    if (executor.worker == worker) its.push_back(id);
+  }
+  logger_.info("broker: worker {} {}; {} executor(s) gone with it", worker, how, its.size());
+  return its;
+}
+
+bool Peers::remove_client(const PeerId& client) { return clients_.erase(client) != 0; }
+
+std::vector<PeerId> Peers::silent_supervisors(Clock::time_point now) const {
+  std::vector<PeerId> silent;
+  for (const auto& [id, supervisor] : supervisors_) {
+    if (now - supervisor.last_seen > config_.liveness) silent.push_back(id);
+  }
+  return silent;
+}
+
+std::vector<PeerId> Peers::silent_executors(Clock::time_point now) const {
+  std::vector<PeerId> silent;
+  for (const auto& [id, executor] : executors_) {
+    const auto supervisor = supervisor_by_worker_.find(executor.worker);
+    if (supervisor != supervisor_by_worker_.end() && supervisors_.count(supervisor->second) != 0) continue;
+    if (now - executor.last_seen > config_.liveness) silent.push_back(id);
+  }
+  return silent;
+}
+
+std::vector<PeerId> Peers::silent_clients(Clock::time_point now) const {
+  std::vector<PeerId> silent;
+  for (const auto& [id, client] : clients_) {
+    if (id != kDeferredClient && now - client.last_seen > config_.liveness) silent.push_back(id);
+  }
+  return silent;
+}
+
+void Peers::send_heartbeats() {
+  wire::OutMessage beat;
+  beat.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
+  auto frame = beat.frame();
+  const auto send_beat = [&](const PeerId& peer) {
+    zmq::message_t copy;
+    copy.copy(frame);
+    outbox_.send(peer, std::move(copy));
+  };
+  for (const auto& [id, supervisor] : supervisors_) send_beat(id);
+  for (const auto& [id, executor] : executors_) send_beat(id);
+  for (const auto& [id, client] : clients_) {
+    if (id != kDeferredClient) send_beat(id);
+  }
+}
+
+void Peers::stop_executor(Executor& executor, const std::string& reason) {
+  const auto supervisor = supervisor_by_worker_.find(executor.worker);
+  if (supervisor == supervisor_by_worker_.end()) return;
+  wire::OutMessage out;
+  auto stop = out.envelope().initStopExecutor();
+  stop.setExecutorId(executor.id);
+  stop.setReason(reason);
+  if (outbox_.send(supervisor->second, out.frame())) executor.draining = true;
+}
+
+bool Peers::served_anywhere(std::string_view task_name) const {
+  return std::any_of(executors_.begin(), executors_.end(), [&](const auto& e) { return e.second.serves(task_name); });
+}
+
+std::string Peers::served_names() const {
+  std::vector<std::string> all;
+  for (const auto& [id, executor] : executors_) all.insert(all.end(), executor.names->begin(), executor.names->end());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  std::string list;
+  for (const auto& name : all) list += (list.empty() ? "" : ", ") + name;
+  return list.empty() ? std::string("nothing") : list;
+}
+
+NameSet Peers::intern(std::vector<std::string> names) {
+  for (const auto& known : name_sets_) {
+    if (*known == names) return known;
+  }
+  name_sets_.push_back(std::make_shared<const std::vector<std::string>>(std::move(names)));
+  return name_sets_.back();
+}
+
+}  // namespace fanout::broker

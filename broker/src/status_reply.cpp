@@ -1,0 +1,61 @@
+#include "status_reply.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fanout::broker {
+
+zmq::message_t status_reply(const Peers& peers, const Batches& batches, const DeferredState& deferred,
+                            const Counters& counters) {
+  wire::OutMessage out;
+  auto status = out.envelope().initStatus();
+  auto workers = status.initWorkers(static_cast<unsigned>(peers.supervisor_count()));
+  const auto now = Clock::now();
+  unsigned i = 0;
+  std::uint64_t running = 0;
+  for (const Supervisor& supervisor : peers.supervisors()) {
+    auto worker = workers[i++];
+    worker.setWorkerId(supervisor.worker_id);
+    std::uint32_t free = 0;
+    std::uint32_t executors = 0;
+    std::vector<std::string> names;
+    for (const Executor& executor : peers.executors()) {
+      if (executor.worker != supervisor.worker_id) continue;
+      ++executors;
+      free += executor.draining ? 0 : executor.free();
+      names.insert(names.end(), executor.names->begin(), executor.names->end());
+    }
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    worker.setFreeSlots(free);
+    worker.setProcesses(executors);
+    auto list = worker.initTaskNames(static_cast<unsigned>(names.size()));
+    for (unsigned n = 0; n < names.size(); ++n) list.set(n, names[n]);
+    worker.setLastSeenMsAgo(static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - supervisor.last_seen).count()));
+  }
+  std::uint64_t queued = 0;
+  for (const auto& [id, batch] : batches.all()) queued += batch.queued;
+  for (const Executor& executor : peers.executors()) running += executor.in_flight.size();
+  status.setQueued(queued);
+  status.setRunning(running);
+  std::uint64_t pending = 0, dead = 0, deferred_running = 0;
+  for (const auto& [receipt, batch] : deferred.batches()) {
+    for (const auto& task : batch.tasks) {
+      pending += task.status == TaskStatus::pending ? 1 : 0;
+      dead += task.status == TaskStatus::dead ? 1 : 0;
+    }
+  }
+  for (const auto& [id, batch] : batches.all()) deferred_running += batch.receipt != 0 ? batch.in_flight : 0;
+  status.setDeferredPending(pending - std::min(pending, deferred_running));
+  status.setDeferredRunning(deferred_running);
+  status.setDeferredDone(counters.deferred_done.load());
+  status.setDeferredDead(dead);
+  status.setDroppedMessages(counters.dropped_messages.load());
+  return out.frame();
+}
+
+}  // namespace fanout::broker

@@ -1,0 +1,27 @@
+// status_reply.hpp: the broker's answer to a `statusRequest` (`fanout status`, the local
+// service's idle check): workers with their executors, free slots and task names, queue depth,
+// tasks running, deferred counts and counters.
+//
+// Owns nothing: it reads the parts' state as it is at that moment, on the loop's thread, and
+// encodes it. Asking for it and rendering it is the client side's
+// (client/link/broker_queries.hpp).
+//
+// Promises: one `status` envelope per call, built from const views only (asking changes nothing).
+// Does not: send it (the loop does), or keep history (every figure is "now" or "since start").
+#pragma once
+
+#include <zmq.hpp>
+
+#include <fanout/broker/broker.hpp>
+
+#include "batches.hpp"
+#include "deferred_store.hpp"
+#include "peers.hpp"
+
+namespace fanout::broker {
+
+// The `status` envelope for the broker whose parts these are, as one frame.
+zmq::message_t status_reply(const Peers& peers, const Batches& batches, const DeferredState& deferred,
+                            const Counters& counters);
+
+}  // namespace fanout::broker

@@ -1,0 +1,164 @@
+// batch_link.cpp
+#include "batch_link.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include "batch_id.hpp"
+#include "wire_kinds.hpp"
+
+namespace fanout::link {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// How a lost batch is named in messages.
+const char* noun(const BatchLink::Header& header) { return header.deferred ? "the deferred batch" : "the batch"; }
+
+}  // namespace
+
+BatchLink::BatchLink(zmq::socket_t& socket, std::string where, Header header, Receiver& receiver)
+    : socket_(socket), where_(std::move(where)), header_(header), receiver_(receiver), id_(detail::random_batch_id()) {}
+
+capnp::List<wire::Task>::Builder BatchLink::start_window(wire::OutMessage& out, std::size_t count) {
+  auto window = out.envelope().initTasks();
+  window.setBatchId(id_);
+  window.setTotal(header_.total);
+  window.setTimeoutMs(header_.timeout_ms);
+  window.setMaxRunning(header_.max_running);
+  window.setDeferred(header_.deferred);
+  return window.initTasks(static_cast<unsigned>(count));
+}
+
+std::size_t BatchLink::finish_window(wire::OutMessage& out, std::size_t max_bytes) {
+  const std::size_t bytes = capnp::computeSerializedSizeInWords(out.builder()) * sizeof(capnp::word);
+  if (bytes > max_bytes) return bytes;
+  if (!opened_) {
+    // Silence and heartbeats count from the first window: before it the broker does not know us.
+    last_heard_ = last_beat_ = Clock::now();
+    opened_ = true;
+  }
+  socket_.send(out.frame(), zmq::send_flags::none);
+  return bytes;
+}
+
+bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
+  const auto now = Clock::now();
+  // Silence counts from the moment work is out, not from the last answer before it went out.
+  if (awaiting && !awaiting_) last_heard_ = now;
+  awaiting_ = awaiting;
+  // A deferred batch sends nothing but its window: the broker knows it only once it took it.
+  const bool beats = opened_ && !failed_ && !header_.deferred;
+  if (beats) until = std::min(until, last_beat_ + wire::kHeartbeatInterval);
+
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+  const int count = wake_fd >= 0 ? 2 : 1;
+  long timeout_ms = -1;
+  if (until != Clock::time_point::max()) {
+    timeout_ms = std::max<long>(0, static_cast<long>(std::chrono::ceil<milliseconds>(until - now).count()));
+  }
+  try {
+    zmq::poll(items, count, milliseconds(timeout_ms));
+  } catch (const zmq::error_t& error) {
+    if (error.num() != EINTR) throw;
+  }
+  drain();
+  if (beats && !failed_) {
+    const auto later = Clock::now();
+    if (later - last_beat_ >= wire::kHeartbeatInterval) {
+      send_simple([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
+      last_beat_ = later;
+    }
+    if (awaiting_ && later - last_heard_ > wire::kBrokerSilence) {
+      fail(ErrorKind::worker_lost, "no word from the broker at " + where_ + " for " +
+                                       std::to_string(std::chrono::duration_cast<milliseconds>(wire::kBrokerSilence).count()) +
+                                       " ms");
+    }
+  }
+  return count == 2 && (items[1].revents & ZMQ_POLLIN) != 0;
+}
+
+void BatchLink::drain() {
+  zmq::message_t frame;
+  while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
+    last_heard_ = Clock::now();
+    auto message = wire::InMessage::parse(std::move(frame));
+    if (!message || failed_) continue;  // unreadable: the broker never sends those; nothing to settle
+    try {
+      handle(message->envelope());
+    } catch (const kj::Exception&) {
+      // A field of the wrong kind: the broker never sends those; nothing to settle from it.
+    }
+  }
+}
+
+void BatchLink::handle(wire::Envelope::Reader envelope) {
+  switch (envelope.which()) {
+    case wire::Envelope::RESULTS:
+      for (const auto result : envelope.getResults()) {
+        // Results of an earlier batch on this socket (late answers after it ended) are ignored.
+        if (result.getBatchId() == id_) receiver_.result(result);
+        if (failed_) return;
+      }
+      return;
+    case wire::Envelope::OUTPUT:
+      if (envelope.getOutput().getBatchId() == id_) receiver_.output(envelope.getOutput());
+      return;
+    case wire::Envelope::ACK: {
+      const auto ack = envelope.getAck();
+      if (ack.getBatchId() != id_) return;
+      if (ack.hasRefused()) {
+        const auto refused = ack.getRefused();
+        return fail(detail::from_wire(refused.getKind()),
+                    "the broker at " + where_ + " refused " + noun(header_) + ": " + refused.getMessage().cStr());
+      }
+      return receiver_.acknowledged(ack);
+    }
+    case wire::Envelope::ERROR: {
+      const auto error = envelope.getError();
+      if (!receiver_.complaint_is_fatal(error)) return;
+      const char* what = error.getKind() == wire::ErrorKind::BAD_MESSAGE ? " could not take " : " lost ";
+      return fail(ErrorKind::worker_lost,
+                  "the broker at " + where_ + what + noun(header_) + ": " + error.getMessage().cStr());
+    }
+    default:
+      return;  // heartbeats: last_heard_ is enough
+  }
+}
+
+void BatchLink::fail(ErrorKind kind, const std::string& message) {
+  if (failed_) return;
+  failed_ = true;
+  receiver_.link_failed(kind, message);
+}
+
+template <class Fill>
+void BatchLink::send_simple(Fill fill) noexcept {
+  try {
+    wire::OutMessage out(16);
+    fill(out.envelope());
+    socket_.send(out.frame(), zmq::send_flags::dontwait);
+  } catch (...) {
+    // A message that cannot leave now: the broker drops a silent client after its liveness.
+  }
+}
+
+void BatchLink::cancel() noexcept {
+  if (!opened_) return;
+  send_simple([&](wire::Envelope::Builder envelope) { envelope.initCancel().setBatchId(id_); });
+}
+
+void BatchLink::bye(std::chrono::milliseconds linger) noexcept {
+  if (!opened_) return;
+  send_simple([](wire::Envelope::Builder envelope) { envelope.setBye(); });
+  try {
+    socket_.set(zmq::sockopt::linger, static_cast<int>(linger.count()));
+  } catch (...) {
+  }
+}
+
+}  // namespace fanout::link

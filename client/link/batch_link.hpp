@@ -1,0 +1,148 @@
+// batch_link.hpp: the client's end of one batch at a broker, the one place a client speaks the
+// batch protocol (docs/protocol.md, "Client rules"). The process driver's batches, its deferred
+// batches, remote Process pools and `fanout run --broker` all run on it.
+//
+// It owns the batch's id and the protocol's obligations on the client side: every window of the
+// batch carries the same header (total, timeout, running limit, deferred), windows are cut to the
+// frame limits (kFrameTasks tasks, kFrameBytes of arguments), the broker is heartbeaten once it
+// knows the batch, a broker silent for wire::kBrokerSilence while work is out is taken for gone,
+// and the batch ends with `cancel` and/or `bye` as the owner decides.
+//
+// It does not own the tasks or what they became: the owner writes each task (send_window's fill)
+// and is told what comes back through a Receiver, so that results are decoded in place into the
+// owner's storage. Which tasks are out, and what to do when the link fails, is the owner's.
+//
+// Threads: none of its own. Every call, and every Receiver callback, happens on the thread that
+// calls pump(); the socket is the owner's and must be used by that thread only.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include <zmq.hpp>
+
+#include <fanout/task_error.hpp>
+
+#include "timing.hpp"
+#include "transport.hpp"
+
+namespace fanout::link {
+
+// TaskBatch.total of a batch whose size is not known when it starts (`fanout run` reading stdin):
+// the broker keeps it until the client's `bye`.
+inline constexpr std::uint32_t kOpenEnded = std::numeric_limits<std::uint32_t>::max();
+// Tasks per window at most, and arguments per window in bytes (at least one task, however large):
+// the broker and the executors start on the first windows while later ones are still encoded.
+inline constexpr std::size_t kFrameTasks = 1024;
+inline constexpr std::size_t kFrameBytes = std::size_t{4} << 20;
+
+class BatchLink {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // What every window says about the whole batch.
+  struct Header {
+    std::uint32_t total = 0;        // slots in the batch; kOpenEnded when not known
+    std::uint32_t timeout_ms = 0;   // TaskBatch.timeoutMs, 0 = none
+    std::uint32_t max_running = 0;  // TaskBatch.maxRunning, 0 = no cap
+    bool deferred = false;          // defer: acknowledged once journaled; the client sends nothing else
+  };
+
+  // What comes back for this batch, from inside pump().
+  class Receiver {
+   public:
+    // A result of this batch (its batch id checked; its index is the receiver's to check).
+    virtual void result(wire::Result::Reader result) = 0;
+    // A chunk of a shell command's live output.
+    virtual void output(wire::OutputChunk::Reader /*chunk*/) {}
+    // An ack of this batch that refuses nothing (a deferred batch's receipt comes this way).
+    virtual void acknowledged(wire::Ack::Reader /*ack*/) {}
+    // The broker complained about something this socket sent: whether that loses the batch. By
+    // default it does: the broker does not know this client (it restarted) or could not read
+    // what it sent.
+    virtual bool complaint_is_fatal(wire::TaskError::Reader /*error*/) { return true; }
+    // The batch is lost: refused, forgotten by the broker, or the broker went silent. Called once;
+    // the link sends nothing more afterwards. `message` says so in a sentence naming the broker.
+    virtual void link_failed(ErrorKind kind, const std::string& message) = 0;
+
+   protected:
+    ~Receiver() = default;
+  };
+
+  // `socket` is a DEALER connected to the broker at `where` (for messages); both outlive the link.
+  BatchLink(zmq::socket_t& socket, std::string where, Header header, Receiver& receiver);
+
+  std::uint64_t id() const noexcept { return id_; }
+  const std::string& where() const noexcept { return where_; }
+  // A window went out: the broker knows the batch.
+  bool opened() const noexcept { return opened_; }
+  // link_failed was called: nothing more is sent or delivered.
+  bool failed() const noexcept { return failed_; }
+
+  // How many of the next `count` tasks go in one window by their argument sizes: one at least,
+  // at most kFrameTasks. `size_of(i)` is the encoded size of the i-th of them, in bytes.
+  template <class SizeOf>
+  static std::size_t window_size(std::size_t count, SizeOf size_of) {
+    count = std::min(count, kFrameTasks);
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      bytes += size_of(i);
+      if (bytes > kFrameBytes) return std::max<std::size_t>(i, 1);
+    }
+    return count;
+  }
+
+  // Sends one window of `count` tasks; `fill(task, i)` writes the i-th (its batch id is set
+  // already). `hint_words`: the expected size of the message, for its first segment. Blocks while
+  // ZeroMQ's queue to the broker is full (flow control is by windows; it never is for long).
+  // Returns the window's size in bytes; a window larger than `max_bytes` (what a broker takes in
+  // one message) is not sent at all.
+  template <class Fill>
+  std::size_t send_window(std::size_t count, std::size_t hint_words, Fill fill,
+                          std::size_t max_bytes = wire::kDefaultMaxFrameBytes) {
+    wire::OutMessage out(static_cast<unsigned>(std::min<std::size_t>(64 + hint_words, 1u << 22)));
+    auto tasks = start_window(out, count);
+    for (std::size_t i = 0; i < count; ++i) {
+      auto task = tasks[static_cast<unsigned>(i)];
+      task.setBatchId(id_);
+      fill(task, i);
+    }
+    return finish_window(out, max_bytes);
+  }
+
+  // Waits for the broker until `until` (or until `wake_fd` is readable, when given), handles what
+  // arrived, heartbeats when due and notices a broker that went silent while `awaiting` (work is
+  // out). Returns whether `wake_fd` was readable. Throws zmq::error_t when the socket fails.
+  bool pump(Clock::time_point until, bool awaiting, int wake_fd = -1);
+
+  // Drop the batch's queued tasks and stop its running ones; its open slots come back cancelled.
+  void cancel() noexcept;
+  // The client is leaving: the broker forgets it and this batch at once. The socket then lingers
+  // up to `linger` for its last messages.
+  void bye(std::chrono::milliseconds linger) noexcept;
+
+ private:
+  capnp::List<wire::Task>::Builder start_window(wire::OutMessage& out, std::size_t count);
+  std::size_t finish_window(wire::OutMessage& out, std::size_t max_bytes);
+  void drain();
+  void handle(wire::Envelope::Reader envelope);
+  void fail(ErrorKind kind, const std::string& message);
+  template <class Fill>
+  void send_simple(Fill fill) noexcept;
+
+  zmq::socket_t& socket_;
+  const std::string where_;
+  const Header header_;
+  Receiver& receiver_;
+  const std::uint64_t id_;
+  bool opened_ = false;
+  bool failed_ = false;
+  bool awaiting_ = false;
+  Clock::time_point last_heard_{};
+  Clock::time_point last_beat_{};
+};
+
+}  // namespace fanout::link

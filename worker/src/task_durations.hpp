@@ -1,0 +1,70 @@
+// task_durations.hpp: how long tasks of each name take in this executor, so that it can tell
+// quick tasks (whose results may wait a moment for the next ones, to travel together) from slow
+// ones (whose neighbours' results must not wait for them).
+//
+// Names are looked up by their bytes in the received frame; the tasks of a frame mostly share a
+// name, so the entry looked up last is kept at hand and most lookups are one comparison.
+#pragma once
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "transport.hpp"
+
+namespace fanout::worker {
+
+class TaskDurations {
+ public:
+  // Below this on average, a task is quick.
+  static constexpr std::chrono::nanoseconds kQuick = std::chrono::microseconds(200);
+
+  // Whether tasks of this one's name have been quick here so far (a name not run yet is not).
+  bool known_quick(wire::Task::Reader task) {
+    const Entry* entry = find(name_of(task));
+    return entry != nullptr && entry->average < kQuick;
+  }
+
+  // One more task of this name took `took`.
+  void record(wire::Task::Reader task, std::chrono::nanoseconds took) {
+    const std::string_view name = name_of(task);
+    Entry* entry = find(name);
+    if (entry == nullptr) {
+      last_name_.assign(name);
+      last_ = &by_name_.try_emplace(last_name_, Entry{took}).first->second;
+      return;
+    }
+    entry->average += (took - entry->average) / 8;  // an average that follows changes within a few tasks
+  }
+
+ private:
+  struct Entry {
+    std::chrono::nanoseconds average;
+  };
+
+  static std::string_view name_of(wire::Task::Reader task) {
+    try {
+      const auto name = task.getName();
+      return {name.cStr(), name.size()};
+    } catch (...) {
+      return {};  // an unreadable name: the task fails anyway
+    }
+  }
+
+  Entry* find(std::string_view name) {
+    if (last_ != nullptr && name == last_name_) return last_;
+    const auto found = by_name_.find(std::string(name));
+    if (found == by_name_.end()) return nullptr;
+    last_name_.assign(name);
+    last_ = &found->second;
+    return last_;
+  }
+
+  std::unordered_map<std::string, Entry> by_name_;  // node-based: entries stay where they are
+  std::string last_name_;
+  Entry* last_ = nullptr;
+};
+
+}  // namespace fanout::worker
