@@ -194,7 +194,7 @@ const std::vector<Case>& cases() {
 
       // ---- keeping track
       {"--joblog has a line per job", {"--joblog", "jobs.joblog", "exit {}", ":::", "0", "1", "2"}},
-      {"--joblog +FILE appends, without a header", {"--joblog", "+jobs.joblog", "echo", ":::", "a", "b"}},
+      {"--joblog +FILE appends, without a header", {"-k", "--joblog", "+jobs.joblog", "echo", ":::", "a", "b"}},
       {"--joblog counts output bytes and --pipe input", {"-k", "--joblog", "jobs.joblog", "--pipe", "-N2", "cat"},
        "ab\ncd\nef\n"},
       {"--resume skips the jobs in the joblog and appends the others",
