@@ -11,6 +11,7 @@ packages=(
   doctest-dev                                    # tests
   python3                                        # benchmark peers
   iproute2                                       # network namespaces for the multi-host test
+  parallel                                       # GNU parallel: the fanout run compatibility suite
 )
 
 missing=()

@@ -3,9 +3,11 @@
 // a queue and an eventfd that the poll loop watches).
 #include "job_engine.hpp"
 
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <deque>
@@ -41,26 +43,53 @@ class LocalEngine final : public JobEngine {
                                 : detail::ChildTable::OnOutput{},
                   [this](std::size_t seq, detail::ProcessOutcome outcome) { ended(seq, std::move(outcome)); }) {}
 
-  void start(std::size_t seq, std::string command, std::chrono::milliseconds timeout) override {
-    spec_.command.emplace(command);
-    spec_.timeout = timeout;
-    commands_.emplace(seq, std::move(command));
+  void start(std::size_t seq, JobSpec job) override {
+    spec_.command.emplace(job.command);
+    spec_.timeout = job.timeout;
+    spec_.input = std::move(job.input);
+    commands_.insert_or_assign(seq, std::move(job.command));
     children_.start(seq, spec_, *environment_);  // may end the job at once (cannot start)
+    spec_.input.reset();
   }
 
   std::size_t running() const override { return children_.running(); }
 
+  // The pid is the group's leader and is not reaped before handle() runs on this same thread, so
+  // the group cannot have been reused by another process.
+  bool stop(std::size_t seq, std::chrono::milliseconds grace) override {
+    const auto pid = children_.pid_of(seq);
+    if (!pid) return false;
+    ::kill(-*pid, SIGTERM);
+    kills_due_.emplace_back(seq, Clock::now() + grace);
+    return true;
+  }
+
   void stop_all(std::chrono::milliseconds grace) override { children_.stop_all(grace); }
 
-  Clock::time_point prepare(std::vector<pollfd>& fds) override { return children_.prepare(fds); }
+  Clock::time_point prepare(std::vector<pollfd>& fds) override {
+    auto until = children_.prepare(fds);
+    for (const auto& [seq, when] : kills_due_) until = std::min(until, when);
+    return until;
+  }
 
-  void handle(const std::vector<pollfd>& fds) override { children_.handle(fds, 0); }
+  void handle(const std::vector<pollfd>& fds) override {
+    children_.handle(fds, 0);
+    if (kills_due_.empty()) return;
+    const auto now = Clock::now();
+    std::erase_if(kills_due_, [&](const std::pair<std::size_t, Clock::time_point>& due) {
+      if (due.second > now) return false;
+      if (const auto pid = children_.pid_of(due.first)) ::kill(-*pid, SIGKILL);
+      return true;
+    });
+  }
 
  private:
   void ended(std::size_t seq, detail::ProcessOutcome outcome) {
     auto found = commands_.find(seq);
     std::string command = std::move(found->second);
     commands_.erase(found);
+    // A KILL still due belongs to this run of the job, not to a retry under the same seq.
+    if (!kills_due_.empty()) std::erase_if(kills_due_, [seq](const auto& due) { return due.first == seq; });
     on_finished_(seq, ProcessResult({}, ProcessCommand(std::move(command)), std::move(outcome)));
   }
 
@@ -69,6 +98,7 @@ class LocalEngine final : public JobEngine {
   std::shared_ptr<const detail::Environment> environment_;
   detail::ProcessSpec spec_;  // reused: only command and timeout change from job to job
   std::unordered_map<std::size_t, std::string> commands_;  // of the jobs running
+  std::vector<std::pair<std::size_t, Clock::time_point>> kills_due_;  // stop(): KILL at that time
   detail::ChildTable children_;  // last: its destructor kills and reaps before the rest goes
 };
 
@@ -80,10 +110,11 @@ class LocalEngine final : public JobEngine {
 class RemoteEngine final : public JobEngine {
  public:
   RemoteEngine(OnOutput on_output, OnFinished on_finished, bool stream_output, std::string broker,
-               std::size_t concurrency)
+               std::size_t concurrency, RemoteEnvironment environment)
       : on_output_(std::move(on_output)),
         on_finished_(std::move(on_finished)),
         broker_(std::move(broker)),
+        environment_(std::move(environment)),
         wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (!wake_) throw std::system_error(errno, std::generic_category(), "eventfd");
     detail::RemoteSession::OnOutput output;
@@ -104,15 +135,20 @@ class RemoteEngine final : public JobEngine {
   // cancels them at the broker; either way it says bye.
   ~RemoteEngine() override { session_.reset(); }
 
-  void start(std::size_t seq, std::string command, std::chrono::milliseconds timeout) override {
+  void start(std::size_t seq, JobSpec job) override {
     detail::ProcessSpec spec;
-    spec.command.emplace(command);
-    spec.timeout = timeout;
-    commands_.emplace(seq, std::move(command));
+    spec.command.emplace(job.command);
+    spec.timeout = job.timeout;
+    spec.input = std::move(job.input);
+    spec.env = environment_;
+    commands_.insert_or_assign(seq, std::move(job.command));
     session_->submit(seq, std::move(spec));
   }
 
   std::size_t running() const override { return commands_.size(); }
+
+  // The protocol cancels whole batches only.
+  bool stop(std::size_t /*seq*/, std::chrono::milliseconds /*grace*/) override { return false; }
 
   // Remote jobs get no grace: the broker has the executors that run them replaced.
   void stop_all(std::chrono::milliseconds /*grace*/) override { session_->stop(); }
@@ -178,6 +214,7 @@ class RemoteEngine final : public JobEngine {
   OnOutput on_output_;
   OnFinished on_finished_;
   const std::string broker_;
+  const RemoteEnvironment environment_;
   sys::UniqueFd wake_;
   std::unordered_map<std::size_t, std::string> commands_;  // the loop's thread only: jobs handed over
   std::deque<Event> handling_;                             // the loop's thread only
@@ -195,9 +232,10 @@ std::unique_ptr<JobEngine> local_engine(JobEngine::OnOutput on_output, JobEngine
 }
 
 std::unique_ptr<JobEngine> remote_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
-                                         bool stream_output, std::string broker, std::size_t concurrency) {
+                                         bool stream_output, std::string broker, std::size_t concurrency,
+                                         RemoteEnvironment environment) {
   return std::make_unique<RemoteEngine>(std::move(on_output), std::move(on_finished), stream_output,
-                                        std::move(broker), concurrency);
+                                        std::move(broker), concurrency, std::move(environment));
 }
 
 }  // namespace fanout::tool

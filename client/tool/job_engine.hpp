@@ -12,12 +12,22 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <fanout/process.hpp>
 
 namespace fanout::tool {
+
+// One job as the loop hands it to an engine.
+struct JobSpec {
+  std::string command;                 // a shell line (/bin/sh -c)
+  std::chrono::milliseconds timeout{0};  // 0: none
+  std::optional<std::string> input;    // its stdin (--pipe); unset: /dev/null
+};
 
 class JobEngine {
  public:
@@ -29,10 +39,13 @@ class JobEngine {
 
   virtual ~JobEngine() = default;
 
-  // Starts `command` for job `seq` now; `timeout` 0 means none. The caller keeps at most the
-  // engine's concurrency running.
-  virtual void start(std::size_t seq, std::string command, std::chrono::milliseconds timeout) = 0;
+  // Starts job `seq` now. The caller keeps at most the engine's concurrency running; a `seq` may
+  // start again once it has finished (--retries).
+  virtual void start(std::size_t seq, JobSpec job) = 0;
   virtual std::size_t running() const = 0;
+  // TERM to job `seq`'s process group now, KILL after `grace`; its end still comes through
+  // OnFinished. False when this engine cannot stop one job alone (remote jobs).
+  virtual bool stop(std::size_t seq, std::chrono::milliseconds grace) = 0;
   // TERM to every running job, KILL after `grace`; their ends still come through OnFinished.
   virtual void stop_all(std::chrono::milliseconds grace) = 0;
   // Adds the descriptors to watch to `fds` (after those already there); returns the engine's
@@ -48,14 +61,19 @@ class JobEngine {
 std::unique_ptr<JobEngine> local_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
                                         bool stream_output);
 
+// Variables sent with every remote job (--env): a value sets, nullopt unsets.
+using RemoteEnvironment = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
 // Jobs as shell tasks on the workers behind `broker` (workers started with --allow-shell), all
 // through one remote session (one connection, one thread, one broker batch) whose broker runs at
-// most `concurrency` at once. The loop may hand over more than that: the ones beyond wait at the
-// broker, which starts each as soon as a running one ends (no round trip to this process), so
-// running() counts jobs handed over and not finished, started or not. stop_all() cancels them all
-// at once, the queued ones too (they end as failed, never having run); remote jobs get no grace.
-// A broker that cannot be reached or loses the jobs makes handle() throw fanout::Error.
+// most `concurrency` at once (0: no limit). The loop may hand over more than that: the ones beyond
+// wait at the broker, which starts each as soon as a running one ends (no round trip to this
+// process), so running() counts jobs handed over and not finished, started or not. stop_all()
+// cancels them all at once, the queued ones too (they end as failed, never having run); remote
+// jobs get no grace. A broker that cannot be reached or loses the jobs makes handle() throw
+// fanout::Error.
 std::unique_ptr<JobEngine> remote_engine(JobEngine::OnOutput on_output, JobEngine::OnFinished on_finished,
-                                         bool stream_output, std::string broker, std::size_t concurrency);
+                                         bool stream_output, std::string broker, std::size_t concurrency,
+                                         RemoteEnvironment environment);
 
 }  // namespace fanout::tool

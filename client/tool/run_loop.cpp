@@ -1,28 +1,43 @@
-// run_loop.cpp: run(), the one poll loop of `fanout run`. It reads input lazily (stdin as it comes,
-// ::: combinations by index), starts a job whenever a slot is free, prints output as the options
-// say, writes the joblog, applies --halt, draws --progress, and turns SIGINT/SIGTERM/SIGHUP into
-// stopping every job (the jobs run in process groups of their own, so a terminal's Ctrl-C would
-// not reach them otherwise).
+// run_loop.cpp: run(), the one poll loop of `fanout run`. It takes each job's arguments from the
+// inputs as they come (job_inputs.hpp, or --pipe's chunks), starts a job whenever a slot is free
+// (after --delay), retries failed jobs (--retries), stops jobs over their --timeout, hands output
+// to the printer (job_printer.hpp), writes the joblog and --results, applies --halt, draws the
+// progress line, and turns SIGINT/SIGTERM/SIGHUP into stopping every job (the jobs run in process
+// groups of their own, so a terminal's Ctrl-C would not reach them otherwise).
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
+#include <cstdlib>
 #include <deque>
-#include <map>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <fanout/error.hpp>
 
 #include "job_engine.hpp"
-#include "system/poll_timeout.hpp"
+#include "job_inputs.hpp"
+#include "job_printer.hpp"
+#include "joblog.hpp"
+#include "pipe_chunks.hpp"
+#include "progress.hpp"
+#include "replacement.hpp"
+#include "results_dir.hpp"
 #include "run_command.hpp"
+#include "run_options.hpp"
+#include "system/poll_timeout.hpp"
 #include "system/unique_fd.hpp"
 
 namespace fanout::tool {
@@ -31,176 +46,89 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Between TERM and KILL when --halt now or a signal stops running jobs (GNU parallel's --termseq
-// also starts with TERM and 200 ms).
+// Between TERM and KILL when --halt now, a signal or a --timeout N% stops running jobs (GNU
+// parallel's --termseq also starts with TERM and 200 ms).
 constexpr auto kStopGrace = std::chrono::milliseconds(200);
-constexpr auto kProgressInterval = std::chrono::milliseconds(100);
 constexpr std::size_t kRemoteDefaultInFlight = 16;
 // Remote jobs handed to the broker beyond -j, so that it always has the next one queued and starts
 // it the moment a running one ends (no round trip through this process): twice -j, at least 64,
 // at most 4096.
 constexpr std::size_t kRemoteMinAhead = 64;
 constexpr std::size_t kRemoteMaxAhead = 4096;
+// -m / -X: a command line is one argument of `sh -c`, which Linux caps at 128 KiB with its NUL.
+constexpr std::size_t kLongestCommandLine = 128 * 1024 - 1;
+// Descriptors a running local job holds in this process (its pidfd, stdout, stderr, stdin), and
+// those kept for everything else.
+constexpr std::size_t kDescriptorsPerJob = 4;
+constexpr std::size_t kDescriptorsReserved = 64;
 
-// ---- input ------------------------------------------------------------------------------------
-
-// The arguments of each job: ::: combinations by index, or stdin one line at a time, read only as
-// far as the jobs need (a producer that never ends is fine; 100,000 lines are never all in memory).
-class Inputs {
+// The median of the run times of the jobs that succeeded (--timeout N%): two heaps.
+class RunningMedian {
  public:
-  explicit Inputs(const RunOptions& options) : combinations_(options.groups), from_stdin_(options.read_stdin) {}
-
-  // The next job's arguments into `out`; false when none is available now.
-  bool next(std::vector<std::string>& out) {
-    if (!from_stdin_) {
-      if (index_ >= combinations_.size()) return false;
-      combinations_.get(index_++, out);
-      return true;
+  void add(double value) {
+    if (low_.empty() || value <= low_.top()) {
+      low_.push(value);
+    } else {
+      high_.push(value);
     }
-    if (lines_.empty()) return false;
-    out.resize(1);
-    out[0] = std::move(lines_.front());
-    lines_.pop_front();
-    return true;
+    if (low_.size() > high_.size() + 1) {
+      high_.push(low_.top());
+      low_.pop();
+    } else if (high_.size() > low_.size()) {
+      low_.push(high_.top());
+      high_.pop();
+    }
   }
-
-  bool exhausted() const { return from_stdin_ ? eof_ && lines_.empty() : index_ >= combinations_.size(); }
-  // Whether stdin should be polled: more lines are wanted and more may come.
-  bool wants_read(std::size_t read_ahead) const { return from_stdin_ && !eof_ && lines_.size() < read_ahead; }
-  // Total jobs, once known.
-  std::optional<std::size_t> total(std::size_t started) const {
-    if (!from_stdin_) return combinations_.size();
-    if (eof_) return started + lines_.size();
-    return std::nullopt;
-  }
-
-  // stdin is readable (or at end): take what is there.
-  void read_some() {
-    char buffer[65536];
-    ssize_t got = 0;
-    do {
-      got = ::read(STDIN_FILENO, buffer, sizeof(buffer));
-    } while (got < 0 && errno == EINTR);
-    if (got < 0 && errno == EAGAIN) return;
-    if (got <= 0) {  // end of input (an error ends it the same way)
-      eof_ = true;
-      if (!partial_.empty()) lines_.push_back(std::move(partial_));
-      return;
-    }
-    std::string_view text(buffer, static_cast<std::size_t>(got));
-    for (auto newline = text.find('\n'); newline != std::string_view::npos; newline = text.find('\n')) {
-      partial_.append(text.substr(0, newline));
-      lines_.push_back(std::move(partial_));
-      partial_.clear();
-      text.remove_prefix(newline + 1);
-    }
-    partial_.append(text);
+  std::optional<double> get() const {
+    if (low_.empty()) return std::nullopt;
+    return low_.size() > high_.size() ? low_.top() : (low_.top() + high_.top()) / 2;
   }
 
  private:
-  Combinations combinations_;
-  std::size_t index_ = 0;
-  bool from_stdin_ = false;
-  bool eof_ = false;
-  std::deque<std::string> lines_;
-  std::string partial_;
+  std::priority_queue<double> low_;
+  std::priority_queue<double, std::vector<double>, std::greater<>> high_;
 };
 
-// ---- output -----------------------------------------------------------------------------------
-
-// Writes all of `text` to `fd`. A reader that went away (EPIPE) is not an error of the jobs: the
-// rest of that stream is dropped.
-class Sink {
- public:
-  explicit Sink(int fd) : fd_(fd) {}
-  void write(std::string_view text) {
-    while (!text.empty() && !closed_) {
-      const ssize_t wrote = ::write(fd_, text.data(), text.size());
-      if (wrote < 0 && errno == EINTR) continue;
-      if (wrote < 0) {
-        closed_ = true;
-        return;
-      }
-      text.remove_prefix(static_cast<std::size_t>(wrote));
-    }
-  }
-
- private:
-  int fd_;
-  bool closed_ = false;
-};
-
-// `text` with `tag` and a TAB before every line (a last line without newline too).
-std::string tagged(std::string_view text, const std::string& tag) {
-  std::string out;
-  out.reserve(text.size() + tag.size() + 2);
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find('\n', start);
-    end = end == std::string_view::npos ? text.size() : end + 1;
-    out += tag;
-    out += '\t';
-    out.append(text.substr(start, end - start));
-    start = end;
-  }
-  return out;
+// How many local jobs can run at once with this process's descriptor limit.
+std::size_t local_job_capacity() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1 << 16;
+  const auto descriptors = static_cast<std::size_t>(limit.rlim_cur);
+  return descriptors > kDescriptorsReserved + kDescriptorsPerJob ? (descriptors - kDescriptorsReserved) / kDescriptorsPerJob : 1;
 }
-
-std::string format_duration(double seconds) {
-  const long total = static_cast<long>(seconds + 0.5);
-  char text[32];
-  std::snprintf(text, sizeof(text), "%ld:%02ld:%02ld", total / 3600, total / 60 % 60, total % 60);
-  return text;
-}
-
-// ---- the run ----------------------------------------------------------------------------------
 
 class Runner {
  public:
   explicit Runner(const RunOptions& options)
       : options_(options),
-        template_(options.command),
-        inputs_(options),
         out_(STDOUT_FILENO),
         err_(STDERR_FILENO),
-        show_progress_(options.progress && ::isatty(STDERR_FILENO) == 1) {
-    const std::size_t arguments_per_job = options.read_stdin ? 1 : options.groups.size();
-    if (template_.highest_argument() > arguments_per_job) {
-      throw UsageError("{" + std::to_string(template_.highest_argument()) + "} in the command, but each job has " +
-                       std::to_string(arguments_per_job) + " argument" + (arguments_per_job == 1 ? "" : "s"));
+        progress_(options.progress, options.eta, options.bar, err_),
+        printer_(options.results.empty() ? options.output : OutputMode::group, options.keep_order, options.tag, out_,
+                 err_, [this] { progress_.clear(); }) {
+    if (options.pipe) {
+      pipe_ = std::make_unique<PipeChunks>(options);
+    } else {
+      inputs_ = std::make_unique<JobInputs>(options);
     }
-    if (options.joblog == "-") {
-      joblog_ = stdout;  // as GNU parallel: the joblog on stdout
-      joblog_owned_ = false;
-    } else if (!options.joblog.empty()) {
-      joblog_ = std::fopen(options.joblog.c_str(), "w");
-      if (joblog_ == nullptr) {
-        throw std::system_error(errno, std::generic_category(), "cannot write the joblog " + options.joblog);
-      }
-    }
-    if (joblog_ != nullptr) {
-      std::fprintf(joblog_, "%s\n", joblog_header().c_str());
-      std::fflush(joblog_);
-    }
+    const bool remote = !options.broker.empty();
     limit_ = options.jobs;
-    if (limit_ == 0) {
-      limit_ = options.broker.empty() ? std::max(1U, std::thread::hardware_concurrency()) : kRemoteDefaultInFlight;
+    if (limit_ == 0) limit_ = remote ? kRemoteDefaultInFlight : std::max(1U, std::thread::hardware_concurrency());
+    if (!remote && limit_ > local_job_capacity()) {
+      if (options.jobs != kAsManyAsPossible) {
+        err_.write("fanout run: only enough file descriptors for " + std::to_string(local_job_capacity()) +
+                   " jobs at once (ulimit -n); running that many\n");
+      }
+      limit_ = local_job_capacity();
     }
-    // Remote jobs queued ahead at the broker cannot be taken back one by one (the protocol cancels
-    // whole batches, running jobs too), so with --halt soon, which must let the running jobs end
-    // and start no others, nothing is queued ahead: at most -j jobs are out at a time, and the next
-    // goes out when one ends. (--halt now cancels them all anyway, queued ones included.)
-    admit_ = limit_;
-    if (!options.broker.empty() && options.halt.when != HaltPolicy::When::soon) {
-      admit_ += std::clamp(2 * limit_, kRemoteMinAhead, kRemoteMaxAhead);
+    if (remote && limit_ == kAsManyAsPossible) limit_ = kRemoteMaxAhead;  // and no cap at the broker
+    if (!options.joblog.empty() && !options.dry_run) {
+      if (options.resume || options.resume_failed) skip_ = finished_jobs(options.joblog, !options.resume_failed);
+      joblog_.emplace(options.joblog, options.joblog_append                        ? Joblog::Mode::append
+                                       : options.resume || options.resume_failed ? Joblog::Mode::append_or_fresh
+                                                                                 : Joblog::Mode::fresh);
     }
   }
-
-  ~Runner() {
-    if (joblog_ != nullptr && joblog_owned_) std::fclose(joblog_);
-  }
-  Runner(const Runner&) = delete;
-  Runner& operator=(const Runner&) = delete;
 
   int run() {
     // Signals come through a descriptor: blocked before any thread exists, so that every thread
@@ -215,36 +143,32 @@ class Runner {
     sys::UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!signals) throw std::system_error(errno, std::generic_category(), "signalfd");
 
-    const bool stream = options_.line_buffer;
-    auto on_output = [this](std::size_t seq, OutputType type, std::string_view text) { output(seq, type, text); };
-    auto on_finished = [this](std::size_t seq, ProcessResult result) { finished(seq, std::move(result)); };
-    engine_ = options_.broker.empty() ? local_engine(on_output, on_finished, stream)
-                                      : remote_engine(on_output, on_finished, stream, options_.broker, limit_);
-    started_at_ = Clock::now();
-
     std::vector<pollfd> fds;
-    std::vector<std::string> arguments;
-    const std::size_t read_ahead = admit_ + 64;
     for (;;) {
-      while (!stopping_ && wants_jobs() && inputs_.next(arguments)) start(arguments);
-      if (engine_->running() == 0 && (stopping_ || inputs_.exhausted())) break;
+      if (!command_ && (pipe_ || inputs_->header_known())) prepare();
+      if (command_) start_jobs();
+      if (running_jobs() == 0 && (stopping_ || (retries_.empty() && inputs_exhausted()))) break;
 
       fds.clear();
       fds.push_back(pollfd{signals.get(), POLLIN, 0});
-      const bool reading = !stopping_ && inputs_.wants_read(read_ahead);
-      if (reading) fds.push_back(pollfd{STDIN_FILENO, POLLIN, 0});
-      auto until = engine_->prepare(fds);
-      if (show_progress_) until = std::min(until, next_progress_);
+      const int input = input_fd();
+      const bool reading = !stopping_ && input >= 0 && input_wanted();
+      if (reading) fds.push_back(pollfd{input, POLLIN, 0});
+      auto until = engine_ ? engine_->prepare(fds) : Clock::time_point::max();
+      until = std::min({until, progress_.next_draw(), next_timeout_check()});
+      if (waiting_for_delay_) until = std::min(until, next_start_at_);
       if (::poll(fds.data(), fds.size(), sys::poll_timeout_ms(until)) < 0 && errno != EINTR) {
         throw std::system_error(errno, std::generic_category(), "poll");
       }
       if (fds[0].revents != 0) take_signal(signals.get());
-      if (reading && fds[1].revents != 0) inputs_.read_some();
-      engine_->handle(fds);
-      if (show_progress_ && Clock::now() >= next_progress_) draw_progress(false);
+      if (reading && fds[1].revents != 0) read_input();
+      if (engine_) engine_->handle(fds);
+      stop_jobs_over_time();
+      if (Clock::now() >= progress_.next_draw()) progress_.draw(counts());
     }
     engine_.reset();
-    if (show_progress_) draw_progress(true);
+    progress_.finish(counts());
+    if (fatal_) throw Error(*fatal_);
     if (interrupted_ != 0) return 128 + interrupted_;
     if (halt_status_) return *halt_status_;
     return static_cast<int>(std::min<std::size_t>(failed_, kRunExitTooManyFailed));
@@ -252,36 +176,91 @@ class Runner {
 
  private:
   struct Job {
-    std::string tag;
+    std::string command;
+    std::optional<std::string> input;  // --pipe: its chunk (kept while a retry may need it)
+    std::size_t sent = 0;
     std::chrono::system_clock::time_point started;
-    std::string out;  // --line-buffer: what has not been printed yet
-    std::string err;
-  };
-  struct Ready {  // --keep-order: a finished job waiting for its turn
-    std::string out;
-    std::string err;
-    std::string tag;
-    bool print = true;
+    Clock::time_point started_steady;
+    std::size_t attempts = 1;
+    std::size_t slot = 0;
+    bool running = false;           // false while it waits to be retried
+    bool stopped_for_time = false;  // --timeout N%: this loop stopped it
+    std::optional<ResultsDirectory::Files> results;
   };
 
-  void start(const std::vector<std::string>& arguments) {
-    const std::size_t seq = ++started_;
-    Job& job = jobs_[seq];
-    job.started = std::chrono::system_clock::now();
-    if (options_.tag) {
-      for (std::size_t a = 0; a < arguments.size(); ++a) {
-        if (a > 0) job.tag += ' ';
-        job.tag += arguments[a];
-      }
+  // ---- setting up, once the column names (--header) are known
+
+  void prepare() {
+    const std::vector<std::string> names = inputs_ ? inputs_->column_names() : std::vector<std::string>{};
+    std::vector<std::string> words;
+    for (const auto& word : options_.command) words.push_back(rewrite_column_names(word, names));
+    command_.emplace(words, options_.names, pipe_ ? CommandTemplate::Use::pipe_command : CommandTemplate::Use::command,
+                     options_.packing == ArgumentPacking::context, options_.quote_command);
+    if (options_.tagstring) {
+      tagstring_.emplace(std::vector<std::string>{rewrite_column_names(*options_.tagstring, names)}, options_.names,
+                         CommandTemplate::Use::text);
     }
-    engine_->start(seq, template_.expand(seq, arguments), options_.timeout.value_or(std::chrono::milliseconds(0)));
+    if (!options_.results.empty()) results_.emplace(options_, names);
+    if (inputs_ && options_.packing != ArgumentPacking::fixed) {
+      inputs_->set_line_measure([this](const std::string& value) { return command_->argument_cost(value); },
+                                command_->base_length(), kLongestCommandLine, limit_);
+    }
+    uses_slot_ = command_->uses_slot() || (tagstring_ && tagstring_->uses_slot());
+    // Remote jobs queued ahead at the broker start when the broker says, so they cannot have a
+    // job slot ({%}), a --delay or a --timeout N% (of the median when they start) of their own;
+    // and they cannot be taken back one by one (the protocol cancels whole batches), while --halt
+    // soon must let the running jobs end and start no others. In those cases nothing is queued
+    // ahead: at most -j jobs are out at a time.
+    admit_ = limit_;
+    const bool exact = uses_slot_ || options_.delay.count() > 0 || options_.timeout_percent > 0 ||
+                       options_.halt.when == HaltPolicy::When::soon;
+    if (!options_.broker.empty() && !exact) admit_ += std::clamp(2 * limit_, kRemoteMinAhead, kRemoteMaxAhead);
+    if (!options_.dry_run) make_engine();
   }
+
+  void make_engine() {
+    const bool stream = options_.results.empty() && options_.output != OutputMode::group;
+    auto on_output = [this](std::size_t seq, OutputType type, std::string_view text) { printer_.output(seq, type, text); };
+    auto on_finished = [this](std::size_t seq, ProcessResult result) { finished(seq, std::move(result)); };
+    if (options_.broker.empty()) {
+      engine_ = local_engine(on_output, on_finished, stream);
+      return;
+    }
+    RemoteEnvironment environment;
+    for (const auto& name : options_.env) {
+      const char* value = std::getenv(name.c_str());
+      environment.emplace_back(name, value != nullptr ? std::optional<std::string>(value) : std::nullopt);
+    }
+    const std::size_t at_broker = options_.jobs == kAsManyAsPossible ? 0 : limit_;
+    engine_ = remote_engine(on_output, on_finished, stream, options_.broker, at_broker, std::move(environment));
+  }
+
+  // ---- inputs
+
+  int input_fd() const { return pipe_ ? pipe_->pollable_fd() : inputs_->pollable_fd(); }
+  bool input_wanted() const {
+    if (pipe_) return pipe_->wants_read(std::max<std::size_t>(2, admit_ - std::min(admit_, running_jobs())));
+    return inputs_->wants_read(admit_ + 64);
+  }
+  void read_input() {
+    if (pipe_) {
+      pipe_->read_some();
+    } else {
+      inputs_->read_some();
+    }
+  }
+  bool inputs_exhausted() const { return pipe_ ? pipe_->exhausted() : inputs_->exhausted(); }
+  std::optional<std::size_t> total() const { return pipe_ ? pipe_->total(started_) : inputs_->total(started_); }
+
+  // ---- starting jobs
+
+  std::size_t running_jobs() const { return engine_ ? engine_->running() : 0; }
 
   // Whether to hand the engine another job now. Below -j, always. Remote jobs queued ahead are
   // topped up in chunks, from half the lookahead back to all of it, so that they travel to the
   // broker many to a message rather than one message per job (the broker has one thread).
   bool wants_jobs() {
-    const std::size_t out = engine_->running();
+    const std::size_t out = running_jobs();
     if (out < limit_) return true;
     if (out >= admit_) {
       refilling_ = false;
@@ -291,91 +270,192 @@ class Runner {
     return refilling_;
   }
 
-  // Jobs running now, as far as this process knows: remote jobs handed over beyond -j wait at
-  // the broker.
-  std::size_t running() const { return std::min(engine_->running(), limit_); }
-
-  // Whether job `seq`'s output may go out now (not waiting behind an earlier job).
-  bool may_print(std::size_t seq) const { return !options_.keep_order || seq == next_to_print_; }
-
-  void print(std::string_view out, std::string_view err, const std::string& tag) {
-    if (out.empty() && err.empty()) return;
-    clear_progress();
-    if (options_.tag) {
-      if (!out.empty()) out_.write(tagged(out, tag));
-      if (!err.empty()) err_.write(tagged(err, tag));
-    } else {
-      out_.write(out);
-      err_.write(err);
+  void start_jobs() {
+    waiting_for_delay_ = false;
+    while (!stopping_ && wants_jobs()) {
+      if (options_.delay.count() > 0 && Clock::now() < next_start_at_) {
+        waiting_for_delay_ = !retries_.empty() || !inputs_exhausted();
+        return;
+      }
+      if (!retries_.empty()) {
+        const std::size_t seq = retries_.front();
+        retries_.pop_front();
+        launch(seq, jobs_.at(seq));
+        continue;
+      }
+      if (pipe_) {
+        std::string chunk;
+        if (!pipe_->next(chunk)) return;
+        start_new({}, std::move(chunk));
+      } else {
+        if (!inputs_->next(records_)) return;
+        start_new(records_, std::nullopt);
+      }
     }
   }
 
-  // --line-buffer: prints the whole lines of `job` that are there.
-  void print_lines(Job& job) {
-    const auto out_end = job.out.rfind('\n');
-    const auto err_end = job.err.rfind('\n');
-    const std::string_view out =
-        out_end == std::string::npos ? std::string_view() : std::string_view(job.out).substr(0, out_end + 1);
-    const std::string_view err =
-        err_end == std::string::npos ? std::string_view() : std::string_view(job.err).substr(0, err_end + 1);
-    print(out, err, job.tag);
-    if (out_end != std::string::npos) job.out.erase(0, out_end + 1);
-    if (err_end != std::string::npos) job.err.erase(0, err_end + 1);
+  void start_new(const std::vector<Record>& records, std::optional<std::string> chunk) {
+    const std::size_t seq = ++started_;
+    if (skip_.count(seq) != 0) {  // --resume: in the joblog already
+      printer_.skipped(seq);
+      return;
+    }
+    arguments_.clear();
+    for (const Record& record : records) arguments_.insert(arguments_.end(), record.begin(), record.end());
+    const std::size_t slot = take_slot();
+    Job job;
+    job.command = command_->expand(arguments_, seq, slot);
+    if (results_) {
+      job.results = results_->files_for(seq, slot, records);
+      if (options_.resume && ResultsDirectory::has_output(*job.results)) {
+        give_back_slot(slot);
+        printer_.skipped(seq);
+        return;
+      }
+    }
+    std::string tag;
+    if (options_.tag) {
+      if (tagstring_) {
+        tag = tagstring_->expand(arguments_, seq, slot);
+      } else {
+        for (std::size_t a = 0; a < arguments_.size(); ++a) tag += (a > 0 ? " " : "") + arguments_[a];
+      }
+    }
+    if (options_.dry_run) {
+      give_back_slot(slot);
+      printer_.print_now((options_.tag ? tag + "\t" : std::string()) + job.command + "\n");
+      return;
+    }
+    job.slot = slot;
+    job.sent = chunk ? chunk->size() : 0;
+    job.input = std::move(chunk);
+    printer_.started(seq, std::move(tag), options_.print_command ? job.command : std::string());
+    // In the table before the engine hears of it: a job that cannot start ends at once.
+    launch(seq, jobs_.insert_or_assign(seq, std::move(job)).first->second, true);
   }
 
-  void output(std::size_t seq, OutputType type, std::string_view text) {
-    const auto found = jobs_.find(seq);
-    if (found == jobs_.end()) return;
-    Job& job = found->second;
-    (type == OutputType::out ? job.out : job.err).append(text);
-    if (may_print(seq) && text.find('\n') != std::string_view::npos) print_lines(job);
+  // Hands job `seq` to the engine (again, for a retry: with a new slot).
+  void launch(std::size_t seq, Job& job, bool slot_taken = false) {
+    if (!slot_taken) job.slot = take_slot();
+    job.started = std::chrono::system_clock::now();
+    job.started_steady = Clock::now();
+    job.stopped_for_time = false;
+    job.running = true;
+    if (options_.trace_command) err_.write(job.command + "\n");
+    if (options_.delay.count() > 0) next_start_at_ = job.started_steady + options_.delay;
+    JobSpec spec;
+    spec.command = job.command;
+    spec.timeout = timeout_for_next();
+    // The chunk is kept only while a retry may need it.
+    if (job.input) spec.input = options_.attempts == 1 ? std::move(*job.input) : *job.input;
+    engine_->start(seq, std::move(spec));
   }
+
+  // --timeout: fixed, or N% of the median run time so far. A local job's N% limit follows the
+  // median as it moves (stop_jobs_over_time); a remote job gets the limit of when it is handed
+  // over (one remote job cannot be stopped alone).
+  std::chrono::milliseconds timeout_for_next() const {
+    if (options_.timeout) return *options_.timeout;
+    if (options_.timeout_percent <= 0 || options_.broker.empty()) return std::chrono::milliseconds(0);
+    const auto median = median_.get();
+    if (!median) return std::chrono::milliseconds(0);
+    return std::chrono::milliseconds(static_cast<long long>(*median * options_.timeout_percent * 10) + 1);
+  }
+
+  std::optional<Clock::duration> percent_limit() const {
+    if (options_.timeout_percent <= 0 || !options_.broker.empty()) return std::nullopt;
+    const auto median = median_.get();
+    if (!median) return std::nullopt;
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*median * options_.timeout_percent / 100));
+  }
+
+  Clock::time_point next_timeout_check() const {
+    const auto limit = percent_limit();
+    if (!limit) return Clock::time_point::max();
+    auto earliest = Clock::time_point::max();
+    for (const auto& [seq, job] : jobs_) {
+      if (job.running && !job.stopped_for_time) earliest = std::min(earliest, job.started_steady + *limit);
+    }
+    return earliest;
+  }
+
+  void stop_jobs_over_time() {
+    const auto limit = percent_limit();
+    if (!limit || stopping_) return;
+    const auto now = Clock::now();
+    for (auto& [seq, job] : jobs_) {
+      if (!job.running || job.stopped_for_time || now < job.started_steady + *limit) continue;
+      job.stopped_for_time = engine_->stop(seq, kStopGrace);
+    }
+  }
+
+  // {%}: the lowest job slot free, from 1.
+  std::size_t take_slot() {
+    if (free_slots_.empty()) return ++slots_made_;
+    const std::size_t slot = free_slots_.top();
+    free_slots_.pop();
+    return slot;
+  }
+  void give_back_slot(std::size_t slot) { free_slots_.push(slot); }
+
+  // ---- jobs ending
 
   void finished(std::size_t seq, ProcessResult result) {
     const auto found = jobs_.find(seq);
-    Job job = std::move(found->second);
-    jobs_.erase(found);
+    if (found == jobs_.end()) return;
+    Job& job = found->second;
+    job.running = false;
+    give_back_slot(job.slot);
+    if (job.stopped_for_time) {
+      detail::ProcessOutcome outcome;
+      outcome.exit_code = result.exit_code();
+      outcome.signal = result.signal();
+      outcome.timed_out = true;
+      outcome.started = true;
+      outcome.output = result.output();
+      outcome.error_output = result.error_output();
+      outcome.ran_on = result.ran_on();
+      outcome.elapsed = result.elapsed();
+      result = ProcessResult({}, ProcessCommand(result.command()), std::move(outcome));
+    }
     // GNU parallel neither prints nor logs jobs that --halt now killed. Remote jobs stopped by a
     // signal are treated alike: the broker cancels running and queued ones at once and sends back
     // no output of theirs, only "cancelled", which would be printed once per queued job otherwise.
     const bool killed_by_halt = halting_now_ || (interrupted_ != 0 && !options_.broker.empty());
-    Ready ready;
-    ready.print = !killed_by_halt;
-    ready.tag = std::move(job.tag);
-    if (options_.line_buffer) {
-      ready.out = std::move(job.out);
-      ready.err = std::move(job.err);
-    } else {
-      ready.out = result.output();
-      ready.err = result.error_output();
+    if (result.failed() && !killed_by_halt && !stopping_ &&
+        (options_.attempts == 0 || job.attempts < options_.attempts)) {
+      ++job.attempts;  // --retries: it runs again, before any new job; this attempt is forgotten
+      printer_.restarting(seq);
+      retries_.push_back(seq);
+      return;
     }
+    printer_.finished(seq, result.output(), result.error_output(), !killed_by_halt && !results_);
     if (!options_.broker.empty()) {
       // A remote job may have waited at the broker after it was handed over: it started when it
       // ended less its run time, as far as this machine can tell.
       const auto ran = std::chrono::duration_cast<std::chrono::system_clock::duration>(result.elapsed());
       job.started = std::max(job.started, std::chrono::system_clock::now() - ran);
     }
-    if (!killed_by_halt) account(seq, result, job.started);
+    if (!killed_by_halt) {
+      if (job.results) write_results(seq, *job.results, result);
+      if (result.successful()) median_.add(std::chrono::duration<double>(result.elapsed()).count());
+      account(seq, result, job);
+    }
+    jobs_.erase(found);
+  }
 
-    if (!options_.keep_order) {
-      if (ready.print) print(ready.out, ready.err, ready.tag);
-      return;
-    }
-    ready_.emplace(seq, std::move(ready));
-    // Print every finished job whose turn has come; the next one, if running, may stream now.
-    for (auto next = ready_.find(next_to_print_); next != ready_.end(); next = ready_.find(next_to_print_)) {
-      if (next->second.print) print(next->second.out, next->second.err, next->second.tag);
-      ready_.erase(next);
-      ++next_to_print_;
-    }
-    if (options_.line_buffer) {
-      const auto head = jobs_.find(next_to_print_);
-      if (head != jobs_.end()) print_lines(head->second);
+  void write_results(std::size_t seq, const ResultsDirectory::Files& files, const ProcessResult& result) {
+    try {
+      ResultsDirectory::write(files, seq, result.output(), result.error_output());
+    } catch (const Error& error) {
+      // Thrown from inside the engine's callback: end the run cleanly instead, then report it.
+      if (!fatal_) fatal_ = error.what();
+      stop_everything();
     }
   }
 
   // Counts, joblog, messages and --halt for a job that ended on its own.
-  void account(std::size_t seq, const ProcessResult& result, std::chrono::system_clock::time_point started) {
+  void account(std::size_t seq, const ProcessResult& result, const Job& job) {
     ++done_;
     const bool failed = result.failed();
     if (failed) {
@@ -384,13 +464,12 @@ class Runner {
       ++succeeded_;
     }
     if (result.timed_out()) {
-      clear_progress();
+      progress_.clear();
       err_.write("fanout run: job " + std::to_string(seq) + " timed out and was killed: " + result.command() + "\n");
     }
-    if (joblog_ != nullptr) {
-      const std::string line = joblog_line(seq, result, started, result.output().size() + result.error_output().size());
-      std::fprintf(joblog_, "%s\n", line.c_str());
-      std::fflush(joblog_);
+    if (joblog_) {
+      // Receive: the bytes of stdout, as GNU parallel counts them.
+      joblog_->write(joblog_line(seq, result, job.started, job.sent, result.output().size()));
     }
     const HaltPolicy& halt = options_.halt;
     if (halt.when == HaltPolicy::When::never || stopping_) return;
@@ -410,7 +489,7 @@ class Runner {
     }
     std::string message = "fanout run: --halt: job " + std::to_string(seq) + (failed ? " failed" : " ended") + " (" +
                           result.command() + "); starting no more jobs";
-    const std::size_t others = running();  // this job is no longer among them
+    const std::size_t others = std::min(running_jobs(), limit_);  // this job is no longer among them
     if (halt.when == HaltPolicy::When::now) {
       halting_now_ = true;
       engine_->stop_all(kStopGrace);
@@ -418,8 +497,13 @@ class Runner {
     } else {
       message += others > 0 ? ", waiting for the " + std::to_string(others) + " still running\n" : "\n";
     }
-    clear_progress();
+    progress_.clear();
     err_.write(message);
+  }
+
+  void stop_everything() {
+    stopping_ = true;
+    if (engine_) engine_->stop_all(kStopGrace);
   }
 
   void take_signal(int fd) {
@@ -427,56 +511,44 @@ class Runner {
     if (::read(fd, &info, sizeof(info)) != static_cast<ssize_t>(sizeof(info))) return;
     if (interrupted_ == 0) {
       interrupted_ = static_cast<int>(info.ssi_signo);
-      stopping_ = true;
-      engine_->stop_all(kStopGrace);
-    } else {
+      stop_everything();
+    } else if (engine_) {
       engine_->stop_all(std::chrono::milliseconds(0));  // a second signal: KILL now
     }
   }
 
-  void draw_progress(bool last) {
-    next_progress_ = Clock::now() + kProgressInterval;
-    const auto total = inputs_.total(started_);
-    const double elapsed = std::chrono::duration<double>(Clock::now() - started_at_).count();
-    std::string line = "\r\033[Kfanout: " + std::to_string(done_) + "/" + (total ? std::to_string(*total) : "?") +
-                       " done, " + std::to_string(engine_ ? running() : 0) + " running, " +
-                       std::to_string(failed_) + " failed";
-    if (last) {
-      line += ", " + format_duration(elapsed) + "\n";
-    } else if (total && done_ > 0) {
-      const double left = elapsed / static_cast<double>(done_) * static_cast<double>(*total - std::min(*total, done_));
-      line += ", ETA " + format_duration(left);
-    }
-    err_.write(line);
-    progress_shown_ = !last;
-  }
-
-  void clear_progress() {
-    if (!progress_shown_) return;
-    err_.write("\r\033[K");
-    progress_shown_ = false;
-    next_progress_ = Clock::now();  // redrawn at the next turn of the loop
+  Progress::Counts counts() const {
+    return Progress::Counts{done_, std::min(running_jobs(), limit_), failed_, total()};
   }
 
   const RunOptions& options_;
-  CommandTemplate template_;
-  Inputs inputs_;
   Sink out_;
   Sink err_;
-  const bool show_progress_;
-  bool progress_shown_ = false;
-  std::FILE* joblog_ = nullptr;
-  bool joblog_owned_ = true;
+  Progress progress_;
+  JobPrinter printer_;
+  std::unique_ptr<JobInputs> inputs_;  // or
+  std::unique_ptr<PipeChunks> pipe_;
+  std::optional<CommandTemplate> command_;  // once the column names are known
+  std::optional<CommandTemplate> tagstring_;
+  std::optional<ResultsDirectory> results_;
+  std::optional<Joblog> joblog_;
+  std::unordered_set<std::size_t> skip_;  // --resume
   std::size_t limit_ = 1;  // jobs at once (-j)
   std::size_t admit_ = 1;  // jobs handed to the engine and not finished, at most
   bool refilling_ = false;  // topping up remote jobs queued ahead (see wants_jobs)
+  bool uses_slot_ = false;
   std::unique_ptr<JobEngine> engine_;
-  Clock::time_point started_at_;
-  Clock::time_point next_progress_{};
 
-  std::unordered_map<std::size_t, Job> jobs_;  // running
-  std::map<std::size_t, Ready> ready_;          // --keep-order: finished, not printed yet
-  std::size_t next_to_print_ = 1;
+  std::unordered_map<std::size_t, Job> jobs_;  // started (or waiting for a retry), not finished
+  std::deque<std::size_t> retries_;            // failed jobs to run again, before new ones
+  std::vector<Record> records_;                // reused: the next job's records
+  std::vector<std::string> arguments_;         // reused: the next job's arguments, flattened
+  std::priority_queue<std::size_t, std::vector<std::size_t>, std::greater<>> free_slots_;
+  std::size_t slots_made_ = 0;
+  RunningMedian median_;
+  Clock::time_point next_start_at_{};  // --delay
+  bool waiting_for_delay_ = false;
+
   std::size_t started_ = 0;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
@@ -484,6 +556,7 @@ class Runner {
   bool stopping_ = false;     // start no more jobs
   bool halting_now_ = false;  // --halt now fired: what ends from now on was killed by us
   std::optional<int> halt_status_;
+  std::optional<std::string> fatal_;
   int interrupted_ = 0;
 };
 
