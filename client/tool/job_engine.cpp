@@ -4,7 +4,6 @@
 #include "job_engine.hpp"
 
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 
 #include "child_table.hpp"
 #include "remote_session.hpp"
+#include "system/event_fd.hpp"
 #include "system/unique_fd.hpp"
 
 namespace fanout::tool {
@@ -115,8 +115,7 @@ class RemoteEngine final : public JobEngine {
         on_finished_(std::move(on_finished)),
         broker_(std::move(broker)),
         environment_(std::move(environment)),
-        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (!wake_) throw std::system_error(errno, std::generic_category(), "eventfd");
+        wake_() {
     detail::RemoteSession::OnOutput output;
     if (stream_output) {
       output = [this](std::size_t seq, OutputType type, std::string_view text) {
@@ -154,13 +153,12 @@ class RemoteEngine final : public JobEngine {
   void stop_all(std::chrono::milliseconds /*grace*/) override { session_->stop(); }
 
   Clock::time_point prepare(std::vector<pollfd>& fds) override {
-    fds.push_back(pollfd{wake_.get(), POLLIN, 0});
+    fds.push_back(pollfd{wake_.fd(), POLLIN, 0});
     return Clock::time_point::max();
   }
 
   void handle(const std::vector<pollfd>& /*fds*/) override {
-    std::uint64_t count = 0;
-    [[maybe_unused]] const auto got = ::read(wake_.get(), &count, sizeof(count));
+    wake_.clear();
     {
       const std::lock_guard lock(mutex_);
       handling_.swap(events_);
@@ -205,17 +203,14 @@ class RemoteEngine final : public JobEngine {
       was_empty = events_.empty();
       events_.push_back(std::move(event));
     }
-    if (was_empty) {
-      const std::uint64_t one = 1;
-      [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof(one));
-    }
+    if (was_empty) wake_.notify();
   }
 
   OnOutput on_output_;
   OnFinished on_finished_;
   const std::string broker_;
   const RemoteEnvironment environment_;
-  sys::UniqueFd wake_;
+  sys::EventFd wake_;
   std::unordered_map<std::size_t, std::string> commands_;  // the loop's thread only: jobs handed over
   std::deque<Event> handling_;                             // the loop's thread only
 

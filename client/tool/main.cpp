@@ -18,7 +18,7 @@
 #include "run_command.hpp"
 #include "broker_queries.hpp"
 #include "run_options.hpp"
-#include "version.hpp"
+#include <fanout/version.hpp>
 
 namespace {
 
@@ -41,7 +41,7 @@ int run_command(const std::vector<std::string>& words) {
         std::cout << fanout::tool::run_help();
         return kExitOk;
       case fanout::tool::ParsedRun::Action::version:
-        std::cout << "fanout " << fanout::tool::kVersion << "\n";
+        std::cout << "fanout " << fanout::kVersion << "\n";
         return kExitOk;
       case fanout::tool::ParsedRun::Action::run:
         break;
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   // --help, and taken over below before CLI11 sees its words.
   app.add_subcommand("run", "Run a command for each argument, N at a time (GNU parallel compatible; run --help)")
       ->prefix_command();
-  app.set_version_flag("-V,--version", std::string("fanout ") + fanout::tool::kVersion);
+  app.set_version_flag("-V,--version", std::string("fanout ") + fanout::kVersion);
 
   fanout::tool::DeferredOptions deferred_options;
   auto* deferred = fanout::tool::add_deferred_command(app, deferred_options);
