@@ -67,6 +67,8 @@ struct Task {
   timeoutMs @8 :UInt32;      # The per-task limit the caller asked for (0 = none), echoed in the
                              # "timeout" error so the message names the limit.
   shell @9 :ShellCommand;    # Set (and `name` is "fanout.shell") for a shell command task.
+  avoidWorker @10 :Text;     # A retry of a task that failed on this worker: the broker prefers
+                             # any other worker that serves it, and runs it here only if none does.
 }
 
 struct ShellCommand {

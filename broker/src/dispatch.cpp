@@ -28,10 +28,18 @@ constexpr auto kSlowSlot = std::chrono::milliseconds(5);
 // Growth asked for at most this many executors at a time.
 constexpr std::size_t kMostGrowth = 64;
 
-// The first queue entry of `batch` that `executor` serves (almost always the front).
-std::deque<Pending>::iterator first_served(const Executor& executor, Batch& batch) {
-  return std::find_if(batch.queue.begin(), batch.queue.end(),
-                      [&](const Pending& pending) { return executor.serves(pending.name_text()); });
+// The first queue entry of `batch` that `executor` serves (almost always the front). A retry that
+// asks to avoid this executor's worker is left for another worker, when one serves it.
+std::deque<Pending>::iterator first_served(const Executor& executor, Batch& batch, const Peers& peers) {
+  return std::find_if(batch.queue.begin(), batch.queue.end(), [&](const Pending& pending) {
+    if (!executor.serves(pending.name_text())) return false;
+    const auto avoid = text(pending.frame->tasks[pending.begin].getAvoidWorker());
+    if (avoid.empty() || avoid != executor.worker) return true;
+    const auto executors = peers.executors();
+    return std::none_of(executors.begin(), executors.end(), [&](const Executor& other) {
+      return !other.draining && other.worker != avoid && other.serves(pending.name_text());
+    });
+  });
 }
 
 }  // namespace
@@ -158,7 +166,7 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
     }
     Batch& chosen = *batch;
     if (chosen.max_running > 0 && chosen.in_flight >= chosen.max_running) return false;
-    const auto first = first_served(executor, chosen);
+    const auto first = first_served(executor, chosen, std::as_const(peers_));
     if (first == chosen.queue.end()) return false;
     // A shell command, or a task with a run limit, goes only to an executor with nothing else: it
     // starts the moment it arrives, and runs alone.

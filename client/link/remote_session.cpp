@@ -107,6 +107,7 @@ void fill_task(wire::Task::Builder task, std::uint32_t index, const ProcessSpec&
     shell.setInput(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(spec.input->data()), spec.input->size()));
   }
   shell.setIdleTimeoutMs(static_cast<std::uint32_t>(spec.idle_timeout.count()));
+  if (!spec.avoid_worker.empty()) task.setAvoidWorker(spec.avoid_worker);
   shell.setQuiet(spec.quiet);
   shell.setStream(stream);
 }

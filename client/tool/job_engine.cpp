@@ -140,6 +140,7 @@ class RemoteEngine final : public JobEngine {
     spec.timeout = job.timeout;
     spec.input = std::move(job.input);
     spec.env = environment_;
+    spec.avoid_worker = std::move(job.avoid_worker);
     commands_.insert_or_assign(seq, std::move(job.command));
     session_->submit(seq, std::move(spec));
   }

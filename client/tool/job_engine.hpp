@@ -27,6 +27,7 @@ struct JobSpec {
   std::string command;                 // a shell line (/bin/sh -c)
   std::chrono::milliseconds timeout{0};  // 0: none
   std::optional<std::string> input;    // its stdin (--pipe); unset: /dev/null
+  std::string avoid_worker;            // remote retries: the worker it failed on, if another can run it
 };
 
 class JobEngine {

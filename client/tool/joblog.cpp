@@ -23,12 +23,17 @@ constexpr const char* kHeader = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive
 
 }  // namespace
 
+std::string worker_of(const std::string& ran_on) {
+  if (ran_on.empty() || ran_on.rfind("local", 0) == 0) return {};
+  std::string worker = ran_on;
+  if (worker.rfind("worker ", 0) == 0) worker.erase(0, 7);
+  const auto pid = worker.rfind(" pid ");
+  if (pid != std::string::npos && all_digits(std::string_view(worker).substr(pid + 5))) worker.erase(pid);
+  return worker;
+}
+
 std::string joblog_host(const std::string& ran_on) {
-  if (ran_on.empty() || ran_on.rfind("local", 0) == 0) return ":";
-  std::string host = ran_on;
-  if (host.rfind("worker ", 0) == 0) host.erase(0, 7);
-  const auto pid = host.rfind(" pid ");
-  if (pid != std::string::npos && all_digits(std::string_view(host).substr(pid + 5))) host.erase(pid);
+  std::string host = worker_of(ran_on);
   for (char& c : host) {
     if (c == '\t' || c == '\n') c = ' ';
   }

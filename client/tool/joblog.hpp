@@ -14,6 +14,9 @@ namespace fanout::tool {
 
 // The joblog's Host column: ":" for this machine, else the worker from ran_on().
 std::string joblog_host(const std::string& ran_on);
+// The worker a remote job ran on, from its ran_on ("worker host-a/77 pid 1234" -> "host-a/77");
+// empty for a local job.
+std::string worker_of(const std::string& ran_on);
 
 // One joblog line (no newline). `started` is wall-clock time; `sent` the bytes given on stdin
 // (--pipe), `received` the bytes of stdout.

@@ -184,6 +184,7 @@ class Runner {
     std::size_t attempts = 1;
     std::size_t slot = 0;
     bool running = false;           // false while it waits to be retried
+    std::string failed_on;          // remote: the worker its last attempt failed on
     bool stopped_for_time = false;  // --timeout N%: this loop stopped it
     std::optional<ResultsDirectory::Files> results;
   };
@@ -346,6 +347,7 @@ class Runner {
     JobSpec spec;
     spec.command = job.command;
     spec.timeout = timeout_for_next();
+    spec.avoid_worker = job.failed_on;
     // The chunk is kept only while a retry may need it.
     if (job.input) spec.input = options_.attempts == 1 ? std::move(*job.input) : *job.input;
     engine_->start(seq, std::move(spec));
@@ -425,6 +427,7 @@ class Runner {
     if (result.failed() && !killed_by_halt && !stopping_ &&
         (options_.attempts == 0 || job.attempts < options_.attempts)) {
       ++job.attempts;  // --retries: it runs again, before any new job; this attempt is forgotten
+      job.failed_on = worker_of(result.ran_on());  // on another worker, when there is one
       printer_.restarting(seq);
       retries_.push_back(seq);
       return;

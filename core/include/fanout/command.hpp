@@ -51,6 +51,7 @@ struct ProcessSpec {
   std::vector<std::pair<std::string, std::optional<std::string>>> env;
   std::optional<std::string> input;  // written to stdin, then stdin is closed; unset: /dev/null
   bool quiet = false;                // output neither kept nor streamed
+  std::string avoid_worker;          // remote: a worker to run it on only when no other can
 };
 
 // How a process ended, as the engine that ran it reports it.
