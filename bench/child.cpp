@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 
@@ -108,7 +109,15 @@ std::optional<int> Child::try_reap() {
 }
 
 std::string Child::read_line(Clock::time_point deadline, const std::string& what) {
-  if (out_ < 0) throw std::logic_error("read_line on a child whose stdout is not a pipe");
+  if (auto line = next_line(deadline, what)) return std::move(*line);
+  // End of file: the child and everything it started are gone, or the child exited.
+  const int status = wait(std::chrono::milliseconds(2000));
+  throw std::runtime_error("no " + what + ": the child " + describe_status(status));
+}
+
+std::optional<std::string> Child::next_line(Clock::time_point deadline, const std::string& what) {
+  if (out_ < 0) throw std::logic_error("next_line on a child whose stdout is not a pipe");
+  bool exited = false;
   for (;;) {
     if (const auto newline = buffered_.find('\n'); newline != std::string::npos) {
       std::string line = buffered_.substr(0, newline);
@@ -131,14 +140,15 @@ std::string Child::read_line(Clock::time_point deadline, const std::string& what
       }
       if (got < 0 && errno == EINTR) continue;
       if (got < 0) throw system_error("read");
-      // End of file: the child and everything it started are gone.
-      const int status = wait(std::chrono::milliseconds(2000));
-      throw std::runtime_error("no " + what + ": the child " + describe_status(status));
+      break;  // end of file
     }
-    if (const auto status = try_reap()) {
-      throw std::runtime_error("no " + what + ": the child " + describe_status(*status));
-    }
+    // Exited, and the pipe stayed quiet for one more poll after that: whatever it wrote last was
+    // read (a write that raced with the exit had that poll to arrive).
+    if (exited) break;
+    exited = ready == 0 && try_reap().has_value();
   }
+  if (buffered_.empty()) return std::nullopt;
+  return std::exchange(buffered_, {});
 }
 
 int Child::wait(std::chrono::milliseconds limit) {

@@ -42,6 +42,10 @@ class Child {
   // The next line the child writes to its stdout (Output::pipe), without the newline. Throws
   // std::runtime_error naming `what` when the child exits first or `deadline` passes.
   std::string read_line(Clock::time_point deadline, const std::string& what);
+  // The next line as read_line gives it, or nothing once the child has closed its stdout (a last
+  // line without a newline still comes back first) or exited with nothing left in the pipe.
+  // Throws std::runtime_error naming `what` when `deadline` passes.
+  std::optional<std::string> next_line(Clock::time_point deadline, const std::string& what);
 
   // Waits up to `limit` for the child to exit by itself, then kills it. Returns the wait status.
   int wait(std::chrono::milliseconds limit);

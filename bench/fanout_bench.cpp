@@ -44,6 +44,7 @@
 #include "child.hpp"
 #include "perf_window.hpp"
 #include "report.hpp"
+#include "rows.hpp"
 
 namespace {
 
@@ -54,57 +55,13 @@ using namespace fanout_bench;  // NOLINT: the benchmark's own helpers
 const fanout::Task twice{"bench.twice", [](int i) { return i * 2; }};
 const fanout::Task payload_size{"bench.size",
                                 [](const fanout::Bytes& data) { return static_cast<std::uint64_t>(data.size()); }};
-// Which process ran a task: tells the benchmark when every executor of a pool is up.
-const fanout::Task executor_pid{"bench.pid", [] { return static_cast<std::int64_t>(::getpid()); }};
 
 // The remote worker runs this many executors (fanout-worker --processes 2).
 constexpr int kRemoteProcesses = 2;
 // What the cold-start child computes: twice(21).
 constexpr int kColdStartArgument = 21;
 
-// The peers are Debian's interpreter, never a virtualenv's, so the figures match the anchors.
-constexpr const char* kPython = "/usr/bin/python3";
-
-// A result that is not what the task computes means the library is broken: no figure is worth
-// printing then. A row child exits with kExitWrongResult, and the parent stops too.
-class WrongResult : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-constexpr int kExitWrongResult = 2;
-
-bool is_process_row(std::string_view row) { return row.rfind("process-", 0) == 0; }
-
-// The driver a row measures. The process driver's mode comes from FANOUT_BROKER, which the parent
-// sets for process-remote children only; a mismatch means the child was started wrongly.
-fanout::Driver driver_for(std::string_view row) {
-  if (!is_process_row(row)) return fanout::Concurrency::driver(row);
-  const char* broker = std::getenv("FANOUT_BROKER");
-  const bool remote = broker != nullptr && *broker != '\0';
-  if (remote != (row == "process-remote")) {
-    throw std::runtime_error(std::string(row) + " needs FANOUT_BROKER " + (remote ? "unset" : "set") +
-                             " (fanout-bench sets it for the rows it measures in child processes)");
-  }
-  return fanout::Concurrency::driver("process");
-}
-
 // ---- measurements inside a row's own process ------------------------------------------------------
-
-// Runs small batches of `bench.pid` until `expected` distinct executors have answered: the pool is
-// up and every executor has announced itself to the broker.
-void wait_for_executors(const fanout::Driver& driver, std::size_t expected, const std::string& row) {
-  const auto give_up = Clock::now() + std::chrono::seconds(20);
-  const std::vector<fanout::Call<std::int64_t>> calls(2 * expected, executor_pid());
-  std::set<std::int64_t> seen;
-  while (seen.size() < expected) {
-    if (Clock::now() > give_up) {
-      throw std::runtime_error(row + ": only " + std::to_string(seen.size()) + " of " + std::to_string(expected) +
-                               " executors answered within 20 s");
-    }
-    for (const auto pid : driver.run(calls)) seen.insert(pid);
-    if (seen.size() < expected) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-}
 
 std::vector<fanout::Call<int>> twice_calls(int count) {
   std::vector<fanout::Call<int>> calls;
@@ -270,21 +227,6 @@ int run_cold_start(const std::string& name, Clock::time_point main_started) {
 
 // ---- the parent: children per row, the broker and worker for remote mode, W4 -------------------
 
-nlohmann::json to_json(const Row& row) {
-  nlohmann::json object;
-  object["system"] = row.system;
-  for (const auto& [key, value] : row.figures) object[key] = value;
-  return object;
-}
-
-Row from_json(const nlohmann::json& object) {
-  Row row{object.at("system").get<std::string>(), {}};
-  for (const auto& [key, value] : object.items()) {
-    if (value.is_number()) row.figures[key] = value.get<double>();
-  }
-  return row;
-}
-
 // What a row child needs to know of the settings: --quick (the counts) and --workloads.
 std::vector<std::string> child_arguments(const Settings& settings) {
   std::vector<std::string> arguments;
@@ -295,27 +237,12 @@ std::vector<std::string> child_arguments(const Settings& settings) {
   return arguments;
 }
 
-void check_exit(int status, const std::string& what) {
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitWrongResult) {
-    throw WrongResult(what + " reported a wrong result (see above)");
-  }
-  throw std::runtime_error(what + " " + fanout_bench::describe_status(status));
-}
-
 Row measure_in_child(const std::string& name, const Settings& settings, const std::vector<std::string>& environment,
                      pid_t broker_pid) {
   std::vector<std::string> arguments{"--measure-row", name};
   for (auto& argument : child_arguments(settings)) arguments.push_back(std::move(argument));
   if (broker_pid != 0) arguments.insert(arguments.end(), {"--broker-pid", std::to_string(broker_pid)});
-  Child child(Spawn{fanout_bench::self_path(), arguments, environment, Spawn::Output::pipe});
-  const auto deadline = Clock::now() + std::chrono::minutes(settings.quick ? 1 : 10);
-  std::string line;
-  do {
-    line = child.read_line(deadline, "the figures of " + name);
-  } while (line.empty() || line.front() != '{');
-  check_exit(child.wait(std::chrono::seconds(20)), "the " + name + " row's process");
-  return from_json(nlohmann::json::parse(line));
+  return fanout_bench::measure_in_child(arguments, environment, std::chrono::minutes(settings.quick ? 1 : 10), name);
 }
 
 // W4: from before the spawn of a fresh process of this program to the line with its first result
@@ -350,32 +277,16 @@ void measure_w4(const std::string& name, const Settings& settings, const std::ve
   row.figures["w4_inside_ms"] = median(std::move(inside_ms));
 }
 
-// process-remote: a fanout-broker on an OS-chosen loopback port, one worker with two executors
-// (this program with FANOUT_WORKER set: a program that calls fanout::init is a worker of a remote
-// broker then), the row measured in a child with FANOUT_BROKER set, and W4 against the same
-// broker. The Child objects kill and reap both servers on every way out of this function.
+// process-remote: a fanout-broker on an OS-chosen loopback port and one worker with two executors
+// (RemoteCluster), the row measured in a child with FANOUT_BROKER set, and W4 against the same
+// broker. The cluster's processes are killed and reaped on every way out of this function.
 Row measure_remote(const Settings& settings) {
-  Child broker(Spawn{FANOUT_BROKER_PROGRAM, {"--bind", "tcp://127.0.0.1:*", "--log-level", "warn"}, {},
-                     Spawn::Output::pipe});
-  const std::string listening = broker.read_line(Clock::now() + std::chrono::seconds(10), "fanout-broker's endpoint");
-  constexpr std::string_view kPrefix = "listening ";
-  if (listening.rfind(kPrefix, 0) != 0) throw std::runtime_error("unexpected first line from fanout-broker: " + listening);
-  const std::string endpoint = listening.substr(kPrefix.size());
-
-  Child worker(Spawn{fanout_bench::self_path(),
-                     {},
-                     {"FANOUT_WORKER=" + endpoint, "FANOUT_PROCESSES=" + std::to_string(kRemoteProcesses),
-                      "FANOUT_LOG_LEVEL=warn"},
-                     Spawn::Output::null});
-
-  const std::vector<std::string> client_environment{"FANOUT_BROKER=" + endpoint};
-  Row row = measure_in_child("process-remote", settings, client_environment, broker.pid());
+  RemoteCluster cluster(kRemoteProcesses);
+  const std::vector<std::string> client_environment{"FANOUT_BROKER=" + cluster.endpoint()};
+  Row row = measure_in_child("process-remote", settings, client_environment, cluster.broker_pid());
   // A fresh client against a broker whose workers are up: what a program using remote mode pays.
   if (settings.runs("w4")) measure_w4("process-remote", settings, client_environment, row);
-
-  // SIGTERM drains the worker (it exits 0); the broker exits 0 on SIGTERM too.
-  check_exit(worker.stop(SIGTERM, std::chrono::seconds(10)), "the remote worker");
-  check_exit(broker.stop(SIGTERM, std::chrono::seconds(10)), "fanout-broker");
+  cluster.stop();
   return row;
 }
 
@@ -397,45 +308,12 @@ Row measure_row(const std::string& name, const Settings& settings) {
 
 // Runs peers.py with the same counts as ours; it prints one JSON object per system.
 std::vector<Row> measure_peers(const Settings& settings) {
-  const std::string command = std::string(kPython) + " " + FANOUT_BENCH_DIR + "/peers.py --json" +
-                              " --warmup " + std::to_string(settings.w1_warmup) + " --batches " +
-                              std::to_string(settings.w1_batches) + " --tasks " + std::to_string(settings.w6_tasks) +
-                              " --w2-tasks " + std::to_string(settings.w2_small) + " --w2-runs " +
-                              std::to_string(settings.w2_small_runs) + " --w2-large " +
-                              std::to_string(settings.w2_large) + " --w3-tasks " + std::to_string(settings.w3_tasks) +
-                              " --w3-bytes " + std::to_string(settings.w3_bytes) + " --w4-trials " +
-                              std::to_string(settings.w4_trials);
-  std::fflush(nullptr);  // the child shares our stdout
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("cannot run: " + command);
-
-  std::string output;
-  char buffer[4096];
-  for (std::size_t got; (got = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) output.append(buffer, got);
-  const int status = ::pclose(pipe);
-  if (status != 0) throw std::runtime_error("peers failed (status " + std::to_string(status) + "): " + command);
-
-  std::vector<Row> rows;
-  std::istringstream lines(output);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) rows.push_back(from_json(nlohmann::json::parse(line)));
-  }
-  return rows;
-}
-
-// Each figure is the median over the runs: one slow run on a shared machine does not move it.
-std::vector<Row> median_of_runs(const std::vector<std::vector<Row>>& runs) {
-  std::vector<Row> rows;
-  for (std::size_t i = 0; i < runs.front().size(); ++i) {
-    Row row{runs.front()[i].system, {}};
-    std::map<std::string, std::vector<double>> values;
-    for (const auto& run : runs) {
-      for (const auto& [key, value] : run.at(i).figures) values[key].push_back(value);
-    }
-    for (auto& [key, list] : values) row.figures[key] = median(std::move(list));
-    rows.push_back(std::move(row));
-  }
-  return rows;
+  return fanout_bench::measure_peers(
+      {"--warmup", std::to_string(settings.w1_warmup), "--batches", std::to_string(settings.w1_batches), "--tasks",
+       std::to_string(settings.w6_tasks), "--w2-tasks", std::to_string(settings.w2_small), "--w2-runs",
+       std::to_string(settings.w2_small_runs), "--w2-large", std::to_string(settings.w2_large), "--w3-tasks",
+       std::to_string(settings.w3_tasks), "--w3-bytes", std::to_string(settings.w3_bytes), "--w4-trials",
+       std::to_string(settings.w4_trials)});
 }
 
 std::vector<std::string> split_rows(const std::string& list) {

@@ -12,6 +12,14 @@ Systems and workloads (the keys of the JSON objects are those of fanout-bench's 
                                   and 1,000,000 tasks); W3: map of len over 1 MiB bytes (default chunks);
                                   W4: Pool(2) created to first result, in this running interpreter
   Python ProcessPoolExecutor(2)   the same with submit x3, map(chunksize=1,250), map (chunksize 1)
+
+Scheduling mode (W7, what fanout-bench-sched reads):
+  /usr/bin/python3 bench/peers.py --sched "$(build/bench/fanout-bench-sched --print-workloads)"
+runs each workload (tasks that sleep, given as durations) on multiprocessing.Pool(2) with
+imap_unordered(chunksize=1) and on ProcessPoolExecutor(2) with submit + as_completed, and prints per
+system one JSON object of raw timings: when each task started and ended (inside the task) and when
+its result reached this process, in ms from before the batch was submitted, all of CLOCK_MONOTONIC.
+fanout-bench-sched turns them into figures, as it does for its own rows.
 """
 
 import argparse
@@ -225,6 +233,52 @@ def measure_executor(args):
     )
 
 
+def sleep_task(item):
+    """W7: sleeps for item's duration; returns (index, start, end) in ns of CLOCK_MONOTONIC."""
+    index, micros = item
+    start = time.monotonic_ns()
+    time.sleep(micros / 1e6)
+    return index, start, time.monotonic_ns()
+
+
+def pool_unordered(pool, items):
+    """Results as they come: one task per chunk, so a worker takes a task only when it is free."""
+    return pool.imap_unordered(sleep_task, items, chunksize=1)
+
+
+def executor_unordered(pool, items):
+    futures = [pool.submit(sleep_task, item) for item in items]
+    for future in concurrent.futures.as_completed(futures):
+        yield future.result()
+
+
+def measure_sched(workloads, system, make_pool, unordered):
+    """Raw W7 timings of one pool, keyed as fanout-bench-sched's rows are."""
+    row = {"system": system, "slots": 2}  # both pools run 2 processes, with a cap or without
+    with make_pool() as pool:
+        list(unordered(pool, [(0, 20000), (1, 20000)]))  # both workers up before any clock runs
+        for workload in workloads:
+            name = workload["name"]
+            before = list(enumerate(workload.get("before_us", [])))
+            if sorted(index for index, _, _ in unordered(pool, before)) != [index for index, _ in before]:
+                raise SystemExit(f"peers.py: {system} lost tasks of the batch before {name}")
+            items = list(enumerate(workload["durations_us"]))
+            seen = {}
+            start = time.monotonic_ns()
+            for index, began, ended in unordered(pool, items):
+                if index in seen:
+                    raise SystemExit(f"peers.py: {system} returned task {index} of {name} twice")
+                seen[index] = (began, ended, time.monotonic_ns())
+            row[f"{name}.makespan_ms"] = (time.monotonic_ns() - start) / 1e6
+            if sorted(seen) != [index for index, _ in items]:
+                raise SystemExit(f"peers.py: {system} lost tasks of {name}")
+            for index, (began, ended, reached) in seen.items():
+                row[f"{name}.{index}.start_ms"] = (began - start) / 1e6
+                row[f"{name}.{index}.end_ms"] = (ended - start) / 1e6
+                row[f"{name}.{index}.reached_ms"] = (reached - start) / 1e6
+    return row
+
+
 def format_figure(value, decimals=False):
     if value is None:
         return "—"
@@ -256,7 +310,22 @@ def main():
     parser.add_argument("--w3-tasks", type=int, default=100, help="W3 tasks (default 100)")
     parser.add_argument("--w3-bytes", type=int, default=1 << 20, help="W3 argument size (default 1 MiB)")
     parser.add_argument("--w4-trials", type=int, default=5, help="W4 cold starts; the median counts (default 5)")
+    parser.add_argument("--sched", metavar="JSON", help="W7: measure these workloads only (JSON lines of raw timings)")
     args = parser.parse_args()
+
+    if args.sched:
+        workloads = json.loads(args.sched)
+        for row in (
+            measure_sched(workloads, "Python multiprocessing.Pool(2)", lambda: multiprocessing.Pool(2), pool_unordered),
+            measure_sched(
+                workloads,
+                "Python ProcessPoolExecutor(2)",
+                lambda: concurrent.futures.ProcessPoolExecutor(2),
+                executor_unordered,
+            ),
+        ):
+            print(json.dumps(row), flush=True)
+        return
 
     rows = [measure_fork(args), measure_pool(args), measure_executor(args)]
     if args.json:

@@ -9,32 +9,6 @@ namespace fanout_bench {
 
 namespace {
 
-// "1,007" for large figures, "3.4" where a decimal still means something; "—" for nothing.
-std::string format_figure(std::optional<double> value) {
-  if (!value) return "—";
-  if (*value < 10) {
-    char text[32];
-    std::snprintf(text, sizeof(text), "%.1f", *value);
-    return text;
-  }
-  return with_commas(std::llround(*value));
-}
-
-// Rates to three significant digits: the rest is noise on this machine.
-std::string format_rate(std::optional<double> value) {
-  if (!value) return "—";
-  if (*value < 1000) return format_figure(value);
-  const double magnitude = std::pow(10.0, std::floor(std::log10(*value)) - 2);
-  return with_commas(std::llround(std::round(*value / magnitude) * magnitude));
-}
-
-std::string format_ms(std::optional<double> value) {
-  if (!value) return "—";
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.1f", *value);
-  return text;
-}
-
 std::string format_memory(const Row& row, const std::string& prefix) {
   const auto before = row.get(prefix + "rss_before_mib");
   const auto peak = row.get(prefix + "rss_peak_mib");
@@ -62,6 +36,30 @@ void print_goal(const char* what, std::optional<double> value, double goal, bool
 }
 
 }  // namespace
+
+std::string format_figure(std::optional<double> value) {
+  if (!value) return "—";
+  if (*value < 10) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.1f", *value);
+    return text;
+  }
+  return with_commas(std::llround(*value));
+}
+
+std::string format_rate(std::optional<double> value) {
+  if (!value) return "—";
+  if (*value < 1000) return format_figure(value);
+  const double magnitude = std::pow(10.0, std::floor(std::log10(*value)) - 2);
+  return with_commas(std::llround(std::round(*value / magnitude) * magnitude));
+}
+
+std::string format_ms(std::optional<double> value) {
+  if (!value) return "—";
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f", *value);
+  return text;
+}
 
 // The 1-minute load average: figures taken while other work runs on the machine are slower.
 std::string load_average() {
