@@ -48,6 +48,7 @@ Dispatch::Dispatch(Outbox& outbox, Counters& counters, Peers& peers, Batches& ba
     : outbox_(outbox), counters_(counters), peers_(peers), batches_(batches) {}
 
 void Dispatch::run() {
+  next_reclaim_check_ = Clock::time_point::max();
   if (batches_.empty()) return;
   std::vector<Executor*> ready;
   std::size_t live = 0;
@@ -136,8 +137,12 @@ void Dispatch::reclaim_for_idle(const std::vector<Executor*>& idle) {
   for (Executor& busy : peers_.executors()) {
     if (wanted == 0) return;
     if (busy.draining || busy.reclaim_pending || busy.in_flight.size() < 2) continue;
-    const auto running_for = now - busy.front_since;
-    if (running_for < kReclaimAfter || running_for < 2 * busy.in_flight.front().expected) continue;
+    const auto due = busy.front_since + std::max<Clock::duration>(kReclaimAfter, 2 * busy.in_flight.front().expected);
+    if (now < due) {
+      // Not overdue yet: the loop looks again when it will be, whatever else happens meanwhile.
+      next_reclaim_check_ = std::min(next_reclaim_check_, due);
+      continue;
+    }
     const InFlight& last = busy.in_flight.back();
     const std::string& name = last.frame->names[last.frame->name_at(last.position)];
     if (std::none_of(idle.begin(), idle.end(), [&](const Executor* executor) { return executor->serves(name); })) {
@@ -176,7 +181,12 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
                                                           room_ahead(executor, *first));
     if (share == 0) return false;
     given.emplace_back(&executor, id);
-    if (chosen.max_running > 0) share = std::min<std::size_t>(share, chosen.max_running - chosen.in_flight);
+    if (chosen.max_running > 0) {
+      // A capped batch's running slots are spread over the executors that can take part: one
+      // executor holding two of a cap of two would leave the other idle until it answers.
+      share = std::min<std::size_t>({share, chosen.max_running - chosen.in_flight,
+                                     std::max<std::size_t>(1, (chosen.max_running + capacity - 1) / capacity)});
+    }
     send_work(executor, chosen, first, static_cast<std::uint32_t>(std::min<std::size_t>(executor.free(), share)), alone);
     return true;
   });

@@ -55,8 +55,9 @@ class Dispatch {
   // more for each such executor, up to the tasks waiting. Local mode's pool grows this way, as
   // wide as the work (client/src/width.hpp); fanout-worker --max-processes opts in.
   void grow(Clock::time_point now);
-  // When grow() should look again (an executor's task is about to turn slow), or time_point::max().
-  Clock::time_point next_growth_check() const noexcept { return next_growth_check_; }
+  // When the loop should come back here even if nothing arrives: an executor's task is about to
+  // turn slow (grow()) or to overrun enough for a reclaim (run()); time_point::max() when neither.
+  Clock::time_point next_check() const noexcept { return std::min(next_growth_check_, next_reclaim_check_); }
 
   // The executors a send failed to since the last call (ZMQ_ROUTER_MANDATORY: they are gone). The
   // work they were given is still in their in-flight lists, to be taken back when they are lost.
@@ -78,6 +79,7 @@ class Dispatch {
   Batches& batches_;
   std::vector<PeerId> unreachable_;
   Clock::time_point next_growth_check_ = Clock::time_point::max();
+  Clock::time_point next_reclaim_check_ = Clock::time_point::max();
 };
 
 }  // namespace fanout::broker

@@ -209,7 +209,7 @@ void Loop::drop_client(const PeerId& peer) {
 // ---- timers -----------------------------------------------------------------------------------
 
 std::chrono::milliseconds Loop::until_next_timer() const {
-  const auto next = std::min(batches_.next_deadline(next_heartbeat_), dispatch_.next_growth_check());
+  const auto next = std::min(batches_.next_deadline(next_heartbeat_), dispatch_.next_check());
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
   return std::clamp(left, std::chrono::milliseconds(0), config_.heartbeat);
 }
