@@ -252,3 +252,33 @@ TEST_CASE("a worker of fixed size is never asked to grow, and quick tasks never 
   REQUIRE(executor.wait_held(1));
   CHECK_FALSE(fixed->take(Kind::GROW, std::chrono::milliseconds(300)));
 }
+
+TEST_CASE("a retry that asks to avoid a worker runs on another one, and on that worker only when no other serves it") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto first_worker = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor first(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  const auto avoiding = [](std::uint64_t batch, const std::string& worker) {
+    wire::OutMessage out;
+    fill_tasks(out.envelope().initTasks(), batch, 1, {{0, "square"}}, 0);
+    out.envelope().getTasks().getTasks()[0].setAvoidWorker(worker);
+    return out.frame();
+  };
+
+  // Alone, w1 still runs it: better there than nowhere.
+  client.send(avoiding(15, "w1"));
+  REQUIRE(first.wait_held(1));
+
+  auto second_worker = make_supervisor(context, broker.endpoint(), "w2", 1);
+  FakeExecutor second(context, broker.endpoint(), holding("w2/0/0", "w2"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 2));
+  first.answer(1);
+  REQUIRE(client.wait_settled(15, 1));
+  // Both idle now: the retry of a task that failed on w1 goes to w2.
+  client.send(avoiding(16, "w1"));
+  REQUIRE(second.wait_held(1));
+  CHECK(second.held().front().batch == 16);
+  CHECK(first.stats().tasks == 1);
+}
