@@ -28,6 +28,16 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
   if (clients_.count(peer) != 0) return refuse("a client cannot announce itself as a worker");
   if (role == wire::Announce::Role::SUPERVISOR) {
     if (executors_.count(peer) != 0) return refuse("an executor cannot become a supervisor");
+    // One registration per worker: a supervisor that reconnected (a fresh socket after a silence)
+    // replaces its old registration, which must not take the worker's executors with it when it
+    // would have expired.
+    if (auto previous = supervisor_by_worker_.find(worker);
+        previous != supervisor_by_worker_.end() && previous->second != peer) {
+      if (auto old = supervisors_.find(previous->second); old != supervisors_.end()) {
+        logger_.debug("broker: worker {} reconnected; its previous connection is forgotten", worker);
+        supervisors_.erase(old);
+      }
+    }
     Supervisor& supervisor = supervisors_[peer];
     const bool was_draining = supervisor.draining;
     supervisor.worker_id = worker;
@@ -160,9 +170,10 @@ std::vector<PeerId> Peers::remove_supervisor(const PeerId& peer, const std::stri
   if (found == supervisors_.end()) return {};
   const std::string worker = found->second.worker_id;
   supervisors_.erase(found);
-  if (auto by_worker = supervisor_by_worker_.find(worker); by_worker != supervisor_by_worker_.end() && by_worker->second == peer) {
-    supervisor_by_worker_.erase(by_worker);
-  }
+  const auto by_worker = supervisor_by_worker_.find(worker);
+  // A registration the worker already replaced (it reconnected) takes nothing with it.
+  if (by_worker == supervisor_by_worker_.end() || by_worker->second != peer) return {};
+  supervisor_by_worker_.erase(by_worker);
   std::vector<PeerId> its;
   for (const auto& [id, executor] : executors_) {
     if (executor.worker == worker) its.push_back(id);

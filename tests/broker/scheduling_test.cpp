@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <thread>
 #include <vector>
 
 #include "broker_harness.hpp"
@@ -281,4 +282,27 @@ TEST_CASE("a retry that asks to avoid a worker runs on another one, and on that 
   REQUIRE(second.wait_held(1));
   CHECK(second.held().front().batch == 16);
   CHECK(first.stats().tasks == 1);
+}
+
+TEST_CASE("a worker's supervisor that reconnects replaces its registration: the old one's silence takes no executor") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto old_connection = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  client.send(tasks_window(17, 1, 0, 1));
+  REQUIRE(executor.wait_held(1));
+
+  // The supervisor reconnects from a fresh socket; the old one falls silent.
+  auto fresh = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1:again"});
+  fresh->send(announce_supervisor("w1", 1));
+  old_connection->set_heartbeat(false);
+  // Well past the liveness period of the old connection: the executor is still there, its task
+  // neither requeued nor charged an attempt.
+  CHECK_FALSE(fanout_test::eventually([&] { return broker.counters().executors_lost > 0; }, 3 * kLiveness));
+  CHECK(broker.counters().requeued_tasks == 0);
+  executor.answer(1);
+  REQUIRE(client.wait_settled(17, 1));
+  CHECK(client.outcomes(17).at(0).ok);
 }
