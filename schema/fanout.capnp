@@ -137,6 +137,8 @@ enum ErrorKind {
   badResult @7;              # The result does not decode into the type the caller expects.
   refused @8;                # The worker will not run it (e.g. shell commands without --allow-shell).
   badMessage @9;             # The peer sent something unreadable or of another protocol version.
+  unreachable @10;           # The broker could not be reached for longer than the client waits
+                             # (its reconnect limit or the batch's deadline).
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +180,9 @@ struct TaskBatch {
   tasks @3 :List(Task);
   deferred @4 :Bool;         # Fire-and-forget: acknowledged once journaled, results stay at the broker.
   maxRunning @5 :UInt32;     # At most this many of the batch's tasks at executors at once; 0 = no limit.
+  settledBefore @6 :UInt32;  # A batch resubmitted to a broker that restarted (or forgot it): how
+                             # many of its slots the client already has. They count as received
+                             # and settled; the windows bring the others again.
 }
 
 struct Announce {

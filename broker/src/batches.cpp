@@ -26,7 +26,10 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
     return refuse("batch id " + std::to_string(id) + " belongs to another client");
   }
   const std::uint32_t total = known != batches_.end() ? known->second.total : window.getTotal();
-  const std::uint32_t received = known != batches_.end() ? known->second.received : 0;
+  // A batch resubmitted after this broker restarted: the slots its client already has count as
+  // received and settled.
+  const std::uint32_t settled_before = known != batches_.end() ? 0 : window.getSettledBefore();
+  const std::uint32_t received = known != batches_.end() ? known->second.received : settled_before;
   for (const auto task : tasks) {
     if (task.getIndex() >= total) {
       return refuse("task index " + std::to_string(task.getIndex()) + " is outside the batch of " +
@@ -46,6 +49,8 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
     batch.id = id;
     batch.client = client;
     batch.total = total;
+    batch.received = settled_before;
+    batch.settled = settled_before;
     batch.timeout_ms = window.getTimeoutMs();
     batch.max_running = window.getMaxRunning();
     if (batch.timeout_ms > 0) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -31,6 +32,7 @@ capnp::List<wire::Task>::Builder BatchLink::start_window(wire::OutMessage& out, 
   window.setTimeoutMs(header_.timeout_ms);
   window.setMaxRunning(header_.max_running);
   window.setDeferred(header_.deferred);
+  window.setSettledBefore(header_.settled_before);
   return window.initTasks(static_cast<unsigned>(count));
 }
 
@@ -51,8 +53,9 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
   // Silence counts from the moment work is out, not from the last answer before it went out.
   if (awaiting && !awaiting_) last_heard_ = now;
   awaiting_ = awaiting;
-  // A deferred batch sends nothing but its window: the broker knows it only once it took it.
-  const bool beats = opened_ && !failed_ && !header_.deferred;
+  // Heartbeats keep the broker knowing this client; the answer to one after a restart ("I do not
+  // know you") is how a client learns that its batch is gone.
+  const bool beats = opened_ && !failed_;
   if (beats) until = std::min(until, last_beat_ + wire::kHeartbeatInterval);
 
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
@@ -73,10 +76,15 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
       send_simple([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
       last_beat_ = later;
     }
-    if (awaiting_ && later - last_heard_ > wire::kBrokerSilence) {
-      fail(ErrorKind::worker_lost, "no word from the broker at " + where_ + " for " +
+    const auto silent = later - last_heard_;
+    if (awaiting_ && !heard_ && silent > wire::kBrokerSilence) {
+      fail(ErrorKind::unreachable, "no word from the broker at " + where_ + " for " +
                                        std::to_string(std::chrono::duration_cast<milliseconds>(wire::kBrokerSilence).count()) +
                                        " ms");
+    } else if (awaiting_ && heard_ && silent > header_.reconnect_limit) {
+      fail(ErrorKind::unreachable, "the broker at " + where_ + " has not answered for " +
+                                       std::to_string(header_.reconnect_limit.count()) +
+                                       " ms (its reconnect limit, FANOUT_RECONNECT_MS); its tasks are given up");
     }
   }
   return count == 2 && (items[1].revents & ZMQ_POLLIN) != 0;
@@ -86,6 +94,7 @@ void BatchLink::drain() {
   zmq::message_t frame;
   while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
     last_heard_ = Clock::now();
+    heard_ = heard_ || opened_;
     auto message = wire::InMessage::parse(std::move(frame));
     if (!message || failed_) continue;  // unreadable: the broker never sends those; nothing to settle
     try {
@@ -120,6 +129,9 @@ void BatchLink::handle(wire::Envelope::Reader envelope) {
     }
     case wire::Envelope::ERROR: {
       const auto error = envelope.getError();
+      // `refused` to a client is the broker's "I do not know you": it restarted, and the batch is
+      // gone with it. Its owner sends what has no outcome yet again.
+      if (error.getKind() == wire::ErrorKind::REFUSED && opened_) return receiver_.broker_forgot();
       if (!receiver_.complaint_is_fatal(error)) return;
       const char* what = error.getKind() == wire::ErrorKind::BAD_MESSAGE ? " could not take " : " lost ";
       return fail(ErrorKind::worker_lost,
@@ -145,6 +157,22 @@ void BatchLink::send_simple(Fill fill) noexcept {
   } catch (...) {
     // A message that cannot leave now: the broker drops a silent client after its liveness.
   }
+}
+
+std::chrono::milliseconds BatchLink::default_reconnect_limit() {
+  static const std::chrono::milliseconds limit = [] {
+    if (const char* value = std::getenv("FANOUT_RECONNECT_MS"); value != nullptr && *value != '\0') {
+      return std::chrono::milliseconds(std::strtoull(value, nullptr, 10));
+    }
+    return std::chrono::milliseconds(30000);
+  }();
+  return limit;
+}
+
+void BatchLink::restart(std::uint32_t settled_before, std::uint32_t timeout_ms) {
+  header_.settled_before = settled_before;
+  header_.timeout_ms = timeout_ms;
+  opened_ = false;  // the next window opens the batch at the broker again
 }
 
 void BatchLink::cancel() noexcept {

@@ -5,8 +5,13 @@
 // It owns the batch's id and the protocol's obligations on the client side: every window of the
 // batch carries the same header (total, timeout, running limit, deferred), windows are cut to the
 // frame limits (kFrameTasks tasks, kFrameBytes of arguments), the broker is heartbeaten once it
-// knows the batch, a broker silent for wire::kBrokerSilence while work is out is taken for gone,
-// and the batch ends with `cancel` and/or `bye` as the owner decides.
+// knows the batch, and the batch ends with `cancel` and/or `bye` as the owner decides.
+//
+// A broker that goes away costs time, not work. A broker that answers `refused` (it restarted and
+// no longer knows this client) makes the link ask its owner to send again every task without an
+// outcome (Receiver::broker_forgot, then restart()). A broker that falls silent while work is out
+// is waited for, heartbeats queued for its return, up to the reconnect limit (FANOUT_RECONNECT_MS,
+// 30 s by default); only a broker never heard from is given up after wire::kBrokerSilence.
 //
 // It does not own the tasks or what they became: the owner writes each task (send_window's fill)
 // and is told what comes back through a Receiver, so that results are decoded in place into the
@@ -49,7 +54,13 @@ class BatchLink {
     std::uint32_t timeout_ms = 0;   // TaskBatch.timeoutMs, 0 = none
     std::uint32_t max_running = 0;  // TaskBatch.maxRunning, 0 = no cap
     bool deferred = false;          // defer: acknowledged once journaled; the client sends nothing else
+    std::uint32_t settled_before = 0;  // TaskBatch.settledBefore: slots settled before a restart()
+    // How long a broker that answered before may stay silent while work is out.
+    std::chrono::milliseconds reconnect_limit = default_reconnect_limit();
   };
+
+  // FANOUT_RECONNECT_MS, else 30 s.
+  static std::chrono::milliseconds default_reconnect_limit();
 
   // What comes back for this batch, from inside pump().
   class Receiver {
@@ -60,10 +71,12 @@ class BatchLink {
     virtual void output(wire::OutputChunk::Reader /*chunk*/) {}
     // An ack of this batch that refuses nothing (a deferred batch's receipt comes this way).
     virtual void acknowledged(wire::Ack::Reader /*ack*/) {}
-    // The broker complained about something this socket sent: whether that loses the batch. By
-    // default it does: the broker does not know this client (it restarted) or could not read
-    // what it sent.
+    // The broker complained about something this socket sent (other than not knowing this client):
+    // whether that loses the batch. By default it does (it could not read what was sent).
     virtual bool complaint_is_fatal(wire::TaskError::Reader /*error*/) { return true; }
+    // The broker no longer knows this batch (it restarted while the batch ran): the owner calls
+    // restart() and sends again every task it has no outcome for. Outcomes it has are kept.
+    virtual void broker_forgot() = 0;
     // The batch is lost: refused, forgotten by the broker, or the broker went silent. Called once;
     // the link sends nothing more afterwards. `message` says so in a sentence naming the broker.
     virtual void link_failed(ErrorKind kind, const std::string& message) = 0;
@@ -118,6 +131,10 @@ class BatchLink {
   // out). Returns whether `wake_fd` was readable. Throws zmq::error_t when the socket fails.
   bool pump(Clock::time_point until, bool awaiting, int wake_fd = -1);
 
+  // After broker_forgot(): windows from now on open the batch afresh at the broker, saying that
+  // `settled_before` slots are settled already, with `timeout_ms` left of its deadline.
+  void restart(std::uint32_t settled_before, std::uint32_t timeout_ms);
+
   // Drop the batch's queued tasks and stop its running ones; its open slots come back cancelled.
   void cancel() noexcept;
   // The client is leaving: the broker forgets it and this batch at once. The socket then lingers
@@ -135,12 +152,13 @@ class BatchLink {
 
   zmq::socket_t& socket_;
   const std::string where_;
-  const Header header_;
+  Header header_;
   Receiver& receiver_;
   const std::uint64_t id_;
   bool opened_ = false;
   bool failed_ = false;
   bool awaiting_ = false;
+  bool heard_ = false;  // the broker has answered since the batch opened: it exists, silence is a pause
   Clock::time_point last_heard_{};
   Clock::time_point last_beat_{};
 };

@@ -228,7 +228,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
       fill_task(task, first + static_cast<std::uint32_t>(i), waiting_[i].spec, options_.stream);
     });
     for (std::size_t i = 0; i < count; ++i) {
-      in_flight_.emplace(next_index_++, waiting_.front().seq);
+      in_flight_.emplace(next_index_++, std::move(waiting_.front()));
       waiting_.pop_front();
     }
     sent_.fetch_add(count, std::memory_order_relaxed);
@@ -251,6 +251,14 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
 
   void link_failed(ErrorKind, const std::string& message) override { fail(message); }
 
+  // The broker restarted and forgot the session's batch: every job sent and not finished goes
+  // again, first, in the order it was submitted (under new indexes).
+  void broker_forgot() override {
+    for (auto job = in_flight_.rbegin(); job != in_flight_.rend(); ++job) waiting_.push_front(std::move(job->second));
+    in_flight_.clear();
+    link_.restart(0, 0);
+  }
+
   void fail(const std::string& why) {
     if (failed_) return;
     failed_ = true;
@@ -258,7 +266,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     if (on_failure_) on_failure_(why);
     auto in_flight = std::move(in_flight_);
     in_flight_.clear();
-    for (const auto& [index, seq] : in_flight) on_finished_(seq, failure(126, why, "broker " + options_.endpoint));
+    for (const auto& [index, job] : in_flight) on_finished_(job.seq, failure(126, why, "broker " + options_.endpoint));
     settle_waiting();
   }
 
@@ -267,14 +275,14 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     const auto job = in_flight_.find(chunk.getIndex());
     if (job == in_flight_.end()) return;
     const auto data = chunk.getData();
-    on_output_(job->second, chunk.getStream() == wire::OutputChunk::Stream::OUT ? OutputType::out : OutputType::err,
+    on_output_(job->second.seq, chunk.getStream() == wire::OutputChunk::Stream::OUT ? OutputType::out : OutputType::err,
                std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
   }
 
   void result(wire::Result::Reader result) override {
     const auto job = in_flight_.find(result.getIndex());
     if (job == in_flight_.end()) return;
-    const std::size_t seq = job->second;
+    const std::size_t seq = job->second.seq;
     in_flight_.erase(job);
     on_finished_(seq, outcome_of(result));
   }
@@ -304,7 +312,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
 
   // The thread's alone.
   std::deque<Submitted> waiting_;                    // taken, not sent yet
-  std::map<std::uint32_t, std::size_t> in_flight_;  // sent, not finished: batch index -> seq
+  std::map<std::uint32_t, Submitted> in_flight_;  // sent, not finished, by batch index (kept to send again)
   std::uint32_t next_index_ = 0;
   bool cancelled_ = false;
   bool failed_ = false;

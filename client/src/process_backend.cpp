@@ -143,21 +143,27 @@ class BatchRun final : private BatchLink::Receiver {
 
   void go() {
     const std::size_t total = batch_.size();
+    started_ = Clock::now();
     // A broker that stops answering must not hang the caller past the batch's deadline.
     std::optional<Clock::time_point> give_up;
-    if (options_.deadline.count() > 0) give_up = Clock::now() + options_.deadline + std::chrono::seconds(2);
+    if (options_.deadline.count() > 0) give_up = started_ + options_.deadline + std::chrono::seconds(2);
 
     try {
       while (results_.settled_count() < total) {
-        while (next_ < total && next_ - results_.settled_count() < kWindowTasks) {
-          const std::size_t room = kWindowTasks - (next_ - results_.settled_count());
-          const std::size_t frame = total <= kSingleFrameBatch ? total : link::kFrameTasks;
-          send_window(std::min({frame, total - next_, room}));
+        while (in_flight() < kWindowTasks && (resend_ < resend_end_ || next_ < total)) {
+          const std::size_t room = kWindowTasks - in_flight();
+          if (resend_ < resend_end_) {
+            resend_window(room);
+          } else {
+            const std::size_t frame = total <= kSingleFrameBatch ? total : link::kFrameTasks;
+            send_window(std::min({frame, total - next_, room}));
+          }
         }
         if (results_.settled_count() >= total) break;
 
         // With a cancellation token, wake up now and then to look at it.
         link_.pump(Clock::now() + (options_.cancelled ? kCancelCheck : wire::kHeartbeatInterval), /*awaiting=*/true);
+        if (forgotten_) restart();
         if (results_.cancelled()) {
           link_.cancel();  // the broker drops what is queued and stops what runs
           fail_open(ErrorKind::cancelled, "the batch was cancelled");
@@ -180,24 +186,71 @@ class BatchRun final : private BatchLink::Receiver {
   }
 
  private:
+  // Tasks sent to the broker (since it last forgot the batch) that have no outcome yet.
+  std::size_t in_flight() const { return sent_ - (results_.settled_count() - settled_base_); }
+
   // Sends the next tasks, up to `count` of them: as many as fit in one window.
   void send_window(std::size_t count) {
-    count = BatchLink::window_size(count, [&](std::size_t i) { return argument_bytes(batch_, next_ + i); });
     const std::size_t first = next_;
-    const auto timeout_ms = static_cast<std::uint32_t>(options_.timeout.count());
+    count = BatchLink::window_size(count, [&](std::size_t i) { return argument_bytes(batch_, first + i); });
     next_ += count;
-    const std::size_t bytes = link_.send_window(
-        count, count * 16, [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch_, first + i, timeout_ms); });
+    send_tasks(count, [first](std::size_t i) { return first + i; });
+  }
+
+  // After the broker forgot the batch: the next tasks sent before and still without an outcome.
+  void resend_window(std::size_t room) {
+    std::vector<std::size_t> indexes;
+    const std::size_t most = std::min(room, link::kFrameTasks);
+    for (; resend_ < resend_end_ && indexes.size() < most; ++resend_) {
+      if (!results_.settled(resend_)) indexes.push_back(resend_);
+    }
+    if (indexes.empty()) return;
+    const std::size_t count = BatchLink::window_size(indexes.size(), [&](std::size_t i) { return argument_bytes(batch_, indexes[i]); });
+    if (count < indexes.size()) resend_ = indexes[count];  // the rest go in the next window
+    send_tasks(count, [&indexes](std::size_t i) { return indexes[i]; });
+  }
+
+  // Sends slots index_of(0..count) in one window.
+  template <class IndexOf>
+  void send_tasks(std::size_t count, IndexOf index_of) {
+    const auto timeout_ms = static_cast<std::uint32_t>(options_.timeout.count());
+    sent_ += count;
+    const std::size_t bytes = link_.send_window(count, count * 16, [&](wire::Task::Builder task, std::size_t i) {
+      encode_task(task, batch_, index_of(i), timeout_ms);
+    });
     if (bytes > wire::kDefaultMaxFrameBytes) {  // one task's arguments alone are larger than that
-      for (std::size_t i = first; i < next_; ++i) {
-        results_.failure(i, FailureInfo{ErrorKind::bad_message, "",
-                                        "its arguments take " + std::to_string(bytes) + " bytes, more than the " +
-                                            std::to_string(wire::kDefaultMaxFrameBytes >> 20) +
-                                            " MiB a broker accepts in one message",
-                                        "client"});
+      for (std::size_t i = 0; i < count; ++i) {
+        results_.failure(index_of(i), FailureInfo{ErrorKind::bad_message, "",
+                                                  "its arguments take " + std::to_string(bytes) + " bytes, more than the " +
+                                                      std::to_string(wire::kDefaultMaxFrameBytes >> 20) +
+                                                      " MiB a broker accepts in one message",
+                                                  "client"});
       }
     }
   }
+
+  // The broker restarted (or dropped this client) and forgot the batch: every task sent and still
+  // without an outcome goes again, with what is left of the deadline; outcomes already here stay.
+  void restart() {
+    forgotten_ = false;
+    std::uint32_t deadline_left = 0;
+    if (options_.deadline.count() > 0) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(started_ + options_.deadline - Clock::now());
+      if (left.count() <= 0) {
+        return fail_open(ErrorKind::timeout, "the batch exceeded its deadline of " +
+                                                 std::to_string(options_.deadline.count()) +
+                                                 " ms while its broker restarted");
+      }
+      deadline_left = static_cast<std::uint32_t>(left.count());
+    }
+    link_.restart(static_cast<std::uint32_t>(results_.settled_count()), deadline_left);
+    resend_ = 0;
+    resend_end_ = next_;
+    sent_ = 0;
+    settled_base_ = results_.settled_count();
+  }
+
+  void broker_forgot() override { forgotten_ = true; }
 
   void result(wire::Result::Reader result) override {
     if (result.getIndex() >= batch_.size()) return;
@@ -222,7 +275,13 @@ class BatchRun final : private BatchLink::Receiver {
   const RunOptions& options_;
   Health health_;
   BatchLink link_;
-  std::size_t next_ = 0;
+  Clock::time_point started_;
+  std::size_t next_ = 0;          // slots [0, next_) have been sent at least once
+  std::size_t sent_ = 0;          // tasks sent since the broker last (re)opened the batch
+  std::size_t settled_base_ = 0;  // outcomes there were then
+  std::size_t resend_ = 0;        // after a restart: slots [resend_, resend_end_) to send again
+  std::size_t resend_end_ = 0;
+  bool forgotten_ = false;        // the broker said it does not know the batch (handled after pump)
 };
 
 Error too_large_to_defer(std::size_t tasks, std::size_t bytes, bool at_least) {
@@ -248,7 +307,10 @@ class DeferredAnswer final : public BatchLink::Receiver {
   bool complaint_is_fatal(wire::TaskError::Reader error) override {
     return error.getKind() == wire::ErrorKind::BAD_MESSAGE;
   }
+  // It restarted before it took the batch (or before it said so): the batch goes again.
+  void broker_forgot() override { forgotten = true; }
   void link_failed(ErrorKind, const std::string& message) override { refusal = message; }
+  bool forgotten = false;
 };
 
 // Sends `batch` whole, as one deferred `tasks` window, over a socket of `sockets`, and waits for
@@ -273,9 +335,12 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
   auto socket = sockets.lease();
   DeferredAnswer answer;
   BatchLink link(*socket, where, BatchLink::Header{static_cast<std::uint32_t>(total), timeout_ms, 0, true}, answer);
-  const std::size_t sent_bytes = link.send_window(
-      total, total * 16 + payload / sizeof(capnp::word),
-      [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::kDefaultMaxFrameBytes);
+  const auto send = [&] {
+    return link.send_window(
+        total, total * 16 + payload / sizeof(capnp::word),
+        [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::kDefaultMaxFrameBytes);
+  };
+  const std::size_t sent_bytes = send();
   if (sent_bytes > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, sent_bytes, false);
 
   const auto deadline = Clock::now() + limit;
@@ -296,6 +361,11 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
                   " ms; it may or may not have been accepted (a broker that took it runs it)");
     }
     link.pump(std::min(deadline, now + wire::kHeartbeatInterval), /*awaiting=*/false);
+    if (answer.forgotten) {  // the broker restarted without taking it: at least once, so send it again
+      answer.forgotten = false;
+      link.restart(0, timeout_ms);
+      send();
+    }
   }
 }
 

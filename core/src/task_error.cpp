@@ -17,6 +17,7 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::bad_result: return "bad result";
     case ErrorKind::refused: return "refused";
     case ErrorKind::bad_message: return "bad message";
+    case ErrorKind::unreachable: return "unreachable";
   }
   return "unknown";
 }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -197,6 +198,29 @@ TEST_CASE("after a broker restart, workers reconnect on their own") {
   for (int i = 0; i < 50; ++i) calls.push_back(square(i));
   const auto results = remote().run(calls);
   CHECK(results[49] == 49 * 49);
+  INFO(workers.logs());
+}
+
+TEST_CASE("a batch in flight survives a broker SIGKILLed and restarted: every slot once, at the cost of the restart") {
+  auto& workers = cluster();  // the library worker: two executors
+  const std::vector<fanout::Call<int>> calls(20, sleep_ms(300));  // ten rounds: 3 s without a fault
+  std::atomic<int> outcomes{0};
+  std::thread restarter([&] {
+    std::this_thread::sleep_for(1000ms);
+    const std::string endpoint = workers.endpoint_;
+    workers.broker_->kill_all();
+    workers.start_broker(endpoint);  // the same port
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto results = remote().run(calls, [&](std::size_t, fanout::Outcome<int>&& outcome) {
+    CHECK(outcome.ok());
+    ++outcomes;
+  });
+  restarter.join();
+  CHECK(results == std::vector<int>(20, 300));
+  CHECK(outcomes == 20);  // each slot once: what came before the restart was kept, not run again
+  // The restart costs the time workers take to notice and reconnect, not the batch.
+  CHECK(std::chrono::steady_clock::now() - started < 9s);
   INFO(workers.logs());
 }
 

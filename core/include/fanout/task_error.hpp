@@ -24,6 +24,7 @@ enum class ErrorKind {
   bad_result,     // the result does not decode into the type the caller expects
   refused,        // the executor will not run it (e.g. shell without --allow-shell)
   bad_message,    // something unreadable arrived instead of a result
+  unreachable,    // the broker could not be reached for longer than the client waits for it
 };
 
 // "exception", "unknown task", "bad arguments", "crashed", "timeout", "worker lost"...
