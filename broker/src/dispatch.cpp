@@ -53,7 +53,7 @@ void Dispatch::run() {
   std::vector<Executor*> ready;
   std::size_t live = 0;
   for (Executor& executor : peers_.executors()) {
-    if (executor.draining) continue;
+    if (executor.draining || executor.unconfirmed) continue;
     ++live;
     if (executor.free() > 0) ready.push_back(&executor);
   }
@@ -82,7 +82,9 @@ void Dispatch::run() {
   while (moved) {
     moved = false;
     for (Executor* executor : ready) {
-      if (!executor->draining && executor->free() > 0 && assign_one(*executor, capacity, given)) moved = true;
+      if (!executor->draining && !executor->unconfirmed && executor->free() > 0 && assign_one(*executor, capacity, given)) {
+        moved = true;
+      }
     }
   }
   // Executors still idle with nothing queued for them: work that another holds behind a task that

@@ -30,6 +30,9 @@ Loop::Loop(Config config, zmq::context_t& context)
   // oversized frame is counted and answered rather than silently cutting the connection.
   wire::configure_socket(router_, config_.max_frame_bytes * 2);
   router_.set(zmq::sockopt::router_mandatory, 1);
+  // A peer that reconnects from a fresh socket under the same routing id (an executor after a
+  // partition, its old connection not yet known to be dead) takes the name over at once.
+  router_.set(zmq::sockopt::router_handover, 1);
   // Every endpoint is checked before any is bound: a refused one must not leave others listening.
   for (const auto& endpoint : config_.endpoints) check_endpoint_allowed(endpoint, config_.insecure);
   for (const auto& endpoint : config_.endpoints) {

@@ -37,6 +37,11 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
         logger_.debug("broker: worker {} reconnected; its previous connection is forgotten", worker);
         supervisors_.erase(old);
       }
+      // Its executors reconnect too (the supervisor tells them to); until each has announced
+      // itself again, its old connection may be dead: no work goes there.
+      for (auto& [id, executor] : executors_) {
+        if (executor.worker == worker) executor.unconfirmed = true;
+      }
     }
     Supervisor& supervisor = supervisors_[peer];
     const bool was_draining = supervisor.draining;
@@ -73,6 +78,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
   executor.processes = std::max<std::uint32_t>(1, announce.getProcesses());
   executor.last_seen = now;
   executor.draining = announce.getDraining();
+  executor.unconfirmed = false;
   if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {
     if (auto s = supervisors_.find(supervisor->second); s != supervisors_.end() && s->second.draining) executor.draining = true;
   }

@@ -149,6 +149,9 @@ struct Executor {
   std::chrono::nanoseconds backlog{0};  // the expected run time of everything in flight
   Clock::time_point front_since{};      // since when the front task has been the front (running)
   bool reclaim_pending = false;         // asked to hand back what it has not started; no answer yet
+  // Its supervisor reconnected (after a partition, say): it gets no work until it has announced
+  // itself again, from a connection that is known to work.
+  bool unconfirmed = false;
   Clock::time_point last_seen;
   bool draining = false;
 

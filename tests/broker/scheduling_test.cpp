@@ -306,3 +306,23 @@ TEST_CASE("a worker's supervisor that reconnects replaces its registration: the 
   REQUIRE(client.wait_settled(17, 1));
   CHECK(client.outcomes(17).at(0).ok);
 }
+
+TEST_CASE("after its supervisor reconnected, an executor gets work only once it has announced itself again") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto old_connection = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+
+  // A partition ends: the supervisor comes back on a fresh connection; the executor's may be dead.
+  auto fresh = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1:again"});
+  fresh->send(announce_supervisor("w1", 1));
+  fresh->send(status_request());  // answered after the announce (one connection keeps its order)
+  REQUIRE(fresh->take(Kind::STATUS));
+  FakeClient client(context, broker.endpoint());
+  client.send(tasks_window(18, 1, 0, 1));
+  CHECK_FALSE(executor.wait_held(1, std::chrono::milliseconds(300)));
+
+  executor.peer().send(announce_executor("w1/0/0", "w1", {"square"}, 64));  // reachable again
+  REQUIRE(executor.wait_held(1));
+}

@@ -214,6 +214,16 @@ class Executor {
     last_announce_ = Clock::now();
   }
 
+  // A fresh socket under the same routing id (the broker's ROUTER hands the name over). What the
+  // old one still held is dropped: the broker requeues what it does not hear about.
+  void reconnect() {
+    socket_.close();
+    socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
+    wire::configure_socket(socket_);
+    socket_.set(zmq::sockopt::routing_id, config_.executor_id);
+    socket_.connect(config_.broker);
+  }
+
   void heartbeat_if_due(Clock::time_point now) {
     if (now < next_heartbeat_) return;
     next_heartbeat_ = now + config_.heartbeat;
@@ -258,6 +268,9 @@ class Executor {
   void handle_signals() {
     for (const int signal : sys::read_signals(signals_.get())) {
       if (signal == SIGUSR1) {
+        // Its supervisor reconnected (the broker restarted, or a partition ended): so does it, on
+        // a fresh connection, rather than wait for the old one to be found dead.
+        reconnect();
         announce();
       } else if (!draining_) {  // SIGTERM or SIGINT
         begin_drain();
