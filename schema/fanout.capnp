@@ -202,6 +202,8 @@ struct Announce {
   draining @9 :Bool;         # Stopping: send nothing new.
   maxProcesses @10 :UInt32;  # Supervisors: how many executors it may run at most when asked to
                              # grow (0 or `processes`: a fixed number).
+  fresh @11 :Bool;           # Executors: announced from a fresh connection (after a partition):
+                             # what was sent to the previous one may never have arrived.
 }
 
 struct TaskRef {

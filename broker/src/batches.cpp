@@ -381,6 +381,14 @@ void Batches::on_hand_back(Executor& executor, wire::HandBack::Reader hand_back)
   }
 }
 
+void Batches::requeue_in_flight(Executor& executor) {
+  if (executor.in_flight.empty()) return;
+  take_back(executor, std::nullopt, Blame::nobody, "reconnected");
+  executor.in_flight.clear();
+  executor.backlog = std::chrono::nanoseconds(0);
+  executor.front_since = Clock::now();
+}
+
 void Batches::drop_client(const PeerId& client) {
   for (const std::uint64_t id : turns_.remove_client(client)) {
     auto batch = batches_.find(id);

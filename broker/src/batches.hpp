@@ -94,6 +94,10 @@ class Batches {
   void take_back(const Executor& lost, std::optional<std::pair<std::uint64_t, std::uint32_t>> running, Blame blame,
                  const std::string& how);
 
+  // Takes back every task in flight at a live executor that reconnected (they may have been lost
+  // with its old connection), without blame, and empties its list.
+  void requeue_in_flight(Executor& executor);
+
   // A client that left (bye) or went silent: nobody waits for its batches any more, so they are
   // forgotten. Shell commands it still has running are stopped, as on cancel (a command may run
   // for hours, and whoever started it is gone); other running tasks finish and their results are

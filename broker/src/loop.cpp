@@ -137,6 +137,11 @@ void Loop::handle(const PeerId& peer, wire::InMessage message) {
     case wire::Envelope::ANNOUNCE:
       // Queued tasks that nobody could serve may have found their executor, or still have none.
       if (peers_.on_announce(peer, envelope.getAnnounce(), now) == Peers::Announced::executor) {
+        // From a fresh connection: what was sent to its old one may never have arrived. It runs
+        // again elsewhere (at least once); a result that does come is then a duplicate.
+        if (envelope.getAnnounce().getFresh()) {
+          if (Executor* executor = peers_.heard_from_executor(peer, now)) batches_.requeue_in_flight(*executor);
+        }
         batches_.fail_unserved_everywhere();
       }
       return;

@@ -147,6 +147,7 @@ class FakeBroker {
   explicit FakeBroker(const std::string& endpoint) : router_(context_, zmq::socket_type::router) {
     wire::configure_socket(router_);
     router_.set(zmq::sockopt::router_mandatory, true);
+    router_.set(zmq::sockopt::router_handover, true);  // as the real broker: a peer that reconnects takes its name over
     router_.bind(endpoint);
     endpoint_ = router_.get(zmq::sockopt::last_endpoint);
   }

@@ -147,7 +147,7 @@ class Executor {
         shell_("worker " + config.worker_id, *config.running),
         context_(1),
         socket_(context_, zmq::socket_type::dealer),
-        signals_(sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1})) {
+        signals_(sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1, SIGUSR2})) {
     wire::configure_socket(socket_);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
     socket_.connect(config_.broker);
@@ -196,7 +196,7 @@ class Executor {
  private:
   // Everything below that touches the socket runs with socket_mutex_ held, by whichever thread.
 
-  void announce() {
+  void announce(bool fresh = false) {
     wire::OutMessage out;
     auto announce = out.envelope().initAnnounce();
     announce.setRole(wire::Announce::Role::EXECUTOR);
@@ -210,6 +210,7 @@ class Executor {
     announce.setHost(config_.host);
     announce.setPid(::getpid());
     announce.setDraining(draining_);
+    announce.setFresh(fresh);
     send(out.frame());
     last_announce_ = Clock::now();
   }
@@ -267,11 +268,13 @@ class Executor {
 
   void handle_signals() {
     for (const int signal : sys::read_signals(signals_.get())) {
-      if (signal == SIGUSR1) {
-        // Its supervisor reconnected (the broker restarted, or a partition ended): so does it, on
-        // a fresh connection, rather than wait for the old one to be found dead.
-        reconnect();
+      if (signal == SIGUSR1) {  // the broker restarted and does not know it
         announce();
+      } else if (signal == SIGUSR2) {
+        // Its supervisor reconnected after a silence (a partition): so does it, on a fresh
+        // connection, rather than wait for the old one to be found dead.
+        reconnect();
+        announce(/*fresh=*/true);
       } else if (!draining_) {  // SIGTERM or SIGINT
         begin_drain();
       }

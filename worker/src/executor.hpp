@@ -32,9 +32,10 @@ inline constexpr int kExecutorDrained = 0;       // drained on request or left i
 inline constexpr int kExecutorFailed = 70;       // could not set itself up, or its socket failed
 
 // Runs an executor in the calling process, which must be freshly forked by its supervisor with
-// SIGTERM, SIGINT and SIGUSR1 blocked: it creates its own ZeroMQ context (never the
+// SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 blocked: it creates its own ZeroMQ context (never the
 // supervisor's), announces itself and runs the tasks it receives until SIGTERM or SIGINT asks it
-// to drain; SIGUSR1 makes it announce itself again (after the broker restarted). Returns the exit
+// to drain; SIGUSR1 makes it announce itself again (after the broker restarted), SIGUSR2
+// reconnect on a fresh connection and announce itself (after a partition). Returns the exit
 // code; never throws for a task's failure or a malformed message.
 int run_executor(const ExecutorConfig& config);
 

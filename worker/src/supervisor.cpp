@@ -116,14 +116,14 @@ class Supervisor::State {
         host_(sys::host_name()),
         // Taken before the supervisor opens anything: what executors keep (see the file comment).
         inherited_fds_(sys::open_descriptors()),
-        blocked_({SIGTERM, SIGINT, SIGCHLD, SIGUSR1}),
+        blocked_({SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGUSR2}),
         signals_(sys::open_signalfd(blocked_.blocked())),
         running_(config.max_processes),  // mapped before any fork: growth needs its slots too
         reconnect_backoff_(kBackoffInitial, kBackoffLimit, kBackoffJitter, random_seed()) {
-    // Executors keep SIGTERM, SIGINT and SIGUSR1 blocked (they read them from their own
+    // Executors keep SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 blocked (they read them from their own
     // signalfd between tasks, so a task is never interrupted); SIGCHLD is as it was.
     executor_mask_ = blocked_.previous();
-    for (const int signal : {SIGTERM, SIGINT, SIGUSR1}) ::sigaddset(&executor_mask_, signal);
+    for (const int signal : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) ::sigaddset(&executor_mask_, signal);
     const std::uint64_t seed = random_seed();
     slots_.reserve(config.max_processes);
     for (unsigned n = 0; n < config.max_processes; ++n) {
@@ -299,8 +299,10 @@ class Supervisor::State {
     found->process.signal_group(SIGKILL);  // its death is reported (and it is replaced) on SIGCHLD
   }
 
-  void tell_executors_to_announce() {
-    for (const auto& slot : slots_) slot.process.signal(SIGUSR1);
+  // SIGUSR1: announce again (the broker restarted and does not know them); SIGUSR2: reconnect on
+  // a fresh connection first (after a silence: their old connections may be dead too).
+  void tell_executors_to_announce(bool reconnect = false) {
+    for (const auto& slot : slots_) slot.process.signal(reconnect ? SIGUSR2 : SIGUSR1);
   }
 
   // ---- the broker -----------------------------------------------------------------------------
@@ -395,9 +397,10 @@ class Supervisor::State {
     link_ = Link::live;
     reconnect_backoff_.reset();
     if (recovered) {
-      // Executors' sockets reconnect by themselves, but a restarted broker does not know them.
-      spdlog::info("worker {}: the broker answers again; executors announce themselves again", config_.worker_id);
-      tell_executors_to_announce();
+      // After a silence the executors' connections may be as dead as the supervisor's was: they
+      // reconnect afresh rather than wait for TCP to give up on them, and announce themselves.
+      spdlog::info("worker {}: the broker answers again; executors reconnect and announce themselves", config_.worker_id);
+      tell_executors_to_announce(/*reconnect=*/true);
     } else {
       spdlog::info("worker {}: connected to the broker at {}", config_.worker_id, config_.broker);
     }
