@@ -604,7 +604,10 @@ class FakeExecutor {
       std::size_t end = begin;
       while (end < answering.size() && answering[end].batch == answering[begin].batch && answers.size() < most) {
         const HeldTask& task = answering[end];
-        answers.push_back(Answer{task.batch, task.index, task.attempt, task.argument * task.argument});
+        // Fuzzed arguments may be any int64: the square wraps around (unsigned) rather than overflow.
+        const auto square = static_cast<std::int64_t>(static_cast<std::uint64_t>(task.argument) *
+                                                      static_cast<std::uint64_t>(task.argument));
+        answers.push_back(Answer{task.batch, task.index, task.attempt, square});
         ++end;
       }
       peer.send_now(options_.fail ? failures_message(answers, options_.id) : results_message(answers, options_.id));

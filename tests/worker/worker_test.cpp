@@ -256,9 +256,12 @@ TEST_CASE("arguments of the wrong types fail the slot with kind badArguments") {
                                     {1, "example.square", arguments(1, 2)},
                                     {2, "example.square", arguments(3)}});
   setup.broker().send(setup.executor(0), message);
-  const Received* received = setup.broker().take(results_of(42));
-  REQUIRE_MESSAGE(received != nullptr, setup.log());
-  const auto results = received->envelope().getResults();
+  std::vector<wire::Result::Reader> results;  // in one message or several (results wait only for quick tasks)
+  while (results.size() < 3) {
+    const Received* received = setup.broker().take(results_of(42));
+    REQUIRE_MESSAGE(received != nullptr, setup.log());
+    for (const auto result : received->envelope().getResults()) results.push_back(result);
+  }
   REQUIRE(results.size() == 3);
   for (unsigned i = 0; i < 2; ++i) {
     REQUIRE(results[i].isError());
