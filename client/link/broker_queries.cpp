@@ -53,6 +53,7 @@ std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::str
   counts.deferred_done = status.getDeferredDone();
   counts.deferred_dead = status.getDeferredDead();
   counts.workers = status.getWorkers().size();
+  for (const auto worker : status.getWorkers()) counts.executors += worker.getProcesses();
   return counts;
 }
 

@@ -21,7 +21,8 @@ std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::st
                                           zmq::message_t&& request, wire::Envelope::Which reply,
                                           std::chrono::milliseconds timeout);
 
-// The broker's counters, for programs that act on them (the local service's idle check).
+// The broker's counters, for programs that act on them (the local service's idle check, tests
+// that wait for workers to connect).
 struct StatusCounts {
   std::uint64_t queued = 0;
   std::uint64_t running = 0;
@@ -30,6 +31,7 @@ struct StatusCounts {
   std::uint64_t deferred_done = 0;
   std::uint64_t deferred_dead = 0;
   std::size_t workers = 0;
+  std::size_t executors = 0;  // connected executors, over every worker
 };
 
 // Asks the broker at `endpoint` for its status; nullopt when it does not answer within `timeout`.
