@@ -1,0 +1,164 @@
+// broker_messages.hpp: the Envelopes the broker tests send, built by hand (announces, task
+// windows, results, heartbeats, cancel, bye, executorLost...), and raw frames for fuzzing.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "transport.hpp"
+
+namespace broker_test {
+
+namespace wire = fanout::wire;
+
+inline zmq::message_t announce_supervisor(const std::string& worker, std::uint32_t processes, bool draining = false) {
+  wire::OutMessage out;
+  auto announce = out.envelope().initAnnounce();
+  announce.setRole(wire::Announce::Role::SUPERVISOR);
+  announce.setWorkerId(worker);
+  announce.setHost("testhost");
+  announce.setPid(static_cast<std::int32_t>(::getpid()));
+  announce.setProcesses(processes);
+  announce.setDraining(draining);
+  return out.frame();
+}
+
+inline zmq::message_t announce_executor(const std::string& executor, const std::string& worker,
+                                        const std::vector<std::string>& names, std::uint32_t slots,
+                                        bool draining = false) {
+  wire::OutMessage out;
+  auto announce = out.envelope().initAnnounce();
+  announce.setRole(wire::Announce::Role::EXECUTOR);
+  announce.setWorkerId(worker);
+  announce.setExecutorId(executor);
+  auto list = announce.initTaskNames(static_cast<unsigned>(names.size()));
+  for (unsigned i = 0; i < names.size(); ++i) list.set(i, names[i]);
+  announce.setSlots(slots);
+  announce.setDraining(draining);
+  return out.frame();
+}
+
+// A window of `count` tasks of batch `batch` named `name`, indexes first..first+count-1; each
+// task's argument is its index (the fake executors answer index * index).
+inline void fill_tasks(wire::TaskBatch::Builder window, std::uint64_t batch, std::uint32_t total,
+                       const std::vector<std::pair<std::uint32_t, std::string>>& slots, std::uint32_t timeout_ms) {
+  window.setBatchId(batch);
+  window.setTotal(total);
+  window.setTimeoutMs(timeout_ms);
+  auto tasks = window.initTasks(static_cast<unsigned>(slots.size()));
+  for (unsigned i = 0; i < slots.size(); ++i) {
+    auto task = tasks[i];
+    task.setBatchId(batch);
+    task.setIndex(slots[i].first);
+    task.setName(slots[i].second);
+    task.initArgs().initTuple(1)[0].setInt(slots[i].first);
+    task.setTimeoutMs(timeout_ms);
+  }
+}
+
+inline zmq::message_t tasks_window(std::uint64_t batch, std::uint32_t total, std::uint32_t first, std::uint32_t count,
+                                   const std::string& name = "square", std::uint32_t timeout_ms = 0) {
+  std::vector<std::pair<std::uint32_t, std::string>> slots;
+  for (std::uint32_t i = 0; i < count; ++i) slots.emplace_back(first + i, name);
+  wire::OutMessage out(64 + count * 16);
+  fill_tasks(out.envelope().initTasks(), batch, total, slots, timeout_ms);
+  return out.frame();
+}
+
+inline zmq::message_t mixed_window(std::uint64_t batch, const std::vector<std::string>& names) {
+  std::vector<std::pair<std::uint32_t, std::string>> slots;
+  for (std::uint32_t i = 0; i < names.size(); ++i) slots.emplace_back(i, names[i]);
+  wire::OutMessage out;
+  fill_tasks(out.envelope().initTasks(), batch, static_cast<std::uint32_t>(names.size()), slots, 0);
+  return out.frame();
+}
+
+struct Answer {
+  std::uint64_t batch;
+  std::uint32_t index;
+  std::uint16_t attempt;
+  std::int64_t value;
+};
+
+inline zmq::message_t results_message(const std::vector<Answer>& answers, const std::string& ran_on = "fake executor") {
+  wire::OutMessage out(static_cast<unsigned>(64 + answers.size() * 12));
+  auto list = out.envelope().initResults(static_cast<unsigned>(answers.size()));
+  for (unsigned i = 0; i < answers.size(); ++i) {
+    auto result = list[i];
+    result.setBatchId(answers[i].batch);
+    result.setIndex(answers[i].index);
+    result.setAttempt(answers[i].attempt);
+    result.initValue().setInt(answers[i].value);
+    result.setRanOn(ran_on);
+  }
+  return out.frame();
+}
+
+// Results that are all failures: an exception "boom" each.
+inline zmq::message_t failures_message(const std::vector<Answer>& answers, const std::string& ran_on) {
+  wire::OutMessage out(static_cast<unsigned>(64 + answers.size() * 16));
+  auto list = out.envelope().initResults(static_cast<unsigned>(answers.size()));
+  for (unsigned i = 0; i < answers.size(); ++i) {
+    auto result = list[i];
+    result.setBatchId(answers[i].batch);
+    result.setIndex(answers[i].index);
+    result.setAttempt(answers[i].attempt);
+    result.setRanOn(ran_on);
+    auto error = result.initError();
+    error.setKind(wire::ErrorKind::EXCEPTION);
+    error.setRemoteType("std::runtime_error");
+    error.setMessage("boom");
+    error.setRanOn(ran_on);
+  }
+  return out.frame();
+}
+
+template <class Fill>
+zmq::message_t simple_message(Fill fill) {
+  wire::OutMessage out;
+  fill(out.envelope());
+  return out.frame();
+}
+
+inline zmq::message_t heartbeat_message() {
+  return simple_message([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
+}
+inline zmq::message_t cancel_message(std::uint64_t batch) {
+  return simple_message([&](wire::Envelope::Builder envelope) { envelope.initCancel().setBatchId(batch); });
+}
+inline zmq::message_t status_request() {
+  return simple_message([](wire::Envelope::Builder envelope) { envelope.setStatusRequest(); });
+}
+inline zmq::message_t bye_message() {
+  return simple_message([](wire::Envelope::Builder envelope) { envelope.setBye(); });
+}
+inline zmq::message_t executor_lost(const std::string& executor, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
+                                    bool stopped_by_broker = false, int signal = 9) {
+  return simple_message([&](wire::Envelope::Builder envelope) {
+    auto lost = envelope.initExecutorLost();
+    lost.setExecutorId(executor);
+    lost.setSignal(signal);
+    lost.setRunning(running.has_value());
+    if (running) {
+      lost.setBatchId(running->first);
+      lost.setIndex(running->second);
+    }
+    lost.setStoppedByBroker(stopped_by_broker);
+  });
+}
+
+inline std::vector<std::uint8_t> bytes_of(const zmq::message_t& frame) {
+  const auto* data = static_cast<const std::uint8_t*>(frame.data());
+  return {data, data + frame.size()};
+}
+
+inline zmq::message_t frame_of(const std::vector<std::uint8_t>& bytes) { return zmq::message_t(bytes.data(), bytes.size()); }
+
+}  // namespace broker_test
