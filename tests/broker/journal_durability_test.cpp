@@ -1,226 +1,29 @@
-// The deferred-batch journal: the state machine its records build, durability through group
-// commit, recovery from torn and corrupt tails, compaction and its crash windows, SIGKILL, and
-// errors that stop it from claiming durability.
+// The deferred-batch journal's durability: group commit, compaction and its crash windows,
+// SIGKILL (of a forked child writing the journal), and errors that stop it from claiming
+// durability.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <spdlog/logger.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <fanout/error.hpp>
 
-#include "deferred_store.hpp"
-#include "journal.hpp"
+#include "journal_helpers.hpp"
 #include "test_support.hpp"
 
-using namespace fanout::broker;
+using namespace journal_test;
 using fanout_test::TempDir;
-
-namespace {
-
-namespace fs = std::filesystem;
-
-// A logger whose output the test can read.
-struct CapturedLog {
-  std::ostringstream text;
-  std::shared_ptr<spdlog::logger> logger =
-      std::make_shared<spdlog::logger>("journal-test", std::make_shared<spdlog::sinks::ostream_sink_st>(text));
-  CapturedLog() { logger->set_level(spdlog::level::info); }
-};
-
-JournalOptions options_for(const fs::path& dir, const CapturedLog& log) {
-  JournalOptions options;
-  options.directory = dir;
-  options.logger = log.logger;
-  return options;
-}
-
-std::string payload_for(std::uint64_t receipt, std::size_t size) {
-  std::string payload(size, '\0');
-  std::uint64_t x = receipt * 0x9E3779B97F4A7C15ull + 1;
-  for (char& c : payload) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x);
-  }
-  return payload;
-}
-
-// A canonical text of a state, so that doctest shows what differs.
-std::string describe_state(const DeferredState& state) {
-  std::ostringstream out;
-  out << "next " << state.next_receipt() << "\n";
-  for (const auto& [receipt, batch] : state.batches()) {
-    out << "batch " << receipt << " tasks " << batch.task_count << " payload " << batch.payload.size() << "/"
-        << crc32c(0, batch.payload.data(), batch.payload.size()) << ":";
-    for (const TaskState& task : batch.tasks) {
-      out << " " << static_cast<int>(task.status) << "/" << task.attempts << "/" << task.error_kind << "/" << task.error;
-    }
-    out << "\n";
-  }
-  return out.str();
-}
-
-DeferredState replay(const std::vector<JournalRecord>& records, std::size_t count) {
-  DeferredState state;
-  for (std::size_t i = 0; i < count; ++i) state.apply(records[i]);
-  return state;
-}
-
-// A plausible stream of deferred-feature records: batches accepted with payloads, and slot events
-// on live batches, most of which apply (some deliberately do not).
-std::vector<JournalRecord> random_records(std::mt19937_64& rng, std::size_t count, std::size_t max_payload) {
-  std::vector<JournalRecord> records;
-  std::uint64_t next_receipt = 1;
-  for (std::size_t i = 0; i < count; ++i) {
-    const auto pick = rng() % 10;
-    const std::uint64_t receipt = next_receipt > 1 ? 1 + rng() % (next_receipt - 1) : 1;
-    const auto index = static_cast<std::uint32_t>(rng() % 4);
-    if (pick < 3 || next_receipt == 1) {
-      const std::uint64_t r = next_receipt++;
-      records.emplace_back(BatchAccepted{r, static_cast<std::uint32_t>(1 + rng() % 4), payload_for(r, rng() % max_payload)});
-    } else if (pick < 6) {
-      records.emplace_back(TaskFinished{receipt, index});
-    } else if (pick < 7) {
-      records.emplace_back(TaskFailedAttempt{receipt, index, static_cast<std::uint32_t>(1 + rng() % 3), "boom " + std::to_string(i)});
-    } else if (pick < 8) {
-      records.emplace_back(TaskDead{receipt, index, 5, "worker lost " + std::to_string(i)});
-    } else if (pick < 9) {
-      records.emplace_back(DeadTaskRetried{receipt, index});
-    } else {
-      records.emplace_back(DeadTaskDropped{receipt, index});
-    }
-  }
-  return records;
-}
-
-std::uint64_t size_of(const fs::path& path) { return fs::file_size(path); }
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-bool readable_within(int fd, int ms) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, ms) == 1 && (p.revents & POLLIN) != 0;
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------
-TEST_CASE("crc32c matches the Castagnoli check value and continues across calls") {
-  const std::string text = "123456789";
-  CHECK(crc32c(0, text.data(), text.size()) == 0xE3069283u);
-  CHECK(crc32c(crc32c(0, text.data(), 4), text.data() + 4, 5) == 0xE3069283u);
-  CHECK(crc32c(0, nullptr, 0) == 0u);
-}
-
-TEST_CASE("a batch leaves the state once every slot is done or dropped") {
-  DeferredState state;
-  REQUIRE(state.apply(BatchAccepted{7, 3, "frame"}) == ApplyResult::applied);
-  CHECK(state.next_receipt() == 8);
-  CHECK(state.apply(TaskFinished{7, 0}) == ApplyResult::applied);
-  CHECK(state.apply(TaskFailedAttempt{7, 1, 1, "boom"}) == ApplyResult::applied);
-  CHECK(state.apply(TaskFailedAttempt{7, 1, 2, "boom again"}) == ApplyResult::applied);
-  CHECK(state.apply(TaskDead{7, 1, 5, "worker lost"}) == ApplyResult::applied);
-  CHECK(state.apply(TaskDead{7, 2, 0, "threw"}) == ApplyResult::applied);
-
-  const DeferredBatch* batch = state.find(7);
-  REQUIRE(batch != nullptr);
-  CHECK(batch->tasks[0].status == TaskStatus::done);
-  CHECK(batch->tasks[1].status == TaskStatus::dead);
-  CHECK(batch->tasks[1].attempts == 2);
-  CHECK(batch->tasks[1].error == "worker lost");
-  CHECK(batch->tasks[1].error_kind == 5);
-
-  CHECK(state.apply(DeadTaskRetried{7, 1}) == ApplyResult::applied);
-  CHECK(state.find(7)->tasks[1].status == TaskStatus::pending);
-  CHECK(state.find(7)->tasks[1].attempts == 0);
-  CHECK(state.apply(TaskFinished{7, 1}) == ApplyResult::applied);
-  CHECK(state.find(7) != nullptr);  // slot 2 is still dead
-  CHECK(state.apply(DeadTaskDropped{7, 2}) == ApplyResult::applied);
-  CHECK(state.find(7) == nullptr);
-  CHECK(state.batches().empty());
-  CHECK(state.next_receipt() == 8);
-}
-
-TEST_CASE("records that do not fit the state are ignored and change nothing") {
-  DeferredState state;
-  state.apply(BatchAccepted{1, 2, "x"});
-  const std::string before = describe_state(state);
-  CHECK(state.apply(TaskFinished{2, 0}) == ApplyResult::unknown_receipt);
-  CHECK(state.apply(TaskFinished{1, 2}) == ApplyResult::index_out_of_range);
-  CHECK(state.apply(DeadTaskRetried{1, 0}) == ApplyResult::wrong_status);
-  CHECK(state.apply(DeadTaskDropped{1, 0}) == ApplyResult::wrong_status);
-  CHECK(state.apply(BatchAccepted{1, 5, "again"}) == ApplyResult::duplicate_receipt);
-  CHECK(describe_state(state) == before);
-  state.apply(TaskFinished{1, 0});
-  CHECK(state.apply(TaskFinished{1, 0}) == ApplyResult::wrong_status);
-  CHECK(state.apply(TaskDead{1, 0, 1, "late"}) == ApplyResult::wrong_status);
-}
-
-TEST_CASE("a snapshot replays into an equal state and its size is tracked exactly") {
-  std::mt19937_64 rng(42);
-  const auto records = random_records(rng, 2000, 300);
-  DeferredState state;
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    state.apply(records[i]);
-    if (i % 97 == 0 || i + 1 == records.size()) {
-      const auto snapshot = state.snapshot();
-      std::uint64_t bytes = 0;
-      for (const auto& record : snapshot) bytes += framed_size(record);
-      REQUIRE(bytes == state.snapshot_bytes());
-      CHECK(describe_state(replay(snapshot, snapshot.size())) == describe_state(state));
-    }
-  }
-  CHECK_FALSE(state.batches().empty());  // the stream leaves some work live
-}
-
-TEST_CASE("every record kind survives encoding") {
-  const std::vector<JournalRecord> records{
-      BatchAccepted{1, 3, std::string("pay\0load", 8)}, TaskFinished{1, 2}, TaskFailedAttempt{1, 0, 4, "e"},
-      TaskDead{1, 1, 9, "dead"}, DeadTaskRetried{1, 1}, DeadTaskDropped{1, 1}, Checkpoint{77}};
-  for (const auto& record : records) {
-    std::string body;
-    encode_body_prefix(record, body);
-    if (const auto* accepted = std::get_if<BatchAccepted>(&record)) body += accepted->payload;
-    CHECK(body.size() + frame_header_bytes == framed_size(record));
-    JournalRecord decoded;
-    REQUIRE(decode_body(body.data(), body.size(), decoded));
-    CHECK(decoded.index() == record.index());
-    std::string again;
-    encode_body_prefix(decoded, again);
-    if (const auto* accepted = std::get_if<BatchAccepted>(&decoded)) again += accepted->payload;
-    CHECK(again == body);
-    if (std::holds_alternative<BatchAccepted>(record)) continue;  // its payload is the body's tail
-    CHECK_FALSE(decode_body(body.data(), body.size() - 1, decoded));
-    body.push_back('x');
-    CHECK_FALSE(decode_body(body.data(), body.size(), decoded));
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("durable records are all there after reopening") {
@@ -303,134 +106,6 @@ TEST_CASE("submissions from many threads all become durable") {
   REQUIRE(state.batches().size() == threads * each);
   for (const auto& [receipt, batch] : state.batches()) CHECK(batch.payload == payload_for(receipt, 64));
 }
-
-TEST_CASE("a journal file that lost its header starts empty") {
-  TempDir dir;
-  CapturedLog log;
-  write_file(dir.path() / "journal", "");
-  {
-    Journal journal(options_for(dir.path(), log));
-    CHECK(journal.take_recovered().batches().empty());
-    journal.submit(BatchAccepted{1, 1, "x"});
-  }
-  Journal reopened(options_for(dir.path(), log));
-  CHECK(reopened.take_recovered().find(1) != nullptr);
-}
-
-TEST_CASE("a directory is used by one journal at a time") {
-  TempDir dir;
-  CapturedLog log;
-  Journal journal(options_for(dir.path(), log));
-  CHECK_THROWS_WITH_AS(Journal(options_for(dir.path(), log)), doctest::Contains("in use"), fanout::Error);
-}
-
-// ---------------------------------------------------------------------------------------------
-TEST_CASE("a torn last record is dropped, logged and truncated away, at every cut") {
-  TempDir dir;
-  CapturedLog log;
-  std::vector<JournalRecord> records{BatchAccepted{1, 2, payload_for(1, 64)}, TaskFinished{1, 0},
-                                     TaskFailedAttempt{1, 1, 1, "boom"}};
-  {
-    Journal journal(options_for(dir.path(), log));
-    for (const auto& record : records) journal.submit(record);
-    journal.flush();
-  }
-  const fs::path file = dir.path() / "journal";
-  const std::string whole = read_file(file);
-  const std::uint64_t last_start = whole.size() - framed_size(records.back());
-  for (std::uint64_t cut = last_start + 1; cut < whole.size(); ++cut) {
-    CAPTURE(cut);
-    write_file(file, whole.substr(0, cut));
-    {
-      Journal journal(options_for(dir.path(), log));
-      CHECK(journal.recovery().records == 2);
-      CHECK(journal.recovery().dropped_bytes == cut - last_start);
-      CHECK(size_of(file) == last_start);
-      CHECK(describe_state(journal.take_recovered()) == describe_state(replay(records, 2)));
-      // New appends follow the last good record, not the garbage.
-      journal.submit(records.back());
-      journal.flush();
-    }
-    Journal again(options_for(dir.path(), log));
-    CHECK(again.recovery().dropped_bytes == 0);
-    CHECK(describe_state(again.take_recovered()) == describe_state(replay(records, 3)));
-  }
-  CHECK(log.text.str().find("torn or corrupt tail") != std::string::npos);
-}
-
-TEST_CASE("random truncations and byte flips always recover a prefix of the records") {
-  TempDir dir;
-  CapturedLog log;
-  log.logger->set_level(spdlog::level::err);  // hundreds of expected warnings
-  std::mt19937_64 rng(2024);
-  const auto records = random_records(rng, 400, 700);
-  {
-    Journal journal(options_for(dir.path(), log));
-    for (const auto& record : records) journal.submit(record);
-    journal.flush();
-  }
-  const fs::path file = dir.path() / "journal";
-  const std::string whole = read_file(file);
-  // ends[k]: file offset where record k ends.
-  std::vector<std::uint64_t> ends;
-  std::uint64_t end = 8;
-  for (const auto& record : records) ends.push_back(end += framed_size(record));
-  REQUIRE(end == whole.size());
-
-  std::vector<std::string> prefix_states(records.size() + 1);
-  {
-    DeferredState state;
-    prefix_states[0] = describe_state(state);
-    for (std::size_t i = 0; i < records.size(); ++i) {
-      state.apply(records[i]);
-      prefix_states[i + 1] = describe_state(state);
-    }
-  }
-
-#ifdef FANOUT_TEST_SANITIZED
-  constexpr int rounds = 120;
-#else
-  constexpr int rounds = 300;
-#endif
-  for (int round = 0; round < rounds; ++round) {
-    std::string damaged = whole;
-    std::uint64_t first_damage = damaged.size();
-    if (round % 3 != 1) {  // truncate
-      const std::uint64_t cut = 8 + rng() % (damaged.size() - 8);
-      damaged.resize(cut);
-      first_damage = cut;
-    }
-    if (round % 3 != 0) {  // flip 1..4 bytes past the header
-      const int flips = 1 + static_cast<int>(rng() % 4);
-      for (int f = 0; f < flips; ++f) {
-        const std::uint64_t at = 8 + rng() % (damaged.size() - 8);
-        damaged[at] = static_cast<char>(damaged[at] ^ static_cast<char>(1 + rng() % 255));
-        first_damage = std::min(first_damage, at);
-      }
-    }
-    write_file(file, damaged);
-    CAPTURE(round);
-    CAPTURE(first_damage);
-    Journal journal(options_for(dir.path(), log));
-    const std::uint64_t kept = journal.recovery().records;
-    REQUIRE(kept <= records.size());
-    // Every record wholly before the first damaged byte is kept, and nothing past it is invented.
-    const auto intact = static_cast<std::uint64_t>(std::upper_bound(ends.begin(), ends.end(), first_damage) - ends.begin());
-    CHECK(kept == intact);
-    CHECK(journal.recovery().good_bytes == (kept == 0 ? 8 : ends[kept - 1]));
-    CHECK(size_of(file) == journal.recovery().good_bytes);
-    CHECK(describe_state(journal.take_recovered()) == prefix_states[kept]);
-  }
-}
-
-TEST_CASE("a file that is not a journal is refused, not overwritten") {
-  TempDir dir;
-  CapturedLog log;
-  write_file(dir.path() / "journal", "hello, this is somebody's file");
-  CHECK_THROWS_WITH_AS(Journal(options_for(dir.path(), log)), doctest::Contains("not a fanout journal"), fanout::Error);
-  CHECK(read_file(dir.path() / "journal") == "hello, this is somebody's file");
-}
-
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("finished work is compacted away and the live work survives it") {
   TempDir dir;
