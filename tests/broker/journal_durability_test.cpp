@@ -170,11 +170,7 @@ TEST_CASE("a compaction cut short by a crash leaves the old journal in charge") 
   CapturedLog log;
   std::mt19937_64 rng(7);
   const auto records = random_records(rng, 300, 500);
-  {
-    Journal journal(options_for(dir.path(), log));
-    for (const auto& record : records) journal.submit(record);
-    journal.flush();
-  }
+  write_journal(dir.path(), log, records);
   const std::string expected = describe_state(replay(records, records.size()));
   const std::string whole = read_file(dir.path() / "journal");
 

@@ -68,6 +68,13 @@ inline std::string describe_state(const DeferredState& state) {
   return out.str();
 }
 
+// A journal in `dir` holding `records`, all durable, closed again.
+inline void write_journal(const fs::path& dir, const CapturedLog& log, const std::vector<JournalRecord>& records) {
+  Journal journal(options_for(dir, log));
+  for (const auto& record : records) journal.submit(record);
+  journal.flush();
+}
+
 inline DeferredState replay(const std::vector<JournalRecord>& records, std::size_t count) {
   DeferredState state;
   for (std::size_t i = 0; i < count; ++i) state.apply(records[i]);

@@ -135,11 +135,7 @@ TEST_CASE("a torn last record is dropped, logged and truncated away, at every cu
   CapturedLog log;
   std::vector<JournalRecord> records{BatchAccepted{1, 2, payload_for(1, 64)}, TaskFinished{1, 0},
                                      TaskFailedAttempt{1, 1, 1, "boom"}};
-  {
-    Journal journal(options_for(dir.path(), log));
-    for (const auto& record : records) journal.submit(record);
-    journal.flush();
-  }
+  write_journal(dir.path(), log, records);
   const fs::path file = dir.path() / "journal";
   const std::string whole = read_file(file);
   const std::uint64_t last_start = whole.size() - framed_size(records.back());
@@ -169,11 +165,7 @@ TEST_CASE("random truncations and byte flips always recover a prefix of the reco
   log.logger->set_level(spdlog::level::err);  // hundreds of expected warnings
   std::mt19937_64 rng(2024);
   const auto records = random_records(rng, 400, 700);
-  {
-    Journal journal(options_for(dir.path(), log));
-    for (const auto& record : records) journal.submit(record);
-    journal.flush();
-  }
+  write_journal(dir.path(), log, records);
   const fs::path file = dir.path() / "journal";
   const std::string whole = read_file(file);
   // ends[k]: file offset where record k ends.
