@@ -56,7 +56,11 @@ Streams open_streams(const std::filesystem::path& dir, const ChildOptions& optio
     streams.in = open_or_throw("/dev/null", O_RDONLY);
   }
   streams.out = open_or_throw(dir / "stdout", O_WRONLY | O_CREAT | O_TRUNC);
-  if (!options.merge_output) streams.err = open_or_throw(dir / "stderr", O_WRONLY | O_CREAT | O_TRUNC);
+  if (options.stderr_path) {
+    streams.err = open_or_throw(*options.stderr_path, O_RDWR | O_NOCTTY);
+  } else if (!options.merge_output) {
+    streams.err = open_or_throw(dir / "stderr", O_WRONLY | O_CREAT | O_TRUNC);
+  }
   return streams;
 }
 

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -36,6 +37,8 @@ struct ChildOptions {
   std::optional<std::string> input{};
   // stderr into the stdout file, interleaved as written: one log, read with out().
   bool merge_output = false;
+  // stderr to this file instead (a terminal's slave side, say); err() is empty then.
+  std::optional<std::filesystem::path> stderr_path{};
 };
 
 class Child {

@@ -23,9 +23,9 @@
 
 #include <doctest/doctest.h>
 
-#include "tool_child.hpp"
-#include "tool_cluster.hpp"
-#include "../unit/test_support.hpp"
+#include "child.hpp"
+#include "cluster.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using fanout_test::read_file;
@@ -331,9 +331,10 @@ Outcome run_case(const std::filesystem::path& root, std::vector<std::string> pro
   // Started in the directory: `sh -c 'cd "$1" && shift && exec "$@"' sh DIR program...`.
   std::vector<std::string> command{"/bin/sh", "-c", "cd \"$1\" && shift && exec \"$@\"", "sh", dir.string()};
   command.insert(command.end(), program_and_options.begin(), program_and_options.end());
-  fanout_test::ToolChild child(command, test.input,
-                               {"PARALLEL_SHELL=/bin/sh", "SHELL=/bin/sh", "LC_ALL=C", "COMPAT_VAR=hello",
-                                "PARALLEL_HOME=" + (root / "parallel-home").string()});
+  fanout_test::Child child(command, {.env = {"PARALLEL_SHELL=/bin/sh", "SHELL=/bin/sh", "LC_ALL=C", "COMPAT_VAR=hello",
+                                             "PARALLEL_HOME=" + (root / "parallel-home").string()},
+                                     .drop_env = {"FANOUT_"},
+                                     .input = test.input});
   Outcome outcome;
   outcome.status = child.finish(60s);
   outcome.out = in_order(child.out(), test.order);
@@ -401,8 +402,8 @@ TEST_CASE("fanout run gives GNU parallel's output, exit status and files for eve
 }
 
 TEST_CASE("fanout run --broker gives GNU parallel's output, exit status and files on remote workers") {
-  fanout_test::ToolCluster cluster(true, 4);
-  REQUIRE(cluster.ready(4));
+  fanout_test::Cluster cluster({.workers = {{.processes = 4, .allow_shell = true}}});
+  REQUIRE(cluster.wait_for_executors(4));
   std::size_t compared = 0;
   for (std::size_t i = 0; i < cases().size(); ++i) {
     if (!cases()[i].remote) continue;
@@ -412,6 +413,6 @@ TEST_CASE("fanout run --broker gives GNU parallel's output, exit status and file
                run_case(runs_root().path(), {FANOUT_TOOL_PROGRAM, "run", "--broker", cluster.endpoint()}, cases()[i]));
     ++compared;
   }
-  CHECK(cluster.idle());
+  CHECK(cluster.wait_idle());
   MESSAGE(compared << " invocations compared with GNU parallel, on a broker's workers");
 }

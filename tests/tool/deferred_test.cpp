@@ -1,9 +1,7 @@
 // `fanout deferred list|retry|drop`: the real tool against a real fanout-broker with a journal,
 // a worker whose task always throws, and (in local mode) a program's own local service. Every
 // wait has a deadline; every process started here is killed and reaped at the end of its scope.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,9 +19,10 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "../process/spawned.hpp"
-#include "tool_child.hpp"
-#include "../unit/test_support.hpp"
+#include "child.hpp"
+#include "cluster.hpp"
+#include "local_services.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using fanout_test::eventually;
@@ -39,18 +38,21 @@ struct Ran {
 };
 
 // Runs `arguments` (a program and its arguments) to its end, as a child process of the test
-// (tool_child.hpp); killed with its process group if it runs past `limit`.
+// (child.hpp) whose environment is this process's minus FANOUT_* plus `environment`; killed with
+// its process group if it runs past `limit`.
 Ran run(std::vector<std::string> arguments, const std::vector<std::string>& environment = {},
         std::chrono::milliseconds limit = 60s) {
-  fanout_test::ToolChild child(std::move(arguments), "", environment);
+  const auto finished =
+      fanout_test::run_to_end(std::move(arguments), {.env = environment, .drop_env = {"FANOUT_"}, .input = ""}, limit);
   Ran ran;
-  if (const auto status = child.wait_status(limit); status && WIFEXITED(*status)) ran.exit_code = WEXITSTATUS(*status);
-  ran.out = child.out();
-  ran.err = child.err();
+  if (WIFEXITED(finished.status)) ran.exit_code = WEXITSTATUS(finished.status);
+  ran.out = finished.out;
+  ran.err = finished.err;
   return ran;
 }
 
-Ran fanout(std::vector<std::string> arguments, const std::vector<std::string>& environment = {}) {
+// `fanout <arguments>`, run to its end.
+Ran fanout_tool(std::vector<std::string> arguments, const std::vector<std::string>& environment = {}) {
   arguments.insert(arguments.begin(), FANOUT_TOOL_PROGRAM);
   return run(std::move(arguments), environment);
 }
@@ -61,45 +63,37 @@ std::size_t count_of(const std::string& text, const std::string& what) {
   return count;
 }
 
-// A fanout-broker with a journal (unless told otherwise), giving up on a deferred task after two
-// attempts, and noticing a dead worker within about a second.
-class Broker {
- public:
-  Broker(const TempDir& dir, bool journal) {
-    std::vector<std::string> arguments{FANOUT_BROKER_PROGRAM, "--bind",         "tcp://127.0.0.1:*",
-                                       "--heartbeat-ms",      "200",            "--liveness-ms",
-                                       "1200",                "--deferred-attempts", "2"};
-    if (journal) {
-      arguments.emplace_back("--journal");
-      arguments.push_back((dir.path() / "journal").string());
-    }
-    process_ = std::make_unique<fanout_test::Spawned>(arguments, std::vector<std::string>{},
-                                                      dir.path() / (journal ? "broker.log" : "plain-broker.log"));
-    const auto listening = process_->wait_for_line("listening ", 20s);
-    REQUIRE_MESSAGE(listening.has_value(), process_->log());
-    endpoint_ = *listening;
+// A fanout-broker with a journal in `dir` (unless told otherwise), giving up on a deferred task
+// after two attempts, and noticing a dead worker within about a second; no worker yet.
+fanout_test::ClusterOptions broker_options(const TempDir& dir, bool journal) {
+  fanout_test::ClusterOptions options{
+      .broker_arguments = {"--heartbeat-ms", "200", "--liveness-ms", "1200", "--deferred-attempts", "2"}};
+  if (journal) {
+    options.broker_arguments.emplace_back("--journal");
+    options.broker_arguments.push_back((dir.path() / "journal").string());
   }
+  return options;
+}
 
-  const std::string& endpoint() const noexcept { return endpoint_; }
-  std::string log() const { return process_->log(); }
+// `fanout status` of the cluster's broker, as the tool prints it.
+std::string status_of(const fanout_test::Cluster& cluster) { return fanout_tool({"status", "--broker", cluster.endpoint()}).out; }
 
-  std::string status() const { return fanout({"status", "--broker", endpoint_}).out; }
+// A worker whose task always throws: the failing program, one executor.
+std::unique_ptr<fanout_test::Child> start_worker(const fanout_test::Cluster& cluster) {
+  return cluster.start_worker({.program = FANOUT_FAILING_PROGRAM, .processes = 1});
+}
 
-  // Whether `fanout status` says `what` before the deadline.
-  bool status_says(const std::string& what, std::chrono::milliseconds limit = 30s) const {
-    return eventually([&] { return status().find(what) != std::string::npos; }, limit);
-  }
-
- private:
-  std::unique_ptr<fanout_test::Spawned> process_;
-  std::string endpoint_;
-};
-
-std::unique_ptr<fanout_test::Spawned> start_worker(const TempDir& dir, const Broker& broker, const std::string& log) {
-  return std::make_unique<fanout_test::Spawned>(std::vector<std::string>{FANOUT_FAILING_PROGRAM},
-                                                std::vector<std::string>{"FANOUT_WORKER=" + broker.endpoint(),
-                                                                         "FANOUT_PROCESSES=1"},
-                                                dir.path() / log);
+// The broker's deferred tasks are as given (pending, running, done, dead), within 30 s.
+bool deferred_become(fanout_test::Cluster& cluster, std::uint64_t pending, std::uint64_t running, std::uint64_t done,
+                     std::uint64_t dead) {
+  return cluster
+      .wait_for(
+          [&](const fanout_test::StatusCounts& counts) {
+            return counts.deferred_pending == pending && counts.deferred_running == running &&
+                   counts.deferred_done == done && counts.deferred_dead == dead;
+          },
+          30s)
+      .has_value();
 }
 
 // The receipt printed by the failing program after deferring its batch of two.
@@ -113,22 +107,20 @@ std::string defer_batch(const std::vector<std::string>& environment) {
   return receipt;
 }
 
-constexpr const char* kTwoDead = "deferred tasks: 0 pending, 0 running, 0 done, 2 dead";
-
 }  // namespace
 
 TEST_CASE("fanout deferred lists a broker's dead tasks with their errors, retries and drops them") {
   TempDir dir;
-  Broker broker(dir, true);
-  auto worker = start_worker(dir, broker, "worker.log");
-  REQUIRE(broker.status_says("workers: 1\n"));
-  const std::string receipt = defer_batch({"FANOUT_BROKER=" + broker.endpoint()});
-  INFO("broker log:\n" << broker.log() << "worker log:\n" << worker->log());
-  REQUIRE(broker.status_says(kTwoDead));
-  const std::string at = "--broker=" + broker.endpoint();
+  fanout_test::Cluster cluster(broker_options(dir, true));
+  auto worker = start_worker(cluster);
+  REQUIRE(cluster.wait_for_workers(1, 30s));
+  const std::string receipt = defer_batch({cluster.client_env()});
+  INFO("broker log:\n" << cluster.broker().log() << "worker log:\n" << worker->out());
+  REQUIRE(deferred_become(cluster, 0, 0, 0, 2));
+  const std::string at = "--broker=" + cluster.endpoint();
 
   SUBCASE("list: a table with both tasks, their keys, attempts and errors") {
-    const Ran list = fanout({"deferred", "list", at, "--receipt", receipt});
+    const Ran list = fanout_tool({"deferred", "list", at, "--receipt", receipt});
     INFO(list.out << list.err);
     CHECK(list.exit_code == 0);
     CHECK(list.out.rfind("RECEIPT", 0) == 0);
@@ -139,13 +131,13 @@ TEST_CASE("fanout deferred lists a broker's dead tasks with their errors, retrie
     CHECK(list.out.find("task 2 failed on purpose") != std::string::npos);
     CHECK(count_of(list.out, "exception") == 2);
     // Everywhere (no --receipt), from FANOUT_BROKER: the same two.
-    const Ran everywhere = fanout({"deferred", "list"}, {"FANOUT_BROKER=" + broker.endpoint()});
+    const Ran everywhere = fanout_tool({"deferred", "list"}, {cluster.client_env()});
     CHECK(everywhere.exit_code == 0);
     CHECK(count_of(everywhere.out, "failed on purpose") == 2);
   }
 
   SUBCASE("list --json: one object per dead task") {
-    const Ran list = fanout({"deferred", "list", at, "--json"});
+    const Ran list = fanout_tool({"deferred", "list", at, "--json"});
     INFO(list.out << list.err);
     REQUIRE(list.exit_code == 0);
     const auto document = nlohmann::json::parse(list.out);
@@ -166,67 +158,67 @@ TEST_CASE("fanout deferred lists a broker's dead tasks with their errors, retrie
   SUBCASE("retry: back to pending with a fresh budget, then dead again") {
     // Without a worker the retried tasks stay pending, where status can see them.
     worker.reset();
-    REQUIRE(broker.status_says("workers: 0\n"));
-    const Ran retry = fanout({"deferred", "retry", at, "--receipt", receipt});
+    REQUIRE(cluster.wait_for_workers(0, 30s));
+    const Ran retry = fanout_tool({"deferred", "retry", at, "--receipt", receipt});
     INFO(retry.out << retry.err);
     CHECK(retry.exit_code == 0);
     CHECK(retry.out.find("2 dead task(s) back in the queue") != std::string::npos);
-    CHECK(broker.status().find("deferred tasks: 2 pending, 0 running, 0 done, 0 dead") != std::string::npos);
-    const Ran none = fanout({"deferred", "list", at});
+    CHECK(status_of(cluster).find("deferred tasks: 2 pending, 0 running, 0 done, 0 dead") != std::string::npos);
+    const Ran none = fanout_tool({"deferred", "list", at});
     CHECK(none.exit_code == 0);
     CHECK(none.out == "no dead deferred tasks\n");
     // Nothing dead is left to retry.
-    CHECK(fanout({"deferred", "retry", at, "--all"}).exit_code == 1);
-    worker = start_worker(dir, broker, "worker-2.log");
-    CHECK(broker.status_says(kTwoDead));
-    CHECK(count_of(fanout({"deferred", "list", at}).out, "failed on purpose") == 2);
+    CHECK(fanout_tool({"deferred", "retry", at, "--all"}).exit_code == 1);
+    worker = start_worker(cluster);
+    CHECK(deferred_become(cluster, 0, 0, 0, 2));
+    CHECK(count_of(fanout_tool({"deferred", "list", at}).out, "failed on purpose") == 2);
   }
 
   SUBCASE("drop: one task, then all; then nothing is left to match") {
-    const Ran one = fanout({"deferred", "drop", at, "--receipt", receipt, "--index", "0"});
+    const Ran one = fanout_tool({"deferred", "drop", at, "--receipt", receipt, "--index", "0"});
     INFO(one.out << one.err);
     CHECK(one.exit_code == 0);
     CHECK(one.out == "1 dead task(s) dropped\n");
-    const Ran left = fanout({"deferred", "list", at});
+    const Ran left = fanout_tool({"deferred", "list", at});
     CHECK(left.out.find("first") == std::string::npos);
     CHECK(left.out.find("second") != std::string::npos);
-    const Ran all = fanout({"deferred", "drop", at, "--all"});
+    const Ran all = fanout_tool({"deferred", "drop", at, "--all"});
     CHECK(all.exit_code == 0);
     CHECK(all.out == "1 dead task(s) dropped\n");
-    CHECK(fanout({"deferred", "list", at}).out == "no dead deferred tasks\n");
-    const Ran again = fanout({"deferred", "drop", at, "--all"});
+    CHECK(fanout_tool({"deferred", "list", at}).out == "no dead deferred tasks\n");
+    const Ran again = fanout_tool({"deferred", "drop", at, "--all"});
     CHECK(again.exit_code == 1);
     CHECK(again.err.find("no dead task matched") != std::string::npos);
-    CHECK(broker.status().find("deferred tasks: 0 pending, 0 running, 0 done, 0 dead") != std::string::npos);
+    CHECK(status_of(cluster).find("deferred tasks: 0 pending, 0 running, 0 done, 0 dead") != std::string::npos);
   }
 
   SUBCASE("an unknown receipt is an error naming it") {
-    const Ran unknown = fanout({"deferred", "list", at, "--receipt", "987654"});
+    const Ran unknown = fanout_tool({"deferred", "list", at, "--receipt", "987654"});
     CHECK(unknown.exit_code == 3);
     CHECK(unknown.err.find("987654") != std::string::npos);
-    CHECK(fanout({"deferred", "retry", at, "--receipt", "not-a-receipt"}).exit_code == 3);
+    CHECK(fanout_tool({"deferred", "retry", at, "--receipt", "not-a-receipt"}).exit_code == 3);
   }
 
   SUBCASE("usage: retry and drop say which tasks; --index needs --receipt") {
-    const Ran unscoped = fanout({"deferred", "retry", at});
+    const Ran unscoped = fanout_tool({"deferred", "retry", at});
     CHECK(unscoped.exit_code == 2);
     CHECK(unscoped.err.find("--all") != std::string::npos);
-    CHECK(fanout({"deferred", "drop", at, "--all", "--receipt", receipt}).exit_code == 2);
-    CHECK(fanout({"deferred", "list", at, "--index", "0"}).exit_code == 2);
-    CHECK(fanout({"deferred", "list", at, "--program", FANOUT_FAILING_PROGRAM}).exit_code == 2);
+    CHECK(fanout_tool({"deferred", "drop", at, "--all", "--receipt", receipt}).exit_code == 2);
+    CHECK(fanout_tool({"deferred", "list", at, "--index", "0"}).exit_code == 2);
+    CHECK(fanout_tool({"deferred", "list", at, "--program", FANOUT_FAILING_PROGRAM}).exit_code == 2);
     // Nothing was touched.
-    CHECK(count_of(fanout({"deferred", "list", at}).out, "failed on purpose") == 2);
+    CHECK(count_of(fanout_tool({"deferred", "list", at}).out, "failed on purpose") == 2);
   }
 }
 
 TEST_CASE("a dead task is listed with every attempt it was given") {
   TempDir dir;
-  Broker broker(dir, true);
-  auto worker = start_worker(dir, broker, "worker.log");
-  REQUIRE(broker.status_says("workers: 1\n"));
-  defer_batch({"FANOUT_BROKER=" + broker.endpoint()});
-  REQUIRE(broker.status_says(kTwoDead));
-  const Ran list = fanout({"deferred", "list", "--broker", broker.endpoint(), "--json"});
+  fanout_test::Cluster cluster(broker_options(dir, true));
+  auto worker = start_worker(cluster);
+  REQUIRE(cluster.wait_for_workers(1, 30s));
+  defer_batch({cluster.client_env()});
+  REQUIRE(deferred_become(cluster, 0, 0, 0, 2));
+  const Ran list = fanout_tool({"deferred", "list", "--broker", cluster.endpoint(), "--json"});
   REQUIRE(list.exit_code == 0);
   const auto dead = nlohmann::json::parse(list.out).at("dead");
   REQUIRE(dead.size() == 2);
@@ -236,103 +228,55 @@ TEST_CASE("a dead task is listed with every attempt it was given") {
 TEST_CASE("fanout deferred without a broker that keeps a journal says why and exits non-zero") {
   TempDir dir;
   SUBCASE("a broker without --journal") {
-    Broker broker(dir, false);
-    const Ran list = fanout({"deferred", "list", "--broker", broker.endpoint()});
+    fanout_test::Cluster cluster(broker_options(dir, false));
+    const Ran list = fanout_tool({"deferred", "list", "--broker", cluster.endpoint()});
     CHECK(list.exit_code == 3);
     CHECK(list.err.find("--journal") != std::string::npos);
   }
   SUBCASE("no broker answers") {
-    const Ran list = fanout({"deferred", "list", "--broker", "ipc://@fanout-test-nobody-" + std::to_string(::getpid()),
+    const Ran list = fanout_tool({"deferred", "list", "--broker", "ipc://@fanout-test-nobody-" + std::to_string(::getpid()),
                              "--timeout-ms", "300"});
     CHECK(list.exit_code == 4);
     CHECK(list.err.find("no answer") != std::string::npos);
   }
   SUBCASE("neither --broker, FANOUT_BROKER nor --program") {
-    const Ran list = fanout({"deferred", "list"});
+    const Ran list = fanout_tool({"deferred", "list"});
     CHECK(list.exit_code == 2);
     CHECK(list.err.find("--program") != std::string::npos);
   }
 }
 
-namespace {
-
-// The local services started under `state_dir`, found through their logs, are killed at the end
-// of the scope (they are detached: nobody else would stop them if the test failed).
-class ServiceReaper {
- public:
-  explicit ServiceReaper(std::filesystem::path state_dir) : state_dir_(std::move(state_dir)) {}
-  ~ServiceReaper() {
-    for (const pid_t pid : pids()) ::kill(pid, SIGKILL);
-  }
-  ServiceReaper(const ServiceReaper&) = delete;
-  ServiceReaper& operator=(const ServiceReaper&) = delete;
-
-  std::string logs() const {
-    std::string text;
-    std::error_code error;
-    for (const auto& entry : std::filesystem::recursive_directory_iterator(state_dir_, error)) {
-      if (entry.path().filename() == "service.log") text += read_file(entry.path());
-    }
-    return text;
-  }
-
-  // Whether the latest service has said it serves and not yet that it stops.
-  bool serving() const {
-    const auto text = logs();
-    const auto serving = text.rfind("serving");
-    const auto stopping = text.rfind("stopping");
-    return serving != std::string::npos && (stopping == std::string::npos || stopping < serving);
-  }
-
-  std::size_t starts() const { return count_of(logs(), "serving"); }
-
- private:
-  std::vector<pid_t> pids() const {
-    std::vector<pid_t> found;
-    const auto text = logs();
-    const std::string marker = "fanout service pid ";
-    for (auto at = text.find(marker); at != std::string::npos; at = text.find(marker, at + 1)) {
-      found.push_back(static_cast<pid_t>(std::stol(text.substr(at + marker.size()))));
-    }
-    return found;
-  }
-
-  std::filesystem::path state_dir_;
-};
-
-}  // namespace
-
 TEST_CASE("fanout deferred --program reaches a program's local service, starting it again when it has stopped") {
   TempDir dir;
-  ServiceReaper services(dir.path());
+  fanout_test::LocalServices services(dir.path());
   // The tool passes its environment to the service it starts: the same state directory.
   const std::vector<std::string> local{"XDG_STATE_HOME=" + dir.path().string(), "FANOUT_SERVICE_IDLE_MS=300"};
   const std::string program = std::string("--program=") + FANOUT_FAILING_PROGRAM;
 
   // Never deferred: no journal, nothing is started.
-  const Ran never = fanout({"deferred", "list", program}, local);
+  const Ran never = fanout_tool({"deferred", "list", program}, local);
   CHECK(never.exit_code == 3);
   CHECK(never.err.find("no deferred tasks") != std::string::npos);
   CHECK(services.starts() == 0);
-  CHECK(fanout({"deferred", "list", "--program", (dir.path() / "no-such-program").string()}, local).exit_code == 2);
+  CHECK(fanout_tool({"deferred", "list", "--program", (dir.path() / "no-such-program").string()}, local).exit_code == 2);
 
   const std::string receipt = defer_batch(local);
   INFO("service logs:\n" << services.logs());
   // The local service retries a task 3 times (the broker's default), then keeps it as dead.
-  CHECK(eventually([&] { return count_of(fanout({"deferred", "list", program}, local).out, "failed on purpose") == 2; },
+  CHECK(eventually([&] { return count_of(fanout_tool({"deferred", "list", program}, local).out, "failed on purpose") == 2; },
                    60s));
   // Idle (dead tasks are not work), the service stops; the tool starts it again to answer.
   REQUIRE(eventually([&] { return !services.serving(); }, 30s));
-  const Ran list = fanout({"deferred", "list", program, "--json"}, local);
+  const Ran list = fanout_tool({"deferred", "list", program, "--json"}, local);
   INFO(list.err);
   REQUIRE(list.exit_code == 0);
   const auto dead = nlohmann::json::parse(list.out).at("dead");
   CHECK(dead.size() == 2);
   CHECK(dead.at(0).at("receipt") == receipt);
   CHECK(services.starts() == 2);
-  const Ran drop = fanout({"deferred", "drop", program, "--all"}, local);
+  const Ran drop = fanout_tool({"deferred", "drop", program, "--all"}, local);
   CHECK(drop.exit_code == 0);
   CHECK(drop.out == "2 dead task(s) dropped\n");
-  CHECK(fanout({"deferred", "list", program}, local).out == "no dead deferred tasks\n");
+  CHECK(fanout_tool({"deferred", "list", program}, local).out == "no dead deferred tasks\n");
   CHECK(eventually([&] { return !services.serving(); }, 30s));
 }

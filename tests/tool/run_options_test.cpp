@@ -4,14 +4,13 @@
 // a remote job whose worker dies.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -20,9 +19,9 @@
 
 #include <doctest/doctest.h>
 
-#include "tool_child.hpp"
-#include "tool_cluster.hpp"
-#include "../unit/test_support.hpp"
+#include "child.hpp"
+#include "cluster.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using fanout_test::eventually;
@@ -39,7 +38,7 @@ struct Ran {
 
 Ran run(std::vector<std::string> arguments, const std::string& input = "", const std::vector<std::string>& environment = {}) {
   arguments.insert(arguments.begin(), FANOUT_TOOL_PROGRAM);
-  fanout_test::ToolChild tool(std::move(arguments), input, environment);
+  fanout_test::Child tool(std::move(arguments), {.env = environment, .drop_env = {"FANOUT_"}, .input = input});
   const int status = tool.finish(60s);
   return Ran{status, tool.out(), tool.err()};
 }
@@ -59,39 +58,15 @@ std::vector<std::string> fields_of(const std::string& line) {
 }
 
 // `fanout run ...` with stderr on a pseudo-terminal (read back whole once it exits) and stdout in
-// a file; killed and reaped whatever happens.
+// a file (a fanout_test::Child, killed and reaped whatever happens).
 class OnTerminal {
  public:
-  explicit OnTerminal(std::vector<std::string> arguments) {
-    master_ = ::posix_openpt(O_RDWR | O_NOCTTY);
-    REQUIRE(master_ >= 0);
-    REQUIRE(::grantpt(master_) == 0);
-    REQUIRE(::unlockpt(master_) == 0);
-    const std::string terminal = ::ptsname(master_);
+  explicit OnTerminal(std::vector<std::string> arguments) : master_(open_terminal()) {
     arguments.insert(arguments.begin(), FANOUT_TOOL_PROGRAM);
-    std::vector<char*> argv;
-    for (auto& argument : arguments) argv.push_back(argument.data());
-    argv.push_back(nullptr);
-    const auto out = (dir_.path() / "stdout").string();
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, terminal.c_str(), O_RDWR | O_NOCTTY, 0);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attributes, 0);
-    const int error = ::posix_spawn(&pid_, argv[0], &actions, &attributes, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    REQUIRE(error == 0);
+    tool_.emplace(std::move(arguments), fanout_test::ChildOptions{.stderr_path = ::ptsname(master_)});
   }
   ~OnTerminal() {
-    if (!reaped_) {
-      ::kill(-pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
+    tool_.reset();
     ::close(master_);
   }
   OnTerminal(const OnTerminal&) = delete;
@@ -102,7 +77,7 @@ class OnTerminal {
     std::string text;
     ::fcntl(master_, F_SETFL, O_NONBLOCK);
     const auto deadline = std::chrono::steady_clock::now() + limit;
-    int status = 0;
+    bool reaped = false;
     while (std::chrono::steady_clock::now() < deadline) {
       char buffer[4096];
       const ssize_t got = ::read(master_, buffer, sizeof(buffer));
@@ -110,22 +85,28 @@ class OnTerminal {
         text.append(buffer, static_cast<std::size_t>(got));
         continue;
       }
-      if (reaped_) break;  // exited, and everything it wrote has been read
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
+      if (reaped) break;  // exited, and everything it wrote has been read
+      if (!tool_->running()) {
+        reaped = true;
         continue;  // one more read for what is left
       }
       std::this_thread::sleep_for(10ms);
     }
-    REQUIRE_MESSAGE(reaped_, "fanout run did not exit in time");
+    REQUIRE_MESSAGE(reaped, "fanout run did not exit in time");
     return text;
   }
 
  private:
-  TempDir dir_;
+  static int open_terminal() {
+    const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+    REQUIRE(master >= 0);
+    REQUIRE(::grantpt(master) == 0);
+    REQUIRE(::unlockpt(master) == 0);
+    return master;
+  }
+
   int master_ = -1;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
+  std::optional<fanout_test::Child> tool_;
 };
 
 }  // namespace
@@ -261,7 +242,7 @@ TEST_CASE("--help lists the options and the command line's shape") {
 }
 
 TEST_CASE("--env sends a variable with every remote job; without it the job sees the worker's environment") {
-  fanout_test::ToolCluster cluster(true, 2);
+  fanout_test::Cluster cluster({.workers = {{.processes = 2, .allow_shell = true}}});
   const std::vector<std::string> environment{"RUN_TEST_COLOUR=teal"};
   const auto sent = run({"run", "--broker", cluster.endpoint(), "-k", "--env", "RUN_TEST_COLOUR",
                          "echo ${RUN_TEST_COLOUR:-unset} {}", ":::", "a", "b"},
@@ -275,15 +256,12 @@ TEST_CASE("--env sends a variable with every remote job; without it the job sees
 }
 
 TEST_CASE("a remote job whose worker dies runs again on another worker, without counting against --retries") {
-  fanout_test::ToolCluster cluster;
-  auto& alpha = cluster.add_worker(true, 1, "alpha");
-  auto& beta = cluster.add_worker(true, 1, "beta");
-  REQUIRE(eventually(
-      [&] {
-        const std::string status = cluster.status();
-        return status.find("alpha: 1 executor(s)") != std::string::npos && status.find("beta: 1 executor(s)") != std::string::npos;
-      },
-      20s));
+  fanout_test::Cluster cluster;
+  const auto alpha = cluster.start_worker({.processes = 1, .allow_shell = true, .arguments = {"--id", "alpha"}});
+  const auto beta = cluster.start_worker({.processes = 1, .allow_shell = true, .arguments = {"--id", "beta"}});
+  // Both have announced their one executor.
+  REQUIRE(cluster.wait_for([](const fanout_test::StatusCounts& counts) { return counts.workers == 2 && counts.executors == 2; },
+                           20s));
   TempDir dir;
   const auto marker = dir.path() / "first-run";
   const auto killed = dir.path() / "killed-worker";
@@ -296,12 +274,12 @@ TEST_CASE("a remote job whose worker dies runs again on another worker, without 
   const auto joblog = (dir.path() / "joblog").string();
   const auto ran = run({"run", "--broker", cluster.endpoint(), "--retries", "1", "--joblog", joblog, job, ":::", "x"});
   if (const std::string group = read_file(orphan); !group.empty()) ::kill(-std::stoi(group), SIGKILL);
-  INFO(cluster.logs());
+  INFO(cluster.logs() << "--- alpha\n" << alpha->out() << "--- beta\n" << beta->out());
   CHECK(ran.status == 0);
   CHECK(ran.out == "ran again x\n");
   const pid_t dead = std::stoi(read_file(killed));
-  const std::string survivor = dead == alpha.pid() ? "beta" : "alpha";
-  CHECK((dead == alpha.pid() || dead == beta.pid()));
+  const std::string survivor = dead == alpha->pid() ? "beta" : "alpha";
+  CHECK((dead == alpha->pid() || dead == beta->pid()));
   const auto lines = lines_of(read_file(joblog));
   REQUIRE(lines.size() == 2);
   const auto fields = fields_of(lines[1]);

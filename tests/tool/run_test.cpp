@@ -2,10 +2,7 @@
 // stderr of its own; remote runs against a real fanout-broker and fanout-worker. Jobs that must
 // happen in a given order wait on marker files; the test waits on the tool's output files with
 // deadlines, never on bare sleeps.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,19 +19,17 @@
 
 #include <doctest/doctest.h>
 
-#include "../process/spawned.hpp"
-#include "tool_child.hpp"
-#include "tool_cluster.hpp"
-#include "../unit/test_support.hpp"
+#include "child.hpp"
+#include "cluster.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using fanout_test::eventually;
 using fanout_test::read_file;
 using fanout_test::TempDir;
+using fanout_test::touch;
 
 namespace {
-
-void touch(const std::filesystem::path& path) { std::ofstream(path) << ""; }
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
@@ -59,12 +54,15 @@ std::string wait_for_file(const std::filesystem::path& path) {
   return "i=0; while [ ! -e '" + path.string() + "' ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done";
 }
 
-// `fanout <arguments>`, as a child process of the test (tool_child.hpp).
-class Tool : public fanout_test::ToolChild {
+// `fanout <arguments>`, as a child process of the test (child.hpp): stdin from `input`, the
+// environment of this process minus FANOUT_* plus `extra_environment` (the test says what the
+// tool sees).
+class Tool : public fanout_test::Child {
  public:
   explicit Tool(std::vector<std::string> arguments, const std::string& input = "",
                 const std::vector<std::string>& extra_environment = {})
-      : ToolChild(with_program(std::move(arguments)), input, extra_environment) {}
+      : Child(with_program(std::move(arguments)),
+              {.env = extra_environment, .drop_env = {"FANOUT_"}, .input = input}) {}
 
  private:
   static std::vector<std::string> with_program(std::vector<std::string> arguments) {
@@ -343,21 +341,19 @@ TEST_CASE("SIGTERM to fanout run stops its jobs and exits 128+15") {
 
 namespace {
 
-// A fanout-broker and one fanout-worker with `executors` executors (tool_cluster.hpp).
-class Cluster : public fanout_test::ToolCluster {
- public:
-  explicit Cluster(bool allow_shell, int executors = 2)
-      : ToolCluster(allow_shell, executors), endpoint_(endpoint()) {}
-  const std::string endpoint_;
-};
+// A fanout-broker on a port of the OS's choosing and one fanout-worker with `executors` executors
+// (fanout_test::Cluster: it waits until they have all announced themselves).
+fanout_test::ClusterOptions one_worker(bool allow_shell, unsigned executors = 2) {
+  return {.workers = {{.processes = executors, .allow_shell = allow_shell}}};
+}
 
 }  // namespace
 
 TEST_CASE("--broker runs the jobs on remote workers; the joblog names the worker") {
-  Cluster cluster(true);
+  fanout_test::Cluster cluster(one_worker(true));
   TempDir dir;
   const auto joblog = dir.path() / "joblog";
-  const auto ran = run({"run", "--broker", cluster.endpoint_, "-j2", "-k", "--joblog", joblog.string(),
+  const auto ran = run({"run", "--broker", cluster.endpoint(), "-j2", "-k", "--joblog", joblog.string(),
                         "echo {#}:{}; echo warn-{} >&2", ":::", "a", "b c", "d"});
   INFO(cluster.logs());
   CHECK(ran.status == 0);
@@ -373,13 +369,13 @@ TEST_CASE("--broker runs the jobs on remote workers; the joblog names the worker
     CHECK(fields[1].find("pid") == std::string::npos);
   }
   // FANOUT_BROKER is --broker; failures count as locally.
-  const auto from_env = run({"run", "exit {}", ":::", "0", "1", "2"}, "", {"FANOUT_BROKER=" + cluster.endpoint_});
+  const auto from_env = run({"run", "exit {}", ":::", "0", "1", "2"}, "", {"FANOUT_BROKER=" + cluster.endpoint()});
   CHECK(from_env.status == 2);
 }
 
 TEST_CASE("a worker without --allow-shell fails every job with a message saying so") {
-  Cluster cluster(false);
-  const auto ran = run({"run", "--broker", cluster.endpoint_, "echo {}", ":::", "a", "b"});
+  fanout_test::Cluster cluster(one_worker(false));
+  const auto ran = run({"run", "--broker", cluster.endpoint(), "echo {}", ":::", "a", "b"});
   INFO(cluster.logs());
   CHECK(ran.status == 2);
   CHECK(ran.out == "");
@@ -387,8 +383,8 @@ TEST_CASE("a worker without --allow-shell fails every job with a message saying 
 }
 
 TEST_CASE("remote jobs with -j2 never run more than 2 at once on 4 executors, and leave the broker idle") {
-  Cluster cluster(true, 4);
-  REQUIRE(cluster.ready(4));
+  fanout_test::Cluster cluster(one_worker(true, 4));
+  REQUIRE(cluster.wait_for_executors(4));
   TempDir dir;
   const auto marks = dir.path() / "marks";
   std::filesystem::create_directories(marks);
@@ -397,36 +393,36 @@ TEST_CASE("remote jobs with -j2 never run more than 2 at once on 4 executors, an
   const std::string job = "touch '" + marks.string() + "/{}'; n=$(ls '" + marks.string() +
                           "' | wc -l); [ \"$n\" -gt 2 ] && echo \"$n\" >> '" + (dir.path() / "over").string() +
                           "'; sleep 0.02; rm '" + marks.string() + "/{}'; echo {}";
-  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", job, ":::"};
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint(), "-j2", job, ":::"};
   for (int i = 1; i <= 60; ++i) arguments.push_back(std::to_string(i));
   const auto ran = run(arguments);
   INFO(cluster.logs());
   CHECK(ran.status == 0);
   CHECK(lines_of(ran.out).size() == 60);
   CHECK_FALSE(std::filesystem::exists(dir.path() / "over"));
-  CHECK(cluster.idle());
+  CHECK(cluster.wait_idle());
 }
 
 TEST_CASE("remote jobs read lazily from stdin all run once, in order with -k") {
-  Cluster cluster(true);
+  fanout_test::Cluster cluster(one_worker(true));
   std::string input;
   std::string expected;
   for (int i = 1; i <= 300; ++i) {
     input += std::to_string(i) + "\n";
     expected += "line " + std::to_string(i) + "\n";
   }
-  const auto ran = run({"run", "--broker", cluster.endpoint_, "-j2", "-k", "echo line {}"}, input);
+  const auto ran = run({"run", "--broker", cluster.endpoint(), "-j2", "-k", "echo line {}"}, input);
   INFO(cluster.logs());
   CHECK(ran.status == 0);
   CHECK(ran.out == expected);
-  CHECK(cluster.idle());
+  CHECK(cluster.wait_idle());
 }
 
 TEST_CASE("remote --line-buffer streams output while a job runs") {
-  Cluster cluster(true);
+  fanout_test::Cluster cluster(one_worker(true));
   TempDir dir;
   const auto go = dir.path() / "go";
-  Tool tool({"run", "--broker", cluster.endpoint_, "--line-buffer", "echo early-{}; " + wait_for_file(go) + "; echo late-{}",
+  Tool tool({"run", "--broker", cluster.endpoint(), "--line-buffer", "echo early-{}; " + wait_for_file(go) + "; echo late-{}",
              ":::", "x"});
   CHECK(eventually([&] { return tool.out() == "early-x\n"; }, 20s));
   touch(go);
@@ -435,13 +431,13 @@ TEST_CASE("remote --line-buffer streams output while a job runs") {
 }
 
 TEST_CASE("remote --halt soon starts no job after the failure and lets the running one finish") {
-  Cluster cluster(true, 4);
-  REQUIRE(cluster.ready(4));
+  fanout_test::Cluster cluster(one_worker(true, 4));
+  REQUIRE(cluster.wait_for_executors(4));
   TempDir dir;
   const auto marks = dir.path();
   // Job 1 fails at once; job 2 is running then and ends later; no job after 2 may start.
   const std::string job = "touch '" + marks.string() + "/started-{}'; [ {} = 1 ] && exit 1; sleep 0.3; echo done-{}";
-  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", "--halt", "soon,fail=1", job, ":::"};
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint(), "-j2", "--halt", "soon,fail=1", job, ":::"};
   for (int i = 1; i <= 20; ++i) arguments.push_back(std::to_string(i));
   const auto ran = run(arguments);
   INFO(cluster.logs());
@@ -449,16 +445,16 @@ TEST_CASE("remote --halt soon starts no job after the failure and lets the runni
   CHECK(ran.out == "done-2\n");
   CHECK(std::filesystem::exists(marks / "started-2"));
   for (int i = 3; i <= 20; ++i) CHECK_FALSE(std::filesystem::exists(marks / ("started-" + std::to_string(i))));
-  CHECK(cluster.idle());
+  CHECK(cluster.wait_idle());
 }
 
 TEST_CASE("remote --halt now cancels the running and the queued jobs at once") {
-  Cluster cluster(true, 4);
-  REQUIRE(cluster.ready(4));
+  fanout_test::Cluster cluster(one_worker(true, 4));
+  REQUIRE(cluster.wait_for_executors(4));
   TempDir dir;
   const auto marks = dir.path();
   const std::string job = "touch '" + marks.string() + "/started-{}'; [ {} = 1 ] && exit 1; exec sleep 30";
-  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", "--halt", "now,fail=1", job, ":::"};
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint(), "-j2", "--halt", "now,fail=1", job, ":::"};
   for (int i = 1; i <= 40; ++i) arguments.push_back(std::to_string(i));
   const auto started = std::chrono::steady_clock::now();
   const auto ran = run(arguments);
@@ -469,7 +465,7 @@ TEST_CASE("remote --halt now cancels the running and the queued jobs at once") {
   int ran_jobs = 0;
   for (int i = 1; i <= 40; ++i) ran_jobs += std::filesystem::exists(marks / ("started-" + std::to_string(i))) ? 1 : 0;
   CHECK(ran_jobs <= 4);
-  CHECK(cluster.idle());
+  CHECK(cluster.wait_idle());
 }
 
 TEST_CASE("a broker that cannot be reached ends the run with 255 and says so") {
@@ -480,10 +476,10 @@ TEST_CASE("a broker that cannot be reached ends the run with 255 and says so") {
 }
 
 TEST_CASE("SIGTERM to a remote run cancels its jobs on the worker, queued ones too, silently") {
-  Cluster cluster(true);
+  fanout_test::Cluster cluster(one_worker(true));
   TempDir dir;
   const std::string job = "echo $$ > '" + dir.path().string() + "/pid-{}'; exec sleep 30";
-  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint_, "-j2", job, ":::"};
+  std::vector<std::string> arguments{"run", "--broker", cluster.endpoint(), "-j2", job, ":::"};
   for (int i = 1; i <= 10; ++i) arguments.push_back(std::to_string(i));
   Tool tool(arguments);
   const auto pid_file = dir.path() / "pid-1";
@@ -495,6 +491,6 @@ TEST_CASE("SIGTERM to a remote run cancels its jobs on the worker, queued ones t
   CHECK(tool.out() == "");
   CHECK(tool.err() == "");
   CHECK(eventually([&] { return !fanout_test::process_alive(job_pid); }, 10s));
-  CHECK(cluster.idle());
+  CHECK(cluster.wait_idle());
   CHECK_FALSE(std::filesystem::exists(dir.path() / "pid-3"));
 }
