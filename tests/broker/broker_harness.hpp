@@ -1,32 +1,27 @@
-// broker_harness.hpp: what the broker tests share: a real fanout::broker::Broker on a thread with
-// short heartbeats, fake peers that talk to it over real ZeroMQ sockets with hand-built Envelopes
-// (fake_peer.hpp, fake_executor.hpp, fake_client.hpp, broker_messages.hpp), and what the broker
-// says in its status.
+// broker_harness.hpp: what the broker tests share: a real fanout::broker::Broker on a thread
+// (fanout_test::RunningBroker) with short heartbeats, fake peers that talk to it over real ZeroMQ
+// sockets with hand-built Envelopes (fake_peer.hpp, fake_executor.hpp, fake_client.hpp,
+// broker_messages.hpp), and what the broker says in its status.
 #pragma once
 
 #include <doctest/doctest.h>
 
-#include <pthread.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
-#include <utility>
 #include <vector>
 
 #include <fanout/broker/broker.hpp>
-#include <kj/exception.h>
 #include <zmq.hpp>
 
 #include "broker_messages.hpp"
+#include "broker_status.hpp"
+#include "broker_thread.hpp"
 #include "fake_client.hpp"
 #include "fake_executor.hpp"
 #include "fake_peer.hpp"
@@ -34,6 +29,9 @@
 #include "transport.hpp"
 
 namespace broker_test {
+
+using fanout_test::RunningBroker;
+using fanout_test::StatusCounts;
 
 inline std::string unique_name(const std::string& stem) {
   static std::atomic<int> counter{0};
@@ -60,59 +58,10 @@ inline fanout::broker::Config quick_task_config() {
   return config;
 }
 
-// The broker, served on its own thread; stopped and joined at the end of the scope, whatever
-// happened. An exception escaping run() (which would be a broker bug) is kept for the test to see.
-class RunningBroker {
- public:
-  RunningBroker(fanout::broker::Config config, zmq::context_t& context)
-      : broker_(std::move(config), context), thread_([this] { serve(); }) {}
-  ~RunningBroker() {
-    broker_.stop();
-    thread_.join();
-  }
-  RunningBroker(const RunningBroker&) = delete;
-  RunningBroker& operator=(const RunningBroker&) = delete;
-
-  const std::string& endpoint() const { return broker_.endpoints().front(); }
-  // CPU time the broker's thread has used so far.
-  std::chrono::duration<double> cpu_time() {
-    clockid_t clock{};
-    timespec used{};
-    if (::pthread_getcpuclockid(thread_.native_handle(), &clock) != 0 || ::clock_gettime(clock, &used) != 0) return {};
-    return std::chrono::seconds(used.tv_sec) + std::chrono::nanoseconds(used.tv_nsec);
-  }
-  const fanout::broker::Counters& counters() const { return broker_.counters(); }
-  // Empty while run() is serving or returned normally; why it died otherwise.
-  std::string died() const {
-    std::lock_guard lock(mutex_);
-    return died_;
-  }
-
- private:
-  void serve() {
-    try {
-      broker_.run();
-    } catch (const kj::Exception& error) {
-      record(std::string("kj::Exception: ") + error.getDescription().cStr());
-    } catch (const std::exception& error) {
-      record(std::string("exception: ") + error.what());
-    } catch (...) {
-      record("unknown exception");
-    }
-  }
-  void record(std::string why) {
-    std::lock_guard lock(mutex_);
-    died_ = std::move(why);
-  }
-
-  fanout::broker::Broker broker_;
-  mutable std::mutex mutex_;
-  std::string died_;
-  std::thread thread_;  // last: starts once everything above exists
-};
-
 // ---- status -------------------------------------------------------------------------------------
 
+// What the broker's status says of each worker and of its queues, for tests of the status reply
+// itself. Waiting for a state of the broker goes through wait_status (the status API's counts).
 struct WorkerInfo {
   std::string id{};
   std::uint32_t executors = 0;
@@ -179,23 +128,17 @@ inline std::optional<StatusInfo> query_status(zmq::context_t& context, const std
   return std::nullopt;
 }
 
-// Polls the broker's status until `condition` holds; returns the last status seen.
+// Polls the broker's counts (fanout_test::wait_for_status) until `condition` holds; those counts,
+// or nullopt at the deadline.
 template <class Condition>
-std::optional<StatusInfo> wait_status(zmq::context_t& context, const std::string& endpoint, Condition condition,
-                                      std::chrono::milliseconds limit = kSoon) {
-  const auto deadline = Clock::now() + limit;
-  std::optional<StatusInfo> last;
-  while (Clock::now() < deadline) {
-    last = query_status(context, endpoint, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-    if (last && condition(*last)) return last;
-    std::this_thread::sleep_for(5ms);
-  }
-  return std::nullopt;
+std::optional<StatusCounts> wait_status(zmq::context_t& context, const std::string& endpoint, Condition condition,
+                                        std::chrono::milliseconds limit = kSoon) {
+  return fanout_test::wait_for_status(context, endpoint, condition, limit);
 }
 
 // Waits until the broker lists `count` executors in total.
 inline bool wait_executors(zmq::context_t& context, const std::string& endpoint, std::uint32_t count) {
-  return wait_status(context, endpoint, [&](const StatusInfo& status) { return status.executors() == count; }).has_value();
+  return wait_status(context, endpoint, [&](const StatusCounts& status) { return status.executors == count; }).has_value();
 }
 
 // A worker supervisor: announces, heartbeats, records what the broker tells it (stopExecutor).

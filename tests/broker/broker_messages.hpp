@@ -12,6 +12,7 @@
 
 #include <zmq.hpp>
 
+#include "task_window.hpp"
 #include "transport.hpp"
 
 namespace broker_test {
@@ -45,22 +46,16 @@ inline zmq::message_t announce_executor(const std::string& executor, const std::
   return out.frame();
 }
 
-// A window of `count` tasks of batch `batch` named `name`, indexes first..first+count-1; each
-// task's argument is its index (the fake executors answer index * index).
+// Tasks `slots` (index, name) of batch `batch` in `window`; each task's argument is its index
+// (the fake executors answer index * index).
 inline void fill_tasks(wire::TaskBatch::Builder window, std::uint64_t batch, std::uint32_t total,
                        const std::vector<std::pair<std::uint32_t, std::string>>& slots, std::uint32_t timeout_ms) {
-  window.setBatchId(batch);
-  window.setTotal(total);
-  window.setTimeoutMs(timeout_ms);
-  auto tasks = window.initTasks(static_cast<unsigned>(slots.size()));
-  for (unsigned i = 0; i < slots.size(); ++i) {
-    auto task = tasks[i];
-    task.setBatchId(batch);
-    task.setIndex(slots[i].first);
-    task.setName(slots[i].second);
-    task.initArgs().initTuple(1)[0].setInt(slots[i].first);
-    task.setTimeoutMs(timeout_ms);
+  std::vector<fanout_test::TaskSpec> tasks;
+  tasks.reserve(slots.size());
+  for (const auto& [index, name] : slots) {
+    tasks.push_back({index, name, [index = index](wire::Value::Builder args) { args.initTuple(1)[0].setInt(index); }});
   }
+  fanout_test::fill_tasks(window, batch, total, tasks, timeout_ms);
 }
 
 inline zmq::message_t tasks_window(std::uint64_t batch, std::uint32_t total, std::uint32_t first, std::uint32_t count,
@@ -87,22 +82,8 @@ struct Answer {
   std::int64_t value;
 };
 
-inline zmq::message_t results_message(const std::vector<Answer>& answers, const std::string& ran_on = "fake executor") {
-  wire::OutMessage out(static_cast<unsigned>(64 + answers.size() * 12));
-  auto list = out.envelope().initResults(static_cast<unsigned>(answers.size()));
-  for (unsigned i = 0; i < answers.size(); ++i) {
-    auto result = list[i];
-    result.setBatchId(answers[i].batch);
-    result.setIndex(answers[i].index);
-    result.setAttempt(answers[i].attempt);
-    result.initValue().setInt(answers[i].value);
-    result.setRanOn(ran_on);
-  }
-  return out.frame();
-}
-
-// Results that are all failures: an exception "boom" each.
-inline zmq::message_t failures_message(const std::vector<Answer>& answers, const std::string& ran_on) {
+// Results of `answers`, each its value or, with `fail`, an exception "boom".
+inline zmq::message_t answers_message(const std::vector<Answer>& answers, const std::string& ran_on, bool fail) {
   wire::OutMessage out(static_cast<unsigned>(64 + answers.size() * 16));
   auto list = out.envelope().initResults(static_cast<unsigned>(answers.size()));
   for (unsigned i = 0; i < answers.size(); ++i) {
@@ -111,6 +92,10 @@ inline zmq::message_t failures_message(const std::vector<Answer>& answers, const
     result.setIndex(answers[i].index);
     result.setAttempt(answers[i].attempt);
     result.setRanOn(ran_on);
+    if (!fail) {
+      result.initValue().setInt(answers[i].value);
+      continue;
+    }
     auto error = result.initError();
     error.setKind(wire::ErrorKind::EXCEPTION);
     error.setRemoteType("std::runtime_error");
@@ -118,6 +103,15 @@ inline zmq::message_t failures_message(const std::vector<Answer>& answers, const
     error.setRanOn(ran_on);
   }
   return out.frame();
+}
+
+inline zmq::message_t results_message(const std::vector<Answer>& answers, const std::string& ran_on = "fake executor") {
+  return answers_message(answers, ran_on, false);
+}
+
+// Results that are all failures: an exception "boom" each.
+inline zmq::message_t failures_message(const std::vector<Answer>& answers, const std::string& ran_on) {
+  return answers_message(answers, ran_on, true);
 }
 
 template <class Fill>

@@ -5,7 +5,7 @@
 
 #include <filesystem>
 
-#include "../process/spawned.hpp"
+#include "cluster.hpp"
 
 using namespace broker_test;
 
@@ -84,7 +84,7 @@ TEST_CASE("a deferred batch is acknowledged with a receipt once journaled, then 
   auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
   FakeExecutor executor(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8});
   REQUIRE(executor.wait_tasks(3));
-  const auto status = wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_done == 3; });
+  const auto status = wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_done == 3; });
   REQUIRE(status.has_value());
   CHECK(status->deferred_pending == 0);
   CHECK(status->deferred_dead == 0);
@@ -132,7 +132,7 @@ TEST_CASE("a failing deferred task is retried, then dead; it can be listed, retr
   REQUIRE(client.wait_ack(25) == std::optional<std::string>("1"));
   // Two attempts each, then both are dead.
   REQUIRE(failing->wait_tasks(4));
-  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_dead == 2; }).has_value());
+  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_dead == 2; }).has_value());
   CHECK(failing->stats().tasks == 4);
 
   auto listed = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::LIST));
@@ -157,7 +157,7 @@ TEST_CASE("a failing deferred task is retried, then dead; it can be listed, retr
   REQUIRE(retried.has_value());
   CHECK(retried->envelope().getDeferredReport().getAffected() == 2);
   REQUIRE(healthy.wait_tasks(2));
-  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) {
+  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& s) {
             return s.deferred_dead == 0 && s.deferred_done == 2;
           }).has_value());
 
@@ -177,11 +177,11 @@ TEST_CASE("dropping a dead deferred task forgets it for good") {
     FakeClient client(context, broker.endpoint());
     client.send(deferred_window(26, 1));
     REQUIRE(client.wait_ack(26).has_value());
-    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_dead == 1; }).has_value());
+    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_dead == 1; }).has_value());
     auto dropped = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::DROP));
     REQUIRE(dropped.has_value());
     CHECK(dropped->envelope().getDeferredReport().getAffected() == 1);
-    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_dead == 0; }).has_value());
+    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_dead == 0; }).has_value());
   }
   // Nothing comes back after a restart.
   RunningBroker again(quick_journal_config(dir.path()), context);
@@ -209,7 +209,7 @@ TEST_CASE("after a restart, acknowledged tasks that had not finished run; finish
     REQUIRE(client.wait_ack(27).has_value());
     REQUIRE(executor.wait_held(5));
     executor.answer(2);  // tasks 0 and 1 finish; 2..4 are running when the broker goes
-    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusInfo& s) { return s.deferred_done == 2; }).has_value());
+    REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_done == 2; }).has_value());
   }
   RunningBroker again(quick_journal_config(dir.path()), context);
   auto supervisor = make_supervisor(context, again.endpoint(), "w1", 1);
@@ -220,7 +220,7 @@ TEST_CASE("after a restart, acknowledged tasks that had not finished run; finish
   for (const auto& task : executor.held()) ran.insert(task.index);
   CHECK(ran == std::set<std::uint32_t>{2, 3, 4});
   executor.answer(3);
-  REQUIRE(wait_status(context, again.endpoint(), [](const StatusInfo& s) { return s.deferred_done == 3; }).has_value());
+  REQUIRE(wait_status(context, again.endpoint(), [](const StatusCounts& s) { return s.deferred_done == 3; }).has_value());
   CHECK(executor.stats().tasks == 3);
   // A new batch gets a new receipt, never one handed out before the restart.
   FakeClient client(context, again.endpoint());
@@ -231,35 +231,31 @@ TEST_CASE("after a restart, acknowledged tasks that had not finished run; finish
 TEST_CASE("SIGKILL of fanout-broker right after an acknowledgement loses no acknowledged task") {
   fanout_test::TempDir dir;
   zmq::context_t context;
-  auto start = [&](const std::string& log) {
-    auto broker = std::make_unique<fanout_test::Spawned>(
-        std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", "tcp://127.0.0.1:*", "--journal",
-                                 (dir.path() / "journal-dir").string(), "--heartbeat-ms", "50", "--liveness-ms", "300"},
-        std::vector<std::string>{}, dir.path() / log);
-    const auto listening = broker->wait_for_line("listening ", std::chrono::seconds(10));
-    REQUIRE(listening.has_value());
-    return std::make_pair(std::move(broker), *listening);
+  auto start = [&] {
+    auto broker = std::make_unique<fanout_test::BrokerProcess>(std::vector<std::string>{
+        "--journal", (dir.path() / "journal-dir").string(), "--heartbeat-ms", "50", "--liveness-ms", "300"});
+    const std::string endpoint = broker->endpoint();
+    return std::make_pair(std::move(broker), endpoint);
   };
   std::set<std::string> receipts;
   {
-    auto [broker, endpoint] = start("first.log");
+    auto [broker, endpoint] = start();
     FakeClient client(context, endpoint);
     for (std::uint64_t batch = 1; batch <= 20; ++batch) client.send(deferred_window(100 + batch, 3));
     // Kill the moment the last acknowledgement is in: every acknowledged batch must survive.
     REQUIRE(client.wait_ack(120).has_value());
-    broker->signal_group(SIGKILL);
-    broker->kill_all();
+    broker->kill();
     for (std::uint64_t batch = 1; batch <= 20; ++batch) {
       const auto ack = client.ack(100 + batch);
       REQUIRE(ack.has_value());
       receipts.insert(*ack);
     }
   }
-  auto [broker, endpoint] = start("second.log");
+  auto [broker, endpoint] = start();
   auto supervisor = make_supervisor(context, endpoint, "w1", 1);
   FakeExecutor executor(context, endpoint, ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 64});
   const auto status =
-      wait_status(context, endpoint, [](const StatusInfo& s) { return s.deferred_done == 60; }, std::chrono::seconds(20));
+      wait_status(context, endpoint, [](const StatusCounts& s) { return s.deferred_done == 60; }, std::chrono::seconds(20));
   INFO(broker->log());
   REQUIRE(status.has_value());
   CHECK(receipts.size() == 20);

@@ -19,11 +19,14 @@
 
 #include <fanout/error.hpp>
 
+#include "child.hpp"
 #include "journal_helpers.hpp"
 #include "test_support.hpp"
 
 using namespace journal_test;
+using fanout_test::read_file;
 using fanout_test::TempDir;
+using fanout_test::write_file;
 
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("durable records are all there after reopening") {
@@ -189,14 +192,9 @@ TEST_CASE("a compaction cut short by a crash leaves the old journal in charge") 
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("after SIGKILL every record reported durable is there") {
   TempDir dir;
-  int pipe_fds[2];
-  REQUIRE(::pipe(pipe_fds) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    // The child submits without end, keeping up to 64 records in flight, and tells the parent
-    // each durable token the journal reports.
-    ::close(pipe_fds[0]);
+  // The child submits without end, keeping up to 64 records in flight, and tells the parent each
+  // durable token the journal reports (on its stdout).
+  fanout_test::Child child = fanout_test::Child::fork([&]() -> int {
     try {
       CapturedLog child_log;
       Journal journal(options_for(dir.path(), child_log));
@@ -211,31 +209,29 @@ TEST_CASE("after SIGKILL every record reported durable is there") {
         const Token now = journal.collect_durable();
         if (now != durable) {
           durable = now;
-          if (::write(pipe_fds[1], &durable, sizeof(durable)) != sizeof(durable)) ::_exit(3);
+          if (::write(STDOUT_FILENO, &durable, sizeof(durable)) != sizeof(durable)) ::_exit(3);
         }
       }
     } catch (...) {
       ::_exit(2);
     }
-  }
-  ::close(pipe_fds[1]);
+  });
   Token reported = 0;
   int reports = 0;
   while (reported < 3000) {
     Token token = 0;
-    REQUIRE(::read(pipe_fds[0], &token, sizeof(token)) == sizeof(token));
+    REQUIRE(child.read_exact(&token, sizeof(token), fanout_test::kPatience));
     CHECK(token > reported);
     reported = token;
     ++reports;
   }
-  ::kill(child, SIGKILL);
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  CHECK(WIFSIGNALED(status));
+  child.signal(SIGKILL);
+  const auto status = child.wait_exit();
+  REQUIRE(status.has_value());
+  CHECK(WIFSIGNALED(*status));
   // Reports the child wrote before it died are as good as the ones read.
   Token token = 0;
-  while (::read(pipe_fds[0], &token, sizeof(token)) == sizeof(token)) reported = token;
-  ::close(pipe_fds[0]);
+  while (child.read_exact(&token, sizeof(token), std::chrono::milliseconds(0))) reported = token;
 
   CapturedLog log;
   Journal reopened(options_for(dir.path(), log));
@@ -266,12 +262,8 @@ JournalRecord record_for_token(Token token) {
 TEST_CASE("after SIGKILL during constant compaction the journal is a durable prefix") {
   TempDir dir;
   constexpr std::uint64_t window = 64;
-  int pipe_fds[2];
-  REQUIRE(::pipe(pipe_fds) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::close(pipe_fds[0]);
+  // The child reports (durable token, compactions so far) on its stdout.
+  fanout_test::Child child = fanout_test::Child::fork([&]() -> int {
     try {
       CapturedLog child_log;
       JournalOptions options = options_for(dir.path(), child_log);
@@ -286,23 +278,21 @@ TEST_CASE("after SIGKILL during constant compaction the journal is a durable pre
         if (now != durable) {
           durable = now;
           const std::uint64_t report[2] = {durable, journal.stats().compactions};
-          if (::write(pipe_fds[1], report, sizeof(report)) != sizeof(report)) ::_exit(3);
+          if (::write(STDOUT_FILENO, report, sizeof(report)) != sizeof(report)) ::_exit(3);
         }
       }
     } catch (...) {
       ::_exit(2);
     }
-  }
-  ::close(pipe_fds[1]);
+  });
   std::uint64_t report[2] = {0, 0};
-  while (report[0] < 9000) REQUIRE(::read(pipe_fds[0], report, sizeof(report)) == sizeof(report));
-  ::kill(child, SIGKILL);
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  CHECK(WIFSIGNALED(status));
-  while (::read(pipe_fds[0], report, sizeof(report)) == sizeof(report)) {
+  while (report[0] < 9000) REQUIRE(child.read_exact(report, sizeof(report), fanout_test::kPatience));
+  child.signal(SIGKILL);
+  const auto status = child.wait_exit();
+  REQUIRE(status.has_value());
+  CHECK(WIFSIGNALED(*status));
+  while (child.read_exact(report, sizeof(report), std::chrono::milliseconds(0))) {
   }
-  ::close(pipe_fds[0]);
   const Token reported = report[0];
   CHECK(report[1] >= 1);  // compactions had happened before the kill
 
@@ -351,9 +341,7 @@ TEST_CASE("after a failed write the journal claims nothing more and refuses subm
   // A full disk, simulated with RLIMIT_FSIZE (writes past it fail with EFBIG) in a child process,
   // so that the limit never touches the test runner's own files.
   TempDir dir;
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  fanout_test::Child child = fanout_test::Child::fork([&] {
     int code = 0;
     try {
       CapturedLog child_log;
@@ -392,12 +380,13 @@ TEST_CASE("after a failed write the journal claims nothing more and refuses subm
       std::fprintf(stderr, "child: %s\n", e.what());
       code = 20;
     }
-    ::_exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+    return code;
+  });
+  const auto status = child.wait_exit(std::chrono::seconds(60));
+  REQUIRE(status.has_value());
+  REQUIRE(WIFEXITED(*status));
+  INFO(child.err());
+  CHECK(WEXITSTATUS(*status) == 0);
 
   CapturedLog log;
   Journal reopened(options_for(dir.path(), log));

@@ -7,8 +7,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -109,16 +107,6 @@ inline std::vector<JournalRecord> random_records(std::mt19937_64& rng, std::size
 }
 
 inline std::uint64_t size_of(const fs::path& path) { return fs::file_size(path); }
-
-inline std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-inline void write_file(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 inline bool readable_within(int fd, int ms) {
   pollfd p{fd, POLLIN, 0};

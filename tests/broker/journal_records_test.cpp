@@ -16,7 +16,9 @@
 #include "test_support.hpp"
 
 using namespace journal_test;
+using fanout_test::read_file;
 using fanout_test::TempDir;
+using fanout_test::write_file;
 
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("crc32c matches the Castagnoli check value and continues across calls") {

@@ -152,7 +152,7 @@ TEST_CASE("a silent client has its queued tasks dropped") {
   silent.send(tasks_window(11, 50, 0, 50));
   REQUIRE(executor.wait_held(2));
   silent.peer().set_heartbeat(false);
-  REQUIRE(wait_status(context, endpoint, [](const StatusInfo& status) { return status.queued == 0; }));
+  REQUIRE(wait_status(context, endpoint, [](const StatusCounts& status) { return status.queued == 0; }));
 
   // Its two running tasks finish; none of its other tasks is dispatched, the next client's are.
   executor.answer(2);

@@ -77,7 +77,7 @@ TEST_CASE("tasks wait while no executor is connected and are dispatched when one
   const auto& endpoint = broker.endpoint();
   FakeClient client(context, endpoint);
   client.send(tasks_window(3, 3, 0, 3));
-  REQUIRE(wait_status(context, endpoint, [](const StatusInfo& status) { return status.queued == 3; }));
+  REQUIRE(wait_status(context, endpoint, [](const StatusCounts& status) { return status.queued == 3; }));
   CHECK(client.settled(3) == 0);
 
   auto supervisor = make_supervisor(context, endpoint, "w1", 1);
