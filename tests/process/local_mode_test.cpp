@@ -18,7 +18,7 @@
 
 #include <fanout/fanout.hpp>
 
-#include "../unit/test_support.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 

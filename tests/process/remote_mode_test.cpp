@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,8 +17,7 @@
 
 #include <fanout/fanout.hpp>
 
-#include "../unit/test_support.hpp"
-#include "spawned.hpp"
+#include "cluster.hpp"
 
 using namespace std::chrono_literals;
 
@@ -33,64 +31,23 @@ const fanout::Task sleep_ms{"example.sleep_ms", [](int ms) {
                               return ms;
                             }};
 
-// A broker, one fanout-worker and one worker that is this very program. Short heartbeats, so that
-// deaths are noticed in about a second.
-class Cluster {
- public:
-  Cluster() {
-    start_broker("tcp://127.0.0.1:*");
-    const std::string broker = endpoint_;
-    library_worker_ = std::make_unique<fanout_test::Spawned>(
-        std::vector<std::string>{FANOUT_WORKER_PROGRAM, "--connect", broker, "--processes", "2", "--load",
-                                 FANOUT_EXAMPLE_TASKS, "--log-level", "info"},
-        std::vector<std::string>{}, dir_.path() / "library-worker.log");
-    program_worker_ = std::make_unique<fanout_test::Spawned>(
-        std::vector<std::string>{FANOUT_THIS_PROGRAM}, std::vector<std::string>{"FANOUT_WORKER=" + broker, "FANOUT_PROCESSES=2"},
-        dir_.path() / "program-worker.log");
-    REQUIRE(wait_for_workers(2));
-    ::setenv("FANOUT_BROKER", broker.c_str(), 1);
-  }
+// A broker, one fanout-worker and one worker that is this very program, two executors each.
+// Short heartbeats, so that deaths are noticed in about a second. This program is their client.
+struct Workers {
+  fanout_test::Cluster cluster{fanout_test::ClusterOptions{
+      .broker_arguments = {"--heartbeat-ms", "200", "--liveness-ms", "1200"},
+      .workers = {{.processes = 2, .load = {FANOUT_EXAMPLE_TASKS}, .arguments = {"--log-level", "info"},
+                   .name = "library worker"},
+                  {.program = FANOUT_THIS_PROGRAM, .processes = 2, .name = "program worker"}}}};
+  fanout_test::ScopedEnv client = cluster.client_scope();
 
-  void start_broker(const std::string& bind) {
-    broker_.reset();
-    broker_ = std::make_unique<fanout_test::Spawned>(
-        std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", bind, "--heartbeat-ms", "200", "--liveness-ms", "1200"},
-        std::vector<std::string>{}, dir_.path() / "broker.log");
-    const auto listening = broker_->wait_for_line("listening ", 10s);
-    REQUIRE(listening.has_value());
-    endpoint_ = *listening;
-  }
-
-  // Whether `fanout status` reports `count` workers with free slots before the deadline.
-  bool wait_for_workers(int count) const {
-    return fanout_test::eventually(
-        [&] {
-          const std::string command = std::string(FANOUT_TOOL_PROGRAM) + " status --broker " + endpoint_ + " 2>&1";
-          FILE* pipe = ::popen(command.c_str(), "r");
-          if (pipe == nullptr) return false;
-          std::string text;
-          char buffer[1024];
-          while (const std::size_t got = std::fread(buffer, 1, sizeof(buffer), pipe)) text.append(buffer, got);
-          ::pclose(pipe);
-          return text.find("workers: " + std::to_string(count) + "\n") != std::string::npos;
-        },
-        20s);
-  }
-
-  std::string logs() const {
-    return "--- broker\n" + broker_->log() + "--- library worker\n" + library_worker_->log() +
-           "--- program worker\n" + program_worker_->log();
-  }
-
-  fanout_test::TempDir dir_;
-  std::string endpoint_;
-  std::unique_ptr<fanout_test::Spawned> broker_;
-  std::unique_ptr<fanout_test::Spawned> library_worker_;
-  std::unique_ptr<fanout_test::Spawned> program_worker_;
+  fanout_test::Child& library_worker() { return cluster.worker(0); }
+  fanout_test::Child& program_worker() { return cluster.worker(1); }
+  std::string logs() const { return cluster.logs(); }
 };
 
-Cluster& cluster() {
-  static Cluster instance;
+Workers& cluster() {
+  static Workers instance;
   return instance;
 }
 
@@ -147,18 +104,16 @@ TEST_CASE("slow tasks spread over every remote executor: N tasks on P slots take
 
 TEST_CASE("a worker sent SIGTERM mid-batch stops taking work, finishes what runs and exits 0; the batch finishes elsewhere") {
   auto& workers = cluster();
-  fanout_test::Spawned leaving(std::vector<std::string>{FANOUT_THIS_PROGRAM},
-                               std::vector<std::string>{"FANOUT_WORKER=" + workers.endpoint_, "FANOUT_PROCESSES=2"},
-                               workers.dir_.path() / "leaving-worker.log");
-  REQUIRE(workers.wait_for_workers(3));
+  const auto leaving = workers.cluster.start_worker({.program = FANOUT_THIS_PROGRAM, .processes = 2});
+  REQUIRE(workers.cluster.wait_for_workers(3));
   const std::vector<fanout::Call<int>> calls(40, sleep_ms(300));
   std::optional<std::chrono::steady_clock::duration> exited_after;
   std::optional<int> status;
   std::thread drainer([&] {
     std::this_thread::sleep_for(400ms);
     const auto signalled = std::chrono::steady_clock::now();
-    leaving.signal_group(SIGTERM);
-    status = leaving.wait_exit(30s);
+    leaving->signal_group(SIGTERM);
+    status = leaving->wait_exit(30s);
     exited_after = std::chrono::steady_clock::now() - signalled;
   });
   const auto results = remote().run(calls);
@@ -169,7 +124,7 @@ TEST_CASE("a worker sent SIGTERM mid-batch stops taking work, finishes what runs
   CHECK(WEXITSTATUS(*status) == 0);
   // It finished the task each executor was running (300 ms), nothing it had not started.
   CHECK(*exited_after < 1500ms);
-  INFO(workers.logs() << "--- leaving worker\n" << leaving.log());
+  INFO(workers.logs() << "--- leaving worker\n" << leaving->out());
 }
 
 TEST_CASE("a worker killed with SIGKILL is noticed and its tasks finish on the other worker") {
@@ -177,23 +132,21 @@ TEST_CASE("a worker killed with SIGKILL is noticed and its tasks finish on the o
   std::vector<fanout::Call<int>> calls(16, sleep_ms(300));
   std::thread killer([&] {
     std::this_thread::sleep_for(400ms);
-    workers.program_worker_->signal_group(SIGKILL);
+    workers.program_worker().signal_group(SIGKILL);
   });
   const auto started = std::chrono::steady_clock::now();
   const auto results = remote().run(calls);
   killer.join();
   CHECK(results == std::vector<int>(16, 300));
   CHECK(std::chrono::steady_clock::now() - started < 30s);
-  CHECK(workers.wait_for_workers(1));
+  CHECK(workers.cluster.wait_for_workers(1));
   INFO(workers.logs());
 }
 
 TEST_CASE("after a broker restart, workers reconnect on their own") {
   auto& workers = cluster();
-  const std::string endpoint = workers.endpoint_;
-  workers.broker_->kill_all();
-  workers.start_broker(endpoint);  // the same port
-  CHECK(workers.wait_for_workers(1));  // the library worker; the program worker was killed above
+  workers.cluster.broker().restart();  // the same port
+  CHECK(workers.cluster.wait_for_workers(1));  // the library worker; the program worker was killed above
   std::vector<fanout::Call<int>> calls;
   for (int i = 0; i < 50; ++i) calls.push_back(square(i));
   const auto results = remote().run(calls);
@@ -227,19 +180,17 @@ TEST_CASE("a batch in flight survives a broker SIGKILLed and restarted: every sl
 TEST_CASE("a frozen worker (SIGSTOP) is noticed and its tasks go to another worker") {
   auto& workers = cluster();
   // A fresh worker next to the library worker, then the library worker is frozen mid-batch.
-  fanout_test::Spawned extra(std::vector<std::string>{FANOUT_THIS_PROGRAM},
-                             std::vector<std::string>{"FANOUT_WORKER=" + workers.endpoint_, "FANOUT_PROCESSES=2"},
-                             workers.dir_.path() / "extra-worker.log");
-  REQUIRE(workers.wait_for_workers(2));
+  const auto extra = workers.cluster.start_worker({.program = FANOUT_THIS_PROGRAM, .processes = 2});
+  REQUIRE(workers.cluster.wait_for_workers(2));
   std::vector<fanout::Call<int>> calls(12, sleep_ms(300));
   std::thread freezer([&] {
     std::this_thread::sleep_for(400ms);
-    workers.library_worker_->signal_group(SIGSTOP);
+    workers.library_worker().signal_group(SIGSTOP);
   });
   const auto results = remote().run(calls);
   freezer.join();
   CHECK(results == std::vector<int>(12, 300));
-  workers.library_worker_->kill_all();
-  const std::string logs = workers.logs() + "--- extra worker\n" + extra.log();
+  workers.library_worker().kill();
+  const std::string logs = workers.logs() + "--- extra worker\n" + extra->out();
   INFO(logs);
 }

@@ -15,55 +15,27 @@
 
 #include <fanout/process.hpp>
 
-#include "../unit/test_support.hpp"
-#include "spawned.hpp"
+#include "cluster.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using fanout::OutputType;
 using fanout::Pool;
 using fanout::Process;
 using fanout_test::eventually;
+using fanout_test::touch;
 
 namespace {
 
-// A broker with one worker; `allow_shell` says whether the worker runs shell commands.
-class ShellCluster {
- public:
-  explicit ShellCluster(bool allow_shell) {
-    broker_ = std::make_unique<fanout_test::Spawned>(
-        std::vector<std::string>{FANOUT_BROKER_PROGRAM, "--bind", "tcp://127.0.0.1:*", "--heartbeat-ms", "200",
-                                 "--liveness-ms", "1200"},
-        std::vector<std::string>{}, dir_.path() / "broker.log");
-    const auto listening = broker_->wait_for_line("listening ", 10s);
-    REQUIRE(listening.has_value());
-    endpoint_ = *listening;
-    std::vector<std::string> worker{FANOUT_WORKER_PROGRAM, "--connect", endpoint_, "--processes", "2"};
-    if (allow_shell) worker.emplace_back("--allow-shell");
-    worker_ = std::make_unique<fanout_test::Spawned>(worker, std::vector<std::string>{}, dir_.path() / "worker.log");
-    REQUIRE(wait_for_executors(2));
-  }
+// A broker with one worker of two executors; `allow_shell` says whether the worker runs shell
+// commands.
+fanout_test::ClusterOptions shell_cluster_options(bool allow_shell) {
+  return {.broker_arguments = {"--heartbeat-ms", "200", "--liveness-ms", "1200"},
+          .workers = {{.processes = 2, .allow_shell = allow_shell}}};
+}
 
-  bool wait_for_executors(int count) const {
-    return eventually(
-        [&] {
-          const auto status =
-              fanout_test::run_capturing(std::string(FANOUT_TOOL_PROGRAM) + " status --broker " + endpoint_);
-          return status.text.find("executors: " + std::to_string(count)) != std::string::npos ||
-                 status.text.find(std::to_string(count) + " executor") != std::string::npos;
-        },
-        20s);
-  }
-
-  std::string logs() const { return "--- broker\n" + broker_->log() + "--- worker\n" + worker_->log(); }
-
-  fanout_test::TempDir dir_;
-  std::string endpoint_;
-  std::unique_ptr<fanout_test::Spawned> broker_;
-  std::unique_ptr<fanout_test::Spawned> worker_;
-};
-
-ShellCluster& shell_cluster() {
-  static ShellCluster instance(true);
+fanout_test::Cluster& shell_cluster() {
+  static fanout_test::Cluster instance(shell_cluster_options(true));
   return instance;
 }
 
@@ -82,8 +54,6 @@ struct Collected {
   }
 };
 
-void touch(const std::filesystem::path& path) { std::ofstream(path) << ""; }
-
 }  // namespace
 
 TEST_CASE("a remote pool runs its commands on --allow-shell workers, results by key in order") {
@@ -93,7 +63,7 @@ TEST_CASE("a remote pool runs its commands on --allow-shell workers, results by 
                          p.as("argv").command({"printf", "%s|", "a b", "$HOME"});
                          p.command("true");
                        })
-                           .broker(cluster.endpoint_)
+                           .broker(cluster.endpoint())
                            .wait();
   INFO(cluster.logs());
   REQUIRE(results.size() == 3);
@@ -107,12 +77,12 @@ TEST_CASE("a remote pool runs its commands on --allow-shell workers, results by 
 
 TEST_CASE("a remote pool streams output live under each key") {
   auto& cluster = shell_cluster();
-  const auto go = cluster.dir_.path() / "go-live";
+  const auto go = cluster.dir() / "go-live";
   Collected seen;
   auto pool = Process::pool([&](Pool& p) {
                 p.as("a").command("echo ready; while [ ! -e '" + go.string() + "' ]; do sleep 0.01; done; echo end");
               })
-                  .broker(cluster.endpoint_)
+                  .broker(cluster.endpoint())
                   .start(seen.callback("a", OutputType::out));
   REQUIRE(eventually([&] { return seen.get() == "ready\n"; }, 20s));
   touch(go);
@@ -123,28 +93,28 @@ TEST_CASE("a remote pool streams output live under each key") {
 
 TEST_CASE("a remote timeout kills the command on the worker and keeps its output") {
   auto& cluster = shell_cluster();
-  const auto result = Process::broker(cluster.endpoint_).timeout(300ms).run("echo partial; exec sleep 30");
+  const auto result = Process::broker(cluster.endpoint()).timeout(300ms).run("echo partial; exec sleep 30");
   CHECK(result.timed_out());
   CHECK(result.exit_code() == 128 + SIGTERM);
   CHECK(result.output() == "partial\n");
-  const auto idle = Process::broker(cluster.endpoint_).idle_timeout(300ms).run("echo a; exec sleep 30");
+  const auto idle = Process::broker(cluster.endpoint()).idle_timeout(300ms).run("echo a; exec sleep 30");
   CHECK(idle.idle_timed_out());
 }
 
 TEST_CASE("path, env, input and quietly travel with a remote command") {
   auto& cluster = shell_cluster();
   const auto results = Process::pool([&](Pool& p) {
-                         p.as("path").command("pwd").path(cluster.dir_.path().string());
+                         p.as("path").command("pwd").path(cluster.dir().string());
                          // The worker's environment, changed: HOME is set there, and removed for this command.
                          p.as("env").command("echo $NEW-${HOME:-nohome}").env("NEW", "v").without_env("HOME");
                          p.as("input").command("cat").input("0");
                          p.as("empty-input").command("cat; echo end").input("");
                          p.as("quiet").command("echo hidden").quietly();
                        })
-                           .broker(cluster.endpoint_)
+                           .broker(cluster.endpoint())
                            .wait();
   CHECK(std::filesystem::equivalent(results["path"].output().substr(0, results["path"].output().size() - 1),
-                                    cluster.dir_.path()));
+                                    cluster.dir()));
   CHECK(results["env"].output() == "v-nohome\n");
   CHECK(results["input"].output() == "0");
   CHECK(results["empty-input"].output() == "end\n");
@@ -154,14 +124,14 @@ TEST_CASE("path, env, input and quietly travel with a remote command") {
 
 TEST_CASE("a command that does not exist fails remotely with a clear message") {
   auto& cluster = shell_cluster();
-  const auto result = Process::broker(cluster.endpoint_).run({"fanout-no-such-program-xyz"});
+  const auto result = Process::broker(cluster.endpoint()).run({"fanout-no-such-program-xyz"});
   CHECK(result.exit_code() == 127);
   CHECK(result.see_in_error_output("command not found"));
 }
 
 TEST_CASE("a remote pool's concurrency cap holds") {
   auto& cluster = shell_cluster();
-  const auto dir = cluster.dir_.path() / "cap";
+  const auto dir = cluster.dir() / "cap";
   std::filesystem::create_directories(dir);
   auto pool = Process::pool([&](Pool& p) {
                 for (int i = 0; i < 3; ++i) {
@@ -172,7 +142,7 @@ TEST_CASE("a remote pool's concurrency cap holds") {
                 }
               })
                   .concurrency(1)
-                  .broker(cluster.endpoint_)
+                  .broker(cluster.endpoint())
                   .start();
   REQUIRE(eventually([&] { return std::filesystem::exists(dir / "started-0"); }, 20s));
   // The worker has two executors, yet the second command waits for the first.
@@ -186,7 +156,7 @@ TEST_CASE("stopping a remote pool kills its commands on the worker") {
   auto& cluster = shell_cluster();
   Collected seen;
   auto pool = Process::pool([](Pool& p) { p.as("a").command("echo $$; exec sleep 30"); })
-                  .broker(cluster.endpoint_)
+                  .broker(cluster.endpoint())
                   .start(seen.callback("a", OutputType::out));
   REQUIRE(eventually([&] { return !seen.get().empty(); }, 20s));
   const pid_t command = std::stoi(seen.get());
@@ -194,21 +164,21 @@ TEST_CASE("stopping a remote pool kills its commands on the worker") {
   CHECK(results["a"].failed());
   CHECK(eventually([&] { return !fanout_test::process_alive(command); }, 10s));
   // The worker replaced the executor it lost and serves again.
-  CHECK(Process::broker(cluster.endpoint_).run("echo again").output() == "again\n");
+  CHECK(Process::broker(cluster.endpoint()).run("echo again").output() == "again\n");
 }
 
 TEST_CASE("FANOUT_PROCESS_BROKER sends pools to remote workers without a code change") {
   auto& cluster = shell_cluster();
-  fanout_test::ScopedEnv broker("FANOUT_PROCESS_BROKER", cluster.endpoint_.c_str());
+  fanout_test::ScopedEnv broker("FANOUT_PROCESS_BROKER", cluster.endpoint().c_str());
   const auto result = Process::run("echo remote");
   CHECK(result.output() == "remote\n");
   CHECK(result.ran_on().find("worker") == 0);
 }
 
 TEST_CASE("a worker without --allow-shell never runs a shell command, and the client is told why") {
-  ShellCluster plain(false);
-  const auto marker = plain.dir_.path() / "must-not-exist";
-  const auto result = Process::broker(plain.endpoint_).run("touch '" + marker.string() + "'");
+  fanout_test::Cluster plain(shell_cluster_options(false));
+  const auto marker = plain.dir() / "must-not-exist";
+  const auto result = Process::broker(plain.endpoint()).run("touch '" + marker.string() + "'");
   CHECK(result.failed());
   CHECK(result.see_in_error_output("--allow-shell"));
   CHECK_FALSE(std::filesystem::exists(marker));
@@ -224,21 +194,13 @@ TEST_CASE("a remote pool without a broker fails each process with a clear messag
 
 TEST_CASE("remote pools leave nothing at the broker: after they finish, and after a stop") {
   auto& cluster = shell_cluster();
-  const auto idle = [&] {
-    return eventually(
-        [&] {
-          const auto status =
-              fanout_test::run_capturing(std::string(FANOUT_TOOL_PROGRAM) + " status --broker " + cluster.endpoint_);
-          return status.text.find("queued tasks: 0, running: 0,") != std::string::npos;
-        },
-        10s);
-  };
+  const auto idle = [&] { return cluster.wait_idle(10s); };
   // More processes than the broker may hold at once from one pool are no concern of the caller.
   const auto many = Process::pool([](Pool& p) {
                       for (int i = 0; i < 200; ++i) p.command("echo " + std::to_string(i));
                     })
                         .concurrency(2)
-                        .broker(cluster.endpoint_)
+                        .broker(cluster.endpoint())
                         .wait();
   REQUIRE(many.size() == 200);
   CHECK(many.successful());
@@ -249,12 +211,12 @@ TEST_CASE("remote pools leave nothing at the broker: after they finish, and afte
                 for (int i = 0; i < 20; ++i) p.command("exec sleep 30");
               })
                   .concurrency(2)
-                  .broker(cluster.endpoint_)
+                  .broker(cluster.endpoint())
                   .start();
   REQUIRE(eventually([&] { return !pool.running().empty(); }, 10s));
   const auto stopped = pool.stop(0ms);
   CHECK(stopped.size() == 20);
   for (const auto& result : stopped) CHECK(result.failed());
   CHECK(idle());
-  CHECK(Process::broker(cluster.endpoint_).run("echo again").output() == "again\n");
+  CHECK(Process::broker(cluster.endpoint()).run("echo again").output() == "again\n");
 }
