@@ -6,10 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 
-#include "test_support.hpp"
 #include <fanout/worker/worker.hpp>
+
+#include "child.hpp"
+#include "test_support.hpp"
 #include "worker_harness.hpp"
 
 using namespace fanout_test;
@@ -17,42 +20,27 @@ using namespace fanout_test;
 namespace {
 
 // Forks a process that forks a worker running `config` (its expected_parent filled in) and then
-// waits: for the worker's exit, whose code it exits with, or for its own death.
-pid_t start_parent_of_worker(fanout::worker::Config config) {
-  const pid_t parent = ::fork();
-  if (parent != 0) return parent;
-  config.expected_parent = config.expected_parent != 0 ? config.expected_parent : ::getpid();
-  const pid_t worker = ::fork();
-  if (worker == 0) {
-    int code = fanout::worker::kExitFailure;
-    try {
-      code = fanout::worker::run(config);
-    } catch (...) {
+// waits: for the worker's exit, whose code it exits with, or for its own death. The worker is
+// the stand-in's own child, as in local mode: what the test checks is that it notices the
+// stand-in's death by itself.
+Child start_parent_of_worker(fanout::worker::Config config) {
+  return Child::fork([config]() mutable {
+    config.expected_parent = config.expected_parent != 0 ? config.expected_parent : ::getpid();
+    const pid_t worker = ::fork();
+    if (worker == 0) {
+      int code = fanout::worker::kExitFailure;
+      try {
+        code = fanout::worker::run(config);
+      } catch (...) {
+      }
+      ::_exit(code);
     }
-    ::_exit(code);
-  }
-  int status = 0;
-  while (::waitpid(worker, &status, 0) < 0 && errno == EINTR) {
-  }
-  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128);
-}
-
-// Kills and reaps a child of the test, also when a check failed.
-struct ReapedChild {
-  pid_t pid;
-  ~ReapedChild() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  int wait() {
     int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-};
+    while (::waitpid(worker, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  });
+}
 
 }  // namespace
 
@@ -67,7 +55,7 @@ TEST_CASE("with exit_with_parent, a worker and its executors die with the proces
   // Forked before the fake broker starts its thread: a fork while another thread holds a lock
   // (ZeroMQ's, the sanitizers') can leave the child stuck. The worker's socket connects to the
   // ipc endpoint once the broker below binds it.
-  ReapedChild parent{start_parent_of_worker(config)};
+  Child parent = start_parent_of_worker(config);
   FakeBroker broker(endpoint);
 
   const Received* supervisor = broker.take(supervisor_announce());
@@ -76,10 +64,10 @@ TEST_CASE("with exit_with_parent, a worker and its executors die with the proces
   REQUIRE(executor != nullptr);
   const pid_t worker_pid = supervisor->envelope().getAnnounce().getPid();
   const pid_t executor_pid = executor->envelope().getAnnounce().getPid();
-  CHECK(parent_of(worker_pid) == parent.pid);
+  CHECK(parent_of(worker_pid) == parent.pid());
 
-  ::kill(parent.pid, SIGKILL);
-  parent.wait();
+  parent.signal(SIGKILL);  // the stand-in alone: the worker must notice by itself
+  parent.wait_exit();
   CHECK(eventually([&] { return process_ended(worker_pid); }));
   CHECK(eventually([&] { return process_ended(executor_pid); }));
   reap_orphans();
@@ -91,8 +79,8 @@ TEST_CASE("with exit_with_parent, a worker whose starter is already gone exits a
   config.processes = 1;
   config.exit_with_parent = true;
   config.expected_parent = 1;  // never the parent here: as if the real one had died and we were adopted
-  ReapedChild parent{start_parent_of_worker(config)};
-  const int status = parent.wait();
+  Child parent = start_parent_of_worker(config);
+  const int status = parent.wait_exit().value_or(-1);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == fanout::worker::kExitFailure);
 }

@@ -1,31 +1,25 @@
-// worker_harness.hpp: a real fanout-worker process and a fake broker to drive it.
+// worker_harness.hpp: a real fanout-worker process (a fanout_test::Child) and a fake broker to
+// drive it.
 //
 // The fake broker is a ZeroMQ ROUTER speaking the wire protocol by hand, so that tests can send
 // exactly what a broker would (or would not: malformed frames, stopExecutor at a chosen moment)
 // and look at every message the supervisor and its executors send back.
 #pragma once
 
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
-#include <csignal>
+#include <cstdint>
 #include <deque>
-#include <filesystem>
 #include <fstream>
 #include <functional>
-#include <optional>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -33,6 +27,10 @@
 
 #include <fanout/codec.hpp>
 
+#include "child.hpp"
+#include "cluster.hpp"
+#include "task_window.hpp"
+#include "test_support.hpp"
 #include "transport.hpp"
 
 namespace fanout_test {
@@ -41,95 +39,12 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 namespace wire = fanout::wire;
 
-// Generous: the tests must pass on two busy cores and under sanitizers.
-inline constexpr milliseconds kPatience{15000};
-
-// A running fanout-worker with stdout and stderr going to a file. The destructor kills it with
-// SIGKILL (its executors follow through PR_SET_PDEATHSIG) and reaps it, whatever the test did.
-class WorkerProcess {
- public:
-  WorkerProcess(const std::vector<std::string>& arguments, std::filesystem::path log) : log_(std::move(log)) {
-    std::vector<std::string> all{FANOUT_WORKER_PROGRAM};
-    all.insert(all.end(), arguments.begin(), arguments.end());
-    std::vector<char*> argv;
-    for (auto& argument : all) argv.push_back(argument.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    const int error = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (error != 0) throw std::system_error(error, std::generic_category(), "posix_spawn fanout-worker");
-    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  }
-  ~WorkerProcess() {
-    if (!exit_status_) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-    if (pidfd_ >= 0) ::close(pidfd_);
-  }
-  WorkerProcess(const WorkerProcess&) = delete;
-  WorkerProcess& operator=(const WorkerProcess&) = delete;
-
-  pid_t pid() const noexcept { return pid_; }
-  void signal(int signal) const { ::kill(pid_, signal); }
-
-  // The wait status once the process has ended, or nullopt if it still runs after `limit`.
-  std::optional<int> wait_exit(milliseconds limit = kPatience) {
-    if (exit_status_) return exit_status_;
-    pollfd item{pidfd_, POLLIN, 0};
-    if (pidfd_ >= 0 && ::poll(&item, 1, static_cast<int>(limit.count())) <= 0) return std::nullopt;
-    int status = 0;
-    if (::waitpid(pid_, &status, pidfd_ >= 0 ? 0 : WNOHANG) != pid_) return std::nullopt;
-    exit_status_ = status;
-    return exit_status_;
-  }
-
-  // What the worker printed so far (its log).
-  std::string output() const {
-    std::ifstream file(log_);
-    std::stringstream text;
-    text << file.rdbuf();
-    return text.str();
-  }
-
- private:
-  std::filesystem::path log_;
-  pid_t pid_ = -1;
-  int pidfd_ = -1;
-  std::optional<int> exit_status_;
-};
-
-// Whether `pid` has ended (gone, or a zombie nobody reaped yet).
-inline bool process_ended(pid_t pid) {
-  if (::kill(pid, 0) != 0) return true;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
-}
-
-// Makes this process the reaper of its orphaned descendants: executors whose supervisor a test
-// killed come back to it, so reap_orphans() can reap them rather than leave zombies to an init
-// that may never reap them (as in some containers).
-inline void become_subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
-
-// Reaps every child of this process, waiting up to `limit` for those still running (orphaned
-// executors die at once through PR_SET_PDEATHSIG). Call only when no child is owned by anyone.
-inline void reap_orphans(milliseconds limit = milliseconds(5000)) {
-  const auto deadline = Clock::now() + limit;
-  for (;;) {
-    int status = 0;
-    const pid_t reaped = ::waitpid(-1, &status, WNOHANG);
-    if (reaped > 0) continue;
-    if (reaped < 0 || Clock::now() >= deadline) return;  // ECHILD: none left
-    std::this_thread::sleep_for(milliseconds(5));      // children left, not ended yet
-  }
+// fanout-worker with `arguments` (its environment this process's), stdout and stderr in one log
+// (out()). The Child kills its group (the executors are in it) and reaps it, whatever the test did.
+inline Child start_worker(const std::vector<std::string>& arguments) {
+  std::vector<std::string> command{worker_program()};
+  command.insert(command.end(), arguments.begin(), arguments.end());
+  return Child(std::move(command), ChildOptions{.merge_output = true});
 }
 
 // One message a peer sent to the fake broker.
@@ -300,34 +215,16 @@ inline bool wait_until_sleeping(pid_t pid, milliseconds limit = kPatience) {
 
 // ---- building messages ------------------------------------------------------------------------
 
-// One task of a `tasks` message: a registered name and its arguments (a tuple).
-struct TaskSpec {
-  std::uint32_t index = 0;
-  std::string name;
-  std::function<void(fanout::ValueBuilder)> args;
-  std::uint16_t attempt = 0;
-};
-
-// Arguments encoded as the tuple a task of parameters A... expects.
+// Arguments encoded as the tuple a task of parameters A... expects (TaskSpec::args).
 template <class... A>
-std::function<void(fanout::ValueBuilder)> arguments(A... values) {
-  return [=](fanout::ValueBuilder out) { fanout::encode(out, std::make_tuple(values...)); };
+std::function<void(wire::Value::Builder)> arguments(A... values) {
+  return [=](wire::Value::Builder out) { fanout::encode(wire::wrap(out), std::make_tuple(values...)); };
 }
 
+// A `tasks` message of batch `batch` holding all of `specs` (task_window.hpp).
 inline wire::OutMessage tasks_message(std::uint64_t batch, const std::vector<TaskSpec>& specs) {
   wire::OutMessage out;
-  auto window = out.envelope().initTasks();
-  window.setBatchId(batch);
-  window.setTotal(static_cast<std::uint32_t>(specs.size()));
-  auto tasks = window.initTasks(static_cast<unsigned>(specs.size()));
-  for (unsigned i = 0; i < specs.size(); ++i) {
-    auto task = tasks[i];
-    task.setBatchId(batch);
-    task.setIndex(specs[i].index);
-    task.setName(specs[i].name);
-    task.setAttempt(specs[i].attempt);
-    specs[i].args(wire::wrap(task.initArgs()));
-  }
+  fill_tasks(out.envelope().initTasks(), batch, static_cast<std::uint32_t>(specs.size()), specs);
   return out;
 }
 

@@ -32,7 +32,7 @@ class Setup {
                                        "--load",     FANOUT_EXAMPLE_TASKS, "--id",        "test-worker",
                                        "--log-level", "debug"};
     arguments.insert(arguments.end(), extra.begin(), extra.end());
-    worker_ = std::make_unique<WorkerProcess>(arguments, directory_.path() / "worker.log");
+    worker_ = std::make_unique<Child>(start_worker(arguments));
     const Received* supervisor = broker_->take(supervisor_announce());
     if (supervisor == nullptr) FAIL("the supervisor did not announce itself; worker log:\n" << log());
     supervisor_ = supervisor->peer;
@@ -64,13 +64,13 @@ class Setup {
   Setup& operator=(const Setup&) = delete;
 
   FakeBroker& broker() { return *broker_; }
-  WorkerProcess& worker() { return *worker_; }
+  Child& worker() { return *worker_; }
   const std::string& endpoint() const { return endpoint_; }
   const std::string& supervisor() const { return supervisor_; }
   const std::string& executor(std::size_t n) const { return executors_.at(n); }
   pid_t executor_pid(std::size_t n) const { return executor_pids_.at(n); }
   unsigned processes() const { return processes_; }
-  std::string log() const { return worker_->output(); }
+  std::string log() const { return worker_->out(); }
 
   // Simulates a broker restart: the old socket closes, a new one binds the same endpoint.
   FakeBroker& restart_broker() {
@@ -83,7 +83,7 @@ class Setup {
   TempDir directory_;
   std::string endpoint_ = "ipc://" + (directory_.path() / "broker").string();
   std::optional<FakeBroker> broker_{std::in_place, endpoint_};
-  std::unique_ptr<WorkerProcess> worker_;  // after the broker: killed and reaped first
+  std::unique_ptr<Child> worker_;  // after the broker: killed and reaped first
   unsigned processes_;
   std::string supervisor_;
   std::vector<std::string> executors_;
@@ -548,36 +548,34 @@ TEST_CASE("executors die with their supervisor") {
 
 TEST_CASE("--load of a missing library exits with code 3 and names the library") {
   TempDir directory;
-  WorkerProcess worker({"--connect", "ipc://" + (directory.path() / "nobody").string(), "--load",
-                        "/nonexistent/libno-such-tasks.so"},
-                       directory.path() / "worker.log");
+  Child worker = start_worker(
+      {"--connect", "ipc://" + (directory.path() / "nobody").string(), "--load", "/nonexistent/libno-such-tasks.so"});
   const auto status = worker.wait_exit();
-  CHECK_MESSAGE(exited_with(status, 3), worker.output());
-  const std::string output = worker.output();
+  CHECK_MESSAGE(exited_with(status, 3), worker.out());
+  const std::string output = worker.out();
   CHECK(output.find("cannot load task library '/nonexistent/libno-such-tasks.so'") != std::string::npos);
   CHECK(output.find("No such file or directory") != std::string::npos);  // dlerror()
 }
 
 TEST_CASE("the command line: --help exits 0 with examples, bad usage exits 2") {
-  TempDir directory;
   {
-    WorkerProcess help({"--help"}, directory.path() / "help.log");
+    Child help = start_worker({"--help"});
     CHECK(exited_with(help.wait_exit(), 0));
-    CHECK(help.output().find("Examples:") != std::string::npos);
-    CHECK(help.output().find("FANOUT_BROKER") != std::string::npos);
+    CHECK(help.out().find("Examples:") != std::string::npos);
+    CHECK(help.out().find("FANOUT_BROKER") != std::string::npos);
   }
   {
     const ScopedEnv no_broker("FANOUT_BROKER", nullptr);
-    WorkerProcess missing({}, directory.path() / "missing.log");  // no --connect, no FANOUT_BROKER
+    Child missing = start_worker({});  // no --connect, no FANOUT_BROKER
     CHECK(exited_with(missing.wait_exit(), 2));
   }
   {
-    WorkerProcess bad({"--connect", "tcp://127.0.0.1:5555", "--processes", "many"}, directory.path() / "bad.log");
+    Child bad = start_worker({"--connect", "tcp://127.0.0.1:5555", "--processes", "many"});
     CHECK(exited_with(bad.wait_exit(), 2));
   }
   {
-    WorkerProcess inproc({"--connect", "inproc://nope"}, directory.path() / "inproc.log");
+    Child inproc = start_worker({"--connect", "inproc://nope"});
     CHECK(exited_with(inproc.wait_exit(), 2));
-    CHECK(inproc.output().find("inproc://nope") != std::string::npos);
+    CHECK(inproc.out().find("inproc://nope") != std::string::npos);
   }
 }
