@@ -3,8 +3,6 @@
 // broker's journaled ack (here a fake broker on a real ZeroMQ socket).
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,16 +28,19 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "broker_thread.hpp"
+#include "child.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using fanout_test::eventually;
+using fanout_test::process_ended;
+using fanout_test::read_file;
 using fanout_test::ScopedEnv;
+using fanout_test::stat_field;
 using fanout_test::TempDir;
-
-extern char** environ;
 
 namespace {
 
@@ -57,54 +58,6 @@ std::vector<int> take_recorded() {
   const std::lock_guard lock(recorded_mutex);
   return std::exchange(recorded, {});
 }
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// Field `field` (1-based, as in proc(5)) of /proc/<pid>/stat; nullopt when the process is gone.
-std::optional<std::string> stat_field(pid_t pid, int field) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return std::nullopt;
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream rest(line.substr(close + 2));  // field 3 onwards
-  std::string value;
-  for (int i = 3; i <= field; ++i) rest >> value;
-  return value;
-}
-
-// A process that has ended: gone, or a zombie its new parent has not reaped yet.
-bool ended(pid_t pid) {
-  const auto state = stat_field(pid, 3);
-  return !state || *state == "Z";
-}
-
-// Points this process's stderr at a file for a scope; a runner forked meanwhile keeps it.
-class CapturedStderr {
- public:
-  explicit CapturedStderr(const fs::path& file) {
-    std::fflush(nullptr);
-    saved_ = ::dup(STDERR_FILENO);
-    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-    ::dup2(fd, STDERR_FILENO);
-    ::close(fd);
-  }
-  ~CapturedStderr() {
-    std::fflush(nullptr);
-    ::dup2(saved_, STDERR_FILENO);
-    ::close(saved_);
-  }
-  CapturedStderr(const CapturedStderr&) = delete;
-  CapturedStderr& operator=(const CapturedStderr&) = delete;
-
- private:
-  int saved_;
-};
 
 // ---- a fake broker: a ROUTER on loopback TCP, answering the first `tasks` window as told ----
 
@@ -206,18 +159,13 @@ class FakeBroker {
   std::thread thread_;
 };
 
-// The real broker library on a thread, on loopback TCP; stopped and joined at the end of the scope.
+// The real broker library on a thread, on loopback TCP, with a journal in `journal` (none when
+// empty); stopped and joined at the end of the scope.
 class RealBroker {
  public:
-  explicit RealBroker(const fs::path& journal) : broker_(config(journal), context_), thread_([this] { broker_.run(); }) {}
-  ~RealBroker() {
-    broker_.stop();
-    thread_.join();
-  }
-  RealBroker(const RealBroker&) = delete;
-  RealBroker& operator=(const RealBroker&) = delete;
+  explicit RealBroker(const fs::path& journal) : broker_(config(journal), context_) {}
 
-  const std::string& endpoint() const { return broker_.endpoints().front(); }
+  const std::string& endpoint() const { return broker_.endpoint(); }
   const fanout::broker::Counters& counters() const { return broker_.counters(); }
 
  private:
@@ -229,8 +177,7 @@ class RealBroker {
   }
 
   zmq::context_t context_;
-  fanout::broker::Broker broker_;
-  std::thread thread_;
+  fanout_test::RunningBroker broker_;
 };
 
 }  // namespace
@@ -337,7 +284,7 @@ TEST_CASE("fork defer with plain callables sees the caller's memory and leaves n
   CHECK(fanout_test::parent_of(runner) != ::getpid());
   REQUIRE(eventually([&] { return fs::exists(out); }));
   CHECK(read_file(out) == secret);
-  CHECK(eventually([&] { return ended(runner); }));
+  CHECK(eventually([&] { return process_ended(runner); }));
   CHECK(fanout_test::child_count() == 0);
 }
 
@@ -345,35 +292,24 @@ TEST_CASE("fork defer's runner outlives a caller that exits right after defer") 
   const TempDir dir;
   const fs::path go = dir.path() / "go";
   const fs::path done = dir.path() / "done";
-  const fs::path printed = dir.path() / "stdout";
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, printed.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  const std::string program = FANOUT_DEFERRING_CALLER_PROGRAM;
-  std::vector<std::string> args{program, go.string(), done.string()};
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  pid_t caller = -1;
-  const int spawned = ::posix_spawn(&caller, program.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE(spawned == 0);
+  // Its stdin is a file (not /dev/null), so that the task's /dev/null below is the driver's doing.
+  fanout_test::Child caller({FANOUT_DEFERRING_CALLER_PROGRAM, go.string(), done.string()}, {.input = ""});
 
   // The caller exits at once: its task cannot finish before the test creates `go`.
-  int status = -1;
-  REQUIRE(eventually([&] { return ::waitpid(caller, &status, WNOHANG) == caller; }));
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  const auto status = caller.wait_exit(10s);
+  REQUIRE(status.has_value());
+  REQUIRE(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
   CHECK(fanout_test::child_count() == 0);  // the caller is reaped; nothing else of ours remains
 
-  const std::string receipt = read_file(printed);
+  const std::string receipt = caller.out();
   REQUIRE(receipt.rfind("fork-", 0) == 0);
   const pid_t runner = std::stoi(receipt.substr(5));
   CHECK(fanout_test::process_alive(runner));
-  CHECK(!ended(runner));
+  CHECK(!process_ended(runner));
   const auto runner_parent = fanout_test::parent_of(runner);
-  CHECK(runner_parent != caller);
+  CHECK(runner_parent != caller.pid());
   CHECK(runner_parent != ::getpid());
   // A session of its own: neither ours nor the (gone) caller's.
   CHECK(stat_field(runner, 6) != std::to_string(::getsid(0)));
@@ -387,7 +323,7 @@ TEST_CASE("fork defer's runner outlives a caller that exits right after defer") 
   seen >> task_parent >> task_stdin;
   CHECK(task_parent == runner);  // the task ran in a child of the runner, as the fork driver runs it
   CHECK(task_stdin == "/dev/null");
-  CHECK(eventually([&] { return ended(runner); }));
+  CHECK(eventually([&] { return process_ended(runner); }));
 }
 
 TEST_CASE("fork defer reports failures on the runner's stderr with the receipt") {
@@ -402,7 +338,7 @@ TEST_CASE("fork defer reports failures on the runner's stderr with the receipt")
        }}};
   std::optional<fanout::Receipt> receipt;
   {
-    const CapturedStderr captured(log);
+    const fanout_test::RedirectedOutput captured(log, fanout_test::RedirectedOutput::stderr_only);
     receipt = fanout::Concurrency::driver("fork").timeout(300ms).defer(keyed);
   }
   REQUIRE(receipt->id().rfind("fork-", 0) == 0);

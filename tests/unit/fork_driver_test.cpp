@@ -28,6 +28,7 @@
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using fanout_test::read_file;
 
 namespace {
 
@@ -41,33 +42,6 @@ std::size_t count_files(const fs::path& dir, const std::string& prefix) {
   return count;
 }
 
-// Redirects this process's stdout and stderr into a file for a scope (children inherit it).
-class CapturedOutput {
- public:
-  explicit CapturedOutput(const fs::path& file) {
-    std::fflush(nullptr);
-    saved_out_ = ::dup(STDOUT_FILENO);
-    saved_err_ = ::dup(STDERR_FILENO);
-    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-    ::dup2(fd, STDOUT_FILENO);
-    ::dup2(fd, STDERR_FILENO);
-    ::close(fd);
-  }
-  ~CapturedOutput() {
-    std::fflush(nullptr);
-    ::dup2(saved_out_, STDOUT_FILENO);
-    ::dup2(saved_err_, STDERR_FILENO);
-    ::close(saved_out_);
-    ::close(saved_err_);
-  }
-  CapturedOutput(const CapturedOutput&) = delete;
-  CapturedOutput& operator=(const CapturedOutput&) = delete;
-
- private:
-  int saved_out_;
-  int saved_err_;
-};
-
 struct Totals {
   long count = 0;
   std::map<std::string, double> by_name;
@@ -75,11 +49,6 @@ struct Totals {
 auto fanout_fields(Totals& totals) { return std::tie(totals.count, totals.by_name); }
 
 const fanout::Task fork_square{"fork.square", [](int x) { return x * x; }};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 }  // namespace
 
@@ -162,7 +131,7 @@ TEST_CASE("what a progress callback prints into a buffered stdout is printed onc
   fanout_test::TempDir dir;
   const auto captured = dir.path() / "output.txt";
   {
-    CapturedOutput capture(captured);  // a file: fully buffered, as a pipe is
+    fanout_test::RedirectedOutput capture(captured);  // a file: fully buffered, as a pipe is
     (void)fork_driver()
         .max_concurrency(1)
         .on_progress([](std::size_t settled, std::size_t total) { std::printf("progress %zu/%zu\n", settled, total); })
@@ -322,7 +291,7 @@ TEST_CASE("nothing a task prints can corrupt a result, and the printed output is
   const auto captured = dir.path() / "output.txt";
   std::vector<std::string> results;
   {
-    CapturedOutput capture(captured);
+    fanout_test::RedirectedOutput capture(captured);
     std::vector<std::function<std::string()>> slots;
     for (int i = 0; i < 4; ++i) {
       slots.emplace_back([i] {
@@ -347,7 +316,7 @@ TEST_CASE("output the parent had not flushed is printed once, not once per child
   fanout_test::TempDir dir;
   const auto captured = dir.path() / "output.txt";
   {
-    CapturedOutput capture(captured);
+    fanout_test::RedirectedOutput capture(captured);
     std::printf("parent-before-fork");  // no newline: still in the stdio buffer
     (void)fork_driver().run([] { return 1; }, [] { return 2; }, [] { return 3; });
   }

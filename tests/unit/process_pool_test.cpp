@@ -22,12 +22,11 @@ using fanout::Pool;
 using fanout::Process;
 using fanout_test::eventually;
 using fanout_test::TempDir;
+using fanout_test::touch;
 
 namespace {
 
 bool file_exists(const std::filesystem::path& path) { return std::filesystem::exists(path); }
-
-void touch(const std::filesystem::path& path) { std::ofstream(path) << ""; }
 
 // Chunks of output as the callback saw them.
 struct Collected {
