@@ -160,9 +160,7 @@ TEST_CASE("a batch in flight survives a broker SIGKILLed and restarted: every sl
   std::atomic<int> outcomes{0};
   std::thread restarter([&] {
     std::this_thread::sleep_for(1000ms);
-    const std::string endpoint = workers.endpoint_;
-    workers.broker_->kill_all();
-    workers.start_broker(endpoint);  // the same port
+    workers.cluster.broker().restart();  // SIGKILL, then a new broker on the same port
   });
   const auto started = std::chrono::steady_clock::now();
   const auto results = remote().run(calls, [&](std::size_t, fanout::Outcome<int>&& outcome) {
