@@ -4,6 +4,16 @@
 
 namespace fanout::broker {
 
+namespace {
+
+zmq::message_t heartbeat_frame() {
+  wire::OutMessage beat;
+  beat.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
+  return beat.frame();
+}
+
+}  // namespace
+
 Peers::Peers(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters)
     : config_(config), logger_(logger), outbox_(outbox), counters_(counters) {}
 
@@ -59,6 +69,9 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
     for (auto& [id, executor] : executors_) {
       if (executor.worker == worker) executor.draining = supervisor.draining;
     }
+    // Heard at once: a supervisor that reconnected after a partition learns that it is back (and
+    // tells its executors to reconnect) now rather than at the next heartbeat.
+    outbox_.send(peer, heartbeat_frame());
     return Announced::supervisor;
   }
   // The broker addresses an executor (tasks, stopExecutor, executorLost) by its executorId, so
@@ -217,9 +230,7 @@ std::vector<PeerId> Peers::silent_clients(Clock::time_point now) const {
 }
 
 void Peers::send_heartbeats() {
-  wire::OutMessage beat;
-  beat.envelope().initHeartbeat().setSentUnixMs(wire::unix_ms());
-  auto frame = beat.frame();
+  auto frame = heartbeat_frame();
   const auto send_beat = [&](const PeerId& peer) {
     zmq::message_t copy;
     copy.copy(frame);

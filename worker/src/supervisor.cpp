@@ -58,6 +58,9 @@ constexpr auto kQuickDeath = std::chrono::seconds(1);
 constexpr milliseconds kBackoffInitial{100};
 constexpr milliseconds kBackoffLimit{5000};
 constexpr double kBackoffJitter = 0.5;
+// Reconnecting to a silent broker backs off to at most this: an attempt costs one fresh
+// connection (a SYN), and after a partition heals the worker is back within about this long.
+constexpr milliseconds kReconnectLimit{500};
 // How long the final `bye` may take to leave.
 constexpr int kByeLingerMs = 1000;
 // Messages handled per wake-up before timers get a turn.
@@ -119,7 +122,7 @@ class Supervisor::State {
         blocked_({SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGUSR2}),
         signals_(sys::open_signalfd(blocked_.blocked())),
         running_(config.max_processes),  // mapped before any fork: growth needs its slots too
-        reconnect_backoff_(kBackoffInitial, kBackoffLimit, kBackoffJitter, random_seed()) {
+        reconnect_backoff_(kBackoffInitial, kReconnectLimit, kBackoffJitter, random_seed()) {
     // Executors keep SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 blocked (they read them from their own
     // signalfd between tasks, so a task is never interrupted); SIGCHLD is as it was.
     executor_mask_ = blocked_.previous();
