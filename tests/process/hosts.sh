@@ -6,7 +6,8 @@
 #   host_add NAME            a host; prints nothing, sets HOST_ADDRESS[NAME]
 #   host_cut NAME / host_heal NAME   its port taken off the switch's bridge / put back: packets
 #                            vanish both ways, no connection is reset, both ends keep their carrier
-#   hosts_cleanup            everything above removed (call it from an EXIT trap)
+#   hosts_cleanup            every process on the hosts killed, everything above removed
+#                            (call it from an EXIT trap)
 
 hosts_tag="fo$$"
 hosts_switch="${hosts_tag}-sw"
@@ -59,8 +60,14 @@ host_switch_port() {
 host_cut() { ip -n "$hosts_switch" link set dev "$(host_switch_port "$1")" nomaster; }
 host_heal() { ip -n "$hosts_switch" link set dev "$(host_switch_port "$1")" master br0; }
 
+# Every process still running on a host is killed first, whoever started it: a background
+# `host_exec ... &` is a subshell whose $! is not the program's pid.
 hosts_cleanup() {
-  local name
-  for name in "${hosts_names[@]}"; do ip netns del "${hosts_tag}-$name" 2>/dev/null || true; done
+  local name namespace
+  for name in "${hosts_names[@]}"; do
+    namespace="${hosts_tag}-$name"
+    ip netns pids "$namespace" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip netns del "$namespace" 2>/dev/null || true
+  done
   ip netns del "$hosts_switch" 2>/dev/null || true
 }
