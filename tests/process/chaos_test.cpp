@@ -25,17 +25,11 @@
 #include <fanout/fanout.hpp>
 
 #include "cluster.hpp"
+#include "example_tasks.hpp"  // the workers load the library of these tasks
 
 using namespace std::chrono_literals;
 
 namespace {
-
-// The example task library's names and signatures (examples/tasks/tasks.cpp): the workers load it.
-const fanout::Task square{"example.square", [](int x) { return x * x; }};
-const fanout::Task sleep_ms{"example.sleep_ms", [](int ms) {
-                              std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-                              return ms;
-                            }};
 
 long number_from_env(const char* name, long otherwise) {
   const char* value = std::getenv(name);
@@ -177,10 +171,10 @@ TEST_CASE("under a minute of faults, every result is correct and reaches the cal
       for (int i = 0; i < 40; ++i) {
         if (i % 4 == 0) {
           const int ms = std::uniform_int_distribution<int>(20, 150)(random);
-          calls.push_back(sleep_ms(ms));
+          calls.push_back(example::sleep_ms(ms));
           expected.push_back(ms);
         } else {
-          calls.push_back(square(base + i));
+          calls.push_back(example::square(base + i));
           expected.push_back((base + i) * (base + i));
         }
       }

@@ -2,12 +2,14 @@
 # each with one veth link to a bridge in a switch namespace of its own, on a /24 made from the
 # shell's pid. Nothing touches the machine's own namespace but the veth pairs' creation.
 #
-#   hosts_init               the switch (exit 77, "SKIP", where namespaces cannot be made)
+#   hosts_init               the switch (exit 77, "SKIP", where namespaces cannot be made), a
+#                            scratch directory $hosts_workdir, and an EXIT trap: hosts_cleanup
 #   host_add NAME            a host; prints nothing, sets HOST_ADDRESS[NAME]
 #   host_cut NAME / host_heal NAME   its port taken off the switch's bridge / put back: packets
 #                            vanish both ways, no connection is reset, both ends keep their carrier
-#   hosts_cleanup            every process on the hosts killed, everything above removed
-#                            (call it from an EXIT trap)
+#   hosts_fail MESSAGE       prints it and the tail of every $hosts_workdir/*.out (stderr), exits 1
+#   hosts_cleanup            every process on the hosts killed, everything above removed;
+#                            FANOUT_KEEP_LOGS=DIR keeps the *.out logs there
 
 hosts_tag="fo$$"
 hosts_switch="${hosts_tag}-sw"
@@ -16,6 +18,8 @@ hosts_names=()
 declare -A HOST_ADDRESS=()
 
 hosts_init() {
+  hosts_workdir=$(mktemp -d)
+  trap hosts_cleanup EXIT
   if ! ip netns add "$hosts_switch" 2>/dev/null; then
     echo "SKIP: cannot create network namespaces here (needs root and iproute2)"
     exit 77
@@ -70,4 +74,15 @@ hosts_cleanup() {
     ip netns del "$namespace" 2>/dev/null || true
   done
   ip netns del "$hosts_switch" 2>/dev/null || true
+  if [[ -n ${FANOUT_KEEP_LOGS:-} ]]; then cp "$hosts_workdir"/*.out "$FANOUT_KEEP_LOGS"/ 2>/dev/null || true; fi
+  rm -rf "$hosts_workdir"
+}
+
+hosts_fail() {  # on stderr: it may be called inside $(...)
+  {
+    echo "FAILED: $*"
+    local file
+    for file in "$hosts_workdir"/*.out; do echo "== $file"; tail -n 60 "$file"; done
+  } >&2
+  exit 1
 }

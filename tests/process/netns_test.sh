@@ -8,33 +8,19 @@ set -euo pipefail
 broker_bin=$1 worker_bin=$2 task_library=$3 client_bin=$4
 source "$(dirname "$0")/hosts.sh"
 
-workdir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  hosts_cleanup
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
 hosts_init
 host_add a
 host_add b
 
 endpoint="tcp://${HOST_ADDRESS[a]}:5555"
 # The broker listens on host A's own address: not loopback, hence --insecure.
-host_exec a "$broker_bin" --bind "$endpoint" --insecure --log-level warn >"$workdir/broker.out" 2>&1 &
-pids+=($!)
+host_exec a "$broker_bin" --bind "$endpoint" --insecure --log-level warn >"$hosts_workdir/broker.out" 2>&1 &
 host_exec b "$worker_bin" --connect "$endpoint" --processes 2 --load "$task_library" --log-level warn \
-  >"$workdir/worker.out" 2>&1 &
-pids+=($!)
+  >"$hosts_workdir/worker.out" 2>&1 &
 
 # The client runs on host B too and reaches the broker across the switch.
-if ! FANOUT_BROKER="$endpoint" timeout 60 ip netns exec "${hosts_tag}-b" "$client_bin" >"$workdir/client.out" 2>&1; then
-  echo "FAILED: the client did not get its results across the namespaces"
-  for file in "$workdir"/*.out; do echo "== $file"; cat "$file"; done
-  exit 1
+if ! FANOUT_BROKER="$endpoint" timeout 60 ip netns exec "${hosts_tag}-b" "$client_bin" >"$hosts_workdir/client.out" 2>&1; then
+  hosts_fail "the client did not get its results across the namespaces"
 fi
-cat "$workdir/client.out"
+cat "$hosts_workdir/client.out"
 echo "netns test: ok"

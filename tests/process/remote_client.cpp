@@ -18,19 +18,15 @@
 
 #include <fanout/fanout.hpp>
 
-#include "broker_queries.hpp"
+#include "example_tasks.hpp"  // the workers load the library of these tasks
 
-const fanout::Task square{"example.square", [](int x) { return x * x; }};
-const fanout::Task sleep_ms{"example.sleep_ms", [](int ms) {
-                              std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-                              return ms;
-                            }};
+#include "broker_queries.hpp"
 
 namespace {
 
 int squares() {
   std::vector<fanout::Call<int>> calls;
-  for (int i = 0; i < 100; ++i) calls.push_back(square(i));
+  for (int i = 0; i < 100; ++i) calls.push_back(example::square(i));
   const auto results = fanout::Concurrency::driver("process").timeout(std::chrono::seconds(30)).run(calls);
   for (int i = 0; i < 100; ++i) {
     if (results[static_cast<std::size_t>(i)] != i * i) {
@@ -43,7 +39,7 @@ int squares() {
 }
 
 int sleeps(int count, int ms) {
-  const std::vector<fanout::Call<int>> calls(static_cast<std::size_t>(count), sleep_ms(ms));
+  const std::vector<fanout::Call<int>> calls(static_cast<std::size_t>(count), example::sleep_ms(ms));
   std::vector<int> seen(calls.size(), 0);
   const auto started = std::chrono::steady_clock::now();
   const auto results = fanout::Concurrency::driver("process").deadline(std::chrono::minutes(5)).run(

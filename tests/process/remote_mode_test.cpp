@@ -18,18 +18,11 @@
 #include <fanout/fanout.hpp>
 
 #include "cluster.hpp"
+#include "example_tasks.hpp"  // this program calls them, and serves them when it runs as a worker
 
 using namespace std::chrono_literals;
 
 namespace {
-
-// The same names and signatures as the example task library (examples/tasks/tasks.cpp): the
-// client needs them to build calls, this program serves them when it runs as a worker.
-const fanout::Task square{"example.square", [](int x) { return x * x; }};
-const fanout::Task sleep_ms{"example.sleep_ms", [](int ms) {
-                              std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-                              return ms;
-                            }};
 
 // A broker, one fanout-worker and one worker that is this very program, two executors each.
 // Short heartbeats, so that deaths are noticed in about a second. This program is their client.
@@ -58,7 +51,7 @@ fanout::Driver remote() { return fanout::Concurrency::driver("process").timeout(
 TEST_CASE("a batch runs on remote workers through a standalone broker, in order") {
   auto& workers = cluster();
   std::vector<fanout::Call<int>> calls;
-  for (int i = 0; i < 500; ++i) calls.push_back(square(i));
+  for (int i = 0; i < 500; ++i) calls.push_back(example::square(i));
   const auto results = remote().run(calls);
   REQUIRE(results.size() == 500);
   for (int i = 0; i < 500; ++i) CHECK(results[static_cast<std::size_t>(i)] == i * i);
@@ -81,7 +74,7 @@ TEST_CASE("max_concurrency caps a batch over every executor of every remote work
   auto& workers = cluster();  // two workers of two executors: four could run at once
   // Two at a time: three rounds of 300 ms (four at a time would take two); never one executor
   // holding a second task while another is idle.
-  const auto capped = makespan(remote().max_concurrency(2), std::vector<fanout::Call<int>>(6, sleep_ms(300)));
+  const auto capped = makespan(remote().max_concurrency(2), std::vector<fanout::Call<int>>(6, example::sleep_ms(300)));
   CHECK(capped >= 850ms);
   CHECK(capped <= 1125ms);  // within 1.25x of the ideal 900 ms
   INFO(workers.logs());
@@ -90,12 +83,12 @@ TEST_CASE("max_concurrency caps a batch over every executor of every remote work
 TEST_CASE("slow tasks spread over every remote executor: N tasks on P slots take about N/P task times") {
   auto& workers = cluster();
   // Six tasks of 300 ms on four executors: two rounds, ideal 600 ms.
-  const auto equal = makespan(remote(), std::vector<fanout::Call<int>>(6, sleep_ms(300)));
+  const auto equal = makespan(remote(), std::vector<fanout::Call<int>>(6, example::sleep_ms(300)));
   CHECK(equal <= 750ms);
   // One of 900 ms and nine of 100 ms, two at a time: the long one on one executor, the nine short
   // ones one after another on the other; ideal 900 ms.
-  std::vector<fanout::Call<int>> uneven{sleep_ms(900)};
-  for (int i = 0; i < 9; ++i) uneven.push_back(sleep_ms(100));
+  std::vector<fanout::Call<int>> uneven{example::sleep_ms(900)};
+  for (int i = 0; i < 9; ++i) uneven.push_back(example::sleep_ms(100));
   const auto mixed = makespan(remote().max_concurrency(2), uneven);
   CHECK(mixed >= 850ms);
   CHECK(mixed <= 1125ms);
@@ -106,7 +99,7 @@ TEST_CASE("a worker sent SIGTERM mid-batch stops taking work, finishes what runs
   auto& workers = cluster();
   const auto leaving = workers.cluster.start_worker({.program = FANOUT_THIS_PROGRAM, .processes = 2});
   REQUIRE(workers.cluster.wait_for_workers(3));
-  const std::vector<fanout::Call<int>> calls(40, sleep_ms(300));
+  const std::vector<fanout::Call<int>> calls(40, example::sleep_ms(300));
   std::optional<std::chrono::steady_clock::duration> exited_after;
   std::optional<int> status;
   std::thread drainer([&] {
@@ -129,7 +122,7 @@ TEST_CASE("a worker sent SIGTERM mid-batch stops taking work, finishes what runs
 
 TEST_CASE("a worker killed with SIGKILL is noticed and its tasks finish on the other worker") {
   auto& workers = cluster();
-  std::vector<fanout::Call<int>> calls(16, sleep_ms(300));
+  std::vector<fanout::Call<int>> calls(16, example::sleep_ms(300));
   std::thread killer([&] {
     std::this_thread::sleep_for(400ms);
     workers.program_worker().signal_group(SIGKILL);
@@ -148,7 +141,7 @@ TEST_CASE("after a broker restart, workers reconnect on their own") {
   workers.cluster.broker().restart();  // the same port
   CHECK(workers.cluster.wait_for_workers(1));  // the library worker; the program worker was killed above
   std::vector<fanout::Call<int>> calls;
-  for (int i = 0; i < 50; ++i) calls.push_back(square(i));
+  for (int i = 0; i < 50; ++i) calls.push_back(example::square(i));
   const auto results = remote().run(calls);
   CHECK(results[49] == 49 * 49);
   INFO(workers.logs());
@@ -156,7 +149,7 @@ TEST_CASE("after a broker restart, workers reconnect on their own") {
 
 TEST_CASE("a batch in flight survives a broker SIGKILLed and restarted: every slot once, at the cost of the restart") {
   auto& workers = cluster();  // the library worker: two executors
-  const std::vector<fanout::Call<int>> calls(20, sleep_ms(300));  // ten rounds: 3 s without a fault
+  const std::vector<fanout::Call<int>> calls(20, example::sleep_ms(300));  // ten rounds: 3 s without a fault
   std::atomic<int> outcomes{0};
   std::thread restarter([&] {
     std::this_thread::sleep_for(1000ms);
@@ -180,7 +173,7 @@ TEST_CASE("a frozen worker (SIGSTOP) is noticed and its tasks go to another work
   // A fresh worker next to the library worker, then the library worker is frozen mid-batch.
   const auto extra = workers.cluster.start_worker({.program = FANOUT_THIS_PROGRAM, .processes = 2});
   REQUIRE(workers.cluster.wait_for_workers(2));
-  std::vector<fanout::Call<int>> calls(12, sleep_ms(300));
+  std::vector<fanout::Call<int>> calls(12, example::sleep_ms(300));
   std::thread freezer([&] {
     std::this_thread::sleep_for(400ms);
     workers.library_worker().signal_group(SIGSTOP);

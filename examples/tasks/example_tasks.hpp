@@ -1,0 +1,47 @@
+// example_tasks.hpp: the example tasks, declared where both sides can see them. The task library
+// (tasks.cpp, libfanout-example-tasks.so) defines them by including this header; a program that
+// calls them includes it too, so that its calls carry the same names and signatures:
+//
+//   #include "example_tasks.hpp"
+//   auto squares = fanout::Concurrency::run(example::square(2), example::square(3));
+//
+// Header-only, fanout's public headers alone: nothing to link.
+#pragma once
+
+#include <signal.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fanout/task.hpp>
+
+namespace example {
+
+inline const fanout::Task square{"example.square", [](int x) { return x * x; }};
+
+// Joins `parts` with `separator` between them: concat(", ", {"a", "b"}) == "a, b".
+inline const fanout::Task concat{"example.concat", [](std::string separator, std::vector<std::string> parts) {
+  std::string joined;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) joined += separator;
+    joined += parts[i];
+  }
+  return joined;
+}};
+
+// Takes down the process running it, the way a segfault or the OOM killer would: what a worker
+// does when it loses an executor mid-task can be tested with it.
+inline const fanout::Task crash{"example.crash", [](int) -> int {
+  ::raise(SIGKILL);
+  return 0;
+}};
+
+// Sleeps `ms` milliseconds and returns it: a task that takes a known time.
+inline const fanout::Task sleep_ms{"example.sleep_ms", [](int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}};
+
+}  // namespace example
