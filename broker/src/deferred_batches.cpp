@@ -70,6 +70,14 @@ bool DeferredBatches::on_window(const PeerId& client, wire::InMessage message) {
       return refuse("a deferred window lists its tasks by index from 0, in its own batch");
     }
   }
+  // The same batch again, journaled already: its client sent it before this broker restarted and
+  // the ack was lost with the old one, so it sent it again (at least once). The same receipt, not
+  // a second copy that would run every task twice.
+  if (const Batch* known = batches_.find(id); known != nullptr && known->receipt != 0 && known->total == count) {
+    logger_.info("broker: deferred batch {} came again (its client missed the ack); acknowledged as before", known->receipt);
+    outbox_.acknowledge_deferred(client, id, count, known->receipt);
+    return true;
+  }
   if (batches_.contains(id) || ledger_.awaiting(id)) return refuse("batch id " + std::to_string(id) + " is in use");
   auto frame = std::make_shared<Frame>(std::move(message));  // reads every name: may throw, before any change
   ledger_.submit(client, id, std::move(frame));

@@ -55,12 +55,7 @@ std::vector<DeferredLedger::Durable> DeferredLedger::collect_durable() {
     const std::uint32_t count = ready.frame->size();
     state_.accept_at(ready.receipt, count, 0, 0);
     ++counters_.deferred_accepted;
-    wire::OutMessage out;
-    auto ack = out.envelope().initAck();
-    ack.setBatchId(ready.batch_id);
-    ack.setAccepted(count);
-    ack.setReceipt(std::to_string(ready.receipt));
-    outbox_.send(ready.client, out.frame());
+    outbox_.acknowledge_deferred(ready.client, ready.batch_id, count, ready.receipt);
     durable.push_back(Durable{ready.receipt, std::move(ready.frame)});
   }
   if (failure) journal_failed(*failure);

@@ -26,6 +26,15 @@ void Outbox::refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t
   send(client, out.frame());
 }
 
+void Outbox::acknowledge_deferred(const PeerId& client, std::uint64_t id, std::uint32_t count, std::uint64_t receipt) {
+  wire::OutMessage out;
+  auto ack = out.envelope().initAck();
+  ack.setBatchId(id);
+  ack.setAccepted(count);
+  ack.setReceipt(std::to_string(receipt));
+  send(client, out.frame());
+}
+
 void Outbox::reply_error(const PeerId& peer, wire::ErrorKind kind, const std::string& why) {
   wire::OutMessage out;
   auto error = out.envelope().initError();

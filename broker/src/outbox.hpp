@@ -44,6 +44,9 @@ class Outbox {
   void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
                      wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE);
 
+  // Tells `client` that deferred batch `id` of `count` tasks is durable, as `receipt`.
+  void acknowledge_deferred(const PeerId& client, std::uint64_t id, std::uint32_t count, std::uint64_t receipt);
+
  private:
   void reply_error(const PeerId& peer, wire::ErrorKind kind, const std::string& why);
 

@@ -228,6 +228,29 @@ TEST_CASE("after a restart, acknowledged tasks that had not finished run; finish
   CHECK(client.wait_ack(28) == std::optional<std::string>("2"));
 }
 
+TEST_CASE("a deferred batch sent again after a restart (its ack was lost) gets its receipt again and runs once") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  std::optional<std::string> receipt;
+  {
+    RunningBroker broker(journal_config(dir.path()), context);
+    FakeClient client(context, broker.endpoint());
+    client.send(deferred_window(29, 3));
+    receipt = client.wait_ack(29);
+    REQUIRE(receipt.has_value());
+  }
+  // The client never saw that ack (the broker died first): it sends the same batch to the new one.
+  RunningBroker again(quick_journal_config(dir.path()), context);
+  FakeClient client(context, again.endpoint());
+  client.send(deferred_window(29, 3));
+  CHECK(client.wait_ack(29) == receipt);
+  auto supervisor = make_supervisor(context, again.endpoint(), "w1", 1);
+  FakeExecutor executor(context, again.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8});
+  REQUIRE(wait_status(context, again.endpoint(), [](const StatusCounts& s) { return s.deferred_done == 3; }).has_value());
+  CHECK(executor.stats().tasks == 3);  // once each, not twice
+  CHECK(wait_status(context, again.endpoint(), [](const StatusCounts& s) { return s.deferred_pending == 0; }).has_value());
+}
+
 TEST_CASE("SIGKILL of fanout-broker right after an acknowledgement loses no acknowledged task") {
   fanout_test::TempDir dir;
   zmq::context_t context;
