@@ -94,6 +94,10 @@ class BatchLink {
   bool opened() const noexcept { return opened_; }
   // link_failed was called: nothing more is sent or delivered.
   bool failed() const noexcept { return failed_; }
+  // How long nothing has come from the broker (since the first window went out).
+  std::chrono::milliseconds silence() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_heard_);
+  }
 
   // How many of the next `count` tasks go in one window by their argument sizes: one at least,
   // at most kFrameTasks. `size_of(i)` is the encoded size of the i-th of them, in bytes.

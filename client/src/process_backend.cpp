@@ -172,8 +172,16 @@ class BatchRun final : private BatchLink::Receiver {
         if (const auto broken = health_ ? health_() : std::nullopt) {
           fail_open(ErrorKind::worker_lost, *broken);
         } else if (give_up && Clock::now() > *give_up) {
-          fail_open(ErrorKind::timeout, "the batch exceeded its deadline of " + std::to_string(options_.deadline.count()) +
-                                            " ms (the broker did not report in time)");
+          // Past the deadline with a broker that has been silent for longer than a live one ever
+          // is: it is away (dead, or cut off), and the slots say so rather than "timeout".
+          if (const auto silence = link_.silence(); silence > wire::kPeerLiveness) {
+            fail_open(ErrorKind::unreachable, "the broker at " + link_.where() + " has not answered for " +
+                                                  std::to_string(silence.count()) + " ms, past the batch's deadline of " +
+                                                  std::to_string(options_.deadline.count()) + " ms");
+          } else {
+            fail_open(ErrorKind::timeout, "the batch exceeded its deadline of " + std::to_string(options_.deadline.count()) +
+                                              " ms (the broker did not report in time)");
+          }
         }
       }
     } catch (...) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -184,4 +185,46 @@ TEST_CASE("a frozen worker (SIGSTOP) is noticed and its tasks go to another work
   workers.library_worker().kill();
   const std::string logs = workers.logs() + "--- extra worker\n" + extra->out();
   INFO(logs);
+}
+
+// Last: it takes the broker away (and brings it back at the end for nothing else).
+TEST_CASE("a broker that stays away past the batch's deadline fails the open slots as unreachable; finished ones stay") {
+  auto& workers = cluster();
+  // The workers of the tests above are gone; once the broker has noticed, a new one.
+  REQUIRE(workers.cluster.wait_for_workers(0));
+  const auto worker = workers.cluster.start_worker({.processes = 2, .load = {FANOUT_EXAMPLE_TASKS}});
+  REQUIRE(workers.cluster.wait_for_executors(2));
+  std::vector<fanout::Call<int>> calls(8, example::sleep_ms(300));
+  std::atomic<int> ok{0};
+  std::mutex mutex;
+  std::vector<std::pair<fanout::ErrorKind, std::string>> failures;
+  // The broker dies for good once the first results are in.
+  std::thread killer([&] {
+    CHECK(fanout_test::eventually([&] { return ok >= 2; }, 20s));
+    workers.cluster.broker().kill();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    fanout::Concurrency::driver("process").deadline(8s).run(calls, [&](std::size_t, fanout::Outcome<int>&& outcome) {
+      if (outcome.ok()) {
+        ++ok;
+        return;
+      }
+      const std::lock_guard lock(mutex);
+      failures.emplace_back(outcome.error().kind(), outcome.error().what());
+    });
+  } catch (const fanout::Error&) {
+    // expected: slots failed
+  }
+  const auto took = std::chrono::steady_clock::now() - started;
+  killer.join();
+  CHECK(ok >= 2);  // what came back before the broker died is kept
+  CHECK(ok + failures.size() == 8);
+  for (const auto& [kind, what] : failures) {
+    INFO(what);
+    CHECK(kind == fanout::ErrorKind::unreachable);
+    CHECK(what.find(workers.cluster.endpoint()) != std::string::npos);
+  }
+  CHECK(took < 15s);  // the deadline and the client's 2 s of grace, not the 30 s reconnect limit
+  workers.cluster.broker().restart();
 }

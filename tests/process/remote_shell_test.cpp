@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -219,4 +220,39 @@ TEST_CASE("remote pools leave nothing at the broker: after they finish, and afte
   for (const auto& result : stopped) CHECK(result.failed());
   CHECK(idle());
   CHECK(Process::broker(cluster.endpoint()).run("echo again").output() == "again\n");
+}
+
+TEST_CASE("a remote pool survives its broker SIGKILLed and restarted: every command's result and output, once") {
+  auto& cluster = shell_cluster();
+  const auto dir = cluster.dir() / "restart";
+  std::filesystem::create_directories(dir);
+  std::mutex mutex;
+  std::map<std::string, std::string> streamed;  // stdout by key, as it reaches the caller
+  auto pool = Process::pool([&](Pool& p) {
+                for (int i = 0; i < 4; ++i) {
+                  p.as("p" + std::to_string(i))
+                      .command("touch '" + dir.string() + "/started-'\"$KEY\"; while [ ! -e '" + dir.string() +
+                               "/go' ]; do sleep 0.01; done; echo done-$KEY")
+                      .env("KEY", std::to_string(i));
+                }
+              })
+                  .broker(cluster.endpoint())
+                  .start([&](OutputType type, std::string_view chunk, const std::string& key) {
+                    const std::lock_guard lock(mutex);
+                    if (type == OutputType::out) streamed[key].append(chunk);
+                  });
+  // Two commands run (two executors), two wait at the broker when it dies.
+  REQUIRE(eventually([&] { return std::filesystem::exists(dir / "started-0") && std::filesystem::exists(dir / "started-1"); }, 20s));
+  cluster.broker().restart();
+  touch(dir / "go");
+  const auto results = pool.wait();
+  INFO(cluster.logs());
+  REQUIRE(results.size() == 4);
+  const std::lock_guard lock(mutex);
+  for (int i = 0; i < 4; ++i) {
+    const std::string key = "p" + std::to_string(i);
+    CHECK(results[key].successful());
+    CHECK(results[key].output() == "done-" + std::to_string(i) + "\n");
+    CHECK(streamed[key] == "done-" + std::to_string(i) + "\n");  // once, though the two running at the restart may have run twice
+  }
 }

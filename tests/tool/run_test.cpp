@@ -403,6 +403,25 @@ TEST_CASE("remote jobs with -j2 never run more than 2 at once on 4 executors, an
   CHECK(cluster.wait_idle());
 }
 
+TEST_CASE("--broker survives its broker SIGKILLed and restarted: every job's output once, exit 0") {
+  fanout_test::Cluster cluster(one_worker(true));
+  TempDir dir;
+  const std::string where = dir.path().string();
+  Tool tool({"run", "--broker", cluster.endpoint(), "-j2", "-k",
+             "touch '" + where + "/started-{}'; while [ ! -e '" + where + "/go' ]; do sleep 0.01; done; echo job {}",
+             ":::", "1", "2", "3", "4"});
+  // Jobs 1 and 2 run when the broker dies; 3 and 4 wait for a slot.
+  REQUIRE(fanout_test::eventually(
+      [&] { return std::filesystem::exists(dir.path() / "started-1") && std::filesystem::exists(dir.path() / "started-2"); },
+      std::chrono::seconds(20)));
+  cluster.broker().restart();
+  fanout_test::touch(dir.path() / "go");
+  INFO(cluster.logs());
+  CHECK(tool.finish() == 0);
+  CHECK(tool.out() == "job 1\njob 2\njob 3\njob 4\n");
+  CHECK(cluster.wait_idle());
+}
+
 TEST_CASE("remote jobs read lazily from stdin all run once, in order with -k") {
   fanout_test::Cluster cluster(one_worker(true));
   std::string input;
