@@ -6,8 +6,9 @@
 
 namespace fanout::broker {
 
-Batches::Batches(const Config& config, Outbox& outbox, Counters& counters, Peers& peers, DeferredLedger& ledger)
-    : config_(config), outbox_(outbox), counters_(counters), peers_(peers), ledger_(ledger),
+Batches::Batches(const Config& config, Outbox& outbox, Counters& counters, Metrics& metrics, Peers& peers,
+                 DeferredLedger& ledger)
+    : config_(config), outbox_(outbox), counters_(counters), metrics_(metrics), peers_(peers), ledger_(ledger),
       task_times_(config.unknown_task_time) {}
 
 // ---- windows in, results out ------------------------------------------------------------------
@@ -92,6 +93,7 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
     }
     const InFlight entry = *found;
     if (entry.times != nullptr) entry.times->record(std::chrono::microseconds(result.getElapsedUs()));
+    metrics_.ran(std::chrono::microseconds(result.getElapsedUs()));
     executor.forget(found, now);
     auto batch = batches_.find(result.getBatchId());
     if (batch != batches_.end()) --batch->second.in_flight;
@@ -101,6 +103,7 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
       if (result.isValue()) {
         sweep_candidates_.push_back(deferred.id);  // the record may settle the batch's last task
         ledger_.finished(deferred.receipt, entry.index);
+        metrics_.completed_ok();
       } else {
         const auto error = result.getError();
         deferred_failure(deferred, entry.index, error.getKind(), std::string(text(error.getMessage())));
@@ -109,6 +112,11 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
     }
     matched[i] = true;
     ++matches;
+    if (result.isValue()) {
+      metrics_.completed_ok();
+    } else {
+      metrics_.completed(result.getError().getKind());
+    }
   }
   if (matches == 0) return;
   const std::uint64_t first_batch = results[0].getBatchId();
@@ -223,6 +231,7 @@ void Batches::send_failures(Batch& batch, const Failures& failed, wire::ErrorKin
     error.setRanOn("broker");
   }
   batch.settled += static_cast<std::uint32_t>(failed.size());
+  metrics_.completed(kind, failed.size());
   outbox_.send(batch.client, out.frame());
 }
 
@@ -237,6 +246,7 @@ void Batches::deferred_failure(Batch& batch, std::uint32_t index, wire::ErrorKin
       requeue_deferred(batch, index);
       return;
     case DeferredLedger::Verdict::dead:
+      metrics_.completed(kind);
       sweep_candidates_.push_back(batch.id);  // the record may settle the batch's last task
       return;
   }

@@ -33,6 +33,7 @@
 #include <fanout/broker/broker.hpp>
 
 #include "deferred_ledger.hpp"
+#include "metrics.hpp"
 #include "outbox.hpp"
 #include "peers.hpp"
 #include "records.hpp"
@@ -42,7 +43,8 @@ namespace fanout::broker {
 
 class Batches {
  public:
-  Batches(const Config& config, Outbox& outbox, Counters& counters, Peers& peers, DeferredLedger& ledger);
+  Batches(const Config& config, Outbox& outbox, Counters& counters, Metrics& metrics, Peers& peers,
+          DeferredLedger& ledger);
 
   // ---- windows in, results out ----
 
@@ -154,6 +156,7 @@ class Batches {
   const Config& config_;
   Outbox& outbox_;
   Counters& counters_;
+  Metrics& metrics_;
   Peers& peers_;
   DeferredLedger& ledger_;
 

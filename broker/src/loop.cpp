@@ -20,11 +20,11 @@ Loop::Loop(Config config, zmq::context_t& context)
     : config_(std::move(config)),
       logger_(config_.logger ? config_.logger : spdlog::default_logger()),
       router_(context, zmq::socket_type::router),
-      outbox_(router_, counters_),
+      outbox_(router_, counters_, metrics_),
       peers_(config_, *logger_, outbox_, counters_),
       ledger_(config_, logger_, outbox_, counters_),
-      batches_(config_, outbox_, counters_, peers_, ledger_),
-      dispatch_(outbox_, counters_, peers_, batches_),
+      batches_(config_, outbox_, counters_, metrics_, peers_, ledger_),
+      dispatch_(outbox_, counters_, metrics_, peers_, batches_),
       deferred_(config_, *logger_, outbox_, ledger_, batches_) {
   // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
   // oversized frame is counted and answered rather than silently cutting the connection.
@@ -51,8 +51,13 @@ Loop::~Loop() = default;
 
 void Loop::run() {
   next_heartbeat_ = Clock::now();
+  // Sockets are bound and the journal replayed (the constructor did both): ready from here on.
+  metrics_.publish(peers_, batches_, ledger_, counters_);
+  metrics_.pulse().beat();
+  metrics_.set_ready();
   std::vector<zmq::message_t> parts;
   while (true) {
+    metrics_.pulse().beat();
     const bool journal = ledger_.enabled();
     zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, stop_.fd(), ZMQ_POLLIN, 0},
@@ -238,6 +243,7 @@ void Loop::run_timers() {
     drop_client(id);
   }
   peers_.send_heartbeats();
+  metrics_.publish(peers_, batches_, ledger_, counters_);
 }
 
 }  // namespace fanout::broker

@@ -82,6 +82,7 @@ struct Frame {
   std::vector<std::string> names;  // distinct task names, usually one or a few
   std::vector<Run> runs;           // usually one
   std::vector<TaskTimes::Entry*> times_cache;  // by name index, filled by times_of()
+  Clock::time_point arrived = Clock::now();  // when it reached the broker (queue wait is measured from here)
 };
 using FramePtr = std::shared_ptr<Frame>;
 
