@@ -94,6 +94,8 @@ class BatchLink {
   bool opened() const noexcept { return opened_; }
   // link_failed was called: nothing more is sent or delivered.
   bool failed() const noexcept { return failed_; }
+  // The broker answered something of this batch (an ack, a result): it was reachable.
+  bool heard() const noexcept { return heard_; }
 
   // How many of the next `count` tasks go in one window by their argument sizes: one at least,
   // at most kFrameTasks. `size_of(i)` is the encoded size of the i-th of them, in bytes.

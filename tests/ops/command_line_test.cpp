@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -101,4 +102,20 @@ TEST_CASE("every binary prints its version") {
     CHECK(exit_code(finished) == 0);
     CHECK(finished.out == name + FANOUT_VERSION_TEXT + "\n");
   }
+}
+
+TEST_CASE("a client whose broker is unreachable gets one fanout::Error naming the endpoint, within the broker "
+          "silence, and exits at once") {
+  const auto started = std::chrono::steady_clock::now();
+  const auto finished = run_to_end({FANOUT_UNREACHABLE_CLIENT}, {.env = {"FANOUT_BROKER=tcp://127.0.0.1:1"},
+                                                                 .drop_env = {"FANOUT_"}});
+  const auto took = std::chrono::steady_clock::now() - started;
+  INFO(finished.out << finished.err);
+  CHECK(exit_code(finished) == 0);
+  CHECK(finished.out ==
+        "error fanout::Error: cannot reach the broker at tcp://127.0.0.1:1: no answer within 4000 ms; is a "
+        "fanout-broker listening there? (FANOUT_BROKER)\n");
+  // The broker silence (4 s), and no lingering on exit.
+  CHECK(took >= std::chrono::seconds(4));
+  CHECK(took < std::chrono::seconds(7));
 }
