@@ -23,7 +23,7 @@ Loop::Loop(Config config, zmq::context_t& context)
       outbox_(router_, counters_, metrics_),
       peers_(config_, *logger_, outbox_, counters_),
       ledger_(config_, logger_, outbox_, counters_),
-      batches_(config_, outbox_, counters_, metrics_, peers_, ledger_),
+      batches_(config_, *logger_, outbox_, counters_, metrics_, peers_, ledger_),
       dispatch_(outbox_, counters_, metrics_, peers_, batches_),
       deferred_(config_, *logger_, outbox_, ledger_, batches_) {
   // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
@@ -186,7 +186,7 @@ void Loop::on_bye(const PeerId& peer) {
   // An executor leaves on its own only when it had nothing to do: what reached it meanwhile goes
   // back to the queues, nobody to blame.
   if (peers_.is_executor(peer)) return lose_executor(peer, std::nullopt, Batches::Blame::nobody, "said goodbye");
-  drop_client(peer);
+  drop_client(peer, "said goodbye");
 }
 
 void Loop::on_executor_lost(wire::ExecutorLost::Reader lost) {
@@ -215,8 +215,8 @@ void Loop::drop_supervisor(const PeerId& peer, const std::string& how) {
   }
 }
 
-void Loop::drop_client(const PeerId& peer) {
-  if (peers_.remove_client(peer)) batches_.drop_client(peer);
+void Loop::drop_client(const PeerId& peer, const std::string& how) {
+  if (peers_.remove_client(peer)) batches_.drop_client(peer, how);
 }
 
 // ---- timers -----------------------------------------------------------------------------------
@@ -238,9 +238,11 @@ void Loop::run_timers() {
   for (const PeerId& id : peers_.silent_executors(now)) {
     lose_executor(id, std::nullopt, Batches::Blame::running_task, "went silent");
   }
+  // A client program that ended says nothing more: only what it left behind is worth a line at
+  // info (Batches::drop_client logs each batch it drops).
   for (const PeerId& id : peers_.silent_clients(now)) {
-    logger_->info("broker: a client went silent; dropping its queued tasks");
-    drop_client(id);
+    logger_->debug("broker: a client went silent");
+    drop_client(id, "went silent");
   }
   peers_.send_heartbeats();
   metrics_.publish(peers_, batches_, ledger_, counters_);

@@ -84,7 +84,7 @@ class Loop {
   void lose_executor(const PeerId& id, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
                      Batches::Blame blame, const std::string& how);
   void drop_supervisor(const PeerId& peer, const std::string& how);
-  void drop_client(const PeerId& peer);
+  void drop_client(const PeerId& peer, const std::string& how);
 
   std::chrono::milliseconds until_next_timer() const;
   void run_timers();

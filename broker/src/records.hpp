@@ -131,6 +131,20 @@ struct Batch {
   // Deferred batches: their receipt (else 0) and their frame, where task i is at position i.
   std::uint64_t receipt = 0;
   FramePtr deferred_frame;
+  // For the line logged when it ends: since when it is held, and its outcomes so far.
+  Clock::time_point opened{};
+  std::uint32_t succeeded = 0;
+  std::vector<std::pair<wire::ErrorKind, std::uint32_t>> failures;  // by kind, in the order first seen
+
+  void count_failures(wire::ErrorKind kind, std::uint32_t count) {
+    for (auto& [seen, so_far] : failures) {
+      if (seen == kind) {
+        so_far += count;
+        return;
+      }
+    }
+    failures.emplace_back(kind, count);
+  }
 };
 
 struct Client {

@@ -204,3 +204,20 @@ TEST_CASE("the metrics of broker and worker pass promtool's check") {
     CHECK(checked.out + checked.err == "");  // no lint warnings either
   }
 }
+
+TEST_CASE("the broker logs one line per batch when it ends, and nothing at info for a client program that ended") {
+  Operated& ops = operated();
+  INFO(ops.cluster.logs());
+  const auto called = fanout_test::run_to_end({FANOUT_ONE_CALL_CLIENT}, {.env = {ops.cluster.client_env()}});
+  CHECK(called.out == "value 9\n");
+  // "broker: batch <id> of client <routing id> finished: 1 task(s) (1 received), 1 succeeded, in N ms"
+  CHECK(fanout_test::eventually([&] {
+    return ops.cluster.broker().log().find(" finished: 1 task(s) (1 received), 1 succeeded, in ") != std::string::npos;
+  }));
+  // Every client falls silent in the end (programs of the process driver leave without a word):
+  // once the broker has let them all go, its log says nothing about their going.
+  CHECK(fanout_test::eventually([&] { return ops.broker("fanout_broker_clients") == 0; }, fanout_test::kPatience));
+  // (Workers that go silent are worth a line: the test above killed one.)
+  CHECK(ops.cluster.broker().log().find("client went silent") == std::string::npos);
+  CHECK(ops.cluster.broker().log().find("dropped: its client") == std::string::npos);
+}

@@ -1,5 +1,6 @@
-// A program that calls a task on the broker FANOUT_BROKER names, and says how that went: the
-// unreachable-broker test runs it against a port nobody listens on.
+// A program that calls one task (example.square(3)) on the broker FANOUT_BROKER names, says how
+// that went, and exits: a client program as users write them. The unreachable-broker test runs it
+// against a port nobody listens on, the log test against a cluster.
 //
 // Prints "value N", or "error <type>: <what>" for what run() threw; exits 0 either way.
 #include <chrono>
