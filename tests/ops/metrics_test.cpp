@@ -35,11 +35,14 @@ fanout_test::WorkerOptions worker(const std::string& name) {
   return {.processes = 2, .load = {FANOUT_EXAMPLE_TASKS}, .arguments = {"--metrics", "127.0.0.1:0"}, .name = name};
 }
 
-// A broker and two workers, each serving metrics on a port of the OS's choosing. One for the whole
-// program: the process driver keeps its session with the first broker it used.
+// A broker (with a journal, for deferred batches) and two workers, each serving metrics on a port
+// of the OS's choosing. One for the whole program: the process driver keeps its session with the
+// first broker it used.
 struct Operated {
+  fanout_test::TempDir journal;
   fanout_test::Cluster cluster{fanout_test::ClusterOptions{
-      .broker_arguments = {"--metrics", "127.0.0.1:0", "--heartbeat-ms", "100", "--liveness-ms", "1200"},
+      .broker_arguments = {"--metrics", "127.0.0.1:0", "--heartbeat-ms", "100", "--liveness-ms", "1200",
+                           "--journal", journal.path().string()},
       .workers = {worker("worker a"), worker("worker b")}}};
   std::string broker_url;
   std::vector<std::string> worker_urls;
@@ -220,4 +223,23 @@ TEST_CASE("the broker logs one line per batch when it ends, and nothing at info 
   // (Workers that go silent are worth a line: the test above killed one.)
   CHECK(ops.cluster.broker().log().find("client went silent") == std::string::npos);
   CHECK(ops.cluster.broker().log().find("dropped: its client") == std::string::npos);
+}
+
+TEST_CASE("a deferred batch shows in the journal's fsync histogram and the deferred counters") {
+  Operated& ops = operated();
+  INFO(ops.cluster.logs());
+  auto client = ops.cluster.client_scope();
+  const double syncs = ops.broker("fanout_broker_journal_fsync_seconds_count");
+  const double done = ops.broker("fanout_broker_deferred_tasks_done_total");
+  REQUIRE(syncs >= 0);  // the family exists with a journal
+  const auto receipt = fanout::Concurrency::driver("process").defer(square(5), square(6));
+  CHECK(receipt.tasks() == 2);
+  // Acknowledged once durable: at least one fdatasync (records of the two tasks' ends follow).
+  CHECK(fanout_test::eventually([&] { return ops.broker("fanout_broker_journal_fsync_seconds_count") > syncs; }));
+  CHECK(fanout_test::eventually([&] { return ops.broker("fanout_broker_deferred_tasks_done_total") == done + 2; },
+                                fanout_test::kPatience));
+  CHECK(fanout_test::eventually([&] {
+    return ops.broker(R"(fanout_broker_deferred_tasks{state="pending"})") == 0 &&
+           ops.broker(R"(fanout_broker_deferred_tasks{state="running"})") == 0;
+  }));
 }
