@@ -165,17 +165,24 @@ TEST_CASE("broker and worker metrics move by exactly what a scenario of good, un
   CHECK(ops.broker(R"(fanout_build_info{version=")" FANOUT_VERSION_TEXT R"("})") == 1);
 }
 
-TEST_CASE("tasks waiting at the broker show in the queue gauge by task name") {
-  // A batch run one at a time, its first task slow: the other two wait at the broker, under their name.
+TEST_CASE("tasks waiting at the broker show in the queue gauge by task name, a running one at its worker") {
+  // A batch run one at a time, its first task slow: the other two wait at the broker, under their
+  // name, while one runs (at the broker and at a worker).
   Operated& ops = operated();
   const std::string* url = &ops.broker_url;
   INFO(ops.cluster.logs());
   auto client = ops.cluster.client_scope();
   const auto driver = fanout::Concurrency::driver("process").timeout(60s).max_concurrency(1);
-  std::thread batch([&] { driver.run(std::vector<fanout::Call<int>>{sleep_ms(1500), sleep_ms(1), sleep_ms(1)}); });
+  std::thread batch([&] { driver.run(std::vector<fanout::Call<int>>{sleep_ms(2500), sleep_ms(1), sleep_ms(1)}); });
   CHECK(fanout_test::eventually([&] { return scrape(*url, R"(fanout_broker_tasks_queued{task="example.sleep_ms"})") == 2; },
                                 fanout_test::kPatience));
   CHECK(fanout_test::eventually([&] { return scrape(*url, "fanout_broker_tasks_running") == 1; }));
+  // The worker running it says so too (its supervisor reads the executors' running table).
+  CHECK(fanout_test::eventually([&] {
+    double running = 0;
+    for (const auto& worker_url : ops.worker_urls) running += scrape(worker_url, "fanout_worker_tasks_running").value_or(-1);
+    return running == 1;
+  }));
   batch.join();
   CHECK(fanout_test::eventually([&] { return !scrape(*url, R"(fanout_broker_tasks_queued{task="example.sleep_ms"})"); }));
 }
