@@ -1,9 +1,13 @@
 // fanout-broker: the standalone broker. Parses flags and environment, then runs the library.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,7 +17,9 @@
 
 #include <fanout/broker/broker.hpp>
 #include <fanout/error.hpp>
+#include <fanout/version.hpp>
 
+#include "broker_endpoint.hpp"
 #include "broker_queries.hpp"
 
 namespace {
@@ -47,12 +53,15 @@ int main(int argc, char** argv) {
       "  fanout-broker --bind tcp://0.0.0.0:5555 --insecure      # other hosts may connect\n"
       "  fanout-broker --status tcp://127.0.0.1:5555             # workers, slots, queue depth\n"
       "  fanout-broker --bind tcp://127.0.0.1:5555 --journal /var/lib/fanout   # accepts defer()\n"
+      "  fanout-broker --bind tcp://127.0.0.1:5555 --metrics 127.0.0.1:9464    # /metrics, /healthz, /readyz\n"
       "\n"
       "Every flag can also come from the environment: FANOUT_BIND (comma-separated),\n"
-      "FANOUT_INSECURE=1, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL.\n"
+      "FANOUT_INSECURE=1, FANOUT_METRICS, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL.\n"
       "\n"
-      "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad usage, 3 cannot listen (bad or\n"
-      "non-loopback endpoint without --insecure), 4 --status got no answer.");
+      "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad usage (a bad --metrics address\n"
+      "included), 3 cannot listen (a bad, busy or non-loopback endpoint or --metrics address without\n"
+      "--insecure), 4 --status got no answer.");
+  app.set_version_flag("--version", std::string("fanout-broker ") + fanout::kVersion);
 
   fanout::broker::Config config;
   std::string status_of;
@@ -62,7 +71,12 @@ int main(int argc, char** argv) {
   app.add_option("--bind", config.endpoints, "Endpoint to listen on (repeatable)")
       ->envname("FANOUT_BIND")
       ->delimiter(',');
-  app.add_flag("--insecure", config.insecure, "Allow listening on non-loopback addresses")->envname("FANOUT_INSECURE");
+  app.add_flag("--insecure", config.insecure, "Allow listening (--bind, --metrics) on non-loopback addresses")
+      ->envname("FANOUT_INSECURE");
+  std::string metrics;
+  app.add_option("--metrics", metrics,
+                 "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT (port 0: any)")
+      ->envname("FANOUT_METRICS");
   app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval")->envname("FANOUT_HEARTBEAT_MS")->check(CLI::Range(10, 60000));
   app.add_option("--liveness-ms", liveness_ms, "A peer silent this long is dead")
       ->envname("FANOUT_LIVENESS_MS")
@@ -109,9 +123,33 @@ int main(int argc, char** argv) {
   }
   if (config.endpoints.empty()) config.endpoints.push_back("tcp://127.0.0.1:5555");
 
+  // The operations endpoint first: a bad or busy address fails before the journal is read, and
+  // probes get answers ("starting") while it is.
+  std::optional<fanout::ops::HttpAddress> metrics_address;
+  if (!metrics.empty()) {
+    try {
+      metrics_address = fanout::ops::parse_http_address(metrics);
+    } catch (const fanout::Error& error) {
+      std::cerr << "fanout-broker: " << error.what() << "\n";
+      return kExitUsage;
+    }
+  }
+  // Destroyed after the endpoint below, whose threads may read it until then.
+  std::unique_ptr<fanout::broker::Broker> broker;
+  std::optional<fanout::broker::BrokerEndpoint> operations;
+  if (metrics_address) {
+    try {
+      fanout::ops::check_http_address_allowed(*metrics_address, config.insecure);
+      operations.emplace(*metrics_address, std::max(std::chrono::milliseconds(5000), 4 * config.heartbeat));
+    } catch (const fanout::Error& error) {
+      std::cerr << "fanout-broker: " << error.what() << "\n";
+      return kExitCannotListen;
+    }
+    spdlog::info("fanout-broker: serving metrics on {}/metrics (and /healthz, /readyz)", operations->url());
+  }
+
   std::signal(SIGTERM, request_stop);
   std::signal(SIGINT, request_stop);
-  std::unique_ptr<fanout::broker::Broker> broker;
   try {
     broker = std::make_unique<fanout::broker::Broker>(config, context);
   } catch (const std::exception& error) {  // an endpoint it may not or cannot bind, a journal it cannot open
@@ -119,17 +157,21 @@ int main(int argc, char** argv) {
     return kExitCannotListen;
   }
   g_running = broker.get();
+  if (operations) operations->serve(broker.get());
   if (g_stop_requested) broker->stop();  // a signal that came while the broker was being made
   for (const auto& endpoint : broker->endpoints()) spdlog::info("fanout-broker: listening on {}", endpoint);
   // Tests and scripts read the bound endpoints (OS-chosen ports included) from stdout.
   for (const auto& endpoint : broker->endpoints()) std::printf("listening %s\n", endpoint.c_str());
+  if (operations) std::printf("metrics %s\n", operations->url().c_str());
   std::fflush(stdout);
   try {
     broker->run();
   } catch (const std::exception& error) {
+    if (operations) operations->serve(nullptr);
     spdlog::error("fanout-broker: {}", error.what());
     return kExitFailure;
   }
+  if (operations) operations->serve(nullptr);
   g_running = nullptr;
   spdlog::info("fanout-broker: stopped");
   return kExitOk;

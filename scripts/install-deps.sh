@@ -9,6 +9,8 @@ packages=(
   libzmq3-dev cppzmq-dev                         # transport (broker and workers)
   libspdlog-dev libcli11-dev nlohmann-json3-dev  # logging, command lines, JSON output
   doctest-dev                                    # tests
+  libcpp-httplib-dev prometheus-cpp-dev          # the --metrics endpoint (HTTP server, metric types)
+  prometheus                                     # promtool: checks the scraped metrics in a test
   python3                                        # benchmark peers
   iproute2                                       # network namespaces for the multi-host test
   parallel                                       # GNU parallel: the fanout run compatibility suite

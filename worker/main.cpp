@@ -1,8 +1,11 @@
 // fanout-worker: a worker process for a fanout broker. Parses flags and environment into a
 // worker::Config and runs the library; everything else lives in fanout::worker.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,7 +13,10 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fanout/version.hpp>
 #include <fanout/worker/worker.hpp>
+
+#include "worker_endpoint.hpp"
 
 namespace {
 
@@ -42,17 +48,20 @@ int main(int argc, char** argv) {
       "  fanout-worker --connect tcp://10.0.0.5:5555 --processes 8 --load ./libmytasks.so\n"
       "  FANOUT_BROKER=ipc:///run/fanout/broker.sock FANOUT_LOAD=/opt/a.so:/opt/b.so fanout-worker\n"
       "  fanout-worker --connect tcp://127.0.0.1:5555 --allow-shell   # also accept shell commands\n"
+      "  fanout-worker --connect tcp://127.0.0.1:5555 --metrics 127.0.0.1:9465   # /metrics, /healthz, /readyz\n"
       "\n"
       "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_MAX_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
       "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
-      "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_LOG_LEVEL.\n"
+      "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_METRICS, FANOUT_INSECURE=1, FANOUT_LOG_LEVEL.\n"
       "\n"
       "SIGTERM or SIGINT drains: no new work, tasks not started go back to the broker at once,\n"
       "running tasks get --drain-timeout (30 s) to finish and send their results, what still runs\n"
       "then is stopped and runs again elsewhere, and the worker exits 0. A second signal stops at once.\n"
       "\n"
-      "Exit codes: 0 stopped after a clean drain, 1 failure (or a forced stop), 2 bad usage,\n"
-      "3 a task library could not be loaded.");
+      "Exit codes: 0 stopped after a clean drain, 1 failure (or a forced stop; a busy --metrics\n"
+      "port included), 2 bad usage (a bad or non-loopback --metrics address without --insecure\n"
+      "included), 3 a task library could not be loaded.");
+  app.set_version_flag("--version", std::string("fanout-worker ") + fanout::kVersion);
 
   worker::Config config;
   std::vector<std::string> load;
@@ -85,6 +94,12 @@ int main(int argc, char** argv) {
                  "On SIGTERM: seconds running tasks get to finish before they are stopped and run elsewhere")
       ->envname("FANOUT_DRAIN_TIMEOUT")
       ->check(CLI::Range(0.0, 86400.0));
+  std::string metrics;
+  bool insecure = false;
+  app.add_option("--metrics", metrics,
+                 "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT (port 0: any)")
+      ->envname("FANOUT_METRICS");
+  app.add_flag("--insecure", insecure, "Allow --metrics on a non-loopback address")->envname("FANOUT_INSECURE");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -106,6 +121,27 @@ int main(int argc, char** argv) {
   logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] [pid %P] %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
+
+  // The operations endpoint starts inside run() (Config::on_setup), once the supervisor has blocked
+  // its signals; it reads `status`, which outlives it.
+  worker::Status status;
+  std::optional<worker::WorkerEndpoint> endpoint;
+  if (!metrics.empty()) {
+    fanout::ops::HttpAddress address;
+    try {
+      address = fanout::ops::parse_http_address(metrics);
+      fanout::ops::check_http_address_allowed(address, insecure);
+    } catch (const fanout::Error& error) {
+      spdlog::critical("fanout-worker: {}", error.what());
+      return worker::kExitUsage;
+    }
+    config.status = &status;
+    const auto stall_limit = std::max(std::chrono::milliseconds(5000), 4 * config.heartbeat);
+    config.on_setup = [&endpoint, &status, address, stall_limit] {
+      endpoint.emplace(address, status, stall_limit);
+      spdlog::info("fanout-worker: serving metrics on {}/metrics (and /healthz, /readyz)", endpoint->url());
+    };
+  }
 
   try {
     return worker::run(config);

@@ -1,13 +1,17 @@
 #include "batches.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <iterator>
 #include <memory>
 
+#include <spdlog/spdlog.h>
+
 namespace fanout::broker {
 
-Batches::Batches(const Config& config, Outbox& outbox, Counters& counters, Peers& peers, DeferredLedger& ledger)
-    : config_(config), outbox_(outbox), counters_(counters), peers_(peers), ledger_(ledger),
+Batches::Batches(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters, Metrics& metrics,
+                 Peers& peers, DeferredLedger& ledger)
+    : config_(config), logger_(logger), outbox_(outbox), counters_(counters), metrics_(metrics), peers_(peers), ledger_(ledger),
       task_times_(config.unknown_task_time) {}
 
 // ---- windows in, results out ------------------------------------------------------------------
@@ -53,6 +57,7 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
     batch.settled = settled_before;
     batch.timeout_ms = window.getTimeoutMs();
     batch.max_running = window.getMaxRunning();
+    batch.opened = now;
     if (batch.timeout_ms > 0) {
       batch.deadline = now + std::chrono::milliseconds(batch.timeout_ms);
       ++deadlines_;
@@ -92,15 +97,24 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
     }
     const InFlight entry = *found;
     if (entry.times != nullptr) entry.times->record(std::chrono::microseconds(result.getElapsedUs()));
+    metrics_.ran(std::chrono::microseconds(result.getElapsedUs()));
     executor.forget(found, now);
     auto batch = batches_.find(result.getBatchId());
-    if (batch != batches_.end()) --batch->second.in_flight;
+    if (batch != batches_.end()) {
+      --batch->second.in_flight;
+      if (result.isValue()) {
+        ++batch->second.succeeded;
+      } else {
+        batch->second.count_failures(result.getError().getKind(), 1);
+      }
+    }
     if (batch != batches_.end() && batch->second.receipt != 0) {
       // The broker's own: not forwarded, but recorded.
       Batch& deferred = batch->second;
       if (result.isValue()) {
         sweep_candidates_.push_back(deferred.id);  // the record may settle the batch's last task
         ledger_.finished(deferred.receipt, entry.index);
+        metrics_.completed_ok();
       } else {
         const auto error = result.getError();
         deferred_failure(deferred, entry.index, error.getKind(), std::string(text(error.getMessage())));
@@ -109,6 +123,11 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
     }
     matched[i] = true;
     ++matches;
+    if (result.isValue()) {
+      metrics_.completed_ok();
+    } else {
+      metrics_.completed(result.getError().getKind());
+    }
   }
   if (matches == 0) return;
   const std::uint64_t first_batch = results[0].getBatchId();
@@ -223,6 +242,8 @@ void Batches::send_failures(Batch& batch, const Failures& failed, wire::ErrorKin
     error.setRanOn("broker");
   }
   batch.settled += static_cast<std::uint32_t>(failed.size());
+  batch.count_failures(kind, static_cast<std::uint32_t>(failed.size()));
+  metrics_.completed(kind, failed.size());
   outbox_.send(batch.client, out.frame());
 }
 
@@ -237,6 +258,7 @@ void Batches::deferred_failure(Batch& batch, std::uint32_t index, wire::ErrorKin
       requeue_deferred(batch, index);
       return;
     case DeferredLedger::Verdict::dead:
+      metrics_.completed(kind);
       sweep_candidates_.push_back(batch.id);  // the record may settle the batch's last task
       return;
   }
@@ -389,10 +411,11 @@ void Batches::requeue_in_flight(Executor& executor) {
   executor.front_since = Clock::now();
 }
 
-void Batches::drop_client(const PeerId& client) {
+void Batches::drop_client(const PeerId& client, const std::string& how) {
   for (const std::uint64_t id : turns_.remove_client(client)) {
     auto batch = batches_.find(id);
     if (batch == batches_.end()) continue;
+    log_end(batch->second, "dropped: its client " + how);
     if (runs_shell_commands(batch->second)) end_batch(batch->second, wire::ErrorKind::CANCELLED, "its client left");
     erase_batch(batch);
   }
@@ -409,6 +432,7 @@ void Batches::sweep_finished() {
     const bool finished = b.receipt != 0 ? ledger_.state().find(b.receipt) == nullptr && b.in_flight == 0
                                          : b.received == b.total && b.settled >= b.total && b.in_flight == 0 && b.queue.empty();
     if (!finished) continue;
+    if (b.receipt == 0) log_end(b, "finished");
     turns_.remove(b.client, b.id);
     erase_batch(batch);
   }
@@ -422,6 +446,19 @@ bool Batches::runs_shell_commands(const Batch& batch) const {
       return f.batch == batch.id && f.frame->names[f.frame->name_at(f.position)] == kShellTask;
     });
   });
+}
+
+void Batches::log_end(const Batch& batch, const std::string& how) const {
+  if (!logger_.should_log(spdlog::level::info)) return;
+  std::string client;
+  for (const unsigned char byte : batch.client) client += fmt::format("{:02x}", byte);
+  std::string outcomes = std::to_string(batch.succeeded) + " succeeded";
+  for (const auto& [kind, count] : batch.failures) outcomes += fmt::format(", {} {}", count, kind_label(kind));
+  const auto held = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - batch.opened);
+  // An open-ended batch (`fanout run --broker` reading stdin) says 0xFFFFFFFF.
+  const std::string total = batch.total == UINT32_MAX ? "open-ended" : std::to_string(batch.total);
+  logger_.info("broker: batch {:016x} of client {} {}: {} task(s) ({} received), {}, in {} ms", batch.id, client, how,
+               total, batch.received, outcomes, held.count());
 }
 
 void Batches::erase_batch(std::unordered_map<std::uint64_t, Batch>::iterator batch) {

@@ -15,6 +15,8 @@
 //
 // Threads: the loop's thread only.
 //
+// Logs: one line at info per client batch that ends (finished, or dropped with its client).
+//
 // Promises: a refused window leaves no trace but its `ack`; a result is forwarded only for a slot
 // in flight at the executor that sent it, and a whole `results` frame of one batch travels on as
 // it came (no copy, no re-encoding); every open slot of a batch that ends early fails with the
@@ -30,9 +32,12 @@
 #include <utility>
 #include <vector>
 
+#include <spdlog/logger.h>
+
 #include <fanout/broker/broker.hpp>
 
 #include "deferred_ledger.hpp"
+#include "metrics.hpp"
 #include "outbox.hpp"
 #include "peers.hpp"
 #include "records.hpp"
@@ -42,7 +47,8 @@ namespace fanout::broker {
 
 class Batches {
  public:
-  Batches(const Config& config, Outbox& outbox, Counters& counters, Peers& peers, DeferredLedger& ledger);
+  Batches(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters, Metrics& metrics,
+          Peers& peers, DeferredLedger& ledger);
 
   // ---- windows in, results out ----
 
@@ -98,11 +104,11 @@ class Batches {
   // with its old connection), without blame, and empties its list.
   void requeue_in_flight(Executor& executor);
 
-  // A client that left (bye) or went silent: nobody waits for its batches any more, so they are
-  // forgotten. Shell commands it still has running are stopped, as on cancel (a command may run
+  // A client that left (bye) or went silent (`how`): nobody waits for its batches any more, so
+  // they are forgotten, each logged at info with what it had settled. Shell commands it still has running are stopped, as on cancel (a command may run
   // for hours, and whoever started it is gone); other running tasks finish and their results are
   // dropped.
-  void drop_client(const PeerId& client);
+  void drop_client(const PeerId& client, const std::string& how);
 
   // Forgets batches whose every task has settled. Only batches marked since the last sweep
   // (something of theirs settled) are looked at: a backlog of thousands of waiting batches costs
@@ -150,10 +156,15 @@ class Batches {
   void expire_running(Clock::time_point now);
   bool runs_shell_commands(const Batch& batch) const;
   void erase_batch(std::unordered_map<std::uint64_t, Batch>::iterator batch);
+  // One line at info for a client's batch that ends: `how` (finished, dropped...), its tasks, its
+  // outcomes by kind, how long the broker held it.
+  void log_end(const Batch& batch, const std::string& how) const;
 
   const Config& config_;
+  spdlog::logger& logger_;
   Outbox& outbox_;
   Counters& counters_;
+  Metrics& metrics_;
   Peers& peers_;
   DeferredLedger& ledger_;
 

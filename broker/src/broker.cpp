@@ -16,6 +16,11 @@ const std::vector<std::string>& Broker::endpoints() const noexcept { return loop
 void Broker::run() { loop_->run(); }
 void Broker::stop() noexcept { loop_->stop(); }
 const Counters& Broker::counters() const noexcept { return loop_->counters(); }
+std::shared_ptr<const MetricsSnapshot> Broker::metrics() const { return loop_->metrics().snapshot(); }
+std::optional<std::chrono::steady_clock::duration> Broker::since_loop_turned() const noexcept {
+  return loop_->metrics().pulse().since_last();
+}
+bool Broker::ready() const noexcept { return loop_->metrics().ready(); }
 
 void check_endpoint_allowed(const std::string& endpoint, bool insecure) {
   const auto scheme_end = endpoint.find("://");

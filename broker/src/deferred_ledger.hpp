@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ class DeferredLedger {
   const std::string& failure() const noexcept { return failure_; }
   // Readable when collect_durable() has batches to acknowledge. Only when enabled().
   int ready_fd() const noexcept { return journal_->ready_fd(); }
+  // The journal's counters (its syncs' times among them); nullopt without a journal.
+  std::optional<JournalStats> journal_stats() const {
+    return journal_ ? std::optional<JournalStats>(journal_->stats()) : std::nullopt;
+  }
   // The state every record so far builds (empty without a journal).
   const DeferredState& state() const noexcept { return state_; }
 

@@ -44,8 +44,8 @@ std::deque<Pending>::iterator first_served(const Executor& executor, Batch& batc
 
 }  // namespace
 
-Dispatch::Dispatch(Outbox& outbox, Counters& counters, Peers& peers, Batches& batches)
-    : outbox_(outbox), counters_(counters), peers_(peers), batches_(batches) {}
+Dispatch::Dispatch(Outbox& outbox, Counters& counters, Metrics& metrics, Peers& peers, Batches& batches)
+    : outbox_(outbox), counters_(counters), metrics_(metrics), peers_(peers), batches_(batches) {}
 
 void Dispatch::run() {
   next_reclaim_check_ = Clock::time_point::max();
@@ -248,6 +248,7 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
     for (std::uint32_t position = 0; position < frame->size(); ++position) {
       give(frame, position, frame->tasks[position].getAttempt());
     }
+    metrics_.waited(now - frame->arrived, frame->size());
     batch.in_flight += frame->size();
     counters_.tasks_dispatched += frame->size();
     return send_to_executor(executor, std::move(copy));
@@ -272,6 +273,7 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
       const auto attempt = pending->attempt >= 0 ? static_cast<std::uint16_t>(pending->attempt) : task.getAttempt();
       chosen.push_back(Chosen{pending->frame.get(), position, pending->attempt});
       give(pending->frame, position, attempt);
+      if (pending->attempt < 0) metrics_.waited(now - pending->frame->arrived);  // not a requeued task
     }
     pending = pending->begin == pending->end ? batch.queue.erase(pending) : std::next(pending);
   }

@@ -37,6 +37,7 @@
 #include <fanout/broker/broker.hpp>
 
 #include "batches.hpp"
+#include "metrics.hpp"
 #include "outbox.hpp"
 #include "peers.hpp"
 #include "records.hpp"
@@ -45,7 +46,7 @@ namespace fanout::broker {
 
 class Dispatch {
  public:
-  Dispatch(Outbox& outbox, Counters& counters, Peers& peers, Batches& batches);
+  Dispatch(Outbox& outbox, Counters& counters, Metrics& metrics, Peers& peers, Batches& batches);
 
   // Gives every executor with free credit what it may take now.
   void run();
@@ -75,6 +76,7 @@ class Dispatch {
 
   Outbox& outbox_;
   Counters& counters_;
+  Metrics& metrics_;
   Peers& peers_;
   Batches& batches_;
   std::vector<PeerId> unreachable_;

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -496,7 +497,9 @@ class Journal::Impl {
     const std::uint64_t appended = offset - file_bytes_;
     write_all(file_.get(), iov, journal_path_);
     file_bytes_ = offset;
+    const auto sync_started = std::chrono::steady_clock::now();
     sync_or_throw(file_.get(), journal_path_, true);
+    const std::chrono::duration<double> synced_in = std::chrono::steady_clock::now() - sync_started;
 
     for (std::size_t i = 0; i < group.size(); ++i) {
       if (auto* accepted = std::get_if<BatchAccepted>(&group[i].record)) {
@@ -508,6 +511,7 @@ class Journal::Impl {
     {
       std::lock_guard lock(mutex_);
       ++stats_.fsyncs;
+      stats_.fsync_seconds.observe(synced_in.count());
       stats_.bytes_appended += appended;
       stats_.file_bytes = file_bytes_;
       durable_.store(group.back().token, std::memory_order_release);

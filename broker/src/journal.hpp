@@ -40,6 +40,7 @@
 #include <spdlog/logger.h>
 
 #include "deferred_store.hpp"
+#include "ops/histogram.hpp"
 
 namespace fanout::broker {
 
@@ -75,6 +76,7 @@ struct JournalStats {
   std::uint64_t submitted = 0;
   std::uint64_t durable = 0;  // highest durable token
   std::uint64_t fsyncs = 0;   // fdatasyncs of the journal (one per group commit)
+  ops::Histogram fsync_seconds{ops::kSyncSecondsBounds};  // how long each of them took
   std::uint64_t bytes_appended = 0;
   std::uint64_t compactions = 0;
   std::uint64_t file_bytes = 0;  // size of the current journal file

@@ -20,11 +20,11 @@ Loop::Loop(Config config, zmq::context_t& context)
     : config_(std::move(config)),
       logger_(config_.logger ? config_.logger : spdlog::default_logger()),
       router_(context, zmq::socket_type::router),
-      outbox_(router_, counters_),
+      outbox_(router_, counters_, metrics_),
       peers_(config_, *logger_, outbox_, counters_),
       ledger_(config_, logger_, outbox_, counters_),
-      batches_(config_, outbox_, counters_, peers_, ledger_),
-      dispatch_(outbox_, counters_, peers_, batches_),
+      batches_(config_, *logger_, outbox_, counters_, metrics_, peers_, ledger_),
+      dispatch_(outbox_, counters_, metrics_, peers_, batches_),
       deferred_(config_, *logger_, outbox_, ledger_, batches_) {
   // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
   // oversized frame is counted and answered rather than silently cutting the connection.
@@ -51,8 +51,13 @@ Loop::~Loop() = default;
 
 void Loop::run() {
   next_heartbeat_ = Clock::now();
+  // Sockets are bound and the journal replayed (the constructor did both): ready from here on.
+  metrics_.publish(peers_, batches_, ledger_, counters_);
+  metrics_.pulse().beat();
+  metrics_.set_ready();
   std::vector<zmq::message_t> parts;
   while (true) {
+    metrics_.pulse().beat();
     const bool journal = ledger_.enabled();
     zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, stop_.fd(), ZMQ_POLLIN, 0},
@@ -181,7 +186,7 @@ void Loop::on_bye(const PeerId& peer) {
   // An executor leaves on its own only when it had nothing to do: what reached it meanwhile goes
   // back to the queues, nobody to blame.
   if (peers_.is_executor(peer)) return lose_executor(peer, std::nullopt, Batches::Blame::nobody, "said goodbye");
-  drop_client(peer);
+  drop_client(peer, "said goodbye");
 }
 
 void Loop::on_executor_lost(wire::ExecutorLost::Reader lost) {
@@ -210,8 +215,8 @@ void Loop::drop_supervisor(const PeerId& peer, const std::string& how) {
   }
 }
 
-void Loop::drop_client(const PeerId& peer) {
-  if (peers_.remove_client(peer)) batches_.drop_client(peer);
+void Loop::drop_client(const PeerId& peer, const std::string& how) {
+  if (peers_.remove_client(peer)) batches_.drop_client(peer, how);
 }
 
 // ---- timers -----------------------------------------------------------------------------------
@@ -233,11 +238,14 @@ void Loop::run_timers() {
   for (const PeerId& id : peers_.silent_executors(now)) {
     lose_executor(id, std::nullopt, Batches::Blame::running_task, "went silent");
   }
+  // A client program that ended says nothing more: only what it left behind is worth a line at
+  // info (Batches::drop_client logs each batch it drops).
   for (const PeerId& id : peers_.silent_clients(now)) {
-    logger_->info("broker: a client went silent; dropping its queued tasks");
-    drop_client(id);
+    logger_->debug("broker: a client went silent");
+    drop_client(id, "went silent");
   }
   peers_.send_heartbeats();
+  metrics_.publish(peers_, batches_, ledger_, counters_);
 }
 
 }  // namespace fanout::broker

@@ -23,7 +23,8 @@
 // was, Batches takes back its work (lose_executor, drop_supervisor, drop_client below).
 //
 // Threads: run() and everything it calls on one thread; stop() from any thread or a signal
-// handler; endpoints() and counters() from any thread (the counters are atomics).
+// handler; endpoints() and counters() from any thread (the counters are atomics), and metrics()'s
+// any-thread side (the published snapshot, the pulse every turn beats, readiness).
 //
 // Promises: a message that does not parse, or makes no sense from its sender, is dropped and
 // counted, its sender told why when it can be; nothing a peer sends stops the broker serving the
@@ -47,6 +48,7 @@
 #include "deferred_batches.hpp"
 #include "deferred_ledger.hpp"
 #include "dispatch.hpp"
+#include "metrics.hpp"
 #include "outbox.hpp"
 #include "peers.hpp"
 #include "records.hpp"
@@ -68,6 +70,7 @@ class Loop {
 
   const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
   const Counters& counters() const noexcept { return counters_; }
+  const Metrics& metrics() const noexcept { return metrics_; }
 
  private:
   void handle(std::vector<zmq::message_t>& parts);
@@ -81,7 +84,7 @@ class Loop {
   void lose_executor(const PeerId& id, std::optional<std::pair<std::uint64_t, std::uint32_t>> running,
                      Batches::Blame blame, const std::string& how);
   void drop_supervisor(const PeerId& peer, const std::string& how);
-  void drop_client(const PeerId& peer);
+  void drop_client(const PeerId& peer, const std::string& how);
 
   std::chrono::milliseconds until_next_timer() const;
   void run_timers();
@@ -92,6 +95,7 @@ class Loop {
   sys::EventFd stop_;  // stop() from any thread or a signal handler
   std::vector<std::string> endpoints_;
   Counters counters_;
+  Metrics metrics_;
   Clock::time_point next_heartbeat_;
 
   Outbox outbox_;

@@ -4,17 +4,20 @@ namespace fanout::broker {
 
 void Outbox::drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why) {
   ++counters_.dropped_messages;
+  metrics_.refused(kind);
   reply_error(peer, kind, why);
 }
 
 void Outbox::unknown_peer(const PeerId& peer) {
   ++counters_.dropped_messages;
+  metrics_.unknown_peer();
   reply_error(peer, wire::ErrorKind::REFUSED, "unknown peer: announce first (the broker may have restarted)");
 }
 
 void Outbox::refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
                            wire::ErrorKind kind) {
   ++counters_.dropped_messages;
+  metrics_.refused(kind);
   wire::OutMessage out;
   auto ack = out.envelope().initAck();
   ack.setBatchId(id);

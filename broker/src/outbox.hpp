@@ -3,7 +3,7 @@
 // Owns nothing but the way out: the socket belongs to the loop (loop.hpp), which creates the
 // outbox beside it and hands it to every part that answers a peer. Besides sending a frame as it
 // is, the outbox builds the broker's complaints (an `error` reply, a refused window's `ack`) and
-// counts each of them as a dropped message (Counters::dropped_messages), so that every part
+// counts each of them as a dropped message (Counters::dropped_messages, and by reason in Metrics), so that every part
 // refuses input the same way.
 //
 // Threads: the loop's thread only, like the socket.
@@ -20,6 +20,7 @@
 
 #include <fanout/broker/broker.hpp>
 
+#include "metrics.hpp"
 #include "records.hpp"
 #include "transport.hpp"
 
@@ -27,7 +28,8 @@ namespace fanout::broker {
 
 class Outbox {
  public:
-  Outbox(zmq::socket_t& router, Counters& counters) : router_(router), counters_(counters) {}
+  Outbox(zmq::socket_t& router, Counters& counters, Metrics& metrics)
+      : router_(router), counters_(counters), metrics_(metrics) {}
 
   // Sends `frame` to `peer` as it is (the bytes are not copied). False when the peer is gone.
   bool send(std::string_view peer, zmq::message_t&& frame) { return wire::send_to(router_, peer, std::move(frame)); }
@@ -52,6 +54,7 @@ class Outbox {
 
   zmq::socket_t& router_;
   Counters& counters_;
+  Metrics& metrics_;
 };
 
 }  // namespace fanout::broker

@@ -115,6 +115,9 @@ class Peers {
   auto executors() const { return std::views::values(executors_); }
   auto supervisors() const { return std::views::values(supervisors_); }
   std::size_t supervisor_count() const noexcept { return supervisors_.size(); }
+  // Clients listed (peers that sent a window or a cancel and are not gone), the broker's own
+  // deferred client left out.
+  std::size_t client_count() const noexcept { return clients_.size() - clients_.count(kDeferredClient); }
 
  private:
   NameSet intern(std::vector<std::string> names);

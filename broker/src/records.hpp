@@ -82,6 +82,7 @@ struct Frame {
   std::vector<std::string> names;  // distinct task names, usually one or a few
   std::vector<Run> runs;           // usually one
   std::vector<TaskTimes::Entry*> times_cache;  // by name index, filled by times_of()
+  Clock::time_point arrived = Clock::now();  // when it reached the broker (queue wait is measured from here)
 };
 using FramePtr = std::shared_ptr<Frame>;
 
@@ -130,6 +131,20 @@ struct Batch {
   // Deferred batches: their receipt (else 0) and their frame, where task i is at position i.
   std::uint64_t receipt = 0;
   FramePtr deferred_frame;
+  // For the line logged when it ends: since when it is held, and its outcomes so far.
+  Clock::time_point opened{};
+  std::uint32_t succeeded = 0;
+  std::vector<std::pair<wire::ErrorKind, std::uint32_t>> failures;  // by kind, in the order first seen
+
+  void count_failures(wire::ErrorKind kind, std::uint32_t count) {
+    for (auto& [seen, so_far] : failures) {
+      if (seen == kind) {
+        so_far += count;
+        return;
+      }
+    }
+    failures.emplace_back(kind, count);
+  }
 };
 
 struct Client {

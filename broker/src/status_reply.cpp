@@ -8,6 +8,21 @@
 
 namespace fanout::broker {
 
+DeferredCounts deferred_counts(const DeferredState& deferred, const Batches& batches, const Counters& counters) {
+  DeferredCounts counts;
+  std::uint64_t pending = 0;
+  for (const auto& [receipt, batch] : deferred.batches()) {
+    for (const auto& task : batch.tasks) {
+      pending += task.status == TaskStatus::pending ? 1 : 0;
+      counts.dead += task.status == TaskStatus::dead ? 1 : 0;
+    }
+  }
+  for (const auto& [id, batch] : batches.all()) counts.running += batch.receipt != 0 ? batch.in_flight : 0;
+  counts.pending = pending - std::min(pending, counts.running);
+  counts.done = counters.deferred_done.load();
+  return counts;
+}
+
 zmq::message_t status_reply(const Peers& peers, const Batches& batches, const DeferredState& deferred,
                             const Counters& counters) {
   wire::OutMessage out;
@@ -42,18 +57,11 @@ zmq::message_t status_reply(const Peers& peers, const Batches& batches, const De
   for (const Executor& executor : peers.executors()) running += executor.in_flight.size();
   status.setQueued(queued);
   status.setRunning(running);
-  std::uint64_t pending = 0, dead = 0, deferred_running = 0;
-  for (const auto& [receipt, batch] : deferred.batches()) {
-    for (const auto& task : batch.tasks) {
-      pending += task.status == TaskStatus::pending ? 1 : 0;
-      dead += task.status == TaskStatus::dead ? 1 : 0;
-    }
-  }
-  for (const auto& [id, batch] : batches.all()) deferred_running += batch.receipt != 0 ? batch.in_flight : 0;
-  status.setDeferredPending(pending - std::min(pending, deferred_running));
-  status.setDeferredRunning(deferred_running);
-  status.setDeferredDone(counters.deferred_done.load());
-  status.setDeferredDead(dead);
+  const DeferredCounts counts = deferred_counts(deferred, batches, counters);
+  status.setDeferredPending(counts.pending);
+  status.setDeferredRunning(counts.running);
+  status.setDeferredDone(counts.done);
+  status.setDeferredDead(counts.dead);
   status.setDroppedMessages(counters.dropped_messages.load());
   return out.frame();
 }

@@ -98,6 +98,8 @@ class BatchLink {
   std::chrono::milliseconds silence() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_heard_);
   }
+  // The broker answered something of this batch (an ack, a result): it was reachable.
+  bool heard() const noexcept { return heard_; }
 
   // How many of the next `count` tasks go in one window by their argument sizes: one at least,
   // at most kFrameTasks. `size_of(i)` is the encoded size of the i-th of them, in bytes.

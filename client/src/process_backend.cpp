@@ -191,6 +191,9 @@ class BatchRun final : private BatchLink::Receiver {
       throw;
     }
     if (results_.first_failure()) link_.cancel();  // stop what may still run for a batch that failed early
+    // A broker never heard from is not a task's failure but the caller's setup (logistics): one
+    // fanout::Error naming the endpoint, from run() and settle() alike.
+    if (never_reached_) throw Error(*never_reached_);
   }
 
  private:
@@ -272,7 +275,14 @@ class BatchRun final : private BatchLink::Receiver {
     }
   }
 
-  void link_failed(ErrorKind kind, const std::string& message) override { fail_open(kind, message); }
+  void link_failed(ErrorKind kind, const std::string& message) override {
+    if (kind == ErrorKind::unreachable && !link_.heard()) {
+      never_reached_ = "cannot reach the broker at " + link_.where() + ": no answer within " +
+                       std::to_string(wire::kBrokerSilence.count()) +
+                       " ms; is a fanout-broker listening there? (FANOUT_BROKER)";
+    }
+    fail_open(kind, message);
+  }
 
   void fail_open(ErrorKind kind, const std::string& message) {
     results_.fail_unsettled(kind, message, "broker " + link_.where());
@@ -281,6 +291,7 @@ class BatchRun final : private BatchLink::Receiver {
   Batch& batch_;
   Results& results_;
   const RunOptions& options_;
+  std::optional<std::string> never_reached_;  // why the broker was given up before it ever answered
   Health health_;
   BatchLink link_;
   Clock::time_point started_;

@@ -143,6 +143,7 @@ class Supervisor::State {
   State& operator=(const State&) = delete;
 
   int run() {
+    if (config_.on_setup) config_.on_setup();
     for (auto& slot : slots_) {
       if (!slot.retired) start_executor(slot);  // before any ZeroMQ context exists
     }
@@ -154,6 +155,7 @@ class Supervisor::State {
                  config_.worker_id, config_.processes, config_.slots_per_executor, config_.max_processes,
                  config_.broker);
     while (!(draining_ && live_executors() == 0)) {
+      report_status();
       wait();
       handle_signals();
       receive();
@@ -221,6 +223,21 @@ class Supervisor::State {
     announce();  // the new number, also when it could not grow: the broker stops waiting for it
   }
 
+  // For the operations endpoint (Config::status): once per turn of the loop.
+  void report_status() {
+    if (config_.status == nullptr) return;
+    Status& status = *config_.status;
+    status.pulse.beat();
+    std::uint32_t alive = 0, busy = 0;
+    for (const auto& slot : slots_) {
+      if (!slot.process.running()) continue;
+      ++alive;
+      busy += running_[slot.number].read().running ? 1 : 0;
+    }
+    status.executors.store(alive, std::memory_order_relaxed);
+    status.tasks_running.store(busy, std::memory_order_relaxed);
+  }
+
   std::size_t live_executors() const {
     return static_cast<std::size_t>(
         std::count_if(slots_.begin(), slots_.end(), [](const ExecutorSlot& slot) { return slot.process.running(); }));
@@ -263,6 +280,7 @@ class Supervisor::State {
                   config_.worker_id, slot.id, sys::describe_wait_status(status));
     }
     if (draining_) return;
+    if (config_.status != nullptr) config_.status->executor_restarts.fetch_add(1, std::memory_order_relaxed);
     const auto now = Clock::now();
     if (now - slot.started < kQuickDeath && !running.running && !slot.stop_requested) {
       slot.restart_at = now + slot.restart_backoff.next();
@@ -322,6 +340,7 @@ class Supervisor::State {
 
   void reconnect() {
     link_ = Link::lost;
+    if (config_.status != nullptr) config_.status->registered = false;
     connect();
     const auto delay = reconnect_backoff_.next();
     next_attempt_ = Clock::now() + delay;
@@ -396,6 +415,7 @@ class Supervisor::State {
   void heard_from_broker() {
     last_heard_ = Clock::now();
     if (link_ == Link::live) return;
+    if (config_.status != nullptr) config_.status->registered = true;
     const bool recovered = link_ == Link::lost;
     link_ = Link::live;
     reconnect_backoff_.reset();

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 namespace fanout::broker {
 
 class Loop;  // the broker's loop and the parts it drives (broker/src/loop.hpp)
+struct MetricsSnapshot;  // <fanout/broker/metrics.hpp>
 
 struct Config {
   // Where to listen: tcp://127.0.0.1:5555, tcp://127.0.0.1:* (the OS picks the port),
@@ -81,6 +83,14 @@ class Broker {
   void stop() noexcept;
 
   const Counters& counters() const noexcept;
+
+  // ---- for an operations endpoint (fanout-broker --metrics); any thread, never waits on the loop ----
+  // What the loop published at its last heartbeat (an empty snapshot before run()).
+  std::shared_ptr<const MetricsSnapshot> metrics() const;
+  // How long ago the loop last turned (it turns at least every heartbeat); nullopt before run().
+  std::optional<std::chrono::steady_clock::duration> since_loop_turned() const noexcept;
+  // run() is serving: every endpoint bound and the journal, if any, replayed.
+  bool ready() const noexcept;
 
  private:
   std::unique_ptr<Loop> loop_;

@@ -8,15 +8,29 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include <fanout/error.hpp>
 
+#include "ops/loop_pulse.hpp"
 #include "timing.hpp"
 
 namespace fanout::worker {
+
+// What a worker tells an operations endpoint (fanout-worker --metrics): written by the
+// supervisor's loop every turn, read from any thread.
+struct Status {
+  ops::LoopPulse pulse;                             // beats every turn of the supervisor's loop
+  std::atomic<std::uint32_t> executors{0};          // executor processes alive
+  std::atomic<std::uint32_t> tasks_running{0};      // of them, those running a task now
+  std::atomic<std::uint64_t> executor_restarts{0};  // executors replaced after they died or were stopped
+  std::atomic<bool> registered{false};              // the broker answered within the liveness period
+};
 
 struct Config {
   std::string broker;                  // endpoint to connect, e.g. tcp://127.0.0.1:5555 or ipc://@name
@@ -37,6 +51,12 @@ struct Config {
   // process could watch it (a race PR_SET_PDEATHSIG cannot close alone) is then noticed at once.
   pid_t expected_parent = 0;
   std::chrono::milliseconds drain_timeout{30000};  // on SIGTERM, executors still busy after this are killed
+  Status* status = nullptr;  // where the supervisor reports how it is (not owned; outlives run()), or none
+  // Called once by run() after the supervisor blocked its signals and before it forks executors:
+  // where fanout-worker starts its operations endpoint, so that the endpoint's threads never take
+  // the supervisor's signals and executors never keep its socket (they close what the supervisor
+  // opened). What it throws leaves run().
+  std::function<void()> on_setup;
 };
 
 // Exit codes of fanout-worker (and the values run() returns).

@@ -1,0 +1,121 @@
+// What an operator types: --metrics addresses that cannot work fail at start with a clear message
+// and an exit code that says so; --version on every binary.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "cluster.hpp"
+#include "system/unique_fd.hpp"
+
+namespace {
+
+using fanout_test::run_to_end;
+
+// A TCP port on loopback that this process listens on for the scope: in use for anyone else.
+struct BusyPort {
+  fanout::sys::UniqueFd socket{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+  int port = 0;
+  BusyPort() {
+    REQUIRE(socket.get() >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(socket.get(), 1) == 0);
+    socklen_t size = sizeof address;
+    REQUIRE(::getsockname(socket.get(), reinterpret_cast<sockaddr*>(&address), &size) == 0);
+    port = ntohs(address.sin_port);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+int exit_code(const fanout_test::Finished& finished) {
+  return WIFEXITED(finished.status) ? WEXITSTATUS(finished.status) : -1;
+}
+
+std::vector<std::string> broker(std::vector<std::string> arguments) {
+  arguments.insert(arguments.begin(), {fanout_test::broker_program(), "--bind", "tcp://127.0.0.1:*"});
+  return arguments;
+}
+
+std::vector<std::string> worker(std::vector<std::string> arguments) {
+  arguments.insert(arguments.begin(), {fanout_test::worker_program(), "--connect", "tcp://127.0.0.1:1",
+                                       "--processes", "1"});
+  return arguments;
+}
+
+const fanout_test::ChildOptions kNoFanoutEnv{.drop_env = {"FANOUT_"}};
+
+}  // namespace
+
+TEST_CASE("a --metrics address that is not HOST:PORT is bad usage, named in the message") {
+  for (const auto& command : {broker({"--metrics", "nonsense"}), worker({"--metrics", "nonsense"}),
+                              broker({"--metrics", "127.0.0.1:99999"}), worker({"--metrics", "::1:80"})}) {
+    const auto finished = run_to_end(command, kNoFanoutEnv);
+    INFO(command[0] << ": " << finished.out << finished.err);
+    CHECK(exit_code(finished) == 2);
+    CHECK((finished.out + finished.err).find("metrics address '") != std::string::npos);
+    CHECK((finished.out + finished.err).find("expected HOST:PORT") != std::string::npos);
+  }
+}
+
+TEST_CASE("--metrics off loopback is refused without --insecure") {
+  const auto refused_broker = run_to_end(broker({"--metrics", "0.0.0.0:0"}), kNoFanoutEnv);
+  CHECK(exit_code(refused_broker) == 3);
+  CHECK(refused_broker.err.find("refusing to serve metrics on 0.0.0.0:0") != std::string::npos);
+  const auto refused_worker = run_to_end(worker({"--metrics", "0.0.0.0:0"}), kNoFanoutEnv);
+  CHECK(exit_code(refused_worker) == 2);
+  CHECK((refused_worker.out + refused_worker.err).find("refusing to serve metrics on 0.0.0.0:0") != std::string::npos);
+  // FANOUT_METRICS is the flag's equivalent.
+  const auto from_env = run_to_end(broker({}), {.env = {"FANOUT_METRICS=0.0.0.0:0"}, .drop_env = {"FANOUT_"}});
+  CHECK(exit_code(from_env) == 3);
+}
+
+TEST_CASE("a --metrics port in use fails at start, naming the address and the reason") {
+  BusyPort busy;
+  const auto broker_run = run_to_end(broker({"--metrics", busy.address()}), kNoFanoutEnv);
+  INFO(broker_run.err);
+  CHECK(exit_code(broker_run) == 3);
+  CHECK(broker_run.err.find("cannot serve metrics on " + busy.address() + ": Address already in use") !=
+        std::string::npos);
+  const auto worker_run = run_to_end(worker({"--metrics", busy.address()}), kNoFanoutEnv);
+  INFO(worker_run.out << worker_run.err);
+  CHECK(exit_code(worker_run) == 1);
+  CHECK((worker_run.out + worker_run.err).find("cannot serve metrics on " + busy.address() +
+                                               ": Address already in use") != std::string::npos);
+}
+
+TEST_CASE("every binary prints its version") {
+  const std::vector<std::pair<std::string, std::string>> binaries{{fanout_test::broker_program(), "fanout-broker "},
+                                                                  {fanout_test::worker_program(), "fanout-worker "},
+                                                                  {FANOUT_TOOL_PROGRAM, "fanout "}};
+  for (const auto& [program, name] : binaries) {
+    const auto finished = run_to_end({program, "--version"}, kNoFanoutEnv);
+    INFO(program << ": " << finished.out << finished.err);
+    CHECK(exit_code(finished) == 0);
+    CHECK(finished.out == name + FANOUT_VERSION_TEXT + "\n");
+  }
+}
+
+TEST_CASE("a client whose broker is unreachable gets one fanout::Error naming the endpoint, within the broker "
+          "silence, and exits at once") {
+  const auto started = std::chrono::steady_clock::now();
+  const auto finished = run_to_end({FANOUT_ONE_CALL_CLIENT}, {.env = {"FANOUT_BROKER=tcp://127.0.0.1:1"},
+                                                                 .drop_env = {"FANOUT_"}});
+  const auto took = std::chrono::steady_clock::now() - started;
+  INFO(finished.out << finished.err);
+  CHECK(exit_code(finished) == 0);
+  CHECK(finished.out ==
+        "error fanout::Error: cannot reach the broker at tcp://127.0.0.1:1: no answer within 4000 ms; is a "
+        "fanout-broker listening there? (FANOUT_BROKER)\n");
+  // The broker silence (4 s), and no lingering on exit.
+  CHECK(took >= std::chrono::seconds(4));
+  CHECK(took < std::chrono::seconds(7));
+}
