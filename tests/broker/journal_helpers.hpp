@@ -18,11 +18,15 @@
 
 #include "deferred_store.hpp"
 #include "journal.hpp"
+#include "journal_io.hpp"
 
 namespace journal_test {
 
 using namespace fanout::broker;
 namespace fs = std::filesystem;
+
+// The header of a journal this broker creates (version 2: magic, salt, checksum).
+inline constexpr std::uint64_t header_bytes = journal_io::header_v2_bytes;
 
 // A logger whose output the test can read.
 struct CapturedLog {
