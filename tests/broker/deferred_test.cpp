@@ -3,8 +3,11 @@
 // (also after SIGKILL of a real fanout-broker process).
 #include "broker_harness.hpp"
 
+#include <sys/wait.h>
+
 #include <filesystem>
 
+#include "child.hpp"
 #include "cluster.hpp"
 
 using namespace broker_test;
@@ -260,4 +263,54 @@ TEST_CASE("SIGKILL of fanout-broker right after an acknowledgement loses no ackn
   REQUIRE(status.has_value());
   CHECK(receipts.size() == 20);
   CHECK(executor.stats().tasks == 60);
+}
+
+TEST_CASE("a flipped bit in the first of three acknowledged batches costs that batch only: the others run") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  const auto journal_dir = dir.path() / "journal-dir";
+  std::vector<std::string> arguments{"--journal", journal_dir.string(), "--heartbeat-ms", "50", "--liveness-ms", "300"};
+  {
+    fanout_test::BrokerProcess broker(arguments);
+    FakeClient client(context, broker.endpoint());
+    for (std::uint64_t batch = 1; batch <= 3; ++batch) {
+      client.send(deferred_window(200 + batch, 2));
+      REQUIRE(client.wait_ack(200 + batch).has_value());
+    }
+    broker.kill();
+  }
+  // The first record follows the 16-byte header; flip one bit of its receipt.
+  const auto file = journal_dir / "journal";
+  std::string bytes = fanout_test::read_file(file);
+  bytes[16 + 8 + 2] = static_cast<char>(bytes[16 + 8 + 2] ^ 0x10);
+  fanout_test::write_file(file, bytes);
+
+  fanout_test::BrokerProcess broker(arguments);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8});
+  const auto status = wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_done == 4; });
+  INFO(broker.log());
+  REQUIRE(status.has_value());
+  CHECK(status->deferred_pending == 0);
+  CHECK(executor.stats().tasks == 4);
+  CHECK(contains(broker.log(), "damaged bytes at offset 16"));
+  CHECK(contains(broker.log(), "2 deferred batch(es) with 4 pending task(s) recovered"));
+}
+
+TEST_CASE("a second fanout-broker on a journal whose LOCK was deleted refuses to start, saying why") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  const auto journal_dir = dir.path() / "journal-dir";
+  fanout_test::BrokerProcess first({"--journal", journal_dir.string()});
+  std::filesystem::remove(journal_dir / "LOCK");
+  const auto second = fanout_test::run_to_end(
+      {fanout_test::broker_program(), "--bind", "tcp://127.0.0.1:*", "--journal", journal_dir.string()});
+  INFO(second.out << second.err);
+  REQUIRE(WIFEXITED(second.status));
+  CHECK(WEXITSTATUS(second.status) == 3);
+  CHECK(contains(second.err, "is in use by another journal"));
+  // The first one still owns its journal and takes deferred batches.
+  FakeClient client(context, first.endpoint());
+  client.send(deferred_window(301, 1));
+  CHECK(client.wait_ack(301) == std::optional<std::string>("1"));
 }
