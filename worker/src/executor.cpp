@@ -148,7 +148,7 @@ class Executor {
       : config_(config),
         ran_on_("worker " + config.worker_id + " pid " + std::to_string(::getpid())),
         task_names_(names_served(config)),
-        shell_("worker " + config.worker_id, *config.running),
+        shell_("worker " + config.worker_id, *config.running, config.pass_env),
         context_(1),
         socket_(context_, zmq::socket_type::dealer),
         signals_(sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1, SIGUSR2})) {

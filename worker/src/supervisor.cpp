@@ -177,7 +177,8 @@ class Supervisor::State {
                                   host_,                config_.slots_per_executor, config_.allow_shell,
                                   config_.heartbeat,    &running_[slot.number],
                                   static_cast<unsigned>(executors_wanted()),
-                                  slot.extra ? config_.extra_idle : std::chrono::milliseconds(0)};
+                                  slot.extra ? config_.extra_idle : std::chrono::milliseconds(0),
+                                  config_.pass_env};
     std::fflush(nullptr);  // unflushed output would be printed again by the child
     const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
