@@ -45,14 +45,38 @@ bool record_at(const unsigned char* data, std::uint64_t size, std::uint64_t pos,
   return true;
 }
 
-// A cheap filter before the CRC: the length fits and the body starts with a record kind.
+std::uint64_t get_u64(const unsigned char* in) {
+  return std::uint64_t{get_u32(in)} | std::uint64_t{get_u32(in + 4)} << 32;
+}
+
+// Receipts count up from 1; one past 2^48 is never reached, and makes a random u64 implausible.
+bool plausible_receipt(std::uint64_t receipt) { return receipt >= 1 && receipt < (std::uint64_t{1} << 48); }
+
+// A cheap filter before the CRC: the length fits the file and agrees with the body's own fields
+// (deferred_store.cpp's encoding: a kind byte, a receipt, then per kind), so that only a few
+// offsets in a damaged span cost a CRC over the length they claim.
 bool plausible_at(const unsigned char* data, std::uint64_t size, std::uint64_t pos, std::uint32_t max_record_bytes) {
   if (size - pos <= frame_header_bytes) return false;
-  const std::uint32_t body = get_u32(data + pos);
-  if (body == 0 || body > max_record_bytes || body > size - pos - frame_header_bytes) return false;
-  const unsigned char kind = data[pos + frame_header_bytes];
-  return kind >= static_cast<unsigned char>(RecordKind::batch_accepted) &&
-         kind <= static_cast<unsigned char>(RecordKind::checkpoint);
+  const std::uint32_t length = get_u32(data + pos);
+  if (length == 0 || length > max_record_bytes || length > size - pos - frame_header_bytes) return false;
+  const unsigned char* body = data + pos + frame_header_bytes;
+  constexpr std::uint32_t slot = 1 + 8 + 4;  // kind, receipt, index (or task count)
+  if (length >= 9 && !plausible_receipt(get_u64(body + 1))) return false;
+  switch (static_cast<RecordKind>(body[0])) {
+    case RecordKind::checkpoint:
+      return length == 9;
+    case RecordKind::task_finished:
+    case RecordKind::dead_task_retried:
+    case RecordKind::dead_task_dropped:
+      return length == slot;
+    case RecordKind::batch_accepted:
+      return length >= slot && get_u32(body + 9) >= 1;
+    case RecordKind::task_failed_attempt:  // + attempts, error length, error
+      return length >= slot + 8 && get_u32(body + slot + 4) == length - (slot + 8);
+    case RecordKind::task_dead:  // + kind (u16), error length, error
+      return length >= slot + 6 && get_u32(body + slot + 2) == length - (slot + 6);
+  }
+  return false;
 }
 
 }  // namespace

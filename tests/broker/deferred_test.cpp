@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "child.hpp"
 #include "cluster.hpp"
@@ -313,4 +314,55 @@ TEST_CASE("a second fanout-broker on a journal whose LOCK was deleted refuses to
   FakeClient client(context, first.endpoint());
   client.send(deferred_window(301, 1));
   CHECK(client.wait_ack(301) == std::optional<std::string>("1"));
+}
+
+TEST_CASE("on a full disk fanout-broker keeps what it acknowledged, refuses new batches, and recovers by itself") {
+  // A real full disk: fanout-broker in a mount namespace of its own, its journal on a 1 MiB tmpfs
+  // (root only). The test fills that tmpfs through /proc/PID/root, which shows the broker's mounts.
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: a private tmpfs needs root");
+    return;
+  }
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  const std::string script = "mount --make-rprivate / && mount -t tmpfs -o size=1m tmpfs \"$1\" && shift && exec \"$@\"";
+  fanout_test::Child broker({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script, "sh", dir.path().string(),
+                             fanout_test::broker_program(), "--bind", "tcp://127.0.0.1:*", "--journal",
+                             (dir.path() / "journal-dir").string(), "--heartbeat-ms", "50", "--liveness-ms", "300"},
+                            {.merge_output = true});
+  const auto endpoint = broker.wait_for_line("listening ", std::chrono::seconds(20));
+  INFO(broker.out());
+  REQUIRE(endpoint.has_value());
+  FakeClient client(context, *endpoint);
+  client.send(deferred_window(401, 2));
+  REQUIRE(client.wait_ack(401) == std::optional<std::string>("1"));
+
+  const auto filler = std::filesystem::path("/proc") / std::to_string(broker.pid()) / "root" /
+                      dir.path().relative_path() / "filler";
+  {
+    std::ofstream out(filler, std::ios::binary);
+    REQUIRE(out.is_open());
+    const std::string chunk(4096, 'f');
+    while (out.write(chunk.data(), static_cast<std::streamsize>(chunk.size())) && out.flush()) {
+    }
+  }
+  client.send(deferred_window(402, 400));  // a record of several pages: it cannot be written now
+  REQUIRE(fanout_test::eventually([&] { return contains(broker.out(), "No space left on device"); }));
+  CHECK_FALSE(client.ack(402).has_value());  // not acknowledged while it is not durable
+  client.send(deferred_window(403, 1));
+  const auto refused = client.wait_ack(403);
+  REQUIRE(refused.has_value());
+  CHECK(contains(*refused, "refused: "));
+  CHECK(contains(*refused, "cannot write for now"));
+
+  std::filesystem::remove(filler);
+  CHECK(client.wait_ack(402, std::chrono::seconds(10)) == std::optional<std::string>("2"));
+  CHECK(fanout_test::eventually([&] { return contains(broker.out(), "writing again"); }));
+  // Every acknowledged task runs.
+  auto supervisor = make_supervisor(context, *endpoint, "w1", 1);
+  FakeExecutor executor(context, *endpoint, ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 512});
+  const auto status = wait_status(
+      context, *endpoint, [](const StatusCounts& s) { return s.deferred_done == 402; }, std::chrono::seconds(20));
+  REQUIRE(status.has_value());
+  CHECK(status->deferred_pending == 0);
 }

@@ -181,9 +181,9 @@ TEST_CASE("random truncations and byte flips lose only the records they touch") 
   REQUIRE(end == whole.size());
 
 #ifdef FANOUT_TEST_SANITIZED
-  constexpr int rounds = 60;
+  constexpr int rounds = 45;
 #else
-  constexpr int rounds = 200;
+  constexpr int rounds = 120;
 #endif
   for (int round = 0; round < rounds; ++round) {
     std::string damaged = whole;
