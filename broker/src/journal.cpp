@@ -257,20 +257,42 @@ class Journal::Impl {
       }
       report_.kept_aside.push_back(aside);
     }
-    const std::uint64_t pos = scan.end;
-    report_.good_bytes = pos;
+    std::uint64_t pos = scan.end;
     if (pos < size) {
       if (::ftruncate(file_.get(), static_cast<off_t>(pos)) != 0) throw_errno("cannot truncate", journal_path_, errno);
       sync_or_throw(file_.get(), journal_path_, false);
     }
+    if (!report_.damaged.empty()) pos = skip_lost_receipts(pos);
     if (report_.ignored_records > 0) {
       logger_->warn("journal {}: {} records did not apply to the state and were ignored", journal_path_.string(),
                     report_.ignored_records);
     }
+    report_.good_bytes = pos;
     if (::lseek(file_.get(), static_cast<off_t>(pos), SEEK_SET) < 0) throw_errno("cannot seek", journal_path_, errno);
     file_bytes_ = pos;
     stats_.file_bytes = pos;
     compact_floor_ = 0;
+  }
+
+  // A damaged span may have held the newest batches, whose receipts their clients hold: those must
+  // never be handed out again. The counter skips as many receipts as the spans could have held
+  // batches, in both states, and a Checkpoint appended at `end` (the file's end) makes that
+  // durable. Returns the new end of the file.
+  std::uint64_t skip_lost_receipts(std::uint64_t end) {
+    std::uint64_t could_hold = 0;
+    for (const DamagedSpan& span : report_.damaged) {
+      could_hold += span.bytes / (framed_size(BatchAccepted{}) + 1) + 1;
+    }
+    const Checkpoint skip{recovered_.next_receipt() + could_hold};
+    recovered_.apply(skip);
+    writer_state_.apply(skip);
+    const Frame frame = make_frame(skip, header_.salt);
+    if (::pwrite(file_.get(), frame.frame.data(), frame.frame.size(), static_cast<off_t>(end)) !=
+        static_cast<ssize_t>(frame.frame.size())) {
+      throw_errno("cannot write", journal_path_, errno);
+    }
+    sync_or_throw(file_.get(), journal_path_, true);
+    return end + frame.frame.size();
   }
 
   // Damage in the middle of the file was skipped (and kept aside): write the journal again without

@@ -29,7 +29,10 @@
 // resynchronises on the next valid record (journal_scan.hpp); the damaged bytes are copied aside,
 // logged (offset, size, why), and the journal is rewritten without them. Damage with no valid
 // record after it (a torn last write, garbage appended) is copied aside, logged and truncated away,
-// so that new appends never follow garbage. A damaged header is an error: nothing is changed.
+// so that new appends never follow garbage. After any damage the receipt counter skips as many
+// receipts as the damaged bytes could have held batches (a Checkpoint appended at once), so that
+// a receipt a client holds for a lost batch never names another one. A damaged header is an
+// error: nothing is changed.
 //
 // A full disk (ENOSPC, EDQUOT on write or fdatasync) stalls the writer, it does not fail it: the
 // partial write is cut off, stats().stalled says why, and the writer tries again until space

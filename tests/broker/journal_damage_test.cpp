@@ -100,7 +100,7 @@ TEST_CASE("one flipped bit in the first of three batches costs that batch only, 
     const DeferredState state = again.take_recovered();
     CHECK(state.batches().size() == 2);
     CHECK(state.find(2)->tasks[0].status == TaskStatus::done);
-    CHECK(state.next_receipt() == 4);  // receipt 1 is never handed out again
+    CHECK(state.next_receipt() >= 4);  // receipt 1 is never handed out again
   }
 }
 
@@ -120,7 +120,7 @@ TEST_CASE("a flipped bit in a middle record skips that record and keeps every re
   CHECK(journal.recovery().damaged[0].offset == third);
   CHECK(journal.recovery().damaged[0].reason == "checksum mismatch");
   const std::vector<JournalRecord> survivors{records[0], records[1], records[3], records[4]};
-  CHECK(describe_state(journal.take_recovered()) == describe_state(replay(survivors, survivors.size())));
+  CHECK(describe_state(journal.take_recovered(), false) == describe_state(replay(survivors, survivors.size()), false));
 }
 
 TEST_CASE("a record cut short at the end is logged with its offset and size, kept aside, then cut off") {
@@ -138,7 +138,7 @@ TEST_CASE("a record cut short at the end is logged with its offset and size, kep
     CHECK(journal.recovery().dropped_bytes == 50);
     REQUIRE(journal.recovery().kept_aside.size() == 1);
     CHECK(read_file(journal.recovery().kept_aside[0]) == whole.substr(last, 50));
-    CHECK(size_of(file) == last);
+    CHECK(size_of(file) == last + framed_size(Checkpoint{}));  // cut, then the receipts skipped
   }
   CHECK(log.text.str().find("dropping 50 bytes of torn or corrupt tail at offset " + std::to_string(last)) !=
         std::string::npos);
@@ -158,8 +158,22 @@ TEST_CASE("garbage appended after the last record is cut off, kept aside and log
   CHECK(journal.recovery().dropped_bytes == garbage.size());
   REQUIRE(journal.recovery().kept_aside.size() == 1);
   CHECK(read_file(journal.recovery().kept_aside[0]) == garbage);
-  CHECK(read_file(file) == whole);
+  CHECK(read_file(file).substr(0, whole.size()) == whole);
   CHECK(journal.take_recovered().batches().size() == 3);
+}
+
+TEST_CASE("the receipt of a damaged last batch is never handed out again, after any number of restarts") {
+  TempDir dir;
+  CapturedLog log;
+  const auto records = three_batches();
+  write_journal(dir.path(), log, records);
+  flip_bit(dir.path() / "journal", read_file(dir.path() / "journal").size() - 10, 4);  // batch 3, now the tail
+  for (int open = 0; open < 2; ++open) {
+    Journal journal(options_for(dir.path(), log));
+    const DeferredState state = journal.take_recovered();
+    CHECK(state.batches().size() == 2);
+    CHECK(state.next_receipt() > 3);
+  }
 }
 
 TEST_CASE("a record smuggled inside a payload is never taken for a record of the journal") {
