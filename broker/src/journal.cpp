@@ -237,7 +237,7 @@ class Journal::Impl {
     report_.records = scan.records;
     report_.damaged = scan.damaged;
     const std::string stamp = unix_seconds();
-    for (DamagedSpan& span : report_.damaged) {
+    for (const DamagedSpan& span : report_.damaged) {
       // Never dropped silently: the bytes go aside first (a failure to keep them is an error).
       const auto aside =
           keep_aside(options_.directory / (std::string(span.tail ? "journal.tail." : "journal.damaged.") + stamp + "." +
@@ -303,7 +303,7 @@ class Journal::Impl {
       compact();
       report_.rewritten = true;
       report_.good_bytes = file_bytes_;
-    } catch (const std::exception& e) {
+    } catch (const CompactionAborted& e) {  // before the rename: the journal as recovered is still the journal
       std::error_code ignored;
       std::filesystem::remove(compact_path_, ignored);
       logger_->warn("journal {}: could not rewrite it without the damaged bytes ({}); carrying on with it as it is",

@@ -7,7 +7,9 @@
 // from the salt, so bytes that a client put inside a batch's payload can never pass for a record
 // of this journal (whoever wrote them cannot know the salt): recovery resynchronises after damage
 // by looking for the next valid record, and must not find one inside a payload. Version 1 (older
-// brokers): "FOJRNL\x00\x01" alone, salt 0; such a journal keeps its version, compaction included.
+// brokers): "FOJRNL\x00\x01" alone, salt 0; such a journal keeps its version, compaction included,
+// and so lacks that protection: move it aside once drained (no pending or dead work) to get a
+// version-2 journal.
 #pragma once
 
 #include <sys/uio.h>
