@@ -48,11 +48,13 @@ int main(int argc, char** argv) {
       "  fanout-worker --connect tcp://10.0.0.5:5555 --processes 8 --load ./libmytasks.so\n"
       "  FANOUT_BROKER=ipc:///run/fanout/broker.sock FANOUT_LOAD=/opt/a.so:/opt/b.so fanout-worker\n"
       "  fanout-worker --connect tcp://127.0.0.1:5555 --allow-shell   # also accept shell commands\n"
+      "  fanout-worker --connect tcp://127.0.0.1:5555 --allow-shell --pass-env 'AWS_*'   # ...which see AWS_*\n"
       "  fanout-worker --connect tcp://127.0.0.1:5555 --metrics 127.0.0.1:9465   # /metrics, /healthz, /readyz\n"
       "\n"
       "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_MAX_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
       "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
-      "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_METRICS, FANOUT_INSECURE=1, FANOUT_LOG_LEVEL.\n"
+      "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_METRICS, FANOUT_INSECURE=1, FANOUT_LOG_LEVEL,\n"
+      "FANOUT_PASS_ENV (comma-separated).\n"
       "\n"
       "SIGTERM or SIGINT drains: no new work, tasks not started go back to the broker at once,\n"
       "running tasks get --drain-timeout (30 s) to finish and send their results, what still runs\n"
@@ -82,6 +84,12 @@ int main(int argc, char** argv) {
   app.add_option("--load,-l", load, "Task library (.so) to load before starting executors (repeatable)");
   app.add_flag("--allow-shell", config.allow_shell, "Accept shell command tasks (fanout::Process pools)")
       ->envname("FANOUT_ALLOW_SHELL");
+  app.add_option("--pass-env", config.pass_env,
+                 "Give shell commands this variable of the worker's environment too (a name or a glob "
+                 "such as 'AWS_*'; repeatable). Without it they get only PATH, HOME, USER, LOGNAME, SHELL, "
+                 "the locale, TZ, TMPDIR and what the client sends")
+      ->envname("FANOUT_PASS_ENV")
+      ->delimiter(',');
   app.add_option("--id", config.worker_id, "Worker id (default: HOST/PID)")->envname("FANOUT_WORKER_ID");
   app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval")
       ->envname("FANOUT_HEARTBEAT_MS")

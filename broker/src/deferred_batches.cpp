@@ -61,6 +61,13 @@ bool DeferredBatches::on_window(const PeerId& client, wire::InMessage message) {
   if (!ledger_.failure().empty()) {
     return refuse("the broker's journal failed (" + ledger_.failure() + ")", wire::ErrorKind::REFUSED);
   }
+  if (const std::string stalled = ledger_.stalled(); !stalled.empty()) {
+    // Acknowledged batches are safe; a new one could not be made durable now. The journal retries
+    // by itself: the client is told to defer again later rather than left waiting.
+    return refuse("the broker's journal cannot write for now (" + stalled +
+                      "); it retries by itself, defer the batch again later",
+                  wire::ErrorKind::REFUSED);
+  }
   if (count == 0 || count != window.getTotal()) {
     return refuse("a deferred batch must arrive whole in one window (" + std::to_string(count) + " of " +
                   std::to_string(window.getTotal()) + " tasks came)");

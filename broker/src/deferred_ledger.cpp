@@ -6,6 +6,7 @@
 
 #include <fanout/error.hpp>
 
+#include "printable.hpp"
 namespace fanout::broker {
 
 DeferredLedger::DeferredLedger(const Config& config, std::shared_ptr<spdlog::logger> logger, Outbox& outbox,
@@ -76,7 +77,7 @@ DeferredLedger::Verdict DeferredLedger::failed_attempt(std::uint64_t receipt, st
   const std::uint32_t attempts = batch->tasks[index].attempts + 1;
   if (attempts >= config_.deferred_attempts) {
     logger_->warn("broker: deferred task {} of receipt {} is dead after {} attempt(s): {}", index, receipt, attempts,
-                  message);
+                  wire::printable(message, wire::kLogTextLimit));
     record(TaskFailedAttempt{receipt, index, attempts, message});  // the count includes this one
     record(TaskDead{receipt, index, static_cast<std::uint16_t>(kind), message});
     return Verdict::dead;

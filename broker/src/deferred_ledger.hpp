@@ -48,6 +48,8 @@ class DeferredLedger {
   bool enabled() const noexcept { return journal_ != nullptr; }
   // Why the journal failed; empty while it works.
   const std::string& failure() const noexcept { return failure_; }
+  // While the journal waits for disk space (journal.hpp): why; empty otherwise or when not enabled().
+  std::string stalled() const { return journal_ ? journal_->stats().stalled : std::string(); }
   // Readable when collect_durable() has batches to acknowledge. Only when enabled().
   int ready_fd() const noexcept { return journal_->ready_fd(); }
   // The journal's counters (its syncs' times among them); nullopt without a journal.

@@ -4,7 +4,6 @@
 #include <limits.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -12,11 +11,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -26,205 +25,31 @@
 #include <spdlog/spdlog.h>
 #include <fanout/error.hpp>
 
-#if defined(__x86_64__)
-#include <nmmintrin.h>
-#endif
-
+#include "journal_io.hpp"
+#include "journal_scan.hpp"
 #include "system/os_error.hpp"
-#include "system/unique_fd.hpp"
 
 namespace fanout::broker {
 
-// ---- CRC32C ----
-
 namespace {
 
-struct Crc32cTables {
-  std::array<std::array<std::uint32_t, 256>, 8> t{};
-  constexpr Crc32cTables() {
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t crc = i;
-      for (int bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
-      t[0][i] = crc;
-    }
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      for (std::size_t k = 1; k < 8; ++k) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
-    }
-  }
-};
-constexpr Crc32cTables crc_tables;
-
-// Slicing-by-8 over the reflected polynomial; `crc` is the raw (already inverted) register.
-std::uint32_t crc32c_table(std::uint32_t crc, const unsigned char* p, std::size_t size) noexcept {
-  const auto& t = crc_tables.t;
-  while (size >= 8) {
-    std::uint32_t lo = 0;
-    std::uint32_t hi = 0;
-    std::memcpy(&lo, p, 4);
-    std::memcpy(&hi, p + 4, 4);
-    if constexpr (std::endian::native == std::endian::big) {
-      lo = __builtin_bswap32(lo);
-      hi = __builtin_bswap32(hi);
-    }
-    lo ^= crc;
-    crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^ t[3][hi & 0xff] ^
-          t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
-    p += 8;
-    size -= 8;
-  }
-  while (size-- > 0) crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
-  return crc;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::uint32_t crc, const unsigned char* p,
-                                                              std::size_t size) noexcept {
-  std::uint64_t wide = crc;
-  while (size >= 8) {
-    std::uint64_t word = 0;
-    std::memcpy(&word, p, 8);
-    wide = _mm_crc32_u64(wide, word);
-    p += 8;
-    size -= 8;
-  }
-  crc = static_cast<std::uint32_t>(wide);
-  while (size-- > 0) crc = _mm_crc32_u8(crc, *p++);
-  return crc;
-}
-bool have_sse42() noexcept {
-  static const bool have = [] {
-    __builtin_cpu_init();  // may run before libgcc's own constructor has
-    return __builtin_cpu_supports("sse4.2") != 0;
-  }();
-  return have;
-}
-#endif
-
-}  // namespace
-
-std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t size) noexcept {
-  const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-#if defined(__x86_64__)
-  if (have_sse42()) return ~crc32c_sse42(crc, p, size);
-#endif
-  return ~crc32c_table(crc, p, size);
-}
-
-// ---- files ----
-
-namespace {
-
-constexpr char header_magic[8] = {'F', 'O', 'J', 'R', 'N', 'L', '\x00', '\x01'};
-constexpr std::size_t header_bytes = sizeof(header_magic);
 constexpr const char* journal_name = "journal";
 constexpr const char* compact_name = "journal.compact";
 constexpr const char* lock_name = "LOCK";
 
-using Fd = sys::UniqueFd;
+using namespace journal_io;
 
-// An OS failure, as every part reports one (core/system/os_error.hpp): a std::system_error whose
-// what() names the step and the file ("journal: cannot sync /var/lib/fanout/journal: No space left").
-[[noreturn]] void throw_errno(const std::string& what, const std::filesystem::path& path, int error) {
-  sys::throw_os_error("journal: " + what + " " + path.string(), error);
+// Errors of a full disk: the journal waits for space and tries again (write_loop). Any other
+// failure to write or sync is the end of durability for this run.
+bool out_of_space(const std::system_error& error) {
+  return error.code() == std::errc::no_space_on_device || error.code().value() == EDQUOT;
 }
 
-Fd open_or_throw(const std::filesystem::path& path, int flags, const std::string& what) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-  if (fd < 0) throw_errno(what, path, errno);
-  return Fd(fd);
+std::string unix_seconds() {
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
 }
-
-void sync_or_throw(int fd, const std::filesystem::path& path, bool data_only) {
-  if ((data_only ? ::fdatasync(fd) : ::fsync(fd)) != 0) throw_errno("cannot sync", path, errno);
-}
-
-// fsync on the directory makes a rename or creation inside it durable.
-void sync_directory(const std::filesystem::path& directory) {
-  const Fd dir = open_or_throw(directory, O_RDONLY | O_DIRECTORY, "cannot open directory");
-  sync_or_throw(dir.get(), directory, false);
-}
-
-// Writes every byte of `iov`, resuming after short writes and EINTR. Modifies `iov`.
-void write_all(int fd, std::vector<iovec>& iov, const std::filesystem::path& path) {
-  std::size_t first = 0;
-  while (first < iov.size()) {
-    const int count = static_cast<int>(std::min<std::size_t>(iov.size() - first, IOV_MAX));
-    const ssize_t written = ::writev(fd, iov.data() + first, count);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("cannot write", path, errno);
-    }
-    if (written == 0) throw_errno("cannot write", path, EIO);
-    auto left = static_cast<std::size_t>(written);
-    while (left > 0 && first < iov.size()) {
-      iovec& v = iov[first];
-      if (left >= v.iov_len) {
-        left -= v.iov_len;
-        ++first;
-      } else {
-        v.iov_base = static_cast<char*>(v.iov_base) + left;
-        v.iov_len -= left;
-        left = 0;
-      }
-    }
-    while (first < iov.size() && iov[first].iov_len == 0) ++first;
-  }
-}
-
-void write_all(int fd, const void* data, std::size_t size, const std::filesystem::path& path) {
-  std::vector<iovec> iov{{const_cast<void*>(data), size}};
-  write_all(fd, iov, path);
-}
-
-void put_u32(char* out, std::uint32_t value) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-}
-std::uint32_t get_u32(const unsigned char* in) {
-  return std::uint32_t{in[0]} | std::uint32_t{in[1]} << 8 | std::uint32_t{in[2]} << 16 | std::uint32_t{in[3]} << 24;
-}
-
-// One framed record ready for writev: `frame` holds the 8-byte frame header and the body prefix;
-// `payload` (a BatchAccepted's bytes, else empty) follows it on disk.
-struct Frame {
-  std::string frame;
-  std::string_view payload;
-};
-
-Frame make_frame(const JournalRecord& record) {
-  Frame out;
-  out.frame.assign(frame_header_bytes, '\0');
-  encode_body_prefix(record, out.frame);
-  if (const auto* accepted = std::get_if<BatchAccepted>(&record)) out.payload = accepted->payload;
-  const auto body = static_cast<std::uint32_t>(out.frame.size() - frame_header_bytes + out.payload.size());
-  put_u32(out.frame.data(), body);
-  std::uint32_t crc = crc32c(0, out.frame.data(), 4);
-  crc = crc32c(crc, out.frame.data() + frame_header_bytes, out.frame.size() - frame_header_bytes);
-  crc = crc32c(crc, out.payload.data(), out.payload.size());
-  put_u32(out.frame.data() + 4, crc);
-  return out;
-}
-
-// A read-only view of a whole file, for the recovery scan.
-class Mapping {
- public:
-  Mapping(int fd, std::size_t size, const std::filesystem::path& path) : size_(size) {
-    if (size_ == 0) return;
-    void* data = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (data == MAP_FAILED) throw_errno("cannot map", path, errno);
-    data_ = static_cast<const unsigned char*>(data);
-  }
-  ~Mapping() {
-    if (data_ != nullptr) ::munmap(const_cast<unsigned char*>(data_), size_);
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  const unsigned char* data() const noexcept { return data_; }
-
- private:
-  const unsigned char* data_ = nullptr;
-  std::size_t size_;
-};
 
 }  // namespace
 
@@ -241,11 +66,7 @@ class Journal::Impl {
     journal_path_ = dir / journal_name;
     compact_path_ = dir / compact_name;
 
-    lock_ = open_or_throw(dir / lock_name, O_RDWR | O_CREAT, "cannot create lock file");
-    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
-      if (errno == EWOULDBLOCK) throw Error("journal: " + dir.string() + " is in use by another journal");
-      throw_errno("cannot lock", dir / lock_name, errno);
-    }
+    lock();
 
     // A compaction that did not reach its rename: the old journal is whole, the leftover is not.
     if (::unlink(compact_path_.c_str()) == 0) {
@@ -261,6 +82,9 @@ class Journal::Impl {
       create_empty();
     }
     recover();
+    if (std::any_of(report_.damaged.begin(), report_.damaged.end(), [](const DamagedSpan& s) { return !s.tail; })) {
+      rewrite_without_damage();
+    }
 
     event_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!event_) throw_errno("cannot create eventfd for", journal_path_, errno);
@@ -344,7 +168,8 @@ class Journal::Impl {
     // Through a rename, so that `journal` never exists without its whole header.
     {
       const Fd tmp = open_or_throw(compact_path_, O_WRONLY | O_CREAT | O_TRUNC, "cannot create");
-      write_all(tmp.get(), header_magic, header_bytes, compact_path_);
+      header_ = new_header();
+      write_all(tmp.get(), header_.bytes.data(), header_.bytes.size(), compact_path_);
       sync_or_throw(tmp.get(), compact_path_, false);
     }
     if (::rename(compact_path_.c_str(), journal_path_.c_str()) != 0) throw_errno("cannot rename to", journal_path_, errno);
@@ -353,78 +178,137 @@ class Journal::Impl {
     report_.created = true;
   }
 
+  // Single writer: an exclusive flock on the journal's directory itself, held while this Journal
+  // lives. Not on the LOCK file: an operator (or a cleanup script) may delete LOCK while a broker
+  // runs, and a second broker would then lock a fresh LOCK inode and write the same journal. Not on
+  // `journal` either: compaction renames a new file over it. The directory is the one thing both
+  // brokers must open by the same name and that stays the same inode while the journal lives.
+  // LOCK itself only tells an operator which process holds the directory.
+  void lock() {
+    const auto& dir = options_.directory;
+    dir_ = open_or_throw(dir, O_RDONLY | O_DIRECTORY, "cannot open directory");
+    if (::flock(dir_.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) throw_errno("cannot lock", dir, errno);
+      std::string holder;
+      if (const Fd info{::open((dir / lock_name).c_str(), O_RDONLY | O_CLOEXEC)}; info) {
+        char buffer[32] = {};
+        const ssize_t got = ::read(info.get(), buffer, sizeof(buffer) - 1);
+        if (got > 0) holder = std::string(buffer, static_cast<std::size_t>(got));
+        while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      }
+      throw Error("journal: " + dir.string() + " is in use by another journal" +
+                  (holder.empty() ? std::string() : " (process " + holder + ", per its LOCK file)") +
+                  "; one directory serves one broker at a time");
+    }
+    const Fd info = open_or_throw(dir / lock_name, O_WRONLY | O_CREAT | O_TRUNC, "cannot create lock file");
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    write_all(info.get(), pid.data(), pid.size(), dir / lock_name);
+  }
+
   void recover() {
     struct stat st {};
     if (::fstat(file_.get(), &st) != 0) throw_errno("cannot stat", journal_path_, errno);
     const auto size = static_cast<std::uint64_t>(st.st_size);
     const Mapping map(file_.get(), size, journal_path_);
     const unsigned char* data = map.data();
-    if (size < header_bytes && (size == 0 || std::memcmp(data, header_magic, size) == 0)) {
+    const auto prefix_of = [&](const char* magic) {
+      return size < magic_bytes && std::memcmp(data, magic, size) == 0;
+    };
+    if (size == 0 || prefix_of(magic_v1) || prefix_of(magic_v2) ||
+        (size < header_v2_bytes && std::memcmp(data, magic_v2, magic_bytes) == 0)) {
       // Only a file system that lost data behind an fsync'ed rename leaves this; nothing was in it.
       logger_->warn("journal {}: header incomplete ({} bytes), starting empty", journal_path_.string(), size);
+      header_ = new_header();
       if (::ftruncate(file_.get(), 0) != 0) throw_errno("cannot truncate", journal_path_, errno);
-      if (::pwrite(file_.get(), header_magic, header_bytes, 0) != static_cast<ssize_t>(header_bytes)) {
+      if (::pwrite(file_.get(), header_.bytes.data(), header_.size, 0) != static_cast<ssize_t>(header_.size)) {
         throw_errno("cannot write", journal_path_, errno);
       }
       sync_or_throw(file_.get(), journal_path_, false);
       return recover();
     }
-    if (size < header_bytes || std::memcmp(data, header_magic, header_bytes) != 0) {
-      throw Error("journal: " + journal_path_.string() + " is not a fanout journal (bad header)");
-    }
+    std::string why;
+    auto header = parse_header(data, size, why);
+    if (!header) throw Error("journal: " + journal_path_.string() + " is " + why);
+    header_ = std::move(*header);
 
-    std::uint64_t pos = header_bytes;
-    std::string reason;
-    while (pos < size) {
-      const std::uint64_t left = size - pos;
-      if (left < frame_header_bytes) {
-        reason = "torn record header";
-        break;
+    const ScanResult scan =
+        scan_records(data, size, header_.size, header_.salt, options_.max_record_bytes,
+                     [this](std::uint64_t offset, JournalRecord record) { apply_recovered(std::move(record), offset); });
+    report_.records = scan.records;
+    report_.damaged = scan.damaged;
+    const std::string stamp = unix_seconds();
+    for (const DamagedSpan& span : report_.damaged) {
+      // Never dropped silently: the bytes go aside first (a failure to keep them is an error).
+      const auto aside =
+          keep_aside(options_.directory / (std::string(span.tail ? "journal.tail." : "journal.damaged.") + stamp + "." +
+                                           std::to_string(span.offset)),
+                     data + span.offset, span.bytes);
+      if (span.tail) {
+        report_.dropped_bytes = span.bytes;
+        report_.dropped_reason = span.reason;
+        logger_->warn("journal {}: dropping {} bytes of torn or corrupt tail at offset {} ({}); {} good records "
+                      "kept; the dropped bytes are in {}",
+                      journal_path_.string(), span.bytes, span.offset, span.reason, report_.records, aside.string());
+      } else {
+        report_.skipped_bytes += span.bytes;
+        logger_->error("journal {}: skipped {} damaged bytes at offset {} ({}); every valid record after them is "
+                       "kept; the damaged bytes are in {}",
+                       journal_path_.string(), span.bytes, span.offset, span.reason, aside.string());
       }
-      const std::uint32_t body = get_u32(data + pos);
-      const std::uint32_t stored_crc = get_u32(data + pos + 4);
-      if (body == 0 || body > options_.max_record_bytes) {
-        reason = "bad record length " + std::to_string(body);
-        break;
-      }
-      if (body > left - frame_header_bytes) {
-        reason = "torn record (length " + std::to_string(body) + ", " + std::to_string(left - frame_header_bytes) +
-                 " bytes left)";
-        break;
-      }
-      const char* body_data = reinterpret_cast<const char*>(data + pos + frame_header_bytes);
-      const std::uint32_t crc = crc32c(crc32c(0, data + pos, 4), body_data, body);
-      if (crc != stored_crc) {
-        reason = "checksum mismatch";
-        break;
-      }
-      JournalRecord record;
-      if (!decode_body(body_data, body, record)) {
-        reason = "undecodable record";
-        break;
-      }
-      apply_recovered(std::move(record), pos);
-      ++report_.records;
-      pos += frame_header_bytes + body;
+      report_.kept_aside.push_back(aside);
     }
-
-    report_.good_bytes = pos;
+    std::uint64_t pos = scan.end;
     if (pos < size) {
-      report_.dropped_bytes = size - pos;
-      report_.dropped_reason = reason;
-      logger_->warn("journal {}: dropping {} bytes of torn or corrupt tail at offset {} ({}); {} good records kept",
-                    journal_path_.string(), report_.dropped_bytes, pos, reason, report_.records);
       if (::ftruncate(file_.get(), static_cast<off_t>(pos)) != 0) throw_errno("cannot truncate", journal_path_, errno);
       sync_or_throw(file_.get(), journal_path_, false);
     }
+    if (!report_.damaged.empty()) pos = skip_lost_receipts(pos);
     if (report_.ignored_records > 0) {
       logger_->warn("journal {}: {} records did not apply to the state and were ignored", journal_path_.string(),
                     report_.ignored_records);
     }
+    report_.good_bytes = pos;
     if (::lseek(file_.get(), static_cast<off_t>(pos), SEEK_SET) < 0) throw_errno("cannot seek", journal_path_, errno);
     file_bytes_ = pos;
     stats_.file_bytes = pos;
     compact_floor_ = 0;
+  }
+
+  // A damaged span may have held the newest batches, whose receipts their clients hold: those must
+  // never be handed out again. The counter skips as many receipts as the spans could have held
+  // batches, in both states, and a Checkpoint appended at `end` (the file's end) makes that
+  // durable. Returns the new end of the file.
+  std::uint64_t skip_lost_receipts(std::uint64_t end) {
+    std::uint64_t could_hold = 0;
+    for (const DamagedSpan& span : report_.damaged) {
+      could_hold += span.bytes / (framed_size(BatchAccepted{}) + 1) + 1;
+    }
+    const Checkpoint skip{recovered_.next_receipt() + could_hold};
+    recovered_.apply(skip);
+    writer_state_.apply(skip);
+    const Frame frame = make_frame(skip, header_.salt);
+    if (::pwrite(file_.get(), frame.frame.data(), frame.frame.size(), static_cast<off_t>(end)) !=
+        static_cast<ssize_t>(frame.frame.size())) {
+      throw_errno("cannot write", journal_path_, errno);
+    }
+    sync_or_throw(file_.get(), journal_path_, true);
+    return end + frame.frame.size();
+  }
+
+  // Damage in the middle of the file was skipped (and kept aside): write the journal again without
+  // it, so that the next open does not meet it again. Failing that, the journal carries on as it
+  // is (the scan skips the damage each time).
+  void rewrite_without_damage() {
+    try {
+      compact();
+      report_.rewritten = true;
+      report_.good_bytes = file_bytes_;
+    } catch (const CompactionAborted& e) {  // before the rename: the journal as recovered is still the journal
+      std::error_code ignored;
+      std::filesystem::remove(compact_path_, ignored);
+      logger_->warn("journal {}: could not rewrite it without the damaged bytes ({}); carrying on with it as it is",
+                    journal_path_.string(), e.what());
+    }
   }
 
   // Feeds one recovered record to both states: the broker's (payloads in memory) and the writer's
@@ -451,32 +335,86 @@ class Journal::Impl {
     [[maybe_unused]] const ssize_t ignored = ::write(event_.get(), &one, sizeof(one));
   }
 
+  // Writes what is queued, a group at a time. A full disk (ENOSPC, EDQUOT) is not the end: the
+  // group's partial write is cut off again (the file ends at its last durable record), the journal
+  // says it is stalled (stats().stalled) and tries again, 50 ms later doubling to 1 s, with
+  // whatever was submitted meanwhile, until space returns; nothing durable is touched, nothing is
+  // claimed durable before it is. Any other failure, or a full disk at shutdown, ends durability
+  // for this run (failed_).
   void write_loop() {
     std::vector<Pending> group;
+    auto backoff = std::chrono::milliseconds(50);
     for (;;) {
-      group.clear();
       {
         std::unique_lock lock(mutex_);
-        work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) break;  // stopping, and everything submitted is written
-        group.swap(queue_);
+        if (group.empty()) work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (group.empty() && queue_.empty()) break;  // stopping, and everything submitted is written
+        std::move(queue_.begin(), queue_.end(), std::back_inserter(group));
+        queue_.clear();
       }
       try {
         commit(group);
+      } catch (const std::system_error& e) {
+        if (!out_of_space(e) || !roll_back()) return fail(e.what());
+        std::unique_lock lock(mutex_);
+        if (stopping_) {
+          lock.unlock();
+          logger_->error("journal {}: stopping while the disk is full: {} record(s) never became durable (deferred "
+                         "batches among them were never acknowledged; finished tasks among them will run again)",
+                         journal_path_.string(), group.size());
+          return fail(e.what());
+        }
+        if (stats_.stalled.empty()) {
+          logger_->error("{}; {} record(s) wait, and are written as soon as there is space again",
+                         e.what(), group.size());
+        }
+        stats_.stalled = e.what();
+        ++stats_.write_stalls;
+        work_.wait_for(lock, backoff, [&] { return stopping_; });
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
+        continue;
+      } catch (const std::exception& e) {
+        return fail(e.what());
+      }
+      group.clear();
+      backoff = std::chrono::milliseconds(50);
+      bool resumed = false;
+      {
+        std::lock_guard lock(mutex_);
+        resumed = !stats_.stalled.empty();
+        stats_.stalled.clear();
+      }
+      if (resumed) logger_->warn("journal {}: writing again, space is back", journal_path_.string());
+      try {
         maybe_compact();
       } catch (const std::exception& e) {
-        logger_->error("{}; no further records can be made durable", e.what());
-        {
-          std::lock_guard lock(mutex_);
-          failed_ = true;
-          failure_ = e.what();
-          failed_flag_.store(true, std::memory_order_release);
-        }
-        durable_changed_.notify_all();
-        signal();
-        return;
+        return fail(e.what());
       }
     }
+  }
+
+  void fail(const std::string& why) {
+    logger_->error("{}; no further records can be made durable", why);
+    {
+      std::lock_guard lock(mutex_);
+      failed_ = true;
+      failure_ = why;
+      failed_flag_.store(true, std::memory_order_release);
+    }
+    durable_changed_.notify_all();
+    signal();
+  }
+
+  // Cuts a failed group's bytes off again, so that the file ends with its last durable record.
+  // False (logged) when even that fails.
+  bool roll_back() noexcept {
+    if (::ftruncate(file_.get(), static_cast<off_t>(file_bytes_)) != 0 ||
+        ::lseek(file_.get(), static_cast<off_t>(file_bytes_), SEEK_SET) < 0) {
+      logger_->error("journal {}: cannot cut a failed write off again: {}", journal_path_.string(),
+                     std::strerror(errno));
+      return false;
+    }
+    return true;
   }
 
   // Appends one group with writev, makes it durable with one fdatasync, then publishes it.
@@ -488,7 +426,7 @@ class Journal::Impl {
     std::uint64_t offset = file_bytes_;
     std::vector<std::uint64_t> payload_offsets(group.size());
     for (std::size_t i = 0; i < group.size(); ++i) {
-      Frame& frame = frames.emplace_back(make_frame(group[i].record));
+      Frame& frame = frames.emplace_back(make_frame(group[i].record, header_.salt));
       payload_offsets[i] = offset + frame.frame.size();
       offset += frame.frame.size() + frame.payload.size();
       iov.push_back({frame.frame.data(), frame.frame.size()});
@@ -496,10 +434,10 @@ class Journal::Impl {
     }
     const std::uint64_t appended = offset - file_bytes_;
     write_all(file_.get(), iov, journal_path_);
-    file_bytes_ = offset;
     const auto sync_started = std::chrono::steady_clock::now();
     sync_or_throw(file_.get(), journal_path_, true);
     const std::chrono::duration<double> synced_in = std::chrono::steady_clock::now() - sync_started;
+    file_bytes_ = offset;  // only now: a failed write or sync is cut back to here (roll_back)
 
     for (std::size_t i = 0; i < group.size(); ++i) {
       if (auto* accepted = std::get_if<BatchAccepted>(&group[i].record)) {
@@ -522,7 +460,7 @@ class Journal::Impl {
 
   void maybe_compact() {
     if (file_bytes_ < options_.compact_min_bytes || file_bytes_ < compact_floor_) return;
-    const auto live = static_cast<double>(header_bytes + writer_state_.snapshot_bytes());
+    const auto live = static_cast<double>(header_.size + writer_state_.snapshot_bytes());
     if (live > options_.compact_live_ratio * static_cast<double>(file_bytes_)) return;
     try {
       compact();
@@ -554,8 +492,8 @@ class Journal::Impl {
         write_all(tmp.get(), buffer.data(), buffer.size(), compact_path_);
         buffer.clear();
       };
-      buffer.append(header_magic, header_bytes);
-      new_size = header_bytes;
+      buffer.append(header_.bytes);
+      new_size = header_.size;
       for (JournalRecord& record : writer_state_.snapshot()) {
         if (const auto* accepted = std::get_if<BatchAccepted>(&record)) {
           // The record in the old file is byte for byte the one to write: copy it, checking its
@@ -569,7 +507,7 @@ class Journal::Impl {
           new_size += record_size;
           continue;
         }
-        const Frame frame = make_frame(record);
+        const Frame frame = make_frame(record, header_.salt);
         buffer += frame.frame;
         new_size += frame.frame.size();
         if (buffer.size() >= buffer_limit) flush_buffer();
@@ -622,7 +560,7 @@ class Journal::Impl {
         const auto* bytes = reinterpret_cast<const unsigned char*>(chunk.data());
         if (get_u32(bytes) + frame_header_bytes != size) throw Error("journal: record length changed on disk");
         stored_crc = get_u32(bytes + 4);
-        crc = crc32c(0, bytes, 4);
+        crc = crc32c(header_.salt, bytes, 4);
         skip = frame_header_bytes;
       }
       crc = crc32c(crc, chunk.data() + skip, n - skip);
@@ -636,7 +574,8 @@ class Journal::Impl {
   std::shared_ptr<spdlog::logger> logger_;
   std::filesystem::path journal_path_;
   std::filesystem::path compact_path_;
-  Fd lock_;
+  Fd dir_;  // flock'ed while the journal is open (lock())
+  Header header_;
   Fd file_;
   Fd event_;
   RecoveryReport report_;

@@ -18,13 +18,25 @@
 // thread at a time (the broker's loop). Tokens are numbered in the order submit() calls return.
 //
 // Files in DIR: `journal` (the log), `journal.compact` (a compaction in progress; never valid,
-// removed by open), `LOCK` (flock'ed while a Journal is open, so two brokers never share a DIR).
+// removed by open), `LOCK` (the pid of the broker holding DIR; the lock itself is an flock on DIR,
+// see lock() in journal.cpp, so deleting LOCK lets no second journal in), and copies of damaged
+// bytes found on open: `journal.damaged.<unix time>.<offset>` and `journal.tail.<unix time>.<offset>`.
 //
-// Format of `journal`: an 8-byte header "FOJRNL\x00\x01", then records, each
-//   u32 LE body length | u32 LE CRC32C of (length bytes, body) | body (deferred_store.hpp)
-// Open replays the records into a DeferredState and stops at the first record that is torn (file
-// ends inside it), oversized or fails its checksum or decoding; it logs what it dropped and
-// truncates the file there, so that new appends never follow garbage.
+// Format of `journal`: a header (journal_io.hpp: magic, version, a random salt), then records, each
+//   u32 LE body length | u32 LE CRC32C, from the salt, of (length bytes, body) | body (deferred_store.hpp)
+// Open replays the records into a DeferredState. Nothing acknowledged is dropped for damage
+// elsewhere: a record that fails its length, checksum or decoding is skipped, and the scan
+// resynchronises on the next valid record (journal_scan.hpp); the damaged bytes are copied aside,
+// logged (offset, size, why), and the journal is rewritten without them. Damage with no valid
+// record after it (a torn last write, garbage appended) is copied aside, logged and truncated away,
+// so that new appends never follow garbage. After any damage the receipt counter skips as many
+// receipts as the damaged bytes could have held batches (a Checkpoint appended at once), so that
+// a receipt a client holds for a lost batch never names another one. A damaged header is an
+// error: nothing is changed.
+//
+// A full disk (ENOSPC, EDQUOT on write or fdatasync) stalls the writer, it does not fail it: the
+// partial write is cut off, stats().stalled says why, and the writer tries again until space
+// returns; everything submitted meanwhile waits and becomes durable then, in order.
 //
 // Compaction: once the file is larger than compact_min_bytes and the live state (pending or dead
 // work) would fit in compact_live_ratio of it, the writer writes the state as a fresh journal into
@@ -36,10 +48,12 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 
 #include "deferred_store.hpp"
+#include "journal_scan.hpp"
 #include "ops/histogram.hpp"
 
 namespace fanout::broker {
@@ -65,8 +79,12 @@ struct RecoveryReport {
   std::uint64_t records = 0;          // good records replayed (checkpoint included)
   std::uint64_t ignored_records = 0;  // good records that did not apply to the state (logged)
   std::uint64_t good_bytes = 0;       // file size after recovery
-  std::uint64_t dropped_bytes = 0;    // torn or corrupt tail truncated away
+  std::uint64_t dropped_bytes = 0;    // torn or corrupt tail truncated away (kept aside first)
   std::string dropped_reason;         // why, when dropped_bytes > 0
+  std::uint64_t skipped_bytes = 0;    // damaged bytes between valid records, skipped (kept aside)
+  std::vector<journal_io::DamagedSpan> damaged;     // every damaged span, the tail last
+  std::vector<std::filesystem::path> kept_aside;    // a copy of each, in `damaged` order
+  bool rewritten = false;  // the file was written again without the skipped spans
   bool removed_compaction_leftover = false;
   bool created = false;  // no journal existed
 };
@@ -80,14 +98,17 @@ struct JournalStats {
   std::uint64_t bytes_appended = 0;
   std::uint64_t compactions = 0;
   std::uint64_t file_bytes = 0;  // size of the current journal file
+  std::uint64_t write_stalls = 0;  // failed attempts to write while the disk was full
+  std::string stalled;  // while writes wait for disk space: the error (empty otherwise)
 };
 
 class Journal {
  public:
   // Opens (or creates) the journal in options.directory, recovers it and starts the writer thread.
   // Throws fanout::Error, with the path and the errno text, when the directory or file cannot be
-  // created, read, locked (another process has it open) or truncated, or when the file is not a
-  // fanout journal. A torn or corrupt tail is not an error (see above).
+  // created, read, locked (another process has it open) or truncated, when damaged bytes cannot be
+  // copied aside, or when the file is not a fanout journal or its header is damaged. Damaged
+  // records are not an error (see above).
   explicit Journal(JournalOptions options);
   // Stops the writer after it has written and synced everything submitted (a clean shutdown loses
   // nothing). Errors at that point are logged, not thrown.

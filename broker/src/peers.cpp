@@ -1,10 +1,14 @@
 #include "peers.hpp"
 
+#include "printable.hpp"
 #include <algorithm>
 
 namespace fanout::broker {
 
 namespace {
+
+// Peer text in a log line: escaped and bounded (printable.hpp).
+std::string shown(std::string_view text) { return wire::printable(text, wire::kLogTextLimit); }
 
 zmq::message_t heartbeat_frame() {
   wire::OutMessage beat;
@@ -44,7 +48,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
     if (auto previous = supervisor_by_worker_.find(worker);
         previous != supervisor_by_worker_.end() && previous->second != peer) {
       if (auto old = supervisors_.find(previous->second); old != supervisors_.end()) {
-        logger_.debug("broker: worker {} reconnected; its previous connection is forgotten", worker);
+        logger_.debug("broker: worker {} reconnected; its previous connection is forgotten", shown(worker));
         supervisors_.erase(old);
       }
       // Its executors reconnect too (the supervisor tells them to); until each has announced
@@ -65,7 +69,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
     supervisor.draining = announce.getDraining();
     supervisor.last_seen = now;
     supervisor_by_worker_[worker] = peer;
-    if (supervisor.draining && !was_draining) logger_.info("broker: worker {} is draining", worker);
+    if (supervisor.draining && !was_draining) logger_.info("broker: worker {} is draining", shown(worker));
     for (auto& [id, executor] : executors_) {
       if (executor.worker == worker) executor.draining = supervisor.draining;
     }
@@ -95,7 +99,10 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
   if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {
     if (auto s = supervisors_.find(supervisor->second); s != supervisors_.end() && s->second.draining) executor.draining = true;
   }
-  if (fresh) logger_.debug("broker: executor {} of worker {} joined ({} slots)", peer, worker, executor.slots);
+  if (fresh) {
+    logger_.debug("broker: executor {} of worker {} joined ({} slots)", shown(peer), shown(worker),
+                  executor.slots);
+  }
   return Announced::executor;
 }
 
@@ -117,7 +124,7 @@ std::size_t Peers::ask_to_grow(std::size_t wanted, Clock::time_point now) {
     supervisor.asked_to_grow = now;
     asked += more;
     logger_.debug("broker: asked worker {} for {} more executor(s) (tasks wait while its executors run slow ones)",
-                  supervisor.worker_id, more);
+                  shown(supervisor.worker_id), more);
   }
   return asked;
 }
@@ -179,7 +186,8 @@ std::optional<Executor> Peers::remove_executor(const PeerId& id, const std::stri
   executors_.erase(found);
   ++counters_.executors_lost;
   if (!executor->in_flight.empty()) {
-    logger_.info("broker: executor {} lost ({}), requeueing {} task(s)", id, how, executor->in_flight.size());
+    logger_.info("broker: executor {} lost ({}), requeueing {} task(s)", shown(id), shown(how),
+                 executor->in_flight.size());
   }
   return executor;
 }
@@ -197,7 +205,7 @@ std::vector<PeerId> Peers::remove_supervisor(const PeerId& peer, const std::stri
   for (const auto& [id, executor] : executors_) {
     if (executor.worker == worker) its.push_back(id);
   }
-  logger_.info("broker: worker {} {}; {} executor(s) gone with it", worker, how, its.size());
+  logger_.info("broker: worker {} {}; {} executor(s) gone with it", shown(worker), shown(how), its.size());
   return its;
 }
 

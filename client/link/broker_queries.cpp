@@ -5,6 +5,7 @@
 
 #include <fanout/error.hpp>
 
+#include "printable.hpp"
 #include "transport.hpp"
 
 namespace fanout::link {
@@ -57,13 +58,22 @@ std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::str
   return counts;
 }
 
+namespace {
+
+std::string_view text_of(capnp::Text::Reader text) { return {text.cStr(), text.size()}; }
+
+}  // namespace
+
 std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout) {
   wire::OutMessage request;
   request.envelope().setStatusRequest();
   const auto message = ask_broker(context, endpoint, request.frame(), wire::Envelope::STATUS, timeout);
   if (!message) throw Error("no answer from a broker at " + endpoint + " within " + std::to_string(timeout.count()) + " ms");
   const auto envelope = message->envelope();
-  if (envelope.isError()) throw Error("the broker at " + endpoint + " refused: " + envelope.getError().getMessage().cStr());
+  if (envelope.isError()) {
+    const std::string why = wire::printable(text_of(envelope.getError().getMessage()));
+    throw Error("the broker at " + endpoint + " refused: " + why);
+  }
   const auto status = envelope.getStatus();
   std::ostringstream out;
   out << "broker " << endpoint << "\n";
@@ -73,9 +83,10 @@ std::string status_report(zmq::context_t& context, const std::string& endpoint, 
       << " running, " << status.getDeferredDone() << " done, " << status.getDeferredDead() << " dead\n";
   out << "workers: " << status.getWorkers().size() << "\n";
   for (const auto worker : status.getWorkers()) {
-    out << "  " << worker.getWorkerId().cStr() << ": " << worker.getProcesses() << " executor(s), "
+    // Worker ids and task names are what workers announced: escaped (printable.hpp).
+    out << "  " << wire::printable(text_of(worker.getWorkerId())) << ": " << worker.getProcesses() << " executor(s), "
         << worker.getFreeSlots() << " free slot(s), seen " << worker.getLastSeenMsAgo() << " ms ago, serves";
-    for (const auto name : worker.getTaskNames()) out << " " << name.cStr();
+    for (const auto name : worker.getTaskNames()) out << " " << wire::printable(text_of(name));
     out << "\n";
   }
   return out.str();

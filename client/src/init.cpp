@@ -75,6 +75,16 @@ void init(int argc, char** argv) {
     config.exit_with_parent = is_local;
     const char* shell = std::getenv("FANOUT_ALLOW_SHELL");
     config.allow_shell = !is_local && shell != nullptr && std::string_view(shell) == "1";
+    // Shell commands get a declared environment (worker.hpp), plus these names, as fanout-worker's
+    // --pass-env; a local pool never runs shell tasks (its Process pools run in the program).
+    if (const char* pass = std::getenv("FANOUT_PASS_ENV"); pass != nullptr) {
+      std::string_view rest(pass);
+      while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        if (const auto name = rest.substr(0, comma); !name.empty()) config.pass_env.emplace_back(name);
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
+    }
     int code = worker::kExitFailure;
     try {
       code = worker::run(config);

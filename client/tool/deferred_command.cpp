@@ -18,6 +18,7 @@
 
 #include "local_service.hpp"
 #include "broker_queries.hpp"
+#include "printable.hpp"
 #include "transport.hpp"
 
 namespace fanout::tool {
@@ -109,16 +110,9 @@ std::optional<Answer> ask(zmq::context_t& context, const std::string& endpoint, 
   return answer;
 }
 
-// One line per cell: newlines and tabs of messages would break the table.
-std::string one_line(std::string_view text) {
-  std::string line;
-  for (const char c : text) {
-    if (c == '\n') line += "\\n";
-    else if (c == '\t' || c == '\r') line += ' ';
-    else line += c;
-  }
-  return line;
-}
+// One line per cell, and nothing a terminal would act on: messages and keys come from tasks and
+// workers, so newlines, escape sequences and the like are shown escaped (printable.hpp).
+std::string one_line(std::string_view text) { return wire::printable(text); }
 
 void print_table(const std::vector<DeadRow>& rows, std::ostream& out) {
   const std::vector<std::string> header{"RECEIPT", "INDEX", "TASK", "KEY", "ATTEMPTS", "ERROR", "MESSAGE"};

@@ -2,6 +2,8 @@
 #include "child_table.hpp"
 
 #include <fcntl.h>
+#include <fnmatch.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -15,6 +17,8 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <string_view>
 
 #include "system/child_process.hpp"
 #include "system/descriptors.hpp"
@@ -71,6 +75,40 @@ std::shared_ptr<const Environment> Environment::capture() {
   auto environment = std::make_shared<Environment>();
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) environment->entries_.emplace_back(*entry);
   for (auto& entry : environment->entries_) environment->pointers_.push_back(entry.data());
+  environment->pointers_.push_back(nullptr);
+  return environment;
+}
+
+std::shared_ptr<const Environment> Environment::declared(const std::vector<std::string>& pass) {
+  static const char* const defaults[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR"};
+  const auto wanted = [&](const std::string& name) {
+    const auto matches = [&](const char* pattern) { return ::fnmatch(pattern, name.c_str(), 0) == 0; };
+    return std::any_of(std::begin(defaults), std::end(defaults), matches) ||
+           std::any_of(pass.begin(), pass.end(), [&](const std::string& p) { return matches(p.c_str()); });
+  };
+  auto environment = std::make_shared<Environment>();
+  std::vector<std::string>& entries = environment->entries_;
+  const auto has = [&](std::string_view name) {
+    return std::any_of(entries.begin(), entries.end(), [&](const std::string& entry) {
+      return entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 && entry[name.size()] == '=';
+    });
+  };
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const auto equals = text.find('=');
+    if (equals == std::string_view::npos || equals == 0) continue;
+    if (wanted(std::string(text.substr(0, equals)))) entries.emplace_back(text);
+  }
+  if (!has("PATH")) entries.emplace_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  if (!has("HOME") || !has("USER") || !has("LOGNAME")) {
+    if (const passwd* user = ::getpwuid(::geteuid()); user != nullptr) {
+      if (!has("HOME")) entries.emplace_back(std::string("HOME=") + user->pw_dir);
+      if (!has("USER")) entries.emplace_back(std::string("USER=") + user->pw_name);
+      if (!has("LOGNAME")) entries.emplace_back(std::string("LOGNAME=") + user->pw_name);
+    }
+  }
+  if (!has("SHELL")) entries.emplace_back("SHELL=/bin/sh");
+  for (auto& entry : entries) environment->pointers_.push_back(entry.data());
   environment->pointers_.push_back(nullptr);
   return environment;
 }

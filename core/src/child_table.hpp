@@ -29,6 +29,15 @@ namespace fanout::detail {
 class Environment {
  public:
   static std::shared_ptr<const Environment> capture();
+  // The environment a worker gives the shell commands it runs for remote clients (a declared
+  // one, docs/protocol.md "Executor rules"): never this process's own as a whole, only
+  //   - PATH (this process's, else /usr/local/bin:/usr/bin:/bin), HOME, USER and LOGNAME (this
+  //     process's, else from the password database for its user), and SHELL=/bin/sh;
+  //   - LANG, LANGUAGE, LC_*, TZ and TMPDIR when this process has them;
+  //   - every variable of this process whose name matches one of `pass` (an exact name or an
+  //     fnmatch glob such as AWS_*: `fanout-worker --pass-env`).
+  // What the client sends is applied on top by with().
+  static std::shared_ptr<const Environment> declared(const std::vector<std::string>& pass);
   // The environment for a spec: this one with the spec's changes applied. Empty when the spec
   // changes nothing (use this one's as is).
   std::vector<std::string> with(const ProcessSpec& spec) const;

@@ -3,8 +3,12 @@
 // (also after SIGKILL of a real fanout-broker process).
 #include "broker_harness.hpp"
 
-#include <filesystem>
+#include <sys/wait.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "child.hpp"
 #include "cluster.hpp"
 
 using namespace broker_test;
@@ -283,4 +287,105 @@ TEST_CASE("SIGKILL of fanout-broker right after an acknowledgement loses no ackn
   REQUIRE(status.has_value());
   CHECK(receipts.size() == 20);
   CHECK(executor.stats().tasks == 60);
+}
+
+TEST_CASE("a flipped bit in the first of three acknowledged batches costs that batch only: the others run") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  const auto journal_dir = dir.path() / "journal-dir";
+  std::vector<std::string> arguments{"--journal", journal_dir.string(), "--heartbeat-ms", "50", "--liveness-ms", "300"};
+  {
+    fanout_test::BrokerProcess broker(arguments);
+    FakeClient client(context, broker.endpoint());
+    for (std::uint64_t batch = 1; batch <= 3; ++batch) {
+      client.send(deferred_window(200 + batch, 2));
+      REQUIRE(client.wait_ack(200 + batch).has_value());
+    }
+    broker.kill();
+  }
+  // The first record follows the 16-byte header; flip one bit of its receipt.
+  const auto file = journal_dir / "journal";
+  std::string bytes = fanout_test::read_file(file);
+  bytes[16 + 8 + 2] = static_cast<char>(bytes[16 + 8 + 2] ^ 0x10);
+  fanout_test::write_file(file, bytes);
+
+  fanout_test::BrokerProcess broker(arguments);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8});
+  const auto status = wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_done == 4; });
+  INFO(broker.log());
+  REQUIRE(status.has_value());
+  CHECK(status->deferred_pending == 0);
+  CHECK(executor.stats().tasks == 4);
+  CHECK(contains(broker.log(), "damaged bytes at offset 16"));
+  CHECK(contains(broker.log(), "2 deferred batch(es) with 4 pending task(s) recovered"));
+}
+
+TEST_CASE("a second fanout-broker on a journal whose LOCK was deleted refuses to start, saying why") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  const auto journal_dir = dir.path() / "journal-dir";
+  fanout_test::BrokerProcess first({"--journal", journal_dir.string()});
+  std::filesystem::remove(journal_dir / "LOCK");
+  const auto second = fanout_test::run_to_end(
+      {fanout_test::broker_program(), "--bind", "tcp://127.0.0.1:*", "--journal", journal_dir.string()});
+  INFO(second.out << second.err);
+  REQUIRE(WIFEXITED(second.status));
+  CHECK(WEXITSTATUS(second.status) == 3);
+  CHECK(contains(second.err, "is in use by another journal"));
+  // The first one still owns its journal and takes deferred batches.
+  FakeClient client(context, first.endpoint());
+  client.send(deferred_window(301, 1));
+  CHECK(client.wait_ack(301) == std::optional<std::string>("1"));
+}
+
+TEST_CASE("on a full disk fanout-broker keeps what it acknowledged, refuses new batches, and recovers by itself") {
+  // A real full disk: fanout-broker in a mount namespace of its own, its journal on a 1 MiB tmpfs
+  // (root only). The test fills that tmpfs through /proc/PID/root, which shows the broker's mounts.
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: a private tmpfs needs root");
+    return;
+  }
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  const std::string script = "mount --make-rprivate / && mount -t tmpfs -o size=1m tmpfs \"$1\" && shift && exec \"$@\"";
+  fanout_test::Child broker({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script, "sh", dir.path().string(),
+                             fanout_test::broker_program(), "--bind", "tcp://127.0.0.1:*", "--journal",
+                             (dir.path() / "journal-dir").string(), "--heartbeat-ms", "50", "--liveness-ms", "300"},
+                            {.merge_output = true});
+  const auto endpoint = broker.wait_for_line("listening ", std::chrono::seconds(20));
+  INFO(broker.out());
+  REQUIRE(endpoint.has_value());
+  FakeClient client(context, *endpoint);
+  client.send(deferred_window(401, 2));
+  REQUIRE(client.wait_ack(401) == std::optional<std::string>("1"));
+
+  const auto filler = std::filesystem::path("/proc") / std::to_string(broker.pid()) / "root" /
+                      dir.path().relative_path() / "filler";
+  {
+    std::ofstream out(filler, std::ios::binary);
+    REQUIRE(out.is_open());
+    const std::string chunk(4096, 'f');
+    while (out.write(chunk.data(), static_cast<std::streamsize>(chunk.size())) && out.flush()) {
+    }
+  }
+  client.send(deferred_window(402, 400));  // a record of several pages: it cannot be written now
+  REQUIRE(fanout_test::eventually([&] { return contains(broker.out(), "No space left on device"); }));
+  CHECK_FALSE(client.ack(402).has_value());  // not acknowledged while it is not durable
+  client.send(deferred_window(403, 1));
+  const auto refused = client.wait_ack(403);
+  REQUIRE(refused.has_value());
+  CHECK(contains(*refused, "refused: "));
+  CHECK(contains(*refused, "cannot write for now"));
+
+  std::filesystem::remove(filler);
+  CHECK(client.wait_ack(402, std::chrono::seconds(10)) == std::optional<std::string>("2"));
+  CHECK(fanout_test::eventually([&] { return contains(broker.out(), "writing again"); }));
+  // Every acknowledged task runs.
+  auto supervisor = make_supervisor(context, *endpoint, "w1", 1);
+  FakeExecutor executor(context, *endpoint, ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 512});
+  const auto status = wait_status(
+      context, *endpoint, [](const StatusCounts& s) { return s.deferred_done == 402; }, std::chrono::seconds(20));
+  REQUIRE(status.has_value());
+  CHECK(status->deferred_pending == 0);
 }

@@ -241,7 +241,7 @@ TEST_CASE("--help lists the options and the command line's shape") {
   }
 }
 
-TEST_CASE("--env sends a variable with every remote job; without it the job sees the worker's environment") {
+TEST_CASE("--env sends a variable with every remote job; without it the job does not see the variable") {
   fanout_test::Cluster cluster({.workers = {{.processes = 2, .allow_shell = true}}});
   const std::vector<std::string> environment{"RUN_TEST_COLOUR=teal"};
   const auto sent = run({"run", "--broker", cluster.endpoint(), "-k", "--env", "RUN_TEST_COLOUR",
@@ -253,6 +253,29 @@ TEST_CASE("--env sends a variable with every remote job; without it the job sees
   const auto not_sent = run({"run", "--broker", cluster.endpoint(), "echo ${RUN_TEST_COLOUR:-unset}", ":::", "a"}, "",
                             environment);
   CHECK(not_sent.out == "unset a\n");
+}
+
+TEST_CASE("a remote shell command sees none of the worker's own variables unless --pass-env names them") {
+  // The workers (and the tool) inherit these from the test; the worker's operator may hold secrets.
+  fanout_test::ScopedEnv secret("RUN_TEST_SECRET", "hunter2");
+  fanout_test::ScopedEnv key("RUN_TEST_AWS_KEY", "k1");
+  const std::string job = "echo \"[${RUN_TEST_SECRET:-unset}] [${RUN_TEST_AWS_KEY:-unset}] path=$(command -v sh >/dev/null && echo ok) "
+                          "home=${HOME:+set} shell=$SHELL\" {}";
+  {
+    fanout_test::Cluster cluster({.workers = {{.processes = 1, .allow_shell = true}}});
+    const auto ran = run({"run", "--broker", cluster.endpoint(), job, ":::", "a"});
+    INFO(cluster.logs() << ran.err);
+    CHECK(ran.status == 0);
+    CHECK(ran.out == "[unset] [unset] path=ok home=set shell=/bin/sh a\n");
+  }
+  fanout_test::Cluster cluster(
+      {.workers = {{.processes = 1,
+                    .allow_shell = true,
+                    .arguments = {"--pass-env", "RUN_TEST_SECRET", "--pass-env", "RUN_TEST_AWS_*"}}}});
+  const auto ran = run({"run", "--broker", cluster.endpoint(), job, ":::", "b"});
+  INFO(cluster.logs() << ran.err);
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "[hunter2] [k1] path=ok home=set shell=/bin/sh b\n");
 }
 
 TEST_CASE("a remote job whose worker dies runs again on another worker, without counting against --retries") {

@@ -40,6 +40,7 @@
 #include <fanout/task.hpp>
 
 #include "failure.hpp"
+#include "printable.hpp"
 #include "shell_task.hpp"
 #include "system/poll_timeout.hpp"
 #include "system/signals.hpp"
@@ -52,6 +53,9 @@
 namespace fanout::worker {
 
 namespace {
+
+// Peer text in a log line: escaped and bounded (printable.hpp).
+std::string shown(std::string_view text) { return wire::printable(text, wire::kLogTextLimit); }
 
 using Clock = std::chrono::steady_clock;
 
@@ -144,7 +148,7 @@ class Executor {
       : config_(config),
         ran_on_("worker " + config.worker_id + " pid " + std::to_string(::getpid())),
         task_names_(names_served(config)),
-        shell_("worker " + config.worker_id, *config.running),
+        shell_("worker " + config.worker_id, *config.running, config.pass_env),
         context_(1),
         socket_(context_, zmq::socket_type::dealer),
         signals_(sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1, SIGUSR2})) {
@@ -357,11 +361,12 @@ class Executor {
   void on_broker_error(wire::TaskError::Reader error) {
     const std::string message = error.getMessage();
     if (error.getKind() != wire::ErrorKind::REFUSED) {
-      spdlog::warn("executor {}: the broker complained: {}", config_.executor_id, message);
+      spdlog::warn("executor {}: the broker complained: {}", config_.executor_id, shown(message));
       return;
     }
     if (Clock::now() - last_announce_ < config_.heartbeat) return;
-    spdlog::info("executor {}: the broker refused us ({}); announcing again", config_.executor_id, message);
+    spdlog::info("executor {}: the broker refused us ({}); announcing again", config_.executor_id,
+                 shown(message));
     announce();
   }
 

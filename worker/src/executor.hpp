@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "running_table.hpp"
 #include "timing.hpp"
@@ -25,6 +26,8 @@ struct ExecutorConfig {
   // An extra executor (started when the broker asked the worker to grow) leaves by itself, saying
   // `bye`, after this long with nothing to do; zero: never.
   std::chrono::milliseconds idle_exit{0};
+  // Variables of this process that shell commands also get (names or globs; Config::pass_env).
+  std::vector<std::string> pass_env{};
 };
 
 // Exit codes of an executor process, as its supervisor sees them.

@@ -45,13 +45,15 @@ detail::ProcessSpec shell_spec(wire::Task::Reader task) {
 
 }  // namespace
 
-ShellTask::ShellTask(std::string ran_on_prefix, RunningSlot& running)
-    : ran_on_prefix_(std::move(ran_on_prefix)), running_(running) {}
+ShellTask::ShellTask(std::string ran_on_prefix, RunningSlot& running, std::vector<std::string> pass_env)
+    : ran_on_prefix_(std::move(ran_on_prefix)), running_(running), pass_env_(std::move(pass_env)) {}
 
 void ShellTask::run(wire::Task::Reader task, wire::Result::Builder result, const OnOutput& on_output) {
   const detail::ProcessSpec spec = shell_spec(task);
   const bool stream = task.getShell().getStream() && !spec.quiet && on_output;
-  if (!environment_) environment_ = detail::Environment::capture();
+  // A remote client's command: the declared environment, not this worker's own (which may hold
+  // the operator's secrets), plus what the client sent (spec.env).
+  if (!environment_) environment_ = detail::Environment::declared(pass_env_);
   std::optional<detail::ProcessOutcome> outcome;
   detail::ChildTable children(
       [&](std::size_t, OutputType type, std::string_view text) {

@@ -25,8 +25,10 @@ class ShellTask {
   // Live output of the running command (when its client asked for it).
   using OnOutput = std::function<void(OutputType type, std::string_view text)>;
 
-  // `ran_on_prefix`: "worker <id>"; `running`: the executor's slot in the supervisor's table.
-  ShellTask(std::string ran_on_prefix, RunningSlot& running);
+  // `ran_on_prefix`: "worker <id>"; `running`: the executor's slot in the supervisor's table;
+  // `pass_env`: the names (or globs) of this process's variables that commands also get
+  // (`fanout-worker --pass-env`); commands never get the rest (Environment::declared).
+  ShellTask(std::string ran_on_prefix, RunningSlot& running, std::vector<std::string> pass_env = {});
 
   // Runs the command `task` describes and writes how it ended into `result` (a `shell` outcome,
   // the value `none`). Calls `on_output` with each chunk while it runs when the task asks to
@@ -36,7 +38,8 @@ class ShellTask {
  private:
   const std::string ran_on_prefix_;
   RunningSlot& running_;
-  std::shared_ptr<const detail::Environment> environment_;  // captured at the first command
+  const std::vector<std::string> pass_env_;
+  std::shared_ptr<const detail::Environment> environment_;  // declared at the first command
 };
 
 }  // namespace fanout::worker

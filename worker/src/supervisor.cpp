@@ -34,6 +34,7 @@
 
 #include "backoff.hpp"
 #include "executor.hpp"
+#include "printable.hpp"
 #include "running_table.hpp"
 #include "system/child_process.hpp"
 #include "system/descriptors.hpp"
@@ -47,6 +48,9 @@
 namespace fanout::worker {
 
 namespace {
+
+// Peer text in a log line: escaped and bounded (printable.hpp).
+std::string shown(std::string_view text) { return wire::printable(text, wire::kLogTextLimit); }
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -175,7 +179,8 @@ class Supervisor::State {
                                   host_,                config_.slots_per_executor, config_.allow_shell,
                                   config_.heartbeat,    &running_[slot.number],
                                   static_cast<unsigned>(executors_wanted()),
-                                  slot.extra ? config_.extra_idle : std::chrono::milliseconds(0)};
+                                  slot.extra ? config_.extra_idle : std::chrono::milliseconds(0),
+                                  config_.pass_env};
     std::fflush(nullptr);  // unflushed output would be printed again by the child
     const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
@@ -314,8 +319,8 @@ class Supervisor::State {
       spdlog::debug("worker {}: stopExecutor for {}, which is not running here", config_.worker_id, id);
       return;
     }
-    spdlog::info("worker {}: stopping executor {} for the broker: {}", config_.worker_id, id,
-                 std::string(stop.getReason()));
+    spdlog::info("worker {}: stopping executor {} for the broker: {}", config_.worker_id, shown(id),
+                 wire::printable(std::string(stop.getReason()), wire::kLogTextLimit));
     found->stop_requested = true;
     found->process.signal_group(SIGKILL);  // its death is reported (and it is replaced) on SIGCHLD
   }
@@ -434,11 +439,12 @@ class Supervisor::State {
   void on_broker_error(wire::TaskError::Reader error) {
     const std::string message = error.getMessage();
     if (error.getKind() != wire::ErrorKind::REFUSED) {
-      spdlog::warn("worker {}: the broker complained: {}", config_.worker_id, message);
+      spdlog::warn("worker {}: the broker complained: {}", config_.worker_id, shown(message));
       return;
     }
     if (Clock::now() - last_announce_ < config_.heartbeat) return;
-    spdlog::info("worker {}: the broker refused us ({}); announcing again", config_.worker_id, message);
+    spdlog::info("worker {}: the broker refused us ({}); announcing again", config_.worker_id,
+                 shown(message));
     announce();
     tell_executors_to_announce();
   }

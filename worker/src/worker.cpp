@@ -39,6 +39,11 @@ Config complete(Config config) {
                       " ms) must be longer than the heartbeat interval (" + std::to_string(config.heartbeat.count()) +
                       " ms)");
   }
+  for (const std::string& name : config.pass_env) {
+    if (name.empty() || name.find('=') != std::string::npos) {
+      throw ConfigError("--pass-env '" + name + "' is not a variable name (or a glob such as AWS_*)");
+    }
+  }
   if (config.worker_id.empty()) config.worker_id = sys::host_name() + "/" + std::to_string(::getpid());
   return config;
 }

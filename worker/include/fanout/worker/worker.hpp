@@ -42,6 +42,11 @@ struct Config {
   std::chrono::milliseconds extra_idle{10000};
   unsigned slots_per_executor = 2048;  // credit each executor announces: two client frames (1,024 tasks each) in flight
   bool allow_shell = false;
+  // Shell commands run with a declared environment (PATH, HOME, USER, LOGNAME, SHELL, the locale,
+  // TZ, TMPDIR), plus what their client sends, never this process's whole environment: it may
+  // hold the operator's secrets, and commands come from remote clients. These names (or fnmatch
+  // globs such as AWS_*) of this process's variables are passed through as well.
+  std::vector<std::string> pass_env;
   std::string worker_id;               // default "<hostname>/<pid>"
   std::chrono::milliseconds heartbeat = wire::kHeartbeatInterval;
   std::chrono::milliseconds liveness = wire::kPeerLiveness;  // broker silent this long => reconnect
