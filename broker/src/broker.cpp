@@ -1,12 +1,10 @@
 // broker.cpp: the Broker facade over its loop (loop.hpp), and the rule for where it may listen.
 #include <fanout/broker/broker.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <fanout/error.hpp>
 
 #include "loop.hpp"
+#include "system/machine.hpp"
 
 namespace fanout::broker {
 
@@ -34,14 +32,7 @@ void check_endpoint_allowed(const std::string& endpoint, bool insecure) {
     std::string host = endpoint.substr(scheme_end + 3);
     const auto colon = host.rfind(':');
     if (colon != std::string::npos) host.resize(colon);
-    // Loopback only as a literal address (127.0.0.0/8, ::1) or "localhost": ZeroMQ binds names
-    // of interfaces too, and "127.0.0.1.example.com" starts like loopback without being it.
-    in_addr v4{};
-    in6_addr v6{};
-    if (host == "localhost") return;
-    if (::inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127) return;
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6)) return;
+    if (sys::is_loopback_host(host)) return;
   }
   throw Error("broker: refusing to listen on " + endpoint +
               ": fanout has no authentication yet, so it binds loopback, ipc or inproc only; pass --insecure "

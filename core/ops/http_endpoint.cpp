@@ -1,8 +1,5 @@
 #include "ops/http_endpoint.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -14,6 +11,7 @@
 #include <fanout/error.hpp>
 
 #include "ops/metrics_text.hpp"
+#include "system/machine.hpp"
 
 namespace fanout::ops {
 
@@ -48,15 +46,6 @@ void probe(httplib::Response& response, const std::function<Probe()>& check) {
 
 }  // namespace
 
-bool is_loopback_host(std::string_view host) {
-  if (host == "localhost") return true;
-  const std::string text(host);
-  in_addr v4{};
-  in6_addr v6{};
-  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  return ::inet_pton(AF_INET6, text.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
-}
-
 HttpAddress parse_http_address(const std::string& text) {
   const auto bad = [&](const std::string& why) {
     return Error("metrics address '" + text + "' " + why + " (expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464)");
@@ -81,7 +70,7 @@ HttpAddress parse_http_address(const std::string& text) {
 }
 
 void check_http_address_allowed(const HttpAddress& address, bool insecure) {
-  if (insecure || is_loopback_host(address.host)) return;
+  if (insecure || sys::is_loopback_host(address.host)) return;
   throw Error("refusing to serve metrics on " + printable_host(address.host) + ":" + std::to_string(address.port) +
               ": the endpoint has no authentication, so it listens on loopback only; pass --insecure "
               "(FANOUT_INSECURE=1) to listen on other addresses of a network you trust");

@@ -40,9 +40,6 @@ HttpAddress parse_http_address(const std::string& text);
 // `insecure`: the endpoint has no authentication.
 void check_http_address_allowed(const HttpAddress& address, bool insecure);
 
-// Whether `host` is a literal loopback address or "localhost".
-bool is_loopback_host(std::string_view host);
-
 // A probe's answer: 200 with `text` when `ok`, else 503 with it.
 struct Probe {
   bool ok = false;
