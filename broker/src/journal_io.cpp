@@ -1,7 +1,6 @@
 #include "journal_io.hpp"
 
 #include <fcntl.h>
-#include <limits.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #endif
 
 #include "journal.hpp"
+#include "system/descriptors.hpp"
 #include "system/os_error.hpp"
 
 namespace fanout::broker {
@@ -154,37 +154,13 @@ void sync_directory(const std::filesystem::path& directory) {
   sync_or_throw(dir.get(), directory, false);
 }
 
+// The system layer's complete write, failing as the journal's other steps do.
 void write_all(int fd, std::vector<iovec>& iov, const std::filesystem::path& path) {
-  std::size_t first = 0;
-  for (;;) {
-    // Empty entries first: writev of nothing returns 0, which is not a failure to write.
-    while (first < iov.size() && iov[first].iov_len == 0) ++first;
-    if (first == iov.size()) break;
-    const int count = static_cast<int>(std::min<std::size_t>(iov.size() - first, IOV_MAX));
-    const ssize_t written = ::writev(fd, iov.data() + first, count);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("cannot write", path, errno);
-    }
-    if (written == 0) throw_errno("cannot write", path, EIO);
-    auto left = static_cast<std::size_t>(written);
-    while (left > 0 && first < iov.size()) {
-      iovec& v = iov[first];
-      if (left >= v.iov_len) {
-        left -= v.iov_len;
-        ++first;
-      } else {
-        v.iov_base = static_cast<char*>(v.iov_base) + left;
-        v.iov_len -= left;
-        left = 0;
-      }
-    }
-  }
+  if (!sys::write_all(fd, std::span<iovec>(iov))) throw_errno("cannot write", path, errno);
 }
 
 void write_all(int fd, const void* data, std::size_t size, const std::filesystem::path& path) {
-  std::vector<iovec> iov{{const_cast<void*>(data), size}};
-  write_all(fd, iov, path);
+  if (!sys::write_all(fd, data, size)) throw_errno("cannot write", path, errno);
 }
 
 Frame make_frame(const JournalRecord& record, std::uint32_t salt) {
