@@ -298,20 +298,28 @@ TEST_CASE("after SIGKILL during constant compaction the journal is a durable pre
 
   CapturedLog log;
   Journal reopened(options_for(dir.path(), log));
-  const std::string recovered = describe_state(reopened.take_recovered());
+  const DeferredState recovered = reopened.take_recovered();
+  // The receipt counter is the prefix's, unless a torn tail was cut off: then it skips the
+  // receipts those bytes could have held (journal.hpp), and is never below the prefix's.
+  const bool tail_cut = !reopened.recovery().damaged.empty();
+  const auto is_recovered = [&](const DeferredState& prefix_state) {
+    if (describe_state(prefix_state, /*with_next=*/false) != describe_state(recovered, false)) return false;
+    return tail_cut ? recovered.next_receipt() >= prefix_state.next_receipt()
+                    : recovered.next_receipt() == prefix_state.next_receipt();
+  };
   // The child never had more than `window` records beyond what it reported in flight: the journal
   // must be the state after some prefix of at least `reported` records, and at most that many more.
   DeferredState state;
   for (Token t = 1; t <= reported; ++t) state.apply(record_for_token(t));
-  bool matched = describe_state(state) == recovered;
+  bool matched = is_recovered(state);
   Token prefix = reported;
   for (Token t = reported + 1; !matched && t <= reported + window; ++t) {
     state.apply(record_for_token(t));
-    matched = describe_state(state) == recovered;
+    matched = is_recovered(state);
     prefix = t;
   }
   MESSAGE("reported durable " << reported << " after " << report[1] << " compactions; recovered the first " << prefix
-                              << " records");
+                              << " records" << (tail_cut ? " (a torn tail cut off)" : ""));
   CHECK(matched);
   CHECK_FALSE(std::filesystem::exists(dir.path() / "journal.compact"));
 }
