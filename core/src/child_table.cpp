@@ -5,7 +5,6 @@
 #include <fnmatch.h>
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -23,6 +22,7 @@
 #include "system/child_process.hpp"
 #include "system/descriptors.hpp"
 #include "system/signals.hpp"
+#include "system/spawn.hpp"
 #include "system/unique_fd.hpp"
 
 extern char** environ;  // NOLINT: POSIX declares it nowhere else
@@ -156,8 +156,11 @@ struct ChildTable::Child {
   }
 };
 
-ChildTable::ChildTable(OnOutput on_output, OnExit on_exit, std::string ran_on_prefix)
-    : on_output_(std::move(on_output)), on_exit_(std::move(on_exit)), ran_on_prefix_(std::move(ran_on_prefix)) {
+ChildTable::ChildTable(OnOutput on_output, OnExit on_exit, std::string ran_on_prefix, ChildLifetime lifetime)
+    : on_output_(std::move(on_output)),
+      on_exit_(std::move(on_exit)),
+      ran_on_prefix_(std::move(ran_on_prefix)),
+      lifetime_(lifetime) {
   (void)signals_to_default();
 }
 
@@ -189,37 +192,12 @@ void ChildTable::start(std::size_t slot, const ProcessSpec& spec, const Environm
     return cannot_start(126, std::string("cannot create pipes: ") + std::strerror(errno));
   }
 
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attributes;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawnattr_init(&attributes);
-  if (spec.input) {
-    ::posix_spawn_file_actions_adddup2(&actions, in.read.get(), STDIN_FILENO);
-  } else {
-    ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  }
-  if (spec.quiet) {
-    ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    ::posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  } else {
-    ::posix_spawn_file_actions_adddup2(&actions, out.write.get(), STDOUT_FILENO);
-    ::posix_spawn_file_actions_adddup2(&actions, err.write.get(), STDERR_FILENO);
-  }
-  if (spec.path) ::posix_spawn_file_actions_addchdir_np(&actions, spec.path->c_str());
-  sigset_t no_signals;
-  ::sigemptyset(&no_signals);
-  ::posix_spawnattr_setsigmask(&attributes, &no_signals);
-  ::posix_spawnattr_setsigdefault(&attributes, &signals_to_default());
-  ::posix_spawnattr_setpgroup(&attributes, 0);
-  ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-
   const std::vector<std::string> changed_env = environment.with(spec);
   std::vector<char*> env_pointers;
   if (!changed_env.empty() || !spec.env.empty()) {
     for (const auto& entry : changed_env) env_pointers.push_back(const_cast<char*>(entry.c_str()));
     env_pointers.push_back(nullptr);
   }
-  char* const* envp = env_pointers.empty() ? environment.pointers() : env_pointers.data();
 
   static const char* const kShell = "/bin/sh";
   std::vector<char*> argv;
@@ -229,16 +207,24 @@ void ChildTable::start(std::size_t slot, const ProcessSpec& spec, const Environm
     for (const auto& word : command.argv()) argv.push_back(const_cast<char*>(word.c_str()));
     argv.push_back(nullptr);
   }
-  pid_t pid = -1;
-  const int error = command.uses_shell() ? ::posix_spawn(&pid, kShell, &actions, &attributes, argv.data(), envp)
-                                         : ::posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), envp);
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::posix_spawnattr_destroy(&attributes);
-  if (error != 0) {
+  sys::SpawnPlan plan;
+  plan.file = argv[0];
+  plan.search_path = !command.uses_shell();
+  plan.argv = argv.data();
+  plan.envp = env_pointers.empty() ? environment.pointers() : env_pointers.data();
+  plan.stdin_fd = spec.input ? in.read.get() : -1;
+  plan.stdout_fd = spec.quiet ? -1 : out.write.get();
+  plan.stderr_fd = spec.quiet ? -1 : err.write.get();
+  plan.directory = spec.path ? spec.path->c_str() : nullptr;
+  plan.signals_to_default = &signals_to_default();
+  plan.dies_with_parent = lifetime_ == ChildLifetime::kDiesWithThisProcess;
+  const sys::Spawned spawned = sys::spawn(plan);
+  if (spawned.error != 0) {
     const std::string what = command.uses_shell() ? std::string(kShell) : command.argv()[0];
-    if (error == ENOENT) return cannot_start(127, "cannot run '" + command.to_string() + "': " + what + ": command not found");
-    return cannot_start(126, "cannot run '" + command.to_string() + "': " + what + ": " + std::strerror(error));
+    if (spawned.error == ENOENT) return cannot_start(127, "cannot run '" + command.to_string() + "': " + what + ": command not found");
+    return cannot_start(126, "cannot run '" + command.to_string() + "': " + what + ": " + std::strerror(spawned.error));
   }
+  const pid_t pid = spawned.pid;
 
   child->process = sys::ChildProcess(pid);
   child->ran_on = ran_on_prefix_ + " pid " + std::to_string(pid);

@@ -48,6 +48,13 @@ class Environment {
   std::vector<char*> pointers_;
 };
 
+// Whether a command may outlive the process that started it when that process is killed outright
+// (see system/spawn.hpp). On every other path the table kills and reaps what it started.
+enum class ChildLifetime {
+  kMayOutliveThisProcess,  // posix_spawn: cheapest, for a program's own commands
+  kDiesWithThisProcess,    // under a guardian: for commands run on others' behalf (workers)
+};
+
 class ChildTable {
  public:
   using Clock = std::chrono::steady_clock;
@@ -56,7 +63,8 @@ class ChildTable {
   // A child has ended (or never started); called once per start().
   using OnExit = std::function<void(std::size_t slot, ProcessOutcome outcome)>;
 
-  ChildTable(OnOutput on_output, OnExit on_exit, std::string ran_on_prefix = "local");
+  ChildTable(OnOutput on_output, OnExit on_exit, std::string ran_on_prefix = "local",
+             ChildLifetime lifetime = ChildLifetime::kMayOutliveThisProcess);
   // Kills (SIGKILL to each group) and reaps every child still running.
   ~ChildTable();
   ChildTable(const ChildTable&) = delete;
@@ -88,6 +96,7 @@ class ChildTable {
   OnOutput on_output_;
   OnExit on_exit_;
   std::string ran_on_prefix_;
+  ChildLifetime lifetime_;
   std::vector<std::unique_ptr<Child>> children_;
 };
 

@@ -36,18 +36,6 @@ long number_from_env(const char* name, long otherwise) {
   return value != nullptr && *value != '\0' ? std::strtol(value, nullptr, 10) : otherwise;
 }
 
-// The executors of worker `supervisor`: its children.
-std::vector<pid_t> children_of(pid_t supervisor) {
-  std::vector<pid_t> children;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const auto pid = static_cast<pid_t>(std::stoi(name));
-    if (fanout_test::parent_of(pid) == supervisor) children.push_back(pid);
-  }
-  return children;
-}
-
 // What a process holds: resident memory (kB, VmRSS) and open descriptors; -1 once it is gone.
 std::pair<long, long> footprint(pid_t pid) {
   long rss = -1;
@@ -83,7 +71,7 @@ class ChaosCluster {
     const auto which = std::uniform_int_distribution<int>(0, 9)(random);
     const auto n = std::uniform_int_distribution<std::size_t>(0, workers_.size() - 1)(random);
     if (which < 4) {  // an executor dies (a crash inside a task, say); its supervisor replaces it
-      const auto executors = children_of(workers_[n]->pid());
+      const auto executors = fanout_test::children_of(workers_[n]->pid());
       if (executors.empty()) return "no executor to kill";
       ::kill(executors[std::uniform_int_distribution<std::size_t>(0, executors.size() - 1)(random)], SIGKILL);
       return "executor of worker " + std::to_string(n) + " killed";
@@ -112,7 +100,7 @@ class ChaosCluster {
     for (std::size_t n = 0; n < workers_.size(); ++n) {
       const auto [worker_rss, worker_descriptors] = footprint(workers_[n]->pid());
       long executors_rss = 0;
-      for (const pid_t executor : children_of(workers_[n]->pid())) executors_rss += std::max(0L, footprint(executor).first);
+      for (const pid_t executor : fanout_test::children_of(workers_[n]->pid())) executors_rss += std::max(0L, footprint(executor).first);
       line << " | worker " << n << " " << worker_rss << " kB " << worker_descriptors << " fds, executors "
            << executors_rss << " kB";
     }

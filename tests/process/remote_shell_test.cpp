@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -166,6 +167,44 @@ TEST_CASE("stopping a remote pool kills its commands on the worker") {
   CHECK(eventually([&] { return !fanout_test::process_alive(command); }, 10s));
   // The worker replaced the executor it lost and serves again.
   CHECK(Process::broker(cluster.endpoint()).run("echo again").output() == "again\n");
+}
+
+TEST_CASE("a command dies with its worker, even when the worker's supervisor and executors are SIGKILLed") {
+  // Its own cluster: this test kills the worker. The worker's supervisor goes first, so that it
+  // cannot clean up after its executors; then the executors.
+  fanout_test::Cluster cluster({.broker_arguments = {"--heartbeat-ms", "200", "--liveness-ms", "1200"},
+                                .workers = {{.processes = 1, .allow_shell = true}}});
+  const auto first_run = cluster.dir() / "first-run";
+  Collected seen;
+  // The first run leaves a background process in its group and waits; a run after it (on the
+  // next worker) just says so.
+  auto pool = Process::pool([&](Pool& p) {
+                p.as("a").command("if [ -e '" + first_run.string() + "' ]; then echo again; exit 0; fi; touch '" +
+                                  first_run.string() + "'; sleep 300 & echo $$ $!; wait");
+              })
+                  .broker(cluster.endpoint())
+                  .start(seen.callback("a", OutputType::out));
+  REQUIRE(eventually([&] { return seen.get().find('\n') != std::string::npos; }, 20s));
+  std::istringstream pids(seen.get());
+  pid_t shell = 0;
+  pid_t background = 0;
+  pids >> shell >> background;
+  REQUIRE(shell > 0);
+  REQUIRE(background > 0);
+
+  const pid_t supervisor = cluster.worker(0).pid();
+  const std::vector<pid_t> executors = fanout_test::children_of(supervisor);
+  REQUIRE_FALSE(executors.empty());
+  ::kill(supervisor, SIGKILL);
+  for (const pid_t executor : executors) ::kill(executor, SIGKILL);
+  CHECK(eventually([&] { return fanout_test::process_ended(shell) && fanout_test::process_ended(background); }, 10s));
+
+  // Legitimate work goes on: the task runs again, once, on the next worker.
+  const auto next = cluster.start_worker({.processes = 1, .allow_shell = true});
+  const auto results = pool.wait();
+  INFO(cluster.logs());
+  CHECK(results["a"].successful());
+  CHECK(results["a"].output() == "again\n");
 }
 
 TEST_CASE("FANOUT_PROCESS_BROKER sends pools to remote workers without a code change") {

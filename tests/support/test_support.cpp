@@ -113,16 +113,19 @@ std::optional<pid_t> parent_of(pid_t pid) {
   return static_cast<pid_t>(std::stol(*parent));
 }
 
-int child_count() {
-  int count = 0;
-  const pid_t self = ::getpid();
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  std::error_code error;
+  for (std::filesystem::directory_iterator entry("/proc", error), end; !error && entry != end; entry.increment(error)) {
+    const std::string name = entry->path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (parent_of(static_cast<pid_t>(std::stol(name))) == self) ++count;
+    const auto pid = static_cast<pid_t>(std::stol(name));
+    if (parent_of(pid) == parent) children.push_back(pid);
   }
-  return count;
+  return children;
 }
+
+int child_count() { return static_cast<int>(children_of(::getpid()).size()); }
 
 bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0; }
 

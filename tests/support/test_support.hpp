@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace fanout_test {
 
@@ -90,6 +91,8 @@ class RedirectedOutput {
 std::optional<std::string> stat_field(pid_t pid, int field);
 // The parent of `pid`; nullopt when it is gone.
 std::optional<pid_t> parent_of(pid_t pid);
+// Processes (zombies included) whose parent is `parent`: a worker's executors, say.
+std::vector<pid_t> children_of(pid_t parent);
 // Processes (zombies included) whose parent is this process.
 int child_count();
 // Whether `pid` exists (a zombie does).

@@ -288,16 +288,23 @@ TEST_CASE("a remote job whose worker dies runs again on another worker, without 
   TempDir dir;
   const auto marker = dir.path() / "first-run";
   const auto killed = dir.path() / "killed-worker";
-  const auto orphan = dir.path() / "orphan";  // the first run's shell, left without its executor
-  // The first run kills its own worker: its executor's parent, the worker's supervisor (the
-  // executor follows it through PDEATHSIG). The broker then gives the job to the other worker.
+  const auto orphan = dir.path() / "orphan";  // the first run's shell, left without its worker
+  // The first run kills its own worker: the ancestor that is alpha's or beta's supervisor (the
+  // executor follows it through PDEATHSIG, the command follows the executor). The broker then
+  // gives the job to the other worker.
+  const std::string supervisors = " " + std::to_string(alpha->pid()) + " " + std::to_string(beta->pid()) + " ";
   const std::string job = "if [ ! -e '" + marker.string() + "' ]; then touch '" + marker.string() +
-                          "'; supervisor=$(cut -d' ' -f4 /proc/$PPID/stat); echo $supervisor > '" + killed.string() +
-                          "'; echo $$ > '" + orphan.string() + "'; kill -9 $supervisor; sleep 5; exit 1; fi; echo ran again {}";
+                          "'; p=$$; while [ $p -gt 1 ]; do case '" + supervisors +
+                          "' in *\" $p \"*) break;; esac; p=$(cut -d' ' -f4 /proc/$p/stat); done; echo $p > '" +
+                          killed.string() + "'; echo $$ > '" + orphan.string() +
+                          "'; kill -9 $p; sleep 5; exit 1; fi; echo ran again {}";
   const auto joblog = (dir.path() / "joblog").string();
   const auto ran = run({"run", "--broker", cluster.endpoint(), "--retries", "1", "--joblog", joblog, job, ":::", "x"});
-  if (const std::string group = read_file(orphan); !group.empty()) ::kill(-std::stoi(group), SIGKILL);
   INFO(cluster.logs() << "--- alpha\n" << alpha->out() << "--- beta\n" << beta->out());
+  // The first run's shell did not outlive its worker (it would have slept on, unowned).
+  const std::string shell = read_file(orphan);
+  REQUIRE_FALSE(shell.empty());
+  CHECK(fanout_test::eventually([&] { return fanout_test::process_ended(std::stoi(shell)); }, 10s));
   CHECK(ran.status == 0);
   CHECK(ran.out == "ran again x\n");
   const pid_t dead = std::stoi(read_file(killed));

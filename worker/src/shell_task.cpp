@@ -59,7 +59,9 @@ void ShellTask::run(wire::Task::Reader task, wire::Result::Builder result, const
       [&](std::size_t, OutputType type, std::string_view text) {
         if (stream) on_output(type, text);
       },
-      [&](std::size_t, detail::ProcessOutcome ended) { outcome = std::move(ended); }, ran_on_prefix_);
+      [&](std::size_t, detail::ProcessOutcome ended) { outcome = std::move(ended); }, ran_on_prefix_,
+      // Not the worker's own command: it must not run on, unowned, if this executor is killed.
+      detail::ChildLifetime::kDiesWithThisProcess);
   children.start(0, spec, *environment_);
   if (const auto pid = children.pid_of(0)) running_.set_shell_group(*pid);
   std::vector<pollfd> fds;
