@@ -35,6 +35,10 @@ Loop::Loop(Config config, zmq::context_t& context)
   router_.set(zmq::sockopt::router_handover, 1);
   // Every endpoint is checked before any is bound: a refused one must not leave others listening.
   for (const auto& endpoint : config_.endpoints) check_endpoint_allowed(endpoint, config_.insecure);
+  // The journal (and its lock) before any endpoint: binding an ipc path replaces the socket file
+  // that is there, so a second broker of one journal must fail before it can take the first one's
+  // path over (two copies of a program starting its local service at once do exactly that).
+  if (!config_.journal.empty()) deferred_.recover();
   for (const auto& endpoint : config_.endpoints) {
     try {
       router_.bind(endpoint);
@@ -44,7 +48,6 @@ Loop::Loop(Config config, zmq::context_t& context)
     endpoints_.push_back(router_.get(zmq::sockopt::last_endpoint));
   }
   if (endpoints_.empty()) throw Error("broker: no endpoint to bind");
-  if (!config_.journal.empty()) deferred_.recover();
 }
 
 Loop::~Loop() = default;

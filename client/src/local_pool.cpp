@@ -26,6 +26,7 @@
 #include "system/child_process.hpp"
 #include "system/exec_image.hpp"
 #include "system/os_error.hpp"
+#include "system/private_directory.hpp"
 #include "system/poll_timeout.hpp"
 #include "system/signals.hpp"
 
@@ -35,6 +36,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The local pool's socket files: PREFIX PID-COUNTER-RANDOM.sock in the private runtime directory.
+const std::string kPoolSocketPrefix = "pool-";
 // How long a stopping worker gets to drain before it is killed.
 constexpr auto kStopGrace = std::chrono::seconds(3);
 // A worker that dies this young twice in a row is not restarted again.
@@ -75,8 +78,18 @@ LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
   const std::string suffix = unique_suffix();
   broker::Config config;
   client_endpoint_ = "inproc://fanout-local-" + suffix;
-  // Abstract ipc names: no file to clean up, ever, and a second bind of one fails (EADDRINUSE).
-  worker_endpoint_ = options.worker_endpoint.empty() ? "ipc://@fanout-local-" + suffix : options.worker_endpoint;
+  // A socket file in this user's private directory, not an abstract name: any user may connect to
+  // an abstract socket, and a stranger's executor would be handed this program's tasks.
+  if (options.worker_endpoint.empty()) {
+    sys::remove_stale_sockets(kPoolSocketPrefix);
+    try {
+      worker_endpoint_ = sys::private_ipc_endpoint(kPoolSocketPrefix + suffix + ".sock");
+    } catch (const std::runtime_error& error) {
+      throw Error(std::string("cannot start the local worker pool: ") + error.what());
+    }
+  } else {
+    worker_endpoint_ = options.worker_endpoint;
+  }
   config.endpoints = {client_endpoint_, worker_endpoint_};
   config.journal = options.journal;
   // The embedded broker is part of the program: what goes wrong reaches the caller as slot

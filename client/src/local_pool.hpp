@@ -29,7 +29,7 @@ namespace fanout::detail {
 // What differs for the local service (local_service.hpp), which keeps a journal and listens on a
 // name other programs find, from a program's own pool.
 struct LocalPoolOptions {
-  std::string worker_endpoint;  // empty: a fresh abstract ipc name
+  std::string worker_endpoint;  // empty: a fresh socket file in the user's private directory
   std::filesystem::path journal;  // empty: none
 };
 

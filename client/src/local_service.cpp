@@ -26,6 +26,7 @@
 #include "system/child_process.hpp"
 #include "system/exec_image.hpp"
 #include "system/os_error.hpp"
+#include "system/private_directory.hpp"
 
 namespace fanout::detail {
 
@@ -88,6 +89,15 @@ void spawn_service(const std::string& executable, std::vector<std::string> argum
   sys::ChildProcess(middle, /*group_leader=*/false).wait();
 }
 
+// The service's directory holds its journal: the arguments of deferred tasks, which may be
+// secrets. Only its user may read it, whatever the umask made of it.
+void create_service_directory(const std::filesystem::path& directory) {
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  if (!error) std::filesystem::permissions(directory, std::filesystem::perms::owner_all, error);
+  if (error) throw Error("cannot create " + directory.string() + " for the local fanout service: " + error.message());
+}
+
 }  // namespace
 
 std::string local_service_endpoint() { return local_service_endpoint_for(program_path()); }
@@ -97,8 +107,14 @@ std::filesystem::path local_service_directory() { return local_service_directory
 // The name follows the service's directory (program and state directory both): two copies of
 // one program that keep their state apart (another XDG_STATE_HOME) get services of their own.
 std::string local_service_endpoint_for(const std::string& program) {
-  return "ipc://@fanout-service-" + std::to_string(::getuid()) + "-" +
-         hex(std::hash<std::string>{}(local_service_directory_for(program).string()));
+  // In the user's private directory, for the same reason as the local pool's socket; an abstract
+  // name here could also be bound first by another user, who would then receive the deferred work.
+  try {
+    return sys::private_ipc_endpoint("service-" + hex(std::hash<std::string>{}(local_service_directory_for(program).string())) +
+                                     ".sock");
+  } catch (const std::runtime_error& error) {
+    throw Error(std::string("cannot reach the local fanout service: ") + error.what());
+  }
 }
 
 std::filesystem::path local_service_directory_for(const std::string& program) {
@@ -108,7 +124,7 @@ std::filesystem::path local_service_directory_for(const std::string& program) {
   } else if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/') {
     base = std::filesystem::path(home) / ".local" / "state";
   } else {
-    base = std::filesystem::temp_directory_path() / ("fanout-" + std::to_string(::getuid()));
+    base = std::filesystem::temp_directory_path() / ("fanout-" + std::to_string(::getuid()) + "-state");
   }
   return base / "fanout" / (std::filesystem::path(program).filename().string() + "-" + service_key(program));
 }
@@ -120,9 +136,7 @@ std::string ensure_local_service_for(const std::string& program, std::vector<std
   zmq::context_t context(1);
   if (link::query_counts(context, endpoint, kProbe)) return endpoint;
   const auto directory = local_service_directory_for(program);
-  std::error_code error;
-  std::filesystem::create_directories(directory, error);
-  if (error) throw Error("cannot create " + directory.string() + " for the local fanout service: " + error.message());
+  create_service_directory(directory);
   spawn_service(program, std::move(arguments), directory / "service.log");
   const auto deadline = Clock::now() + kStartLimit;
   while (Clock::now() < deadline) {
@@ -139,7 +153,7 @@ void run_local_service() {
   int code = 0;
   try {
     const auto directory = local_service_directory();
-    std::filesystem::create_directories(directory);
+    create_service_directory(directory);
     zmq::context_t context;
     // Another service of this program may have won the race to the name (or the journal's lock):
     // then this one has nothing to do.

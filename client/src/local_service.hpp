@@ -4,10 +4,11 @@
 // the program's own embedded broker. They go to the program's local service instead: the same
 // program re-executed, detached (its own session, no parent to die with), running a broker with a
 // journal and a worker pool of the program (so it serves the program's own tasks). One service per
-// user and program: it listens on an abstract ipc name derived from the user id and the program's
-// path, keeps its journal under $XDG_STATE_HOME/fanout (~/.local/state/fanout), and stops itself
-// once it has had nothing to do for a while (FANOUT_SERVICE_IDLE_MS, default 10 s). The next
-// defer starts it again; its journal brings back whatever was still pending.
+// user and program: it listens on a socket file in the user's private runtime directory (see
+// system/private_directory.hpp) named after its journal directory, keeps its journal under
+// $XDG_STATE_HOME/fanout (~/.local/state/fanout, mode 0700), and stops itself once it has had
+// nothing to do for a while (FANOUT_SERVICE_IDLE_MS, default 10 s). The next defer starts it
+// again; its journal brings back whatever was still pending.
 #pragma once
 
 #include <filesystem>
