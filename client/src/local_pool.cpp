@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fanout/broker/broker.hpp>
@@ -84,6 +85,7 @@ LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
     sys::remove_stale_sockets(kPoolSocketPrefix);
     try {
       worker_endpoint_ = sys::private_ipc_endpoint(kPoolSocketPrefix + suffix + ".sock");
+      socket_file_ = worker_endpoint_.substr(std::string_view("ipc://").size());
     } catch (const std::runtime_error& error) {
       throw Error(std::string("cannot start the local worker pool: ") + error.what());
     }
@@ -110,6 +112,8 @@ LocalPool::~LocalPool() {
   if (watcher_.joinable()) watcher_.join();
   broker_->stop();
   if (broker_thread_.joinable()) broker_thread_.join();
+  // ZeroMQ leaves an ipc socket's file behind when the socket closes.
+  if (!socket_file_.empty()) ::unlink(socket_file_.c_str());
 }
 
 std::optional<std::string> LocalPool::broken() const {

@@ -58,6 +58,7 @@ class LocalPool {
   std::thread broker_thread_;
   std::string client_endpoint_;
   std::string worker_endpoint_;
+  std::string socket_file_;  // of worker_endpoint_, when this pool chose it: removed at the end
   sys::EventFd stop_requested_;  // the destructor's word to the watcher
   std::atomic<bool> stopping_{false};
   mutable std::mutex mutex_;
