@@ -21,6 +21,7 @@
 
 #include "broker_endpoint.hpp"
 #include "broker_queries.hpp"
+#include "keys.hpp"
 
 namespace {
 
@@ -42,6 +43,10 @@ extern "C" void request_stop(int) {
   if (auto* broker = g_running.load()) broker->stop();
 }
 
+extern "C" void request_reload(int) {
+  if (auto* broker = g_running.load()) broker->reload_keys();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,17 +55,27 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  fanout-broker --bind tcp://127.0.0.1:5555\n"
       "  fanout-broker --bind tcp://127.0.0.1:5555 --bind ipc:///run/fanout/broker.sock\n"
-      "  fanout-broker --bind tcp://0.0.0.0:5555 --insecure      # other hosts may connect\n"
+      "  fanout keygen broker && mkdir clients workers admins    # then copy each peer's .pub in\n"
+      "  fanout-broker --bind tcp://0.0.0.0:5555 --key broker.key --clients clients --workers workers --admins admins\n"
+      "  kill -HUP $(pidof fanout-broker)                         # re-read the key directories\n"
+      "  fanout-broker --bind tcp://0.0.0.0:5555 --insecure      # anyone may connect: trusted networks only\n"
       "  fanout-broker --status tcp://127.0.0.1:5555             # workers, slots, queue depth\n"
       "  fanout-broker --bind tcp://127.0.0.1:5555 --journal /var/lib/fanout   # accepts defer()\n"
       "  fanout-broker --bind tcp://127.0.0.1:5555 --metrics 127.0.0.1:9464    # /metrics, /healthz, /readyz\n"
       "\n"
       "Every flag can also come from the environment: FANOUT_BIND (comma-separated),\n"
-      "FANOUT_INSECURE=1, FANOUT_METRICS, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL.\n"
+      "FANOUT_INSECURE=1, FANOUT_METRICS, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL,\n"
+      "FANOUT_KEY, FANOUT_CLIENT_KEYS, FANOUT_WORKER_KEYS, FANOUT_ADMIN_KEYS.\n"
       "\n"
-      "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad usage (a bad --metrics address\n"
-      "included), 3 cannot listen (a bad, busy or non-loopback endpoint or --metrics address without\n"
-      "--insecure), 4 --status got no answer.");
+      "Keys (docs/security.md): with --key every endpoint speaks CurveZMQ and only keys listed in the\n"
+      "directories (*.pub) may connect, each with the roles of the directories it is in: clients submit,\n"
+      "cancel and defer; workers serve; admins see the status and every deferred batch. SIGHUP re-reads\n"
+      "the directories. A non-loopback --bind needs --key (or --insecure).\n"
+      "\n"
+      "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad usage (a bad --metrics address, a\n"
+      "bad or too open --key file included), 3 cannot listen (a bad or busy endpoint, a non-loopback\n"
+      "endpoint without --key or --insecure, a non-loopback --metrics address without --insecure, an\n"
+      "unreadable key directory), 4 --status got no answer.");
   app.set_version_flag("--version", std::string("fanout-broker ") + fanout::kVersion);
 
   fanout::broker::Config config;
@@ -71,8 +86,24 @@ int main(int argc, char** argv) {
   app.add_option("--bind", config.endpoints, "Endpoint to listen on (repeatable)")
       ->envname("FANOUT_BIND")
       ->delimiter(',');
-  app.add_flag("--insecure", config.insecure, "Allow listening (--bind, --metrics) on non-loopback addresses")
+  app.add_flag("--insecure", config.insecure,
+               "Allow listening on non-loopback addresses without keys (--bind), or at all (--metrics)")
       ->envname("FANOUT_INSECURE");
+  std::string key_file;
+  auto* key_option = app.add_option("--key", key_file, "The broker's secret key file (fanout keygen): CurveZMQ on every endpoint")
+                         ->envname("FANOUT_KEY");
+  std::string clients_dir;
+  std::string workers_dir;
+  std::string admins_dir;
+  app.add_option("--clients", clients_dir, "Directory of the public keys (*.pub) of clients")
+      ->envname("FANOUT_CLIENT_KEYS")
+      ->needs(key_option);
+  app.add_option("--workers", workers_dir, "Directory of the public keys (*.pub) of workers")
+      ->envname("FANOUT_WORKER_KEYS")
+      ->needs(key_option);
+  app.add_option("--admins", admins_dir, "Directory of the public keys (*.pub) of admins (status, every deferred batch)")
+      ->envname("FANOUT_ADMIN_KEYS")
+      ->needs(key_option);
   std::string metrics;
   app.add_option("--metrics", metrics,
                  "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT (port 0: any)")
@@ -107,6 +138,23 @@ int main(int argc, char** argv) {
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.journal = journal;
   config.liveness = std::chrono::milliseconds(liveness_ms);
+  config.trust.clients = clients_dir;
+  config.trust.workers = workers_dir;
+  config.trust.admins = admins_dir;
+  if (!key_file.empty()) {
+    if (config.trust.clients.empty() || config.trust.workers.empty()) {
+      std::cerr << "fanout-broker: --key needs --clients DIR and --workers DIR (directories of *.pub keys)\n";
+      return kExitUsage;
+    }
+    try {
+      const auto pair = fanout::wire::read_secret_key(key_file);
+      config.trust.secret_key = pair.secret_key;
+      config.trust.public_key = pair.public_key;
+    } catch (const fanout::Error& error) {
+      std::cerr << "fanout-broker: " << error.what() << "\n";
+      return kExitUsage;
+    }
+  }
 
   zmq::context_t context;
   if (!status_of.empty()) {
@@ -150,6 +198,7 @@ int main(int argc, char** argv) {
 
   std::signal(SIGTERM, request_stop);
   std::signal(SIGINT, request_stop);
+  std::signal(SIGHUP, request_reload);  // before the broker exists: a SIGHUP then must not end it
   try {
     broker = std::make_unique<fanout::broker::Broker>(config, context);
   } catch (const std::exception& error) {  // an endpoint it may not or cannot bind, a journal it cannot open

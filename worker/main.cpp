@@ -16,6 +16,7 @@
 #include <fanout/version.hpp>
 #include <fanout/worker/worker.hpp>
 
+#include "keys.hpp"
 #include "worker_endpoint.hpp"
 
 namespace {
@@ -50,11 +51,16 @@ int main(int argc, char** argv) {
       "  fanout-worker --connect tcp://127.0.0.1:5555 --allow-shell   # also accept shell commands\n"
       "  fanout-worker --connect tcp://127.0.0.1:5555 --allow-shell --pass-env 'AWS_*'   # ...which see AWS_*\n"
       "  fanout-worker --connect tcp://127.0.0.1:5555 --metrics 127.0.0.1:9465   # /metrics, /healthz, /readyz\n"
+      "  fanout-worker --connect tcp://10.0.0.5:5555 --key worker.key --broker-key broker.pub   # a broker with keys\n"
       "\n"
       "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_MAX_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
       "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
       "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_METRICS, FANOUT_INSECURE=1, FANOUT_LOG_LEVEL,\n"
-      "FANOUT_PASS_ENV (comma-separated).\n"
+      "FANOUT_PASS_ENV (comma-separated), FANOUT_KEY, FANOUT_BROKER_KEY.\n"
+      "\n"
+      "Keys (docs/security.md): a broker started with --key lets in only listed keys; give this worker\n"
+      "its secret key (fanout keygen; its .pub in the broker's --workers directory) and the broker's\n"
+      "public key. A secret key file that group or others may read is refused.\n"
       "\n"
       "SIGTERM or SIGINT drains: no new work, tasks not started go back to the broker at once,\n"
       "running tasks get --drain-timeout (30 s) to finish and send their results, what still runs\n"
@@ -62,7 +68,7 @@ int main(int argc, char** argv) {
       "\n"
       "Exit codes: 0 stopped after a clean drain, 1 failure (or a forced stop; a busy --metrics\n"
       "port included), 2 bad usage (a bad or non-loopback --metrics address without --insecure\n"
-      "included), 3 a task library could not be loaded.");
+      "included; a bad or too open key file), 3 a task library could not be loaded.");
   app.set_version_flag("--version", std::string("fanout-worker ") + fanout::kVersion);
 
   worker::Config config;
@@ -90,6 +96,11 @@ int main(int argc, char** argv) {
                  "the locale, TZ, TMPDIR and what the client sends")
       ->envname("FANOUT_PASS_ENV")
       ->delimiter(',');
+  std::string key_file;
+  std::string broker_key_file;
+  app.add_option("--key", key_file, "This worker's secret key file, for a broker with keys (fanout keygen)")
+      ->envname("FANOUT_KEY");
+  app.add_option("--broker-key", broker_key_file, "The broker's public key file")->envname("FANOUT_BROKER_KEY");
   app.add_option("--id", config.worker_id, "Worker id (default: HOST/PID)")->envname("FANOUT_WORKER_ID");
   app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval")
       ->envname("FANOUT_HEARTBEAT_MS")
@@ -115,6 +126,16 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? worker::kExitClean : worker::kExitUsage;  // --help is not an error
+  }
+  // The flags are the environment's FANOUT_KEY and FANOUT_BROKER_KEY: every connection of the
+  // supervisor and its executors (wire::connect_to_broker) reads them there. Checked now, once.
+  if (!key_file.empty()) ::setenv("FANOUT_KEY", key_file.c_str(), 1);
+  if (!broker_key_file.empty()) ::setenv("FANOUT_BROKER_KEY", broker_key_file.c_str(), 1);
+  try {
+    (void)fanout::wire::client_keys_from_env();
+  } catch (const fanout::Error& error) {
+    std::cerr << "fanout-worker: " << error.what() << "\n";
+    return worker::kExitUsage;
   }
   if (load.empty()) {
     if (const char* from_env = std::getenv("FANOUT_LOAD")) load = split_paths(from_env);

@@ -45,7 +45,7 @@ void DeferredBatches::recover() {
 
 // A deferred batch arrives whole in one window, tasks listed by index from 0. It is journaled
 // and acknowledged (with its receipt) once durable; from then on it is the broker's own.
-bool DeferredBatches::on_window(const PeerId& client, wire::InMessage message) {
+bool DeferredBatches::on_window(const PeerId& client, const std::string& key, wire::InMessage message) {
   const auto window = message.envelope().getTasks();
   const std::uint64_t id = window.getBatchId();
   const auto tasks = window.getTasks();
@@ -88,11 +88,21 @@ bool DeferredBatches::on_window(const PeerId& client, wire::InMessage message) {
   if (batches_.contains(id) || ledger_.awaiting(id)) return refuse("batch id " + std::to_string(id) + " is in use");
   auto frame = std::make_shared<Frame>(std::move(message));  // reads every name: may throw, before any change
   ledger_.submit(client, id, std::move(frame));
+  if (!key.empty()) owner_by_batch_[id] = key;
   return true;
 }
 
 void DeferredBatches::on_journal_ready() {
   for (DeferredLedger::Durable& durable : ledger_.collect_durable()) {
+    const std::uint64_t id = durable.frame->message.envelope().getTasks().getBatchId();
+    if (auto owner = owner_by_batch_.find(id); owner != owner_by_batch_.end()) {
+      owner_by_receipt_[durable.receipt] = std::move(owner->second);
+      owner_by_batch_.erase(owner);
+    }
+    // Owners of batches the journal no longer holds (finished, dropped) go now and then.
+    if (owner_by_receipt_.size() > 2 * ledger_.state().batches().size() + 64) {
+      std::erase_if(owner_by_receipt_, [&](const auto& entry) { return ledger_.state().find(entry.first) == nullptr; });
+    }
     queue(durable.receipt, std::move(durable.frame), nullptr);
   }
 }
@@ -111,7 +121,13 @@ void DeferredBatches::queue(std::uint64_t receipt, FramePtr frame, const Deferre
   }
 }
 
-void DeferredBatches::on_request(const PeerId& peer, wire::DeferredRequest::Reader request) {
+void DeferredBatches::on_request(const PeerId& peer, wire::DeferredRequest::Reader request,
+                                 const std::optional<std::string>& owner) {
+  const auto owned = [&](std::uint64_t receipt) {
+    if (!owner) return true;
+    const auto found = owner_by_receipt_.find(receipt);
+    return found != owner_by_receipt_.end() && found->second == *owner;
+  };
   const auto action = request.getAction();
   const std::string receipt_text(text(request.getReceipt()));
   const bool has_index = request.getHasIndex();
@@ -128,8 +144,10 @@ void DeferredBatches::on_request(const PeerId& peer, wire::DeferredRequest::Read
   if (!receipt_text.empty()) {
     char* end = nullptr;
     const unsigned long long value = std::strtoull(receipt_text.c_str(), &end, 10);
-    if (end == receipt_text.c_str() || *end != '\0' || state.find(value) == nullptr) {
-      report.setError("no deferred batch with receipt '" + receipt_text + "' is live here");
+    if (end == receipt_text.c_str() || *end != '\0' || state.find(value) == nullptr || !owned(value)) {
+      // Another client's batch is answered as one that does not exist: its receipt tells nothing.
+      report.setError("no deferred batch with receipt '" + receipt_text + "' is live here" +
+                      (owner ? std::string(" among this key's own (an admin key sees every batch)") : std::string()));
       outbox_.send(peer, out.frame());
       return;
     }
@@ -137,7 +155,7 @@ void DeferredBatches::on_request(const PeerId& peer, wire::DeferredRequest::Read
   }
   std::vector<std::pair<std::uint64_t, std::uint32_t>> dead;
   for (const auto& [r, batch] : state.batches()) {
-    if (receipt && r != *receipt) continue;
+    if ((receipt && r != *receipt) || !owned(r)) continue;
     for (std::uint32_t index = 0; index < batch.tasks.size(); ++index) {
       if (has_index && index != wanted_index) continue;
       if (batch.tasks[index].status == TaskStatus::dead) dead.emplace_back(r, index);

@@ -17,6 +17,10 @@
 // results to anyone (Batches reports them to the ledger).
 #pragma once
 
+#include <optional>
+#include <string>
+#include <unordered_map>
+
 #include <cstdint>
 
 #include <spdlog/logger.h>
@@ -43,13 +47,16 @@ class DeferredBatches {
   // (answered with an `ack` refusing it); true once it went to the journal, or was refused because
   // the journal failed on it. Throws kj::Exception for a task name that is not text, with nothing
   // changed.
-  bool on_window(const PeerId& client, wire::InMessage message);
+  // `key` is the client's (empty without keys): the batch is that key's to list and drop.
+  bool on_window(const PeerId& client, const std::string& key, wire::InMessage message);
 
   // The journal made records durable: acknowledge those batches and queue their tasks.
   void on_journal_ready();
 
   // `fanout deferred`: list, retry or drop dead tasks; answered with a `deferredReport`.
-  void on_request(const PeerId& peer, wire::DeferredRequest::Reader request);
+  // With `owner` (a client key that is no admin's), only the batches that key deferred since this
+  // broker started are seen and changed.
+  void on_request(const PeerId& peer, wire::DeferredRequest::Reader request, const std::optional<std::string>& owner);
 
  private:
   // Queues the pending tasks of deferred batch `receipt` (all of them when `state` is null).
@@ -60,6 +67,10 @@ class DeferredBatches {
   Outbox& outbox_;
   DeferredLedger& ledger_;
   Batches& batches_;
+  // Who deferred what (with keys only): batch id -> key until durable, then receipt -> key. Kept in
+  // memory: after a restart, recovered batches are an admin's to manage (docs/security.md).
+  std::unordered_map<std::uint64_t, std::string> owner_by_batch_;
+  std::unordered_map<std::uint64_t, std::string> owner_by_receipt_;
 };
 
 }  // namespace fanout::broker

@@ -11,6 +11,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "printable.hpp"
 #include "status_reply.hpp"
 #include "system/signals.hpp"
 
@@ -34,7 +35,34 @@ Loop::Loop(Config config, zmq::context_t& context)
   // partition, its old connection not yet known to be dead) takes the name over at once.
   router_.set(zmq::sockopt::router_handover, 1);
   // Every endpoint is checked before any is bound: a refused one must not leave others listening.
-  for (const auto& endpoint : config_.endpoints) check_endpoint_allowed(endpoint, config_.insecure);
+  const bool secured = config_.trust.enabled();
+  for (const auto& endpoint : config_.endpoints) check_endpoint_allowed(endpoint, config_.insecure, secured);
+  if (secured) {
+    // Keys first, then the ZAP handler, then the CurveZMQ options, then the binds: no handshake
+    // can happen before there is someone to judge it.
+    keys_ = load_key_ring(config_.trust);
+    authenticator_ = std::make_unique<Authenticator>(context, keys_, *logger_);
+    router_.set(zmq::sockopt::zap_domain, "fanout");
+    router_.set(zmq::sockopt::curve_server, 1);
+    router_.set(zmq::sockopt::curve_secretkey, config_.trust.secret_key);
+    std::size_t counts[3] = {0, 0, 0};
+    for (const auto& [key, entry] : keys_->keys()) {
+      counts[0] += (entry.first & kClientRole) != 0;
+      counts[1] += (entry.first & kWorkerRole) != 0;
+      counts[2] += (entry.first & kAdminRole) != 0;
+    }
+    logger_->info("broker: CurveZMQ on (public key {}): {} client, {} worker and {} admin key(s)", config_.trust.public_key,
+                  counts[0], counts[1], counts[2]);
+  } else if (config_.insecure) {
+    for (const auto& endpoint : config_.endpoints) {
+      if (is_exposed_endpoint(endpoint)) {
+        logger_->warn("broker: INSECURE: listening on {} without keys (--insecure): anyone who reaches it can submit "
+                      "work, run shell commands on --allow-shell workers, pose as a worker and read other clients' "
+                      "tasks; give the broker keys instead (docs/security.md)",
+                      endpoint);
+      }
+    }
+  }
   // The journal (and its lock) before any endpoint: binding an ipc path replaces the socket file
   // that is there, so a second broker of one journal must fail before it can take the first one's
   // path over (two copies of a program starting its local service at once do exactly that).
@@ -64,16 +92,21 @@ void Loop::run() {
     const bool journal = ledger_.enabled();
     zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, stop_.fd(), ZMQ_POLLIN, 0},
+                               {nullptr, reload_.fd(), ZMQ_POLLIN, 0},
                                {nullptr, journal ? ledger_.ready_fd() : -1, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, journal ? 3 : 2, until_next_timer());
+      zmq::poll(items, journal ? 4 : 3, until_next_timer());
     } catch (const zmq::error_t& error) {
       // A signal (the SIGTERM that is about to call stop(), say) interrupted the wait: look again.
       if (error.num() != EINTR) throw;
       continue;
     }
     if (items[1].revents & ZMQ_POLLIN) return;
-    if (journal && (items[2].revents & ZMQ_POLLIN)) deferred_.on_journal_ready();
+    if (items[2].revents & ZMQ_POLLIN) {
+      reload_.clear();
+      apply_reload();
+    }
+    if (journal && (items[3].revents & ZMQ_POLLIN)) deferred_.on_journal_ready();
     // Drain what is there (bounded, so timers still run under a flood), then act on it once.
     for (int received = 0; received < 4096; ++received) {
       parts.clear();
@@ -102,6 +135,14 @@ void Loop::handle(std::vector<zmq::message_t>& parts) {
                         "expected one frame per message, got " + std::to_string(parts.size() - 1));
   }
   PeerId peer = parts[0].to_string();
+  // With keys, the key the peer authenticated with (the authenticator made it the User-Id) and
+  // the roles it has now; without, every peer has every role.
+  std::string key;
+  Roles roles = kEveryRole;
+  if (keys_) {
+    if (const char* user = zmq_msg_gets(parts[1].handle(), "User-Id")) key = user;
+    roles = keys_->roles_of(key);
+  }
   std::string why;
   auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole);
   if (!message) {
@@ -109,7 +150,7 @@ void Loop::handle(std::vector<zmq::message_t>& parts) {
     return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why);
   }
   try {
-    handle(peer, std::move(*message));
+    handle(peer, key, roles, std::move(*message));
   } catch (const kj::Exception& exception) {
     // A field of the wrong kind (parse() has checked bounds, not kinds). Every handler reads
     // what it needs before it changes anything, so nothing is half done; and copies of what is
@@ -118,15 +159,21 @@ void Loop::handle(std::vector<zmq::message_t>& parts) {
   }
 }
 
-// Who may send what: tasks, cancel and deferred requests come from clients, results and output
-// from executors that announced, executorLost from supervisors that announced.
-void Loop::handle(const PeerId& peer, wire::InMessage message) {
+// Who may send what: first by the roles of the sender's key (roles.hpp; every role without keys),
+// then by what the peer is: tasks, cancel and deferred requests come from clients, results and
+// output from executors that announced with this key, executorLost from supervisors that announced
+// with this key, about their own executors.
+void Loop::handle(const PeerId& peer, const std::string& key, Roles roles, wire::InMessage message) {
   const auto envelope = message.envelope();
   const auto now = Clock::now();
+  if (keys_) {
+    if (auto refusal = check_role(envelope.which(), roles)) return refuse(peer, message, refusal->reason, refusal->message);
+    if (auto foreign = peers_.foreign_key(peer, key)) return refuse(peer, message, "foreign_executor", *foreign);
+  }
   switch (envelope.which()) {
     case wire::Envelope::TASKS:
       if (peers_.is_worker(peer)) return outbox_.drop(peer, wire::ErrorKind::REFUSED, "workers do not submit tasks");
-      return on_tasks(peer, std::move(message), now);
+      return on_tasks(peer, key, std::move(message), now);
     case wire::Envelope::RESULTS: {
       Executor* executor = peers_.heard_from_executor(peer, now);
       if (executor == nullptr) return outbox_.unknown_peer(peer);
@@ -143,8 +190,13 @@ void Loop::handle(const PeerId& peer, wire::InMessage message) {
       return batches_.on_output(*executor, std::move(message));
     }
     case wire::Envelope::ANNOUNCE:
+      if (keys_) {
+        if (auto foreign = peers_.foreign_announce(peer, key, envelope.getAnnounce())) {
+          return refuse(peer, message, "foreign_executor", *foreign);
+        }
+      }
       // Queued tasks that nobody could serve may have found their executor, or still have none.
-      if (peers_.on_announce(peer, envelope.getAnnounce(), now) == Peers::Announced::executor) {
+      if (peers_.on_announce(peer, key, envelope.getAnnounce(), now) == Peers::Announced::executor) {
         // From a fresh connection: what was sent to its old one may never have arrived. It runs
         // again elsewhere (at least once); a result that does come is then a duplicate.
         if (envelope.getAnnounce().getFresh()) {
@@ -162,24 +214,27 @@ void Loop::handle(const PeerId& peer, wire::InMessage message) {
     case wire::Envelope::BYE:
       return on_bye(peer);
     case wire::Envelope::STATUS_REQUEST:
+      // Only admins get here when the broker has keys (check_role).
       outbox_.send(peer, status_reply(peers_, batches_, ledger_.state(), counters_));
       return;
     case wire::Envelope::DEFERRED_REQUEST:
       if (peers_.is_worker(peer)) {
         return outbox_.drop(peer, wire::ErrorKind::REFUSED, "workers do not manage deferred tasks");
       }
-      return deferred_.on_request(peer, envelope.getDeferredRequest());
+      // A client that is no admin sees and manages its own deferred batches only.
+      return deferred_.on_request(peer, envelope.getDeferredRequest(),
+                                  keys_ && (roles & kAdminRole) == 0 ? std::optional<std::string>(key) : std::nullopt);
     case wire::Envelope::EXECUTOR_LOST:
       if (!peers_.heard_from_supervisor(peer, now)) return outbox_.unknown_peer(peer);
-      return on_executor_lost(envelope.getExecutorLost());
+      return on_executor_lost(peer, envelope.getExecutorLost());
     default:
       return outbox_.drop(peer, wire::ErrorKind::REFUSED, "the broker does not accept this message");
   }
 }
 
 // A window was taken in (not refused on sight): its client counts as heard from.
-void Loop::on_tasks(const PeerId& client, wire::InMessage message, Clock::time_point now) {
-  const bool taken = message.envelope().getTasks().getDeferred() ? deferred_.on_window(client, std::move(message))
+void Loop::on_tasks(const PeerId& client, const std::string& key, wire::InMessage message, Clock::time_point now) {
+  const bool taken = message.envelope().getTasks().getDeferred() ? deferred_.on_window(client, key, std::move(message))
                                                                   : batches_.on_window(client, std::move(message), now);
   if (taken) peers_.heard_from_client(client, now);
 }
@@ -192,9 +247,20 @@ void Loop::on_bye(const PeerId& peer) {
   drop_client(peer, "said goodbye");
 }
 
-void Loop::on_executor_lost(wire::ExecutorLost::Reader lost) {
+void Loop::on_executor_lost(const PeerId& supervisor, wire::ExecutorLost::Reader lost) {
   const PeerId id(text(lost.getExecutorId()));
   if (!peers_.is_executor(id)) return;
+  // A supervisor speaks for its own worker's executors only: a report about another worker's
+  // would fail that worker's healthy work.
+  if (!peers_.supervises(supervisor, id)) {
+    ++counters_.dropped_messages;
+    metrics_.refused_for("foreign_executor");
+    if (refusal_log_.first(supervisor, "foreign_executor")) {
+      logger_->warn("broker: refused a report of a lost executor from {}: executor {} is not of its worker",
+                    wire::printable(supervisor, wire::kLogTextLimit), wire::printable(id, wire::kLogTextLimit));
+    }
+    return;
+  }
   std::optional<std::pair<std::uint64_t, std::uint32_t>> running;
   if (lost.getRunning()) running.emplace(lost.getBatchId(), lost.getIndex());
   const std::string how = lost.getSignal() != 0 ? "killed by " + sys::describe_signal(lost.getSignal())
@@ -203,6 +269,42 @@ void Loop::on_executor_lost(wire::ExecutorLost::Reader lost) {
                      : lost.getStoppedByBroker() ? Batches::Blame::stopped_task
                                                  : Batches::Blame::running_task;
   lose_executor(id, running, blame, lost.getDrained() ? how + " at the end of its worker's drain" : how);
+}
+
+// ---- refusals and keys -------------------------------------------------------------------------
+
+void Loop::refuse(const PeerId& peer, const wire::InMessage& message, std::string_view reason, const std::string& why) {
+  const bool first = refusal_log_.first(peer, reason);
+  if (first) {
+    logger_->warn("broker: refused '{}' from {}: {}", message_name(message.envelope().which()),
+                  wire::printable(peer, wire::kLogTextLimit), why);
+  }
+  const auto envelope = message.envelope();
+  if (envelope.isTasks()) {
+    // A client waits for the answer to a window: always give it, so its batch fails with the reason.
+    const auto window = envelope.getTasks();
+    outbox_.refuse_for(peer, reason, why, window.getBatchId(), window.getTasks().size());
+  } else {
+    outbox_.refuse_for(peer, reason, why, first);
+  }
+}
+
+void Loop::apply_reload() {
+  if (!keys_) {
+    logger_->info("broker: SIGHUP: this broker has no keys (--key), nothing to reload");
+    return;
+  }
+  std::shared_ptr<const KeyRing> fresh;
+  try {
+    fresh = load_key_ring(config_.trust);
+  } catch (const std::exception& error) {
+    logger_->error("broker: keys not reloaded, the {} key(s) in force stay: {}", keys_->size(), error.what());
+    return;
+  }
+  const std::string changes = describe_changes(*keys_, *fresh);
+  keys_ = fresh;
+  authenticator_->set_keys(fresh);
+  logger_->info("broker: keys reloaded: {} ({} key(s) in force)", changes.empty() ? "no change" : changes, keys_->size());
 }
 
 // ---- peers that go ----------------------------------------------------------------------------

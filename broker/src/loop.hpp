@@ -44,6 +44,7 @@
 
 #include <fanout/broker/broker.hpp>
 
+#include "authenticator.hpp"
 #include "batches.hpp"
 #include "deferred_batches.hpp"
 #include "deferred_ledger.hpp"
@@ -52,6 +53,7 @@
 #include "outbox.hpp"
 #include "peers.hpp"
 #include "records.hpp"
+#include "roles.hpp"
 #include "system/event_fd.hpp"
 
 namespace fanout::broker {
@@ -67,6 +69,7 @@ class Loop {
 
   void run();
   void stop() noexcept;
+  void reload_keys() noexcept { reload_.notify(); }
 
   const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
   const Counters& counters() const noexcept { return counters_; }
@@ -74,10 +77,16 @@ class Loop {
 
  private:
   void handle(std::vector<zmq::message_t>& parts);
-  void handle(const PeerId& peer, wire::InMessage message);
-  void on_tasks(const PeerId& client, wire::InMessage message, Clock::time_point now);
+  void handle(const PeerId& peer, const std::string& key, Roles roles, wire::InMessage message);
+  // A message outside its sender's roles (roles.hpp): counted by reason, logged once per peer and
+  // reason, and answered (a window with a refusing `ack`, anything else with an `error` the first
+  // time), so that a peer that keeps trying costs a lookup each time.
+  void refuse(const PeerId& peer, const wire::InMessage& message, std::string_view reason, const std::string& why);
+  // SIGHUP: the key directories read again, the change logged, the new ring in force.
+  void apply_reload();
+  void on_tasks(const PeerId& client, const std::string& key, wire::InMessage message, Clock::time_point now);
   void on_bye(const PeerId& peer);
-  void on_executor_lost(wire::ExecutorLost::Reader lost);
+  void on_executor_lost(const PeerId& supervisor, wire::ExecutorLost::Reader lost);
 
   // A peer is gone: Peers forgets it, Batches takes back its work. `running` is the task the
   // executor was running when it died, when its supervisor said so.
@@ -91,8 +100,15 @@ class Loop {
 
   Config config_;
   std::shared_ptr<spdlog::logger> logger_;
+  // With keys only (Config::trust): the ring every message is checked against, and the ZAP
+  // handler that lets only its keys connect. Declared before the socket, so that the handler
+  // outlives it.
+  std::shared_ptr<const KeyRing> keys_;
+  std::unique_ptr<Authenticator> authenticator_;
+  RefusalLog refusal_log_;
   zmq::socket_t router_;
   sys::EventFd stop_;  // stop() from any thread or a signal handler
+  sys::EventFd reload_;  // reload_keys() from any thread or a signal handler
   std::vector<std::string> endpoints_;
   Counters counters_;
   Metrics metrics_;

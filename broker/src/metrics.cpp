@@ -37,6 +37,21 @@ void Metrics::completed(wire::ErrorKind kind, std::uint64_t count) noexcept {
   if (slot_of(kind) < kKinds) failures_[slot_of(kind)] += count;
 }
 
+namespace {
+
+// The reasons a key's message is refused (roles.hpp, loop.cpp), as labels; the last one takes
+// anything else.
+constexpr std::array<std::string_view, 5> kRoleReasons{"not_a_client", "not_a_worker", "not_an_admin",
+                                                       "foreign_executor", "unknown_key"};
+
+}  // namespace
+
+void Metrics::refused_for(std::string_view reason) noexcept {
+  std::size_t slot = 0;
+  while (slot + 1 < kRoleReasons.size() && kRoleReasons[slot] != reason) ++slot;
+  ++role_refusals_[slot];
+}
+
 void Metrics::refused(wire::ErrorKind kind) noexcept {
   if (slot_of(kind) < kKinds) ++refusals_[slot_of(kind)];
 }
@@ -71,6 +86,7 @@ void Metrics::publish(const Peers& peers, const Batches& batches, const Deferred
   for (std::size_t kind = 0; kind < kKinds; ++kind) {
     if (refusals_[kind] != 0) refused[std::string(kind_label(static_cast<wire::ErrorKind>(kind)))] += refusals_[kind];
   }
+  for (std::size_t slot = 0; slot < kRoleReasons.size(); ++slot) refused[std::string(kRoleReasons[slot])] = role_refusals_[slot];
   snapshot->refused.assign(refused.begin(), refused.end());
   snapshot->tasks_received = counters.tasks_received.load(std::memory_order_relaxed);
   snapshot->requeued_tasks = counters.requeued_tasks.load(std::memory_order_relaxed);

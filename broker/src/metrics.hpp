@@ -43,6 +43,8 @@ class Metrics {
   void completed(wire::ErrorKind kind, std::uint64_t count = 1) noexcept;
   void refused(wire::ErrorKind kind) noexcept;
   void unknown_peer() noexcept { ++unknown_peers_; }
+  // A message refused by its sender's key (roles.hpp), by reason: one of kRoleReasons.
+  void refused_for(std::string_view reason) noexcept;
   void ran(std::chrono::microseconds elapsed) noexcept {
     task_seconds_.observe(std::chrono::duration<double>(elapsed).count());
   }
@@ -69,6 +71,7 @@ class Metrics {
   std::array<std::uint64_t, kKinds> failures_{};  // by wire::ErrorKind
   std::array<std::uint64_t, kKinds> refusals_{};  // by wire::ErrorKind
   std::uint64_t unknown_peers_ = 0;
+  std::array<std::uint64_t, 5> role_refusals_{};  // by index in kRoleReasons (metrics.cpp)
   ops::Histogram task_seconds_{ops::kTaskSecondsBounds};
   ops::Histogram queue_wait_{ops::kTaskSecondsBounds};
 

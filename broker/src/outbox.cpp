@@ -29,6 +29,27 @@ void Outbox::refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t
   send(client, out.frame());
 }
 
+void Outbox::refuse_for(const PeerId& peer, std::string_view reason, const std::string& why, bool reply) {
+  ++counters_.dropped_messages;
+  metrics_.refused_for(reason);
+  if (reply) reply_error(peer, wire::ErrorKind::BAD_MESSAGE, why);
+}
+
+void Outbox::refuse_for(const PeerId& client, std::string_view reason, const std::string& why, std::uint64_t id,
+                        std::uint32_t count) {
+  ++counters_.dropped_messages;
+  metrics_.refused_for(reason);
+  wire::OutMessage out;
+  auto ack = out.envelope().initAck();
+  ack.setBatchId(id);
+  ack.setAccepted(0);
+  auto refused = ack.initRefused();
+  refused.setKind(wire::ErrorKind::REFUSED);
+  refused.setMessage(why + " (" + std::to_string(count) + " task(s) refused)");
+  refused.setRanOn("broker");
+  send(client, out.frame());
+}
+
 void Outbox::acknowledge_deferred(const PeerId& client, std::uint64_t id, std::uint32_t count, std::uint64_t receipt) {
   wire::OutMessage out;
   auto ack = out.envelope().initAck();

@@ -46,6 +46,15 @@ class Outbox {
   void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
                      wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE);
 
+  // A message refused by the sender's key (roles.hpp): counted under `reason`
+  // (fanout_broker_messages_refused_total{reason=...}) and answered with an `error` of kind
+  // `badMessage` when `reply` (kind `refused` would tell a client its broker restarted, and a
+  // worker to announce again, forever).
+  void refuse_for(const PeerId& peer, std::string_view reason, const std::string& why, bool reply);
+  // ...and for a window of `count` tasks of batch `id`: always answered with a refusing `ack`.
+  void refuse_for(const PeerId& client, std::string_view reason, const std::string& why, std::uint64_t id,
+                  std::uint32_t count);
+
   // Tells `client` that deferred batch `id` of `count` tasks is durable, as `receipt`.
   void acknowledge_deferred(const PeerId& client, std::uint64_t id, std::uint32_t count, std::uint64_t receipt);
 

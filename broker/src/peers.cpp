@@ -21,7 +21,39 @@ zmq::message_t heartbeat_frame() {
 Peers::Peers(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters)
     : config_(config), logger_(logger), outbox_(outbox), counters_(counters) {}
 
-Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader announce, Clock::time_point now) {
+std::optional<std::string> Peers::foreign_key(const PeerId& peer, const std::string& key) const {
+  if (const auto executor = executors_.find(peer); executor != executors_.end() && executor->second.key != key) {
+    return "executor " + shown(peer) + " announced with another key; this connection may not speak for it";
+  }
+  if (const auto supervisor = supervisors_.find(peer); supervisor != supervisors_.end() && supervisor->second.key != key) {
+    return "worker " + shown(supervisor->second.worker_id) + " announced with another key; this connection may not speak for it";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Peers::foreign_announce(const PeerId& peer, const std::string& key,
+                                                   wire::Announce::Reader announce) const {
+  const std::string worker(text(announce.getWorkerId()));
+  if (const auto bound = worker_keys_.find(worker); bound != worker_keys_.end() && bound->second != key) {
+    return "worker id " + shown(worker) + " belongs to another key";
+  }
+  if (announce.getRole() == wire::Announce::Role::EXECUTOR && (peer.size() <= worker.size() + 1 ||
+                                                               peer.compare(0, worker.size(), worker) != 0 ||
+                                                               peer[worker.size()] != '/')) {
+    return "executor id " + shown(peer) + " is not of its worker " + shown(worker) + " (<workerId>/...)";
+  }
+  return std::nullopt;
+}
+
+bool Peers::supervises(const PeerId& supervisor, const PeerId& executor) const {
+  const auto s = supervisors_.find(supervisor);
+  const auto e = executors_.find(executor);
+  return s != supervisors_.end() && e != executors_.end() && e->second.worker == s->second.worker_id &&
+         e->second.key == s->second.key;
+}
+
+Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, wire::Announce::Reader announce,
+                                    Clock::time_point now) {
   const auto role = announce.getRole();
   if (role != wire::Announce::Role::SUPERVISOR && role != wire::Announce::Role::EXECUTOR) {
     outbox_.drop(peer, wire::ErrorKind::REFUSED,
@@ -60,6 +92,8 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
     Supervisor& supervisor = supervisors_[peer];
     const bool was_draining = supervisor.draining;
     supervisor.worker_id = worker;
+    supervisor.key = key;
+    if (!key.empty()) worker_keys_.try_emplace(worker, key);
     supervisor.host = host;
     supervisor.pid = announce.getPid();
     supervisor.processes = announce.getProcesses();
@@ -90,6 +124,8 @@ Peers::Announced Peers::on_announce(const PeerId& peer, wire::Announce::Reader a
   const bool fresh = executor.id.empty();
   executor.id = peer;
   executor.worker = worker;
+  executor.key = key;
+  if (!key.empty()) worker_keys_.try_emplace(worker, key);
   executor.names = intern(std::move(names));
   executor.slots = std::max<std::uint32_t>(1, announce.getSlots());
   executor.processes = std::max<std::uint32_t>(1, announce.getProcesses());

@@ -47,7 +47,20 @@ class Peers {
   enum class Announced { refused, supervisor, executor };
   // Registers (or updates) a supervisor or an executor. `refused`: the announce made no sense from
   // that peer and its sender was told why. Throws kj::Exception for a field of the wrong kind.
-  Announced on_announce(const PeerId& peer, wire::Announce::Reader announce, Clock::time_point now);
+  // `key` is the sender's (empty without keys): the executor or worker id is bound to it.
+  Announced on_announce(const PeerId& peer, const std::string& key, wire::Announce::Reader announce, Clock::time_point now);
+
+  // ---- keys (a broker with keys only; docs/security.md) ----
+  // Why a message from `peer` with `key` is not its to send: `peer` is an executor or supervisor
+  // that announced with another key (its connection was taken over under its routing id).
+  std::optional<std::string> foreign_key(const PeerId& peer, const std::string& key) const;
+  // Why an announce from `peer` with `key` would take what another key holds: a worker id bound to
+  // another key (by the first supervisor or executor that announced it), an executor id outside
+  // its worker's ("<workerId>/..."). Throws kj::Exception for a field of the wrong kind.
+  std::optional<std::string> foreign_announce(const PeerId& peer, const std::string& key,
+                                              wire::Announce::Reader announce) const;
+  // Whether `executor` is of the worker that the supervisor at `supervisor` runs.
+  bool supervises(const PeerId& supervisor, const PeerId& executor) const;
 
   // Notes that `peer` is alive; a peer the broker does not know is told so (it may have restarted).
   void on_heartbeat(const PeerId& peer, Clock::time_point now);
@@ -131,6 +144,9 @@ class Peers {
   std::unordered_map<PeerId, Executor> executors_;
   std::unordered_map<PeerId, Supervisor> supervisors_;
   std::unordered_map<std::string, PeerId> supervisor_by_worker_;
+  // Worker id -> the key that first announced it (with keys only). Kept after the worker goes, so
+  // that nobody can take its id while it reconnects; one short entry per worker id ever seen.
+  std::unordered_map<std::string, std::string> worker_keys_;
   std::vector<NameSet> name_sets_;  // executors of one program share one list of task names
 };
 

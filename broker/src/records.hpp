@@ -156,6 +156,7 @@ using NameSet = std::shared_ptr<const std::vector<std::string>>;  // sorted
 struct Executor {
   PeerId id;
   std::string worker;
+  std::string key;  // the key it announced with (Z85; empty on a broker without keys)
   NameSet names;
   std::uint32_t slots = 0;
   std::uint32_t processes = 1;  // executors of its worker, as it announced
@@ -190,6 +191,7 @@ struct Executor {
 
 struct Supervisor {
   std::string worker_id;
+  std::string key;  // the key it announced with (Z85; empty on a broker without keys)
   std::string host;
   std::int32_t pid = 0;
   std::uint32_t processes = 0;      // executors it runs now

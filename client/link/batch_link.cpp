@@ -9,6 +9,7 @@
 #include <kj/exception.h>
 
 #include "batch_id.hpp"
+#include "keys.hpp"
 #include "wire_kinds.hpp"
 
 namespace fanout::link {
@@ -80,7 +81,7 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
     if (awaiting_ && !heard_ && silent > wire::kBrokerSilence) {
       fail(ErrorKind::unreachable, "no word from the broker at " + where_ + " for " +
                                        std::to_string(std::chrono::duration_cast<milliseconds>(wire::kBrokerSilence).count()) +
-                                       " ms");
+                                       " ms; " + wire::no_answer_hint(where_));
     } else if (awaiting_ && heard_ && silent > header_.reconnect_limit) {
       fail(ErrorKind::unreachable, "the broker at " + where_ + " has not answered for " +
                                        std::to_string(header_.reconnect_limit.count()) +

@@ -6,6 +6,7 @@
 #include <fanout/error.hpp>
 
 #include "printable.hpp"
+#include "keys.hpp"
 #include "transport.hpp"
 
 namespace fanout::link {
@@ -16,7 +17,7 @@ std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::st
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   wire::configure_socket(socket);
   socket.set(zmq::sockopt::linger, 0);
-  socket.connect(endpoint);
+  wire::connect_to_broker(socket, endpoint);
   socket.send(request, zmq::send_flags::dontwait);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
@@ -68,7 +69,10 @@ std::string status_report(zmq::context_t& context, const std::string& endpoint, 
   wire::OutMessage request;
   request.envelope().setStatusRequest();
   const auto message = ask_broker(context, endpoint, request.frame(), wire::Envelope::STATUS, timeout);
-  if (!message) throw Error("no answer from a broker at " + endpoint + " within " + std::to_string(timeout.count()) + " ms");
+  if (!message) {
+    throw Error("no answer from a broker at " + endpoint + " within " + std::to_string(timeout.count()) + " ms; " +
+                wire::no_answer_hint(endpoint));
+  }
   const auto envelope = message->envelope();
   if (envelope.isError()) {
     const std::string why = wire::printable(text_of(envelope.getError().getMessage()));

@@ -22,6 +22,7 @@
 
 #include "batch_link.hpp"
 #include "system/event_fd.hpp"
+#include "keys.hpp"
 #include "transport.hpp"
 
 namespace fanout::detail {
@@ -129,11 +130,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
                                       false},
               *this) {
     wire::configure_socket(socket_);
-    try {
-      socket_.connect(options_.endpoint);
-    } catch (const zmq::error_t& error) {
-      throw Error("cannot connect to broker " + options_.endpoint + ": " + error.what());
-    }
+    wire::connect_to_broker(socket_, options_.endpoint);
     thread_ = std::thread([this] { loop(); });
   }
 

@@ -30,6 +30,7 @@
 #include "deferred_endpoint.hpp"
 #include "local_pool.hpp"
 #include "program.hpp"
+#include "keys.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -103,7 +104,7 @@ class SocketPool {
     }
     auto socket = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
     wire::configure_socket(*socket);
-    socket->connect(endpoint_);
+    wire::connect_to_broker(*socket, endpoint_);
     return Lease(*this, std::move(socket));
   }
 
@@ -279,7 +280,7 @@ class BatchRun final : private BatchLink::Receiver {
     if (kind == ErrorKind::unreachable && !link_.heard()) {
       never_reached_ = "cannot reach the broker at " + link_.where() + ": no answer within " +
                        std::to_string(wire::kBrokerSilence.count()) +
-                       " ms; is a fanout-broker listening there? (FANOUT_BROKER)";
+                       " ms; " + wire::no_answer_hint(link_.where());
     }
     fail_open(kind, message);
   }

@@ -19,6 +19,7 @@
 #include "local_service.hpp"
 #include "broker_queries.hpp"
 #include "printable.hpp"
+#include "keys.hpp"
 #include "transport.hpp"
 
 namespace fanout::tool {
@@ -179,6 +180,7 @@ int run_deferred(const DeferredOptions& given, std::ostream& out, std::ostream& 
                            : given.action == DeferredAction::retry ? "fanout deferred retry"
                                                                    : "fanout deferred drop";
   DeferredOptions options = given;
+  if (!use_key_options(options.keys, name, err)) return kDeferredExitUsage;
   std::string where;
   try {
     check_usage(options);
@@ -233,7 +235,7 @@ int run_deferred(const DeferredOptions& given, std::ostream& out, std::ostream& 
     return kDeferredExitRefused;
   }
   if (!answer) {
-    err << name << ": no answer from " << where << " (" << endpoint << ") within " << options.timeout.count() << " ms\n";
+    err << name << ": no answer from " << where << " (" << endpoint << ") within " << options.timeout.count() << " ms; " << wire::no_answer_hint(endpoint) << "\n";
     return kDeferredExitNoBroker;
   }
   if (!answer->error.empty()) {
@@ -278,6 +280,7 @@ CLI::App* add_deferred_command(CLI::App& app, DeferredOptions& options) {
                 "How long to wait for an answer (default 3000)")
         ->check(CLI::Range(1, 600000));
     command->add_flag("--json", options.json, "Print JSON instead of a table");
+    add_key_options(*command, options.keys);
     command->footer(kDeferredFooter);
   };
   auto* list = deferred->add_subcommand("list", "The dead tasks with their errors and attempts");

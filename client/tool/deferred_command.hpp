@@ -3,6 +3,8 @@
 // forgetting them.
 #pragma once
 
+#include "key_options.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -33,6 +35,7 @@ struct DeferredOptions {
   std::optional<std::uint32_t> index;  // only this task of `receipt`
   bool json = false;
   std::chrono::milliseconds timeout{3000};
+  KeyOptions keys;             // --key, --broker-key
 };
 
 // Adds `deferred` and its subcommands `list`, `retry`, `drop` to `app`, their flags bound to

@@ -15,6 +15,7 @@
 #include <fanout/error.hpp>
 
 #include "deferred_command.hpp"
+#include "key_options.hpp"
 #include "run_command.hpp"
 #include "broker_queries.hpp"
 #include "run_options.hpp"
@@ -46,6 +47,9 @@ int run_command(const std::vector<std::string>& words) {
       case fanout::tool::ParsedRun::Action::run:
         break;
     }
+    if (!fanout::tool::use_key_options({parsed.options.key, parsed.options.broker_key}, "fanout run", std::cerr)) {
+      return kRunExitError;
+    }
     return fanout::tool::run(parsed.options);
   } catch (const fanout::tool::UsageError& error) {
     std::cerr << "fanout run: " << error.what() << "\nRun `fanout run --help` for the options.\n";
@@ -66,8 +70,14 @@ int main(int argc, char** argv) {
       "  FANOUT_BROKER=tcp://127.0.0.1:5555 fanout status\n"
       "  fanout run -j 2 'echo {}' ::: a b c\n"
       "  fanout deferred list --broker tcp://127.0.0.1:5555\n"
+      "  fanout keygen alice                                # alice.key (secret, 0600) and alice.pub\n"
+      "  fanout status --broker tcp://10.0.0.5:5555 --key admin.key --broker-key broker.pub\n"
       "\n"
-      "Exit codes: 0 success, 2 bad usage, 4 no broker answered; `fanout run --help` and\n"
+      "A broker with keys (docs/security.md) needs this client's secret key and the broker's public\n"
+      "key: --key/--broker-key or FANOUT_KEY/FANOUT_BROKER_KEY, on every command.\n"
+      "\n"
+      "Exit codes: 0 success, 1 keygen could not write, 2 bad usage (a bad or too open key file\n"
+      "included), 4 no broker answered (or it refused the key); `fanout run --help` and\n"
       "`fanout deferred --help` for theirs.");
 
   std::string broker;
@@ -75,6 +85,12 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "Workers, their executors and free slots, and the queue depth");
   status->add_option("--broker", broker, "Broker endpoint")->envname("FANOUT_BROKER")->required();
   status->add_option("--timeout-ms", timeout_ms, "How long to wait for an answer")->check(CLI::Range(1, 600000));
+  fanout::tool::KeyOptions status_keys;
+  fanout::tool::add_key_options(*status, status_keys);
+
+  std::string keygen_name;
+  auto* keygen = app.add_subcommand("keygen", "Make a CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub");
+  keygen->add_option("NAME", keygen_name, "Path and name of the pair, without extension")->required();
 
   // `fanout run` has a parser of its own (GNU parallel's command line); it is listed here for
   // --help, and taken over below before CLI11 sees its words.
@@ -95,6 +111,8 @@ int main(int argc, char** argv) {
   }
 
   if (deferred->parsed()) return fanout::tool::run_deferred(deferred_options, std::cout, std::cerr);
+  if (keygen->parsed()) return fanout::tool::keygen(keygen_name, std::cout, std::cerr);
+  if (!fanout::tool::use_key_options(status_keys, "fanout status", std::cerr)) return kExitUsage;
 
   zmq::context_t context;
   try {

@@ -48,6 +48,8 @@ Running:
   --dry-run             print the commands instead of running them
   --broker ADDR         run the jobs on the workers of this broker (started with --allow-shell)
                         (FANOUT_BROKER)
+  --key FILE            this client's secret key, for a broker with keys (FANOUT_KEY)
+  --broker-key FILE     the broker's public key (FANOUT_BROKER_KEY)
   --env NAME            send variable NAME along with every remote job
 
 Output:

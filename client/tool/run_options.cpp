@@ -106,6 +106,14 @@ std::vector<Option> make_options() {
     if (v.empty()) throw UsageError(s + ": expected a broker address, such as tcp://10.0.0.5:5555");
     o.broker = v;
   }));
+  options.push_back(valued({"key"}, "", [](RunOptions& o, const std::string& v, const std::string& s) {
+    if (v.empty()) throw UsageError(s + ": expected a secret key file (fanout keygen NAME makes NAME.key)");
+    o.key = v;
+  }));
+  options.push_back(valued({"broker-key"}, "", [](RunOptions& o, const std::string& v, const std::string& s) {
+    if (v.empty()) throw UsageError(s + ": expected the broker's public key file (its .pub)");
+    o.broker_key = v;
+  }));
   options.push_back(valued({"env"}, "", [](RunOptions& o, const std::string& v, const std::string& s) {
     if (v == "_") throw UsageError(s + " _ (every variable, as env_parallel sets up) is not supported; name each variable");
     if (!is_environment_name(v)) throw UsageError(s + " " + v + ": expected the name of an environment variable");

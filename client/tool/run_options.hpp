@@ -109,6 +109,8 @@ struct RunOptions {
 
   // ---- remote
   std::string broker;             // empty: run here
+  std::string key;                // --key: this client's secret key file (else FANOUT_KEY)
+  std::string broker_key;         // --broker-key: the broker's public key file (else FANOUT_BROKER_KEY)
   std::vector<std::string> env;   // --env NAME: sent with every remote job
 };
 

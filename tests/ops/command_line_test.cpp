@@ -114,7 +114,8 @@ TEST_CASE("a client whose broker is unreachable gets one fanout::Error naming th
   CHECK(exit_code(finished) == 0);
   CHECK(finished.out ==
         "error fanout::Error: cannot reach the broker at tcp://127.0.0.1:1: no answer within 4000 ms; is a "
-        "fanout-broker listening there? (FANOUT_BROKER)\n");
+        "fanout-broker listening there? (FANOUT_BROKER; a broker with keys answers only peers with a listed key: "
+        "FANOUT_KEY, FANOUT_BROKER_KEY)\n");
   // The broker silence (4 s), and no lingering on exit.
   CHECK(took >= std::chrono::seconds(4));
   CHECK(took < std::chrono::seconds(7));

@@ -47,6 +47,7 @@
 #include "system/unique_fd.hpp"
 #include "task_durations.hpp"
 #include "task_queue.hpp"
+#include "keys.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -154,7 +155,7 @@ class Executor {
         signals_(sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1, SIGUSR2})) {
     wire::configure_socket(socket_);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
-    socket_.connect(config_.broker);
+    wire::connect_to_broker(socket_, config_.broker);
   }
 
   int run() {
@@ -226,7 +227,7 @@ class Executor {
     socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
     wire::configure_socket(socket_);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
-    socket_.connect(config_.broker);
+    wire::connect_to_broker(socket_, config_.broker);
   }
 
   void heartbeat_if_due(Clock::time_point now) {

@@ -43,6 +43,7 @@
 #include "system/poll_timeout.hpp"
 #include "system/signals.hpp"
 #include "system/unique_fd.hpp"
+#include "keys.hpp"
 #include "transport.hpp"
 
 namespace fanout::worker {
@@ -339,7 +340,7 @@ class Supervisor::State {
     socket_.reset();
     socket_.emplace(*context_, zmq::socket_type::dealer);
     wire::configure_socket(*socket_);
-    socket_->connect(config_.broker);
+    wire::connect_to_broker(*socket_, config_.broker);
     announce();
   }
 

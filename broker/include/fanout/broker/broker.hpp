@@ -25,6 +25,23 @@ namespace fanout::broker {
 class Loop;  // the broker's loop and the parts it drives (broker/src/loop.hpp)
 struct MetricsSnapshot;  // <fanout/broker/metrics.hpp>
 
+// CurveZMQ keys (docs/security.md). With a secret key, every endpoint of the broker speaks
+// CurveZMQ, only peers whose public key is listed in one of the directories may connect, and each
+// message is allowed by the roles of the directories its sender's key is listed in: clients submit,
+// cancel and defer; workers announce and report; admins ask for the status and manage every
+// deferred batch. Without one, every peer has every role (loopback, ipc, inproc, local mode).
+struct Trust {
+  std::string secret_key;  // the broker's own, Z85 (wire::read_secret_key); empty: no keys
+  std::string public_key;  // its public half, Z85
+  // Directories of *.pub files (fanout keygen), read at start and again on reload_keys() (SIGHUP).
+  // An empty path: no key has that role.
+  std::filesystem::path clients;
+  std::filesystem::path workers;
+  std::filesystem::path admins;
+
+  bool enabled() const noexcept { return !secret_key.empty(); }
+};
+
 struct Config {
   // Where to listen: tcp://127.0.0.1:5555, tcp://127.0.0.1:* (the OS picks the port),
   // ipc:///path or ipc://@abstract-name, inproc://name.
@@ -37,9 +54,10 @@ struct Config {
   // ahead of the task they run only while it is quick (see dispatch), so the default, as long as
   // a slow task, sends nothing ahead of a task nobody has seen finish yet.
   std::chrono::nanoseconds unknown_task_time = std::chrono::hours(1);
-  // Binding anything but loopback, ipc or inproc is refused without it, until fanout has
-  // authentication.
+  // Binding anything but loopback, ipc or inproc is refused without keys (`trust`) or this, the
+  // operator's explicit and loudly logged opt-out.
   bool insecure = false;
+  Trust trust;
   // Deferred batches (Concurrency::defer) are accepted only with a journal: each is appended and
   // fsynced there before it is acknowledged, and survives a broker restart (docs/protocol.md).
   std::filesystem::path journal;  // empty: no journal, deferred batches are refused
@@ -82,6 +100,11 @@ class Broker {
   // Makes run() return soon. Async-signal-safe.
   void stop() noexcept;
 
+  // Makes run() read the key directories again (Config::trust) and log what changed; on a
+  // directory or file it cannot read it keeps the keys it has and logs why. Async-signal-safe
+  // (fanout-broker calls it on SIGHUP); nothing happens for a broker without keys.
+  void reload_keys() noexcept;
+
   const Counters& counters() const noexcept;
 
   // ---- for an operations endpoint (fanout-broker --metrics); any thread, never waits on the loop ----
@@ -96,7 +119,11 @@ class Broker {
   std::unique_ptr<Loop> loop_;
 };
 
-// Throws fanout::Error unless `endpoint` is loopback, ipc or inproc (or `insecure`).
-void check_endpoint_allowed(const std::string& endpoint, bool insecure);
+// Throws fanout::Error unless `endpoint` is loopback, ipc or inproc, or the broker has keys
+// (`secured`), or `insecure`.
+void check_endpoint_allowed(const std::string& endpoint, bool insecure, bool secured = false);
+
+// Whether `endpoint` is a tcp endpoint on an address other than loopback.
+bool is_exposed_endpoint(const std::string& endpoint);
 
 }  // namespace fanout::broker
