@@ -3,11 +3,12 @@
 # packages first, then configure, build and run.
 BUILD_DIR      ?= build
 SANITIZE_DIR   ?= build-sanitize
+FUZZ_DIR       ?= build-fuzz
 JOBS           ?= $(shell nproc)
 CMAKE_ARGS     ?=
 CTEST_ARGS     ?= --output-on-failure --timeout 900 -j $(JOBS)
 
-.PHONY: all deps configure build run test test-release test-sanitize bench clean
+.PHONY: all deps configure build run test test-release test-sanitize test-fuzz bench clean
 
 all: build
 
@@ -25,7 +26,7 @@ run: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target fanout_lookups
 	$(BUILD_DIR)/examples/fanout-lookups
 
-test: test-release test-sanitize
+test: test-release test-sanitize test-fuzz
 
 test-release: build
 	cd $(BUILD_DIR) && ctest $(CTEST_ARGS)
@@ -40,8 +41,17 @@ test-sanitize: deps
 	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest $(CTEST_ARGS)
 
+# libFuzzer targets for every decoder a peer can reach (tests/fuzz, docs/security-fuzzing.md), each
+# run for FANOUT_FUZZ_SECONDS (8) from the seed corpus; clang builds only the libraries they need.
+test-fuzz: deps
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DFANOUT_FUZZ=ON -DFANOUT_SANITIZE=address,undefined,fuzzer-no-link \
+	  -DFANOUT_BUILD_TESTS=OFF -DFANOUT_BUILD_EXAMPLES=OFF -DFANOUT_BUILD_BENCH=OFF $(CMAKE_ARGS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fanout_fuzzers
+	cd $(FUZZ_DIR) && ctest $(CTEST_ARGS) -L fuzz
+
 bench: build
 	$(BUILD_DIR)/bench/fanout-bench --peers
 
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)

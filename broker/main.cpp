@@ -22,6 +22,7 @@
 #include "broker_endpoint.hpp"
 #include "broker_queries.hpp"
 #include "keys.hpp"
+#include "limits.hpp"
 
 namespace {
 
@@ -37,6 +38,13 @@ std::atomic<bool> g_stop_requested{false};
 std::atomic<fanout::broker::Broker*> g_running{nullptr};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<fanout::broker::Broker*>::is_always_lock_free,
               "used from a signal handler");
+
+// A byte count such as 16M (limits.hpp, parse_frame_bytes), or why not.
+std::string check_byte_count(const std::string& text) {
+  return fanout::wire::parse_frame_bytes(text) ? std::string() : "a byte count from 64K to 4G, e.g. 16M";
+}
+
+std::size_t byte_count(const std::string& text) { return *fanout::wire::parse_frame_bytes(text); }
 
 extern "C" void request_stop(int) {
   g_stop_requested = true;
@@ -62,10 +70,19 @@ int main(int argc, char** argv) {
       "  fanout-broker --status tcp://127.0.0.1:5555             # workers, slots, queue depth\n"
       "  fanout-broker --bind tcp://127.0.0.1:5555 --journal /var/lib/fanout   # accepts defer()\n"
       "  fanout-broker --bind tcp://127.0.0.1:5555 --metrics 127.0.0.1:9464    # /metrics, /healthz, /readyz\n"
+      "  fanout-broker --bind tcp://127.0.0.1:5555 --max-frame-bytes 64M --max-client-tasks 100000\n"
       "\n"
       "Every flag can also come from the environment: FANOUT_BIND (comma-separated),\n"
       "FANOUT_INSECURE=1, FANOUT_METRICS, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL,\n"
-      "FANOUT_KEY, FANOUT_CLIENT_KEYS, FANOUT_WORKER_KEYS, FANOUT_ADMIN_KEYS.\n"
+      "FANOUT_KEY, FANOUT_CLIENT_KEYS, FANOUT_WORKER_KEYS, FANOUT_ADMIN_KEYS,\n"
+      "FANOUT_MAX_FRAME_BYTES (clients and workers read it too), FANOUT_MAX_CLIENT_TASKS,\n"
+      "FANOUT_MAX_CLIENT_BYTES, FANOUT_MAX_TOTAL_TASKS, FANOUT_MAX_TOTAL_BYTES.\n"
+      "\n"
+      "Limits (docs/limits.md): a frame over --max-frame-bytes and a message whose lists claim more\n"
+      "elements than its bytes hold are refused with an error; a window that would take its client\n"
+      "past --max-client-tasks or --max-client-bytes held at the broker (or every client past the\n"
+      "--max-total-* caps) is refused as busy. Both are counted in\n"
+      "fanout_broker_messages_refused_total{reason=\"over_limit\"|\"busy\"}.\n"
       "\n"
       "Keys (docs/security.md): with --key every endpoint speaks CurveZMQ and only keys listed in the\n"
       "directories (*.pub) may connect, each with the roles of the directories it is in: clients submit,\n"
@@ -126,6 +143,25 @@ int main(int argc, char** argv) {
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_option("--status", status_of, "Print the status of the broker at this endpoint and exit");
+  std::string max_frame = "16M";
+  std::string max_client_bytes = "256M";
+  std::string max_total_bytes = "1G";
+  app.add_option("--max-frame-bytes", max_frame, "Refuse frames larger than this (K, M, G suffixes; default 16M)")
+      ->envname("FANOUT_MAX_FRAME_BYTES")
+      ->check(CLI::Validator(check_byte_count, "BYTES"));
+  app.add_option("--max-client-tasks", config.max_client_tasks,
+                 "Tasks one client may have at the broker, queued or running (default 1048576)")
+      ->envname("FANOUT_MAX_CLIENT_TASKS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32));
+  app.add_option("--max-client-bytes", max_client_bytes, "Bytes of windows one client may have at the broker (default 256M)")
+      ->envname("FANOUT_MAX_CLIENT_BYTES")
+      ->check(CLI::Validator(check_byte_count, "BYTES"));
+  app.add_option("--max-total-tasks", config.max_total_tasks, "Tasks of every client together (default 4194304)")
+      ->envname("FANOUT_MAX_TOTAL_TASKS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 34));
+  app.add_option("--max-total-bytes", max_total_bytes, "Bytes of windows of every client together (default 1G)")
+      ->envname("FANOUT_MAX_TOTAL_BYTES")
+      ->check(CLI::Validator(check_byte_count, "BYTES"));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -155,6 +191,9 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
+  config.max_frame_bytes = byte_count(max_frame);
+  config.max_client_bytes = byte_count(max_client_bytes);
+  config.max_total_bytes = byte_count(max_total_bytes);
 
   zmq::context_t context;
   if (!status_of.empty()) {

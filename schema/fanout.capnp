@@ -231,6 +231,9 @@ struct Grow {
 
 struct Heartbeat {
   sentUnixMs @0 :Int64;
+  resultBytes @1 :UInt64;    # Clients: bytes of results and output read on this connection since
+                             # its previous heartbeat; the broker holds back the work of a client
+                             # that has much unread (docs/limits.md).
 }
 
 struct Cancel {

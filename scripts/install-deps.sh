@@ -14,6 +14,7 @@ packages=(
   python3                                        # benchmark peers
   iproute2                                       # network namespaces for the multi-host test
   parallel                                       # GNU parallel: the fanout run compatibility suite
+  clang libclang-rt-14-dev                       # libFuzzer (make test-fuzz: tests/fuzz)
 )
 
 missing=()

@@ -17,6 +17,7 @@
 #include <fanout/worker/worker.hpp>
 
 #include "keys.hpp"
+#include "limits.hpp"
 #include "worker_endpoint.hpp"
 
 namespace {
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
       "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_MAX_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
       "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
       "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_METRICS, FANOUT_INSECURE=1, FANOUT_LOG_LEVEL,\n"
-      "FANOUT_PASS_ENV (comma-separated), FANOUT_KEY, FANOUT_BROKER_KEY.\n"
+      "FANOUT_PASS_ENV (comma-separated), FANOUT_KEY, FANOUT_BROKER_KEY, FANOUT_MAX_FRAME_BYTES.\n"
       "\n"
       "Keys (docs/security.md): a broker started with --key lets in only listed keys; give this worker\n"
       "its secret key (fanout keygen; its .pub in the broker's --workers directory) and the broker's\n"
@@ -122,6 +123,16 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  std::string max_frame = "16M";
+  app.add_option("--max-frame-bytes", max_frame,
+                 "Refuse frames from the broker larger than this, and keep results messages within it "
+                 "(K, M, G suffixes; default 16M, as the broker's)")
+      ->envname("FANOUT_MAX_FRAME_BYTES")
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            return fanout::wire::parse_frame_bytes(text) ? std::string() : "a byte count from 64K to 4G, e.g. 16M";
+          },
+          "BYTES"));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -141,6 +152,7 @@ int main(int argc, char** argv) {
     if (const char* from_env = std::getenv("FANOUT_LOAD")) load = split_paths(from_env);
   }
   config.load = std::move(load);
+  config.max_frame_bytes = *fanout::wire::parse_frame_bytes(max_frame);
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.liveness = std::chrono::milliseconds(liveness_ms);
   config.drain_timeout = std::chrono::milliseconds(std::llround(drain_timeout_s * 1000));

@@ -4,14 +4,16 @@
 #include <cstdint>
 #include <iterator>
 #include <memory>
+#include <variant>
 
 #include <spdlog/spdlog.h>
 
 namespace fanout::broker {
 
 Batches::Batches(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters, Metrics& metrics,
-                 Peers& peers, DeferredLedger& ledger)
+                 Peers& peers, DeferredLedger& ledger, Admission& admission)
     : config_(config), logger_(logger), outbox_(outbox), counters_(counters), metrics_(metrics), peers_(peers), ledger_(ledger),
+      admission_(admission),
       task_times_(config.unknown_task_time) {}
 
 // ---- windows in, results out ------------------------------------------------------------------
@@ -45,7 +47,17 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
     }
   }
   if (std::uint64_t{received} + count > total) return refuse("the batch's windows hold more tasks than its total");
+  std::shared_ptr<const void> hold;
+  if (count > 0) {
+    auto admitted = admission_.admit(client, count, message.size());
+    if (auto* busy = std::get_if<std::string>(&admitted)) {
+      outbox_.refuse_window(client, id, count, *busy, wire::ErrorKind::REFUSED, Metrics::Reason::busy);
+      return false;
+    }
+    hold = std::move(std::get<std::unique_ptr<Admission::Hold>>(admitted));
+  }
   FramePtr frame = count == 0 ? nullptr : std::make_shared<Frame>(std::move(message));
+  if (frame) frame->hold = std::move(hold);
 
   auto [where, created] = batches_.try_emplace(id);
   Batch& batch = where->second;
@@ -167,7 +179,8 @@ void Batches::on_output(const Executor& executor, wire::InMessage message) {
   if (!running) return;
   const auto batch = batches_.find(id);
   if (batch == batches_.end() || batch->second.ended) return;
-  outbox_.send(batch->second.client, std::move(message.frame()));
+  const std::size_t bytes = message.size();
+  if (outbox_.send(batch->second.client, std::move(message.frame()))) admission_.sent(batch->second.client, bytes);
 }
 
 // Sends `count` outcomes of batch `id` (already encoded in `frame`) to its client.
@@ -178,7 +191,9 @@ void Batches::deliver(std::uint64_t id, std::uint32_t count, zmq::message_t&& fr
   batch.settled += count;
   sweep_candidates_.push_back(id);
   counters_.results_forwarded += count;
-  if (!batch.ended) outbox_.send(batch.client, std::move(frame));
+  if (batch.ended) return;
+  const std::size_t bytes = frame.size();
+  if (outbox_.send(batch.client, std::move(frame))) admission_.sent(batch.client, bytes);
 }
 
 // ---- failures the broker decides ------------------------------------------------------------
@@ -412,6 +427,7 @@ void Batches::requeue_in_flight(Executor& executor) {
 }
 
 void Batches::drop_client(const PeerId& client, const std::string& how) {
+  admission_.read(client, SIZE_MAX);  // what it left unread is gone with its connection
   for (const std::uint64_t id : turns_.remove_client(client)) {
     auto batch = batches_.find(id);
     if (batch == batches_.end()) continue;

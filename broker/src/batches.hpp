@@ -36,6 +36,7 @@
 
 #include <fanout/broker/broker.hpp>
 
+#include "admission.hpp"
 #include "deferred_ledger.hpp"
 #include "metrics.hpp"
 #include "outbox.hpp"
@@ -48,14 +49,15 @@ namespace fanout::broker {
 class Batches {
  public:
   Batches(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters, Metrics& metrics,
-          Peers& peers, DeferredLedger& ledger);
+          Peers& peers, DeferredLedger& ledger, Admission& admission);
 
   // ---- windows in, results out ----
 
   // Takes in a window of a batch that is not deferred: the first one creates the batch (deadline
-  // from `now`), later ones add to it. Everything about the window is checked, and its task names
-  // read, before anything changes. Returns false when the window was refused that way (answered
-  // with an `ack` refusing it); true when it was taken, even if its tasks failed at once (the batch
+  // from `now`), later ones add to it. Everything about the window is checked, its client's caps
+  // included (Admission: refused as busy, counted under "busy"), and its task names read, before
+  // anything changes. Returns false when the window was refused that way (answered with an `ack`
+  // refusing it); true when it was taken, even if its tasks failed at once (the batch
   // had ended, or no connected executor serves them). Throws kj::Exception for a task name that is
   // not text, with nothing changed.
   bool on_window(const PeerId& client, wire::InMessage message, Clock::time_point now);
@@ -118,6 +120,10 @@ class Batches {
   // ---- for Dispatch ----
 
   bool empty() const noexcept { return batches_.empty(); }
+  // Its client has too much unread (Admission::behind): none of its tasks goes out for now.
+  bool held_back(const Batch& batch) const { return admission_.behind(batch.client); }
+  // A client's heartbeat says it read `bytes` more of what it was sent.
+  void client_read(const PeerId& client, std::uint64_t bytes) { admission_.read(client, bytes); }
   Batch* find(std::uint64_t id) {
     const auto found = batches_.find(id);
     return found == batches_.end() ? nullptr : &found->second;
@@ -167,6 +173,7 @@ class Batches {
   Metrics& metrics_;
   Peers& peers_;
   DeferredLedger& ledger_;
+  Admission& admission_;
 
   std::unordered_map<std::uint64_t, Batch> batches_;
   RoundRobin turns_;

@@ -1,5 +1,6 @@
 #include "deferred_batches.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -21,7 +22,11 @@ void DeferredBatches::recover() {
   for (const auto& [receipt, batch] : recovered.batches()) {
     zmq::message_t bytes(batch.payload.data(), batch.payload.size());
     std::string why;
-    auto message = wire::InMessage::parse(std::move(bytes), &why, config_.max_frame_bytes, wire::InMessage::Check::whole);
+    // A batch the journal acknowledged was within the limit of the broker that took it, which may
+    // have been larger than this one's: its size is not held against it (its checksum vouches for
+    // it; its counts are still checked).
+    const std::size_t limit = std::max(config_.max_frame_bytes, batch.payload.size());
+    auto message = wire::InMessage::parse(std::move(bytes), &why, limit, wire::InMessage::Check::whole);
     if (!message || !message->envelope().isTasks() || message->envelope().getTasks().getTasks().size() != batch.task_count) {
       logger_.error("broker: deferred batch {} in the journal is unreadable ({}); skipped", receipt, why);
       continue;

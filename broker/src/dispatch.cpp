@@ -101,7 +101,7 @@ void Dispatch::grow(Clock::time_point now) {
   if (!peers_.may_grow()) return;
   std::size_t waiting = 0;  // tasks that could start now if there were an executor for them
   for (const auto& [id, batch] : batches_.all()) {
-    if (batch.ended || batch.queue.empty()) continue;
+    if (batch.ended || batch.queue.empty() || batches_.held_back(batch)) continue;
     std::size_t may_start = batch.queued;
     if (batch.max_running > 0) {
       may_start = std::min<std::size_t>(may_start, batch.max_running > batch.in_flight ? batch.max_running - batch.in_flight : 0);
@@ -164,7 +164,7 @@ void Dispatch::reclaim_for_idle(const std::vector<Executor*>& idle) {
 bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given) {
   return batches_.turns().serve_one([&](std::uint64_t id) {
     Batch* batch = batches_.find(id);
-    if (batch == nullptr || batch->queue.empty() || batch->ended) return false;
+    if (batch == nullptr || batch->queue.empty() || batch->ended || batches_.held_back(*batch)) return false;
     // A second message of a short batch for the same executor waits (see run()); a deep queue
     // keeps every executor's credit full.
     if (batch->queued <= capacity &&

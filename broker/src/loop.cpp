@@ -21,10 +21,11 @@ Loop::Loop(Config config, zmq::context_t& context)
     : config_(std::move(config)),
       logger_(config_.logger ? config_.logger : spdlog::default_logger()),
       router_(context, zmq::socket_type::router),
+      admission_(config_),
       outbox_(router_, counters_, metrics_),
       peers_(config_, *logger_, outbox_, counters_),
       ledger_(config_, logger_, outbox_, counters_),
-      batches_(config_, *logger_, outbox_, counters_, metrics_, peers_, ledger_),
+      batches_(config_, *logger_, outbox_, counters_, metrics_, peers_, ledger_, admission_),
       dispatch_(outbox_, counters_, metrics_, peers_, batches_),
       deferred_(config_, *logger_, outbox_, ledger_, batches_) {
   // The transport's own limit is the hard stop; parse() enforces the configured one, so that an
@@ -144,9 +145,14 @@ void Loop::handle(std::vector<zmq::message_t>& parts) {
     roles = keys_->roles_of(key);
   }
   std::string why;
-  auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole);
+  auto fault = wire::InMessage::Fault::unreadable;
+  auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole,
+                                        &fault);
   if (!message) {
     logger_->debug("broker: dropped a message from a peer: {}", why);
+    if (fault == wire::InMessage::Fault::over_limit) {
+      return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why, Metrics::Reason::over_limit);
+    }
     return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why);
   }
   try {
@@ -206,6 +212,7 @@ void Loop::handle(const PeerId& peer, const std::string& key, Roles roles, wire:
       }
       return;
     case wire::Envelope::HEARTBEAT:
+      if (!peers_.is_worker(peer)) batches_.client_read(peer, envelope.getHeartbeat().getResultBytes());
       return peers_.on_heartbeat(peer, now);
     case wire::Envelope::CANCEL:
       if (peers_.is_worker(peer)) return outbox_.drop(peer, wire::ErrorKind::REFUSED, "workers do not cancel batches");

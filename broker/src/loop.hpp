@@ -5,6 +5,7 @@
 // the heartbeat timer, and the parts, built here in dependency order and each handed the ones
 // below it:
 //
+//   Admission        what each client may hold at the broker, and all of them (admission.hpp)
 //   Outbox           everything sent (outbox.hpp)
 //   Peers            clients, supervisors, executors: announce, liveness, loss (peers.hpp)
 //   DeferredLedger   the journal side of deferred batches (deferred_ledger.hpp)
@@ -45,6 +46,7 @@
 #include <fanout/broker/broker.hpp>
 
 #include "authenticator.hpp"
+#include "admission.hpp"
 #include "batches.hpp"
 #include "deferred_batches.hpp"
 #include "deferred_ledger.hpp"
@@ -114,6 +116,7 @@ class Loop {
   Metrics metrics_;
   Clock::time_point next_heartbeat_;
 
+  Admission admission_;  // before the parts that hold frames: their Holds are released into it
   Outbox outbox_;
   Peers peers_;
   DeferredLedger ledger_;

@@ -81,7 +81,9 @@ void Metrics::publish(const Peers& peers, const Batches& batches, const Deferred
   for (std::size_t kind = 0; kind <= slot_of(wire::ErrorKind::UNREACHABLE); ++kind) {
     snapshot->completed.emplace_back(kind_label(static_cast<wire::ErrorKind>(kind)), failures_[kind]);
   }
-  std::map<std::string, std::uint64_t> refused{{"unknown_peer", unknown_peers_}};
+  std::map<std::string, std::uint64_t> refused{{"unknown_peer", unknown_peers_},
+                                               {"over_limit", reasons_[static_cast<std::size_t>(Reason::over_limit)]},
+                                               {"busy", reasons_[static_cast<std::size_t>(Reason::busy)]}};
   for (const auto kind : {wire::ErrorKind::BAD_MESSAGE, wire::ErrorKind::REFUSED}) refused[std::string(kind_label(kind))] = 0;
   for (std::size_t kind = 0; kind < kKinds; ++kind) {
     if (refusals_[kind] != 0) refused[std::string(kind_label(static_cast<wire::ErrorKind>(kind)))] += refusals_[kind];

@@ -2,9 +2,14 @@
 
 namespace fanout::broker {
 
-void Outbox::drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why) {
+void Outbox::drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why,
+                  std::optional<Metrics::Reason> reason) {
   ++counters_.dropped_messages;
-  metrics_.refused(kind);
+  if (reason) {
+    metrics_.refused(*reason);
+  } else {
+    metrics_.refused(kind);
+  }
   reply_error(peer, kind, why);
 }
 
@@ -15,9 +20,13 @@ void Outbox::unknown_peer(const PeerId& peer) {
 }
 
 void Outbox::refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
-                           wire::ErrorKind kind) {
+                           wire::ErrorKind kind, std::optional<Metrics::Reason> reason) {
   ++counters_.dropped_messages;
-  metrics_.refused(kind);
+  if (reason) {
+    metrics_.refused(*reason);
+  } else {
+    metrics_.refused(kind);
+  }
   wire::OutMessage out;
   auto ack = out.envelope().initAck();
   ack.setBatchId(id);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -35,7 +36,9 @@ class Outbox {
   bool send(std::string_view peer, zmq::message_t&& frame) { return wire::send_to(router_, peer, std::move(frame)); }
 
   // A message dropped: counted, and its sender told why with an `error` of `kind`.
-  void drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why);
+  // `reason`, when given, is what the refusal is counted under instead of `kind`.
+  void drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why,
+            std::optional<Metrics::Reason> reason = std::nullopt);
 
   // A message from a peer the broker does not know (it never announced, or the broker restarted):
   // counted, and answered with `refused`, which tells a worker to announce again.
@@ -44,7 +47,8 @@ class Outbox {
   // Refuses a whole window of `count` tasks of batch `id`: counted, and answered with an `ack`
   // that accepts nothing and carries the reason, so that every slot of the window fails with it.
   void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
-                     wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE);
+                     wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE,
+                     std::optional<Metrics::Reason> reason = std::nullopt);
 
   // A message refused by the sender's key (roles.hpp): counted under `reason`
   // (fanout_broker_messages_refused_total{reason=...}) and answered with an `error` of kind

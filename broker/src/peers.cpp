@@ -312,6 +312,10 @@ std::string Peers::served_names() const {
 }
 
 NameSet Peers::intern(std::vector<std::string> names) {
+  // A set whose executors have all left is held by this table alone: it goes, so that what peers
+  // announced leaves with them (a peer announcing ever new names costs nothing that lasts, and
+  // this search stays as short as the sets in use).
+  std::erase_if(name_sets_, [](const NameSet& set) { return set.use_count() == 1; });
   for (const auto& known : name_sets_) {
     if (*known == names) return known;
   }

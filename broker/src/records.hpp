@@ -83,6 +83,8 @@ struct Frame {
   std::vector<Run> runs;           // usually one
   std::vector<TaskTimes::Entry*> times_cache;  // by name index, filled by times_of()
   Clock::time_point arrived = Clock::now();  // when it reached the broker (queue wait is measured from here)
+  // The window's share of its client's caps (an Admission::Hold), given back with the frame.
+  std::shared_ptr<const void> hold;
 };
 using FramePtr = std::shared_ptr<Frame>;
 

@@ -4,8 +4,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
 
 #include <capnp/serialize.h>
+#include <kj/common.h>
 #include <kj/exception.h>
 
 #include "batch_id.hpp"
@@ -20,6 +24,29 @@ using std::chrono::milliseconds;
 
 // How a lost batch is named in messages.
 const char* noun(const BatchLink::Header& header) { return header.deferred ? "the deferred batch" : "the batch"; }
+
+// Bytes of results and output read on each socket and not yet reported in a heartbeat. By socket,
+// not by link: the broker counts what it sent to a connection, and a batch may end (its link
+// gone) before its last bytes were reported; the next batch on the same pooled socket reports
+// them. A socket that closes leaves an entry of a few bytes behind; a new socket at the same
+// address then reports a little too much read, which the broker caps at what it sent.
+constexpr std::uint64_t kReportEveryBytes = std::uint64_t{8} << 20;
+
+std::mutex g_unreported_mutex;
+std::unordered_map<const void*, std::uint64_t> g_unreported;
+
+void add_unreported(zmq::socket_t& socket, std::uint64_t bytes) {
+  if (bytes == 0) return;
+  const std::lock_guard lock(g_unreported_mutex);
+  g_unreported[socket.handle()] += bytes;
+}
+
+std::uint64_t take_unreported(zmq::socket_t& socket) {
+  const std::lock_guard lock(g_unreported_mutex);
+  const auto found = g_unreported.find(socket.handle());
+  if (found == g_unreported.end()) return 0;
+  return std::exchange(found->second, 0);
+}
 
 }  // namespace
 
@@ -73,8 +100,16 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
   drain();
   if (beats && !failed_) {
     const auto later = Clock::now();
-    if (later - last_beat_ >= wire::kHeartbeatInterval) {
-      send_simple([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
+    // Early too when much was read: the broker holds back a client's work while it has more than
+    // a few tens of MiB unreported (docs/limits.md), and a fast reader should not wait for that.
+    if (later - last_beat_ >= wire::kHeartbeatInterval || read_since_beat_ >= kReportEveryBytes) {
+      read_since_beat_ = 0;
+      const std::uint64_t read_since = take_unreported(socket_);
+      send_simple([read_since](wire::Envelope::Builder envelope) {
+        auto beat = envelope.initHeartbeat();
+        beat.setSentUnixMs(wire::unix_ms());
+        beat.setResultBytes(read_since);
+      });
       last_beat_ = later;
     }
     const auto silent = later - last_heard_;
@@ -92,11 +127,18 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
 }
 
 void BatchLink::drain() {
+  std::uint64_t read_bytes = 0;
+  const auto report = kj::defer([&] {
+    add_unreported(socket_, read_bytes);
+    read_since_beat_ += read_bytes;
+  });
   zmq::message_t frame;
   while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
     last_heard_ = Clock::now();
     heard_ = heard_ || opened_;
+    const std::size_t bytes = frame.size();
     auto message = wire::InMessage::parse(std::move(frame));
+    if (message && (message->envelope().isResults() || message->envelope().isOutput())) read_bytes += bytes;
     if (!message || failed_) continue;  // unreadable: the broker never sends those; nothing to settle
     try {
       handle(message->envelope());

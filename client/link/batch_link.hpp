@@ -121,7 +121,7 @@ class BatchLink {
   // one message) is not sent at all.
   template <class Fill>
   std::size_t send_window(std::size_t count, std::size_t hint_words, Fill fill,
-                          std::size_t max_bytes = wire::kDefaultMaxFrameBytes) {
+                          std::size_t max_bytes = wire::max_frame_bytes()) {
     wire::OutMessage out(static_cast<unsigned>(std::min<std::size_t>(64 + hint_words, 1u << 22)));
     auto tasks = start_window(out, count);
     for (std::size_t i = 0; i < count; ++i) {
@@ -167,6 +167,7 @@ class BatchLink {
   bool heard_ = false;  // the broker has answered since the batch opened: it exists, silence is a pause
   Clock::time_point last_heard_{};
   Clock::time_point last_beat_{};
+  std::uint64_t read_since_beat_ = 0;  // bytes of results and output read since the last heartbeat
 };
 
 }  // namespace fanout::link

@@ -28,7 +28,7 @@ std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::st
     zmq::message_t frame;
     if (!socket.recv(frame, zmq::recv_flags::dontwait)) continue;
     std::string why;
-    auto message = wire::InMessage::parse(std::move(frame), &why, wire::kDefaultMaxFrameBytes, wire::InMessage::Check::whole);
+    auto message = wire::InMessage::parse(std::move(frame), &why, wire::max_frame_bytes(), wire::InMessage::Check::whole);
     if (!message) throw Error("unreadable answer from " + endpoint + ": " + why);
     const auto kind = message->envelope().which();
     if (kind == reply || kind == wire::Envelope::ERROR) return message;

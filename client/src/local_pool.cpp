@@ -23,6 +23,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "limits.hpp"
 #include "program.hpp"
 #include "system/child_process.hpp"
 #include "system/exec_image.hpp"
@@ -93,6 +94,7 @@ LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
     worker_endpoint_ = options.worker_endpoint;
   }
   config.endpoints = {client_endpoint_, worker_endpoint_};
+  config.max_frame_bytes = wire::max_frame_bytes();  // as this program's windows and its workers
   config.journal = options.journal;
   // The embedded broker is part of the program: what goes wrong reaches the caller as slot
   // failures, so it speaks up only for errors unless FANOUT_LOG_LEVEL asks for more.

@@ -230,11 +230,11 @@ class BatchRun final : private BatchLink::Receiver {
     const std::size_t bytes = link_.send_window(count, count * 16, [&](wire::Task::Builder task, std::size_t i) {
       encode_task(task, batch_, index_of(i), timeout_ms);
     });
-    if (bytes > wire::kDefaultMaxFrameBytes) {  // one task's arguments alone are larger than that
+    if (bytes > wire::max_frame_bytes()) {  // one task's arguments alone are larger than that
       for (std::size_t i = 0; i < count; ++i) {
         results_.failure(index_of(i), FailureInfo{ErrorKind::bad_message, "",
                                                   "its arguments take " + std::to_string(bytes) + " bytes, more than the " +
-                                                      std::to_string(wire::kDefaultMaxFrameBytes >> 20) +
+                                                      std::to_string(wire::max_frame_bytes() >> 20) +
                                                       " MiB a broker accepts in one message",
                                                   "client"});
       }
@@ -306,7 +306,7 @@ class BatchRun final : private BatchLink::Receiver {
 
 Error too_large_to_defer(std::size_t tasks, std::size_t bytes, bool at_least) {
   return Error("the deferred batch of " + std::to_string(tasks) + " tasks takes " + (at_least ? "at least " : "") +
-               std::to_string(bytes) + " bytes, more than the " + std::to_string(wire::kDefaultMaxFrameBytes >> 20) +
+               std::to_string(bytes) + " bytes, more than the " + std::to_string(wire::max_frame_bytes() >> 20) +
                " MiB a broker accepts in one message (a deferred batch travels whole); defer it in smaller batches");
 }
 
@@ -348,7 +348,7 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
     payload += job.task.size() + (job.key != nullptr ? job.key->size() : 0) +
                (job.args != nullptr ? job.args->encoded_size() : 0);
   }
-  if (payload > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, payload, true);
+  if (payload > wire::max_frame_bytes()) throw too_large_to_defer(total, payload, true);
 
   const auto limit = options.timeout.count() > 0 ? options.timeout : std::chrono::milliseconds(kDeferAckTimeout);
   const auto timeout_ms = static_cast<std::uint32_t>(options.timeout.count());
@@ -358,10 +358,10 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
   const auto send = [&] {
     return link.send_window(
         total, total * 16 + payload / sizeof(capnp::word),
-        [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::kDefaultMaxFrameBytes);
+        [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::max_frame_bytes());
   };
   const std::size_t sent_bytes = send();
-  if (sent_bytes > wire::kDefaultMaxFrameBytes) throw too_large_to_defer(total, sent_bytes, false);
+  if (sent_bytes > wire::max_frame_bytes()) throw too_large_to_defer(total, sent_bytes, false);
 
   const auto deadline = Clock::now() + limit;
   for (;;) {

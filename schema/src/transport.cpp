@@ -34,9 +34,11 @@ zmq::message_t OutMessage::frame() {
 
 InMessage::~InMessage() = default;
 
-std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* error, std::size_t max_bytes, Check check) {
-  const auto fail = [&](std::string why) -> std::optional<InMessage> {
+std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* error, std::size_t max_bytes, Check check,
+                                          Fault* fault) {
+  const auto fail = [&](std::string why, Fault kind = Fault::unreadable) -> std::optional<InMessage> {
     if (error != nullptr) *error = std::move(why);
+    if (fault != nullptr) *fault = kind;
     return std::nullopt;
   };
   const std::size_t size = frame.size();
@@ -44,7 +46,8 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
     return fail("frame of " + std::to_string(size) + " bytes is not a whole number of 8-byte words");
   }
   if (size > max_bytes) {
-    return fail("frame of " + std::to_string(size) + " bytes exceeds the limit of " + std::to_string(max_bytes));
+    return fail("frame of " + std::to_string(size) + " bytes exceeds the limit of " + std::to_string(max_bytes) +
+                    " bytes (FANOUT_MAX_FRAME_BYTES)", Fault::over_limit);
   }
   InMessage message;
   message.frame_ = std::move(frame);
@@ -83,15 +86,17 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
       return fail("protocol version " + std::to_string(version) + ", this peer speaks " +
                   std::to_string(PROTOCOL_VERSION));
     }
+    // Before anything iterates a list or sizes a container by it.
+    if (auto why = check_counts(message.envelope_)) return fail(std::move(*why), Fault::over_limit);
   } catch (const kj::Exception& exception) {
     return fail(std::string("unreadable message: ") + exception.getDescription().cStr());
   }
   return message;
 }
 
-void configure_socket(zmq::socket_t& socket, std::size_t max_frame_bytes) {
+void configure_socket(zmq::socket_t& socket, std::size_t frame_limit) {
   socket.set(zmq::sockopt::linger, 0);
-  socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_frame_bytes));
+  socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(frame_limit));
   socket.set(zmq::sockopt::sndhwm, 100000);
   socket.set(zmq::sockopt::rcvhwm, 100000);
 }

@@ -14,12 +14,10 @@
 
 #include <zmq.hpp>
 
+#include "limits.hpp"
 #include "wire.hpp"
 
 namespace fanout::wire {
-
-// Frames above this are refused by the sockets made below (ZMQ_MAXMSGSIZE) and by parse().
-inline constexpr std::size_t kDefaultMaxFrameBytes = std::size_t{512} << 20;
 
 // An Envelope under construction.
 class OutMessage {
@@ -55,10 +53,18 @@ class InMessage {
     whole,
   };
 
-  // Parses `frame`. On a malformed frame (bad size, bad pointers, another protocol version)
-  // returns nullopt and, if `error` is given, says why in a sentence.
+  // Why parse() refused a frame, for the refusal's count.
+  enum class Fault {
+    unreadable,  // bad pointers, bad size, another protocol version
+    over_limit,  // larger than `max_bytes`, or a list claiming more elements than it has bytes
+  };
+
+  // Parses `frame`. On a malformed frame (bad size, bad pointers, another protocol version, a
+  // frame over `max_bytes`, a list whose count its bytes cannot hold: limits.hpp) returns nullopt
+  // and, if `error` is given, says why in a sentence (and `fault`, if given, which kind of fault).
   static std::optional<InMessage> parse(zmq::message_t&& frame, std::string* error = nullptr,
-                                        std::size_t max_bytes = kDefaultMaxFrameBytes, Check check = Check::envelope);
+                                        std::size_t max_bytes = max_frame_bytes(), Check check = Check::envelope,
+                                        Fault* fault = nullptr);
 
   Envelope::Reader envelope() const noexcept { return envelope_; }
   // The frame as received, e.g. to forward it unchanged.
@@ -82,7 +88,7 @@ class InMessage {
 
 // Socket options every fanout socket gets: no linger on close, bounded frame size, generous
 // high-water marks (flow control is fanout's own, by windows and credit).
-void configure_socket(zmq::socket_t& socket, std::size_t max_frame_bytes = kDefaultMaxFrameBytes);
+void configure_socket(zmq::socket_t& socket, std::size_t frame_limit = max_frame_bytes());
 
 // Sends `frame` to the peer `routing_id` on a ROUTER socket. Returns false when the peer is gone
 // (with ZMQ_ROUTER_MANDATORY) or the send would block; never throws for those.

@@ -10,6 +10,7 @@
 #include <fanout/error.hpp>
 #include <kj/exception.h>
 
+#include "limits.hpp"
 #include "wire.hpp"
 
 namespace fanout {
@@ -220,6 +221,16 @@ Value::Reader checked(const ValueReader& handle, Value::Which which, TypeName ex
   return value;
 }
 
+// A list of zero-sized elements claims any count in no bytes (limits.hpp): refused before a
+// decoder sizes a container by it (std::vector::reserve) or loops over it.
+template <class List>
+List counted(List list) {
+  if (wire::amplified(capnp::AnyList::Reader(list))) {
+    throw Error("malformed value: a list claims " + std::to_string(list.size()) + " elements in 0 bytes");
+  }
+  return list;
+}
+
 SequenceReader make_sequence_reader(SequenceList::Reader items) {
   SequenceReader reader;
   reader.storage_ = store(items);
@@ -279,18 +290,18 @@ std::span<const std::byte> ValueReader::as_bytes(TypeName expected) const {
 
 SequenceReader ValueReader::as_list(TypeName expected) const {
   const auto value = checked(*this, Value::LIST, expected);
-  return make_sequence_reader(guarded([&] { return value.getList(); }));
+  return make_sequence_reader(counted(guarded([&] { return value.getList(); })));
 }
 
 SequenceReader ValueReader::as_tuple(TypeName expected) const {
   const auto value = checked(*this, Value::TUPLE, expected);
-  return make_sequence_reader(guarded([&] { return value.getTuple(); }));
+  return make_sequence_reader(counted(guarded([&] { return value.getTuple(); })));
 }
 
 MapReader ValueReader::as_map(TypeName expected) const {
   const auto value = checked(*this, Value::MAP, expected);
   MapReader reader;
-  reader.storage_ = store(guarded([&] { return value.getMap(); }));
+  reader.storage_ = store(counted(guarded([&] { return value.getMap(); })));
   return reader;
 }
 

@@ -124,6 +124,33 @@ class ResultsMessage {
   unsigned count() const noexcept { return count_; }
   bool full() const noexcept { return count_ == capacity_; }
   wire::Result::Builder next() noexcept { return results_[count_++]; }
+  // What the message takes so far (reserved room included).
+  std::size_t bytes() const { return out_->builder().sizeInWords() * sizeof(capnp::word); }
+
+  // The last result made the message larger than a frame may be (limits.hpp): it becomes a
+  // `badResult` error that says so. Its value has to leave the message, which capnp cannot
+  // shrink, so the others are copied into a new one.
+  void refuse_last(std::size_t limit) {
+    const auto old = results_.asReader();
+    const auto last = old[count_ - 1];
+    const std::size_t value_bytes = last.totalSize().wordCount * sizeof(capnp::word);
+    auto fresh = std::make_unique<wire::OutMessage>(capacity_ * kWordsPerResult + 16);
+    auto list = fresh->envelope().initResults(capacity_);
+    for (unsigned i = 0; i + 1 < count_; ++i) list.setWithCaveats(i, old[i]);
+    auto result = list[count_ - 1];
+    result.setBatchId(last.getBatchId());
+    result.setIndex(last.getIndex());
+    result.setAttempt(last.getAttempt());
+    result.setElapsedUs(last.getElapsedUs());
+    result.setRanOn(last.getRanOn());
+    auto error = result.initError();
+    error.setKind(wire::ErrorKind::BAD_RESULT);
+    error.setMessage("the result takes " + std::to_string(value_bytes) + " bytes, more than the " +
+                     std::to_string(limit) + " a message may carry (FANOUT_MAX_FRAME_BYTES, --max-frame-bytes)");
+    error.setRanOn(last.getRanOn());
+    out_ = std::move(fresh);
+    results_ = list;
+  }
 
   // The frame to send. A message sent before it is full has its list cut in place (what was
   // reserved for the rest travels as zeroes).
@@ -153,7 +180,7 @@ class Executor {
         context_(1),
         socket_(context_, zmq::socket_type::dealer),
         signals_(sys::open_signalfd({SIGTERM, SIGINT, SIGUSR1, SIGUSR2})) {
-    wire::configure_socket(socket_);
+    wire::configure_socket(socket_, config_.max_frame_bytes);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
     wire::connect_to_broker(socket_, config_.broker);
   }
@@ -225,7 +252,7 @@ class Executor {
   void reconnect() {
     socket_.close();
     socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
-    wire::configure_socket(socket_);
+    wire::configure_socket(socket_, config_.max_frame_bytes);
     socket_.set(zmq::sockopt::routing_id, config_.executor_id);
     wire::connect_to_broker(socket_, config_.broker);
   }
@@ -325,7 +352,7 @@ class Executor {
 
   void accept(zmq::message_t&& frame) {
     std::string why;
-    auto message = wire::InMessage::parse(std::move(frame), &why);
+    auto message = wire::InMessage::parse(std::move(frame), &why, config_.max_frame_bytes);
     if (!message) return drop(why);
     try {
       const auto envelope = message->envelope();
@@ -392,7 +419,8 @@ class Executor {
       const auto position = TaskQueue::claim(frame);
       if (!position) break;  // the rest was handed back
       const auto task = frame.tasks[*position];
-      if (results->count() > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(task))) {
+      if (results->count() > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(task) ||
+                                   results->bytes() >= wire::kResultsFlushBytes)) {
         // The results so far leave now rather than wait for this task.
         {
           const std::lock_guard socket(socket_mutex_);
@@ -402,6 +430,8 @@ class Executor {
       }
       const auto started = clock;
       run_task(task, frame.batch_id, results->next(), clock);
+      // Room for the envelope around the results, as the broker counts the frame.
+      if (results->bytes() + 1024 > config_.max_frame_bytes) results->refuse_last(config_.max_frame_bytes);
       durations_.record(task, clock - started);
       if (results->count() == 1) first_done = clock;
     }

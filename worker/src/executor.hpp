@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "running_table.hpp"
+#include "limits.hpp"
 #include "timing.hpp"
 
 namespace fanout::worker {
@@ -28,6 +29,7 @@ struct ExecutorConfig {
   std::chrono::milliseconds idle_exit{0};
   // Variables of this process that shell commands also get (names or globs; Config::pass_env).
   std::vector<std::string> pass_env{};
+  std::size_t max_frame_bytes = wire::kDefaultMaxFrameBytes;  // Config::max_frame_bytes, resolved
 };
 
 // Exit codes of an executor process, as its supervisor sees them.

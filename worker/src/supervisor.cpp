@@ -121,6 +121,7 @@ class Supervisor::State {
  public:
   explicit State(const Config& config)
       : config_(config),
+        frame_limit_(config.max_frame_bytes != 0 ? config.max_frame_bytes : wire::max_frame_bytes()),
         host_(sys::host_name()),
         // Taken before the supervisor opens anything: what executors keep (see the file comment).
         inherited_fds_(sys::open_descriptors()),
@@ -181,7 +182,7 @@ class Supervisor::State {
                                   config_.heartbeat,    &running_[slot.number],
                                   static_cast<unsigned>(executors_wanted()),
                                   slot.extra ? config_.extra_idle : std::chrono::milliseconds(0),
-                                  config_.pass_env};
+                                  config_.pass_env,     frame_limit_};
     std::fflush(nullptr);  // unflushed output would be printed again by the child
     const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
@@ -339,7 +340,7 @@ class Supervisor::State {
   void connect() {
     socket_.reset();
     socket_.emplace(*context_, zmq::socket_type::dealer);
-    wire::configure_socket(*socket_);
+    wire::configure_socket(*socket_, frame_limit_);
     wire::connect_to_broker(*socket_, config_.broker);
     announce();
   }
@@ -389,7 +390,7 @@ class Supervisor::State {
         continue;
       }
       std::string why;
-      auto message = wire::InMessage::parse(std::move(frame), &why);
+      auto message = wire::InMessage::parse(std::move(frame), &why, frame_limit_);
       if (!message) {
         drop(why);
         continue;
@@ -540,6 +541,7 @@ class Supervisor::State {
   }
 
   const Config config_;
+  const std::size_t frame_limit_;  // the largest frame in or out (Config::max_frame_bytes, resolved)
   const std::string host_;
   const std::vector<int> inherited_fds_;
   sys::BlockedSignals blocked_;

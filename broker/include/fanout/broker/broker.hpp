@@ -48,7 +48,21 @@ struct Config {
   std::vector<std::string> endpoints;
   std::chrono::milliseconds heartbeat{500};  // how often the broker heartbeats every peer
   std::chrono::milliseconds liveness{2000};  // a peer silent this long is dead
-  std::size_t max_frame_bytes = std::size_t{512} << 20;
+  // The largest frame taken from a peer: larger ones are refused with an error (up to twice this
+  // size; beyond that ZeroMQ drops the connection before the broker reads a byte). 16 MiB, a few
+  // MiB above the largest frame fanout sends (schema/src/limits.hpp).
+  std::size_t max_frame_bytes = std::size_t{16} << 20;
+  // What one client may have at the broker at once: tasks of its windows not yet settled and the
+  // bytes of the windows that hold them; and the same over every client. A window past any of
+  // these is refused as busy (docs/limits.md), and nothing of it is kept.
+  std::size_t max_client_tasks = std::size_t{1} << 20;
+  std::size_t max_client_bytes = std::size_t{256} << 20;
+  std::size_t max_total_tasks = std::size_t{4} << 20;
+  std::size_t max_total_bytes = std::size_t{1} << 30;
+  // Results and output sent to a client that it has not said (in its heartbeats) it read: past
+  // this, its tasks wait at the broker until it reads (back-pressure); the same over every client.
+  std::size_t max_client_unread_bytes = std::size_t{64} << 20;
+  std::size_t max_total_unread_bytes = std::size_t{512} << 20;
   unsigned max_attempts = 3;  // a task that took down its executor this often fails (worker lost)
   // What a task is expected to take until results of its name say otherwise. Executors hold work
   // ahead of the task they run only while it is quick (see dispatch), so the default, as long as

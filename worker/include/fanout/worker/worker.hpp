@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -55,7 +56,10 @@ struct Config {
   // With exit_with_parent: the pid of that process, when known. A starter that died before this
   // process could watch it (a race PR_SET_PDEATHSIG cannot close alone) is then noticed at once.
   pid_t expected_parent = 0;
-  std::chrono::milliseconds drain_timeout{30000};  // on SIGTERM, executors still busy after this are killed
+  std::chrono::milliseconds drain_timeout{30000};
+  // The largest frame its sockets take from the broker, and the most its executors put in one
+  // results message (limits.hpp); 0: FANOUT_MAX_FRAME_BYTES, else 16 MiB.
+  std::size_t max_frame_bytes = 0;  // on SIGTERM, executors still busy after this are killed
   Status* status = nullptr;  // where the supervisor reports how it is (not owned; outlives run()), or none
   // Called once by run() after the supervisor blocked its signals and before it forks executors:
   // where fanout-worker starts its operations endpoint, so that the endpoint's threads never take
