@@ -16,6 +16,7 @@
 #include <fanout/version.hpp>
 #include <fanout/worker/worker.hpp>
 
+#include "ops/log_format.hpp"
 #include "worker_endpoint.hpp"
 
 namespace {
@@ -111,6 +112,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text, or json: one JSON object per line (time, level, message, fields)")
+      ->envname("FANOUT_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -127,6 +132,7 @@ int main(int argc, char** argv) {
   // Logs go to stderr: stdout belongs to what tasks print.
   auto logger = spdlog::stderr_color_mt("fanout-worker");
   logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] [pid %P] %v");
+  fanout::ops::use_log_format(*logger, fanout::ops::parse_log_format(log_format));
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
 
