@@ -4,6 +4,9 @@
 // per line, which a peer's text cannot break. Real processes on loopback.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+
+#include <csignal>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -53,7 +56,7 @@ TEST_CASE("a client that goes away with work unsettled is logged as having aband
                              ":::", "1", "2", "3"},
                             {.drop_env = {"FANOUT_"}, .merge_output = true});
   REQUIRE_MESSAGE(cluster.wait_for([](const fanout_test::StatusCounts& counts) { return counts.running == 2; }),
-                  cluster.logs() + client.out());
+                  (cluster.logs() + client.out()));
   client.kill();  // no goodbye: the broker finds it silent
   CHECK_MESSAGE(fanout_test::eventually([&] {
                   return contains(cluster.broker().log(), "abandoned: its client went silent with 3 task(s) unsettled");

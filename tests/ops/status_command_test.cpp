@@ -3,6 +3,8 @@
 // --program for a program in local mode. The real tool against a real broker and workers.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+
 #include <csignal>
 #include <string>
 

@@ -62,7 +62,7 @@ struct Watched {
     REQUIRE_MESSAGE(cluster.wait_for([](const fanout_test::StatusCounts& counts) {
                       return counts.running == kRunning && counts.queued == kQueued;
                     }),
-                    cluster.logs() + "\nfanout run: " + client->out());
+                    (cluster.logs() + "\nfanout run: " + client->out()));
   }
 
   // /status.json once its snapshot shows the batch (the broker publishes every heartbeat).
@@ -131,7 +131,7 @@ TEST_CASE("/status.json shows the workers, the queue by task name and the runnin
   REQUIRE(status["batches"].size() == 1);
   const json& batch = status["batches"][0];
   CHECK(batch["deferred"] == false);
-  CHECK(batch["total"] == 6);
+  CHECK(batch["total"].is_null());  // `fanout run` reads its input as it goes: open-ended
   CHECK(batch["received"] == 6);
   CHECK(batch["settled"] == 0);
   CHECK(batch["running"] == kRunning);
@@ -179,7 +179,7 @@ TEST_CASE("the status page renders the live workers, queue and batch in a headle
   CHECK(dump.out.find("<td class=\"text\">fanout.shell</td><td class=\"num\">4</td>") != std::string::npos);
   CHECK(count(dump.out, "<tr class=\"batch\"") == 1);
   CHECK(dump.out.find(status["batches"][0]["id"].get<std::string>().substr(8)) != std::string::npos);
-  CHECK(dump.out.find("<td class=\"num\">0 / 6</td>") != std::string::npos);
+  CHECK(dump.out.find("<td class=\"num\">0 / open</td>") != std::string::npos);
   // The attacker's worker id is shown as text: escaped in the DOM, no element made of it, no
   // script run (the title is the page's own).
   CHECK(dump.out.find("&lt;img src=x onerror=\"document.title='owned'\"&gt;worker-b") != std::string::npos);
