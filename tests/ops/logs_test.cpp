@@ -37,8 +37,9 @@ fanout_test::ClusterOptions shell_cluster() {
 
 TEST_CASE("a fanout run that ends normally is logged as finished, not as dropped or abandoned") {
   fanout_test::Cluster cluster(shell_cluster());
-  const auto ran = fanout_test::run_to_end({FANOUT_TOOL_PROGRAM, "run", "--broker", cluster.endpoint(), "echo {}", ":::", "a", "b"},
-                                           {.drop_env = {"FANOUT_"}});
+  const auto ran = fanout_test::run_to_end(
+      {FANOUT_TOOL_PROGRAM, "run", "-k", "--broker", cluster.endpoint(), "echo {}", ":::", "a", "b"},
+      {.drop_env = {"FANOUT_"}});
   REQUIRE_MESSAGE(ran.status == 0, ran.out << ran.err);
   CHECK(ran.out == "a\nb\n");
   // "broker: batch <id> of client <id> finished: open-ended task(s) (2 received), 2 succeeded, in N ms"
