@@ -23,6 +23,7 @@
 #include "broker_queries.hpp"
 #include "keys.hpp"
 #include "limits.hpp"
+#include "ops/log_format.hpp"
 
 namespace {
 
@@ -142,6 +143,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text, or json: one JSON object per line (time, level, message, fields)")
+      ->envname("FANOUT_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--status", status_of, "Print the status of the broker at this endpoint and exit");
   std::string max_frame = "16M";
   std::string max_client_bytes = "256M";
@@ -170,6 +175,7 @@ int main(int argc, char** argv) {
   }
   // Logs go to stderr: stdout carries only what scripts read (the endpoints, the status).
   spdlog::set_default_logger(spdlog::stderr_color_mt("fanout-broker"));
+  fanout::ops::use_log_format(*spdlog::default_logger(), fanout::ops::parse_log_format(log_format));
   spdlog::set_level(spdlog::level::from_str(log_level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.journal = journal;

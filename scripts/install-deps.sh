@@ -11,6 +11,7 @@ packages=(
   doctest-dev                                    # tests
   libcpp-httplib-dev prometheus-cpp-dev          # the --metrics endpoint (HTTP server, metric types)
   prometheus                                     # promtool: checks the scraped metrics in a test
+  chromium                                       # headless: renders the broker's status page in a test
   python3                                        # benchmark peers
   iproute2                                       # network namespaces for the multi-host test
   parallel                                       # GNU parallel: the fanout run compatibility suite

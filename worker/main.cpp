@@ -18,6 +18,7 @@
 
 #include "keys.hpp"
 #include "limits.hpp"
+#include "ops/log_format.hpp"
 #include "worker_endpoint.hpp"
 
 namespace {
@@ -133,6 +134,10 @@ int main(int argc, char** argv) {
             return fanout::wire::parse_frame_bytes(text) ? std::string() : "a byte count from 64K to 4G, e.g. 16M";
           },
           "BYTES"));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text, or json: one JSON object per line (time, level, message, fields)")
+      ->envname("FANOUT_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -160,6 +165,7 @@ int main(int argc, char** argv) {
   // Logs go to stderr: stdout belongs to what tasks print.
   auto logger = spdlog::stderr_color_mt("fanout-worker");
   logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] [pid %P] %v");
+  fanout::ops::use_log_format(*logger, fanout::ops::parse_log_format(log_format));
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
 

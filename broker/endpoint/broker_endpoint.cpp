@@ -1,6 +1,8 @@
 #include "broker_endpoint.hpp"
 
 #include "ops/metrics_text.hpp"
+#include "status_json.hpp"
+#include "status_page.hpp"
 
 namespace fanout::broker {
 
@@ -14,8 +16,11 @@ std::string milliseconds(std::chrono::steady_clock::duration duration) {
 
 BrokerEndpoint::BrokerEndpoint(const ops::HttpAddress& address, std::chrono::milliseconds stall_limit)
     : stall_limit_(stall_limit),
-      http_(address, ops::HttpHandlers{[this] { return metrics(); }, [this] { return health(); },
-                                       [this] { return ready(); }}) {}
+      http_(address, ops::HttpHandlers{[this] { return metrics(); },
+                                       [this] { return health(); },
+                                       [this] { return ready(); },
+                                       {{"/", "text/html; charset=utf-8", [] { return std::string(status_page_html()); }},
+                                        {"/status.json", "application/json", [this] { return status(); }}}}) {}
 
 ops::Probe BrokerEndpoint::health() const {
   const Broker* broker = broker_.load(std::memory_order_acquire);
@@ -37,6 +42,11 @@ std::string BrokerEndpoint::metrics() const {
   const Broker* broker = broker_.load(std::memory_order_acquire);
   // Before the broker exists, the build and nothing else: a scrape still succeeds.
   return metrics_text(broker != nullptr ? *broker->metrics() : MetricsSnapshot{});
+}
+
+std::string BrokerEndpoint::status() const {
+  const Broker* broker = broker_.load(std::memory_order_acquire);
+  return status_json(broker != nullptr ? *broker->metrics() : MetricsSnapshot{});
 }
 
 std::string metrics_text(const MetricsSnapshot& s) {

@@ -1,5 +1,6 @@
 // broker_endpoint.hpp: fanout-broker's operations endpoint (`--metrics ADDR`): /metrics in
-// Prometheus text, /healthz and /readyz, for the Broker the main runs.
+// Prometheus text, /healthz and /readyz, and the status page (`/`, status_page.hpp) with its
+// figures (/status.json, status_json.hpp), for the Broker the main runs.
 //
 // Owns the HTTP endpoint (ops::HttpEndpoint: its own threads). It is started before the broker
 // exists, so that a bad or busy address fails before the journal is read, and it answers while the
@@ -40,6 +41,7 @@ class BrokerEndpoint {
   ops::Probe health() const;
   ops::Probe ready() const;
   std::string metrics() const;
+  std::string status() const;
 
   std::atomic<const Broker*> broker_{nullptr};
   std::atomic<bool> served_{false};  // a broker was handed over once: nullptr now means stopping

@@ -431,7 +431,16 @@ void Batches::drop_client(const PeerId& client, const std::string& how) {
   for (const std::uint64_t id : turns_.remove_client(client)) {
     auto batch = batches_.find(id);
     if (batch == batches_.end()) continue;
-    log_end(batch->second, "dropped: its client " + how);
+    const Batch& b = batch->second;
+    // `fanout run --broker` sends an open-ended batch and says goodbye once every task it sent has
+    // settled: that batch finished. Only a client that leaves work unsettled abandoned it.
+    const bool all_sent = b.total == UINT32_MAX || b.received >= b.total;
+    const std::uint32_t unsettled = b.received > b.settled ? b.received - b.settled : 0;
+    if (all_sent && unsettled == 0 && b.in_flight == 0 && b.queue.empty()) {
+      log_end(b, "finished");
+    } else {
+      log_end(b, fmt::format("abandoned: its client {} with {} task(s) unsettled", how, unsettled));
+    }
     if (runs_shell_commands(batch->second)) end_batch(batch->second, wire::ErrorKind::CANCELLED, "its client left");
     erase_batch(batch);
   }

@@ -15,7 +15,7 @@
 //
 // Threads: the loop's thread only.
 //
-// Logs: one line at info per client batch that ends (finished, or dropped with its client).
+// Logs: one line at info per client batch that ends (finished, or abandoned by its client).
 //
 // Promises: a refused window leaves no trace but its `ack`; a result is forwarded only for a slot
 // in flight at the executor that sent it, and a whole `results` frame of one batch travels on as
@@ -107,7 +107,8 @@ class Batches {
   void requeue_in_flight(Executor& executor);
 
   // A client that left (bye) or went silent (`how`): nobody waits for its batches any more, so
-  // they are forgotten, each logged at info with what it had settled. Shell commands it still has running are stopped, as on cancel (a command may run
+  // they are forgotten, each logged at info with what it had settled: "finished" when every task
+  // it sent had settled (an open-ended batch ends that way), else "abandoned" with how it went. Shell commands it still has running are stopped, as on cancel (a command may run
   // for hours, and whoever started it is gone); other running tasks finish and their results are
   // dropped.
   void drop_client(const PeerId& client, const std::string& how);

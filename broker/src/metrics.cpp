@@ -98,6 +98,14 @@ void Metrics::publish(const Peers& peers, const Batches& batches, const Deferred
   snapshot->queue_wait_seconds = queue_wait_;
   if (const auto stats = ledger.journal_stats()) snapshot->journal_fsync_seconds = stats->fsync_seconds;
 
+  const auto now = Clock::now();
+  std::uint64_t completed = successes_;
+  for (const std::uint64_t failures : failures_) completed += failures;
+  recent_.record(now, completed, task_seconds_.sum(), task_seconds_.samples());
+  snapshot->status = status_view(peers, batches, ledger.state(), now);
+  snapshot->status.recent = recent_.rates();
+  snapshot->status.uptime_seconds = std::chrono::duration<double>(now - started_).count();
+
   std::shared_ptr<const MetricsSnapshot> published = std::move(snapshot);
   std::lock_guard lock(mutex_);
   published_.swap(published);

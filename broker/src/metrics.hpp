@@ -5,7 +5,8 @@
 // the parts record into as things happen (Batches: outcomes and run times, Dispatch: wait times,
 // Outbox: refusals), and the last published MetricsSnapshot. Once per heartbeat the loop calls
 // publish(), which adds the gauges it reads from the parts (queue depth by task name, executors,
-// workers, clients, deferred tasks, the journal's syncs) and swaps the snapshot in under a mutex
+// workers, clients, deferred tasks, the journal's syncs, and the status page's view:
+// status_view.hpp) and swaps the snapshot in under a mutex
 // held for a pointer's copy.
 //
 // Threads: every recording call and publish() on the loop's thread only (plain integers, no
@@ -29,6 +30,7 @@
 #include "ops/histogram.hpp"
 #include "ops/loop_pulse.hpp"
 #include "records.hpp"
+#include "status_view.hpp"
 
 namespace fanout::broker {
 
@@ -79,6 +81,8 @@ class Metrics {
   std::array<std::uint64_t, 2> reasons_{};  // by Reason
   ops::Histogram task_seconds_{ops::kTaskSecondsBounds};
   ops::Histogram queue_wait_{ops::kTaskSecondsBounds};
+  RecentRates recent_;                      // for the status page's throughput and latency
+  Clock::time_point started_ = Clock::now();
 
   ops::LoopPulse pulse_;
   std::atomic<bool> ready_{false};

@@ -89,6 +89,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
         if (executor.worker == worker) executor.unconfirmed = true;
       }
     }
+    const bool joined = supervisor_by_worker_.count(worker) == 0;
     Supervisor& supervisor = supervisors_[peer];
     const bool was_draining = supervisor.draining;
     supervisor.worker_id = worker;
@@ -103,6 +104,10 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
     supervisor.draining = announce.getDraining();
     supervisor.last_seen = now;
     supervisor_by_worker_[worker] = peer;
+    if (joined) {
+      logger_.info("broker: worker {} joined (host {}, pid {}, {} executor(s))", shown(worker), shown(host), supervisor.pid,
+                   supervisor.processes);
+    }
     if (supervisor.draining && !was_draining) logger_.info("broker: worker {} is draining", shown(worker));
     for (auto& [id, executor] : executors_) {
       if (executor.worker == worker) executor.draining = supervisor.draining;
@@ -221,6 +226,11 @@ std::optional<Executor> Peers::remove_executor(const PeerId& id, const std::stri
   std::optional<Executor> executor(std::move(found->second));
   executors_.erase(found);
   ++counters_.executors_lost;
+  if (const auto by_worker = supervisor_by_worker_.find(executor->worker); by_worker != supervisor_by_worker_.end()) {
+    if (const auto supervisor = supervisors_.find(by_worker->second); supervisor != supervisors_.end()) {
+      ++supervisor->second.executors_lost;
+    }
+  }
   if (!executor->in_flight.empty()) {
     logger_.info("broker: executor {} lost ({}), requeueing {} task(s)", shown(id), shown(how),
                  executor->in_flight.size());

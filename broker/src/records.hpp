@@ -203,6 +203,9 @@ struct Supervisor {
   bool allow_shell = false;
   bool draining = false;
   Clock::time_point last_seen;
+  // Its executors the broker lost while it stayed (died, were stopped, said goodbye): the
+  // restarts an operator sees on the status page.
+  std::uint64_t executors_lost = 0;
 };
 
 }  // namespace fanout::broker

@@ -65,7 +65,7 @@ std::string_view text_of(capnp::Text::Reader text) { return {text.cStr(), text.s
 
 }  // namespace
 
-std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout) {
+BrokerStatus query_status(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout) {
   wire::OutMessage request;
   request.envelope().setStatusRequest();
   const auto message = ask_broker(context, endpoint, request.frame(), wire::Envelope::STATUS, timeout);
@@ -79,21 +79,50 @@ std::string status_report(zmq::context_t& context, const std::string& endpoint, 
     throw Error("the broker at " + endpoint + " refused: " + why);
   }
   const auto status = envelope.getStatus();
-  std::ostringstream out;
-  out << "broker " << endpoint << "\n";
-  out << "queued tasks: " << status.getQueued() << ", running: " << status.getRunning()
-      << ", dropped messages: " << status.getDroppedMessages() << "\n";
-  out << "deferred tasks: " << status.getDeferredPending() << " pending, " << status.getDeferredRunning()
-      << " running, " << status.getDeferredDone() << " done, " << status.getDeferredDead() << " dead\n";
-  out << "workers: " << status.getWorkers().size() << "\n";
+  BrokerStatus out;
+  out.endpoint = endpoint;
+  out.queued = status.getQueued();
+  out.running = status.getRunning();
+  out.deferred_pending = status.getDeferredPending();
+  out.deferred_running = status.getDeferredRunning();
+  out.deferred_done = status.getDeferredDone();
+  out.deferred_dead = status.getDeferredDead();
+  out.refused_messages = status.getDroppedMessages();
   for (const auto worker : status.getWorkers()) {
-    // Worker ids and task names are what workers announced: escaped (printable.hpp).
-    out << "  " << wire::printable(text_of(worker.getWorkerId())) << ": " << worker.getProcesses() << " executor(s), "
-        << worker.getFreeSlots() << " free slot(s), seen " << worker.getLastSeenMsAgo() << " ms ago, serves";
-    for (const auto name : worker.getTaskNames()) out << " " << wire::printable(text_of(name));
+    WorkerState state;
+    state.id = text_of(worker.getWorkerId());
+    state.executors = worker.getProcesses();
+    state.free_credit = worker.getFreeSlots();
+    state.last_seen_ms = worker.getLastSeenMsAgo();
+    for (const auto name : worker.getTaskNames()) state.task_names.emplace_back(text_of(name));
+    out.workers.push_back(std::move(state));
+  }
+  return out;
+}
+
+std::string status_text(const BrokerStatus& status) {
+  std::ostringstream out;
+  out << "broker " << status.endpoint << "\n";
+  out << "queued tasks: " << status.queued << ", running: " << status.running
+      << ", refused messages: " << status.refused_messages << " (by reason: /metrics)\n";
+  out << "deferred tasks: " << status.deferred_pending << " pending, " << status.deferred_running << " running, "
+      << status.deferred_done << " done, " << status.deferred_dead << " dead\n";
+  std::uint64_t executors = 0;
+  for (const auto& worker : status.workers) executors += worker.executors;
+  out << "workers: " << status.workers.size() << ", executors: " << executors << "\n";
+  for (const auto& worker : status.workers) {
+    // Worker ids and task names are what workers announced: escaped (printable.hpp). Credit (how
+    // many tasks the broker may send ahead) is not a count of executors: it is shown apart.
+    out << "  " << wire::printable(worker.id, wire::kLogTextLimit) << ": " << worker.executors
+        << " executor(s); free credit " << worker.free_credit << "; seen " << worker.last_seen_ms << " ms ago; serves";
+    for (const auto& name : worker.task_names) out << " " << wire::printable(name, wire::kLogTextLimit);
     out << "\n";
   }
   return out.str();
+}
+
+std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout) {
+  return status_text(query_status(context, endpoint, timeout));
 }
 
 }  // namespace fanout::link

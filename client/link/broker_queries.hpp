@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -38,9 +40,33 @@ struct StatusCounts {
 std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::string& endpoint,
                                         std::chrono::milliseconds timeout);
 
-// Asks the broker at `endpoint` for its status and renders it as text: workers, their executors
-// and free slots, queue depth, counters. Throws fanout::Error when the broker does not answer
-// within `timeout`.
+// One worker as the broker sees it. Text is as the worker announced it: escape it to show it.
+struct WorkerState {
+  std::string id;
+  std::uint32_t executors = 0;
+  std::uint32_t free_credit = 0;  // tasks the broker may still send its executors ahead (0 while draining)
+  std::uint32_t last_seen_ms = 0;
+  std::vector<std::string> task_names;
+};
+
+// What `fanout status` shows of a broker.
+struct BrokerStatus {
+  std::string endpoint;
+  std::uint64_t queued = 0, running = 0;
+  std::uint64_t deferred_pending = 0, deferred_running = 0, deferred_done = 0, deferred_dead = 0;
+  std::uint64_t refused_messages = 0;  // malformed or refused messages since start
+  std::vector<WorkerState> workers;
+};
+
+// Asks the broker at `endpoint` for its status. Throws fanout::Error when it does not answer
+// within `timeout`, refuses, or answers in another protocol version (the error names both).
+BrokerStatus query_status(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout);
+
+// The status as text for a terminal: peer text escaped (printable.hpp), executors counted as
+// executors and their credit shown apart.
+std::string status_text(const BrokerStatus& status);
+
+// status_text(query_status(...)).
 std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout);
 
 }  // namespace fanout::link

@@ -97,10 +97,13 @@ LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
   config.max_frame_bytes = wire::max_frame_bytes();  // as this program's windows and its workers
   config.journal = options.journal;
   // The embedded broker is part of the program: what goes wrong reaches the caller as slot
-  // failures, so it speaks up only for errors unless FANOUT_LOG_LEVEL asks for more.
+  // failures, so it speaks up only for errors unless FANOUT_LOG_LEVEL asks for more. The local
+  // service (with a journal) is nobody's caller: its deferred tasks' failed attempts and deaths
+  // reach only its log (service.log), so it logs at info.
   config.logger = std::make_shared<spdlog::logger>("fanout-broker", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   const char* level = std::getenv("FANOUT_LOG_LEVEL");
-  config.logger->set_level(level != nullptr && *level != '\0' ? spdlog::level::from_str(level) : spdlog::level::err);
+  const auto quiet = options.journal.empty() ? spdlog::level::err : spdlog::level::info;
+  config.logger->set_level(level != nullptr && *level != '\0' ? spdlog::level::from_str(level) : quiet);
   broker_ = std::make_unique<broker::Broker>(config, context);
   broker_thread_ = std::thread([this] { broker_->run(); });
   // The worker is started and reaped by one long-lived thread: PR_SET_PDEATHSIG fires when the

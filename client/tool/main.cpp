@@ -1,4 +1,4 @@
-// fanout: the command-line tool. `fanout status` asks a broker what it serves; `fanout run` runs
+// fanout: the command-line tool. `fanout status` asks a broker what it serves (status_command.hpp); `fanout run` runs
 // a command for each argument, N at a time, here or on remote workers (GNU parallel compatible:
 // its command line in run_options.hpp, its loop in run_loop.cpp); `fanout deferred` lists,
 // retries or drops dead deferred tasks (deferred_command.hpp).
@@ -17,15 +17,14 @@
 #include "deferred_command.hpp"
 #include "key_options.hpp"
 #include "run_command.hpp"
-#include "broker_queries.hpp"
 #include "run_options.hpp"
+#include "status_command.hpp"
 #include <fanout/version.hpp>
 
 namespace {
 
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
-constexpr int kExitNoBroker = 4;
 
 // `fanout run ...`: its own parser (GNU parallel's command line, run_options.hpp), then run().
 // Returns the exit status: 255 for a usage error, as GNU parallel.
@@ -80,11 +79,8 @@ int main(int argc, char** argv) {
       "included), 4 no broker answered (or it refused the key); `fanout run --help` and\n"
       "`fanout deferred --help` for theirs.");
 
-  std::string broker;
-  int timeout_ms = 3000;
-  auto* status = app.add_subcommand("status", "Workers, their executors and free slots, and the queue depth");
-  status->add_option("--broker", broker, "Broker endpoint")->envname("FANOUT_BROKER")->required();
-  status->add_option("--timeout-ms", timeout_ms, "How long to wait for an answer")->check(CLI::Range(1, 600000));
+  fanout::tool::StatusOptions status_options;
+  auto* status = fanout::tool::add_status_command(app, status_options);
   fanout::tool::KeyOptions status_keys;
   fanout::tool::add_key_options(*status, status_keys);
 
@@ -114,12 +110,6 @@ int main(int argc, char** argv) {
   if (keygen->parsed()) return fanout::tool::keygen(keygen_name, std::cout, std::cerr);
   if (!fanout::tool::use_key_options(status_keys, "fanout status", std::cerr)) return kExitUsage;
 
-  zmq::context_t context;
-  try {
-    std::cout << fanout::link::status_report(context, broker, std::chrono::milliseconds(timeout_ms));
-  } catch (const fanout::Error& error) {
-    std::cerr << "fanout status: " << error.what() << "\n";
-    return kExitNoBroker;
-  }
-  return kExitOk;
+  if (status->parsed()) return fanout::tool::run_status(status_options, std::cout, std::cerr);
+  return kExitUsage;
 }

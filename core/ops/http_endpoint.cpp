@@ -1,5 +1,6 @@
 #include "ops/http_endpoint.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -88,6 +89,18 @@ HttpEndpoint::HttpEndpoint(const HttpAddress& address, HttpHandlers handlers)
   });
   server.Get("/healthz", [this](const httplib::Request&, httplib::Response& response) { probe(response, handlers_.health); });
   server.Get("/readyz", [this](const httplib::Request&, httplib::Response& response) { probe(response, handlers_.ready); });
+  for (const HttpPage& page : handlers_.pages) {
+    // Paths are fixed strings of ours, but cpp-httplib reads them as regular expressions.
+    std::string pattern;
+    for (const char c : page.path) pattern += std::isalnum(static_cast<unsigned char>(c)) || c == '/' ? std::string(1, c) : std::string("\\") + c;
+    server.Get(pattern, [&page](const httplib::Request&, httplib::Response& response) {
+      answer(response, [&] {
+        response.set_content(page.body(), page.content_type);
+        // Live figures: never from a cache.
+        response.set_header("Cache-Control", "no-store");
+      });
+    });
+  }
 
   const std::string where = printable_host(address.host) + ":" + std::to_string(address.port);
   errno = 0;

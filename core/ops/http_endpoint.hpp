@@ -1,7 +1,7 @@
 // http_endpoint.hpp: the operations endpoint of fanout-broker and fanout-worker (`--metrics
 // ADDR`): a small HTTP server, cpp-httplib's, serving /metrics (Prometheus text), /healthz (the
 // process's loop turns) and /readyz (the process does its job: a broker serves, a worker is
-// registered with its broker).
+// registered with its broker), and whatever pages its owner adds (the broker's status page).
 //
 // Owns the listening socket, the thread that accepts on it and a pool of two threads that answer.
 // The handlers run on those threads: they must read only what the process's loop publishes for
@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace httplib {
 class Server;
@@ -46,10 +47,19 @@ struct Probe {
   std::string text;
 };
 
+// A further page (the broker's status page and its JSON): GET `path` answers 200 with what
+// `body` returns, as `content_type`.
+struct HttpPage {
+  std::string path;
+  std::string content_type;
+  std::function<std::string()> body;
+};
+
 struct HttpHandlers {
   std::function<std::string()> metrics;  // the Prometheus text of /metrics
   std::function<Probe()> health;         // /healthz
   std::function<Probe()> ready;          // /readyz
+  std::vector<HttpPage> pages;           // anything else served
 };
 
 class HttpEndpoint {

@@ -9,7 +9,8 @@ WorkerEndpoint::WorkerEndpoint(const ops::HttpAddress& address, const Status& st
     : status_(status),
       stall_limit_(stall_limit),
       http_(address, ops::HttpHandlers{[this] { return metrics(); }, [this] { return health(); },
-                                       [this] { return ready(); }}) {}
+                                       [this] { return ready(); },
+                                       {}}) {}
 
 ops::Probe WorkerEndpoint::health() const {
   const auto since = status_.pulse.since_last();

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <fanout/broker/status_view.hpp>
+
 #include "ops/histogram.hpp"
 
 namespace fanout::broker {
@@ -42,6 +44,9 @@ struct MetricsSnapshot {
   ops::Histogram task_seconds{ops::kTaskSecondsBounds};        // run time at the executor (elapsedUs)
   ops::Histogram queue_wait_seconds{ops::kTaskSecondsBounds};  // arrival at the broker to first dispatch
   std::optional<ops::Histogram> journal_fsync_seconds;         // with a journal only
+
+  // What the status page shows beyond the figures above (status_view.hpp).
+  StatusView status;
 };
 
 }  // namespace fanout::broker
