@@ -7,7 +7,7 @@ JOBS           ?= $(shell nproc)
 CMAKE_ARGS     ?=
 CTEST_ARGS     ?= --output-on-failure --timeout 900 -j $(JOBS)
 
-.PHONY: all deps configure build run test test-release test-sanitize bench clean
+.PHONY: all deps configure build run test test-release test-sanitize bench image clean
 
 all: build
 
@@ -39,6 +39,11 @@ test-sanitize: deps
 	cmake --build $(SANITIZE_DIR) -j $(JOBS)
 	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest $(CTEST_ARGS)
+
+# The container image as an OCI archive, without Docker or Podman (deploy/image/build-image.sh):
+# $(BUILD_DIR)/deploy-image/fanout-VERSION.oci.tar.
+image: build
+	deploy/image/build-image.sh $(BUILD_DIR)
 
 bench: build
 	$(BUILD_DIR)/bench/fanout-bench --peers

@@ -284,7 +284,8 @@ for (const { object, where } of objects) {
       }
     }
     if (program === "fanout-worker") {
-      const drain = Number(optionValue(args, "--drain-timeout") ?? kWorkerDefaultDrainSeconds);
+      const fromEnv = (container.env ?? []).find((variable) => variable.name === "FANOUT_DRAIN_TIMEOUT")?.value;
+      const drain = Number(optionValue(args, "--drain-timeout") ?? fromEnv ?? kWorkerDefaultDrainSeconds);
       const grace = pod.terminationGracePeriodSeconds ?? 30;
       if (!(grace > drain)) {
         problem(at, `policy: terminationGracePeriodSeconds ${grace} does not exceed the worker's --drain-timeout ${drain}`);
