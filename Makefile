@@ -8,7 +8,7 @@ JOBS           ?= $(shell nproc)
 CMAKE_ARGS     ?=
 CTEST_ARGS     ?= --output-on-failure --timeout 900 -j $(JOBS)
 
-.PHONY: all deps configure build run test test-release test-sanitize test-fuzz bench clean
+.PHONY: all deps configure build run test test-release test-sanitize test-fuzz bench image clean
 
 all: build
 
@@ -49,6 +49,11 @@ test-fuzz: deps
 	  -DFANOUT_BUILD_TESTS=OFF -DFANOUT_BUILD_EXAMPLES=OFF -DFANOUT_BUILD_BENCH=OFF $(CMAKE_ARGS)
 	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fanout_fuzzers
 	cd $(FUZZ_DIR) && ctest $(CTEST_ARGS) -L fuzz
+
+# The container image as an OCI archive, without Docker or Podman (deploy/image/build-image.sh):
+# $(BUILD_DIR)/deploy-image/fanout-VERSION.oci.tar.
+image: build
+	deploy/image/build-image.sh $(BUILD_DIR)
 
 bench: build
 	$(BUILD_DIR)/bench/fanout-bench --peers

@@ -16,7 +16,14 @@ packages=(
   iproute2                                       # network namespaces for the multi-host test
   parallel                                       # GNU parallel: the fanout run compatibility suite
   clang libclang-rt-14-dev                       # libFuzzer (make test-fuzz: tests/fuzz)
+  mmdebstrap umoci runc                          # the container image (make image) and its runc test
+  systemd                                        # systemd-analyze verify of the systemd units
 )
+# Node.js for the Kubernetes manifest checks (scripts/install-deploy-tools.sh adds its npm
+# packages): Debian's, unless a node is already on the PATH.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -15,3 +15,7 @@ step(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build -G ${CMAKE_
      -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 step(${WORK_DIR}/build/consumer)
+# A task library built against fanout::task_library, loaded by the installed worker and called
+# through the installed broker.
+step(${CMAKE_CURRENT_LIST_DIR}/task_library_check.sh ${prefix} ${WORK_DIR}/build/libconsumer_tasks.so
+     ${WORK_DIR}/build/task_caller)
