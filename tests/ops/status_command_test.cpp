@@ -118,9 +118,10 @@ TEST_CASE("fanout status --program looks at a program running in local mode") {
     CHECK(place["executors"].get<int>() >= 2);
   }
   program.kill();
-  // Nothing of it runs any more: nothing answers.
-  const auto after = status({"--program", FANOUT_LOCAL_PROGRAM, "--timeout-ms", "500"});
-  CHECK(exit_code(after) == 4);
+  // Once nothing of it runs any more (its pool's worker processes follow it out), nothing answers.
+  CHECK(fanout_test::eventually(
+      [&] { return exit_code(status({"--program", FANOUT_LOCAL_PROGRAM, "--timeout-ms", "500"})) == 4; },
+      fanout_test::kPatience));
 }
 
 TEST_CASE("fanout status refuses two places at once and says when nothing answers") {
