@@ -1,11 +1,11 @@
 // status_command.cpp
 #include "status_command.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <string_view>
 #include <system_error>
@@ -21,6 +21,7 @@
 #include "broker_queries.hpp"
 #include "local_service.hpp"
 #include "printable.hpp"
+#include "system/private_directory.hpp"
 
 namespace fanout::tool {
 
@@ -39,33 +40,27 @@ struct Place {
   std::string endpoint;
 };
 
-// The abstract ipc names of the local pools of the running instances of `program` (the embedded
-// broker binds ipc://@fanout-local-<pid>-..., local_pool.cpp), found through /proc.
+// The local pools of the running instances of `program`: the socket files pool-<pid>-... in this
+// user's private runtime directory (local_pool.cpp) whose pid runs `program`.
 std::vector<Place> local_pools_of(const std::filesystem::path& program) {
-  std::vector<std::string> pids;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
-    const std::string pid = entry.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::error_code unreadable;
-    if (std::filesystem::read_symlink(entry.path() / "exe", unreadable) == program) pids.push_back(pid);
-  }
   std::vector<Place> pools;
-  std::ifstream sockets("/proc/net/unix");
-  std::string line;
-  while (std::getline(sockets, line)) {
-    const auto at = line.find(" @fanout-local-");
-    if (at == std::string::npos) continue;
-    const std::string name = line.substr(at + 2);
-    for (const auto& pid : pids) {
-      const std::string prefix = "fanout-local-" + pid + "-";
-      if (name.compare(0, prefix.size(), prefix) != 0) continue;
-      const Place place{"the local pool of " + program.string() + " (pid " + pid + ")", "ipc://@" + name};
-      bool seen = false;
-      for (const auto& known : pools) seen = seen || known.endpoint == place.endpoint;
-      if (!seen) pools.push_back(place);  // a listening socket and its connections share the name
-    }
+  std::filesystem::path directory;
+  try {
+    directory = sys::private_runtime_directory();
+  } catch (const std::runtime_error&) {
+    return pools;  // no usable directory: no local pool of this user's can be running
   }
+  std::error_code error;
+  for (std::filesystem::directory_iterator entry(directory, error), end; !error && entry != end; entry.increment(error)) {
+    const std::string name = entry->path().filename().string();
+    if (name.rfind("pool-", 0) != 0) continue;
+    const std::string pid = name.substr(5, name.find('-', 5) - 5);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code unreadable;
+    if (std::filesystem::read_symlink("/proc/" + pid + "/exe", unreadable) != program) continue;
+    pools.push_back({"the local pool of " + program.string() + " (pid " + pid + ")", "ipc://" + entry->path().string()});
+  }
+  std::sort(pools.begin(), pools.end(), [](const Place& a, const Place& b) { return a.endpoint < b.endpoint; });
   return pools;
 }
 
