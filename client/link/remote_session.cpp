@@ -130,7 +130,11 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
                                       false},
               *this) {
     wire::configure_socket(socket_);
-    wire::connect_to_broker(socket_, options_.endpoint);
+    try {
+      wire::connect_to_broker(socket_, options_.endpoint);
+    } catch (const zmq::error_t& error) {
+      throw Error("cannot connect to broker " + options_.endpoint + ": " + error.what());
+    }
     thread_ = std::thread([this] { loop(); });
   }
 

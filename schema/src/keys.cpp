@@ -154,11 +154,7 @@ void connect_to_broker(zmq::socket_t& socket, const std::string& endpoint) {
   if (endpoint.rfind("tcp://", 0) == 0) {
     if (const auto keys = client_keys_from_env()) apply_client_keys(socket, *keys);
   }
-  try {
-    socket.connect(endpoint);
-  } catch (const zmq::error_t& error) {
-    throw Error("cannot connect to broker '" + endpoint + "' (tcp://host:port, ipc://path): " + error.what());
-  }
+  socket.connect(endpoint);
 }
 
 std::string no_answer_hint(const std::string& endpoint) {

@@ -58,7 +58,8 @@ std::optional<ClientKeys> client_keys_from_env();
 // Connects `socket` to the broker at `endpoint`. On a tcp endpoint, with client keys in the
 // environment (above), the connection is CurveZMQ: encrypted, and authenticated both ways. Other
 // transports (ipc, inproc: local mode, on one machine) never use keys. Throws fanout::Error for
-// bad keys or a bad endpoint.
+// bad keys, and zmq::error_t, as connect() does, for an endpoint ZeroMQ cannot parse (callers
+// tell a usage error from an unreachable broker by that).
 void connect_to_broker(zmq::socket_t& socket, const std::string& endpoint);
 
 // Sets `keys` on `socket` as a CurveZMQ client (before it connects).

@@ -31,6 +31,7 @@
 #include "cluster.hpp"
 #include "intruder.hpp"
 #include "keys.hpp"
+#include "scrape.hpp"
 #include "task_window.hpp"
 #include "test_support.hpp"
 
@@ -91,7 +92,7 @@ struct Keys {
   std::vector<std::string> broker_arguments() const {
     return {"--key", key("broker").string(), "--clients", clients.string(), "--workers", workers.string(),
             "--admins", admins.string(), "--journal", journal.string(), "--deferred-attempts", "1",
-            "--heartbeat-ms", "200", "--liveness-ms", "1200"};
+            "--heartbeat-ms", "200", "--liveness-ms", "1200", "--metrics", "127.0.0.1:0"};
   }
   fanout_test::WorkerOptions victim_worker() const {
     return {.processes = 2, .load = {FANOUT_EXAMPLE_TASKS},
@@ -110,6 +111,13 @@ struct SecuredCluster {
                                                            .workers = {keys.victim_worker()}}};
 
   const std::string& endpoint() const { return cluster.endpoint(); }
+  // Waits until the broker's /metrics counts at least `count` messages refused for `reason`.
+  bool refused_at_least(const std::string& reason, double count) {
+    const auto url = fanout_test::url_after(cluster.broker().log(), "serving metrics on ");
+    REQUIRE(url);
+    const std::string series = "fanout_broker_messages_refused_total{reason=\"" + reason + "\"}";
+    return fanout_test::eventually([&] { return fanout_test::scrape(*url, series).value_or(0) >= count; });
+  }
 
   // process_remote_client (100 squares, each checked) as `who` (empty: no keys at all).
   Finished run_client(const std::string& who, std::chrono::milliseconds limit = 60s) const {
@@ -298,6 +306,7 @@ TEST_CASE("a client key announcing itself as a worker gets no task of anyone's")
   CHECK(rogue.count(Kind::TASKS) == 0);
   INFO(s.cluster.broker().log());
   CHECK(contains(s.cluster.broker().log(), "refused 'announce' from rogue/0/0"));
+  CHECK(s.refused_at_least("not_a_worker", 2));  // both announces, though only the first was answered
 }
 
 TEST_CASE("another worker's key can neither report for the victim's executors nor take their ids") {
@@ -329,6 +338,7 @@ TEST_CASE("another worker's key can neither report for the victim's executors no
   CHECK(contains(squatter.errors(), "worker id victim belongs to another key"));
   CHECK(contains(next_id.errors(), "worker id victim belongs to another key"));
   CHECK(contains(outside.errors(), "is not of its worker intruder"));
+  CHECK(s.refused_at_least("foreign_executor", 4));
   CHECK(fanout_test::eventually(
       [&] { return contains(s.cluster.broker().log(), "refused a report of a lost executor from intruder-supervisor"); }));
   // The victim keeps both executors, and serves.
@@ -345,6 +355,7 @@ TEST_CASE("the status needs an admin key") {
   CHECK(exit_code(as_client.status) == 4);
   CHECK(contains(as_client.err, "the broker's status needs an admin key"));
   CHECK_FALSE(contains(as_client.out, "victim"));
+  CHECK(s.refused_at_least("not_an_admin", 1));
   const auto as_admin = tool({"status", "--broker", s.endpoint()}, s.keys.env("admin"));
   CHECK(exit_code(as_admin.status) == 0);
   CHECK(contains(as_admin.out, "victim"));
