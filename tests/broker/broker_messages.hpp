@@ -121,8 +121,13 @@ zmq::message_t simple_message(Fill fill) {
   return out.frame();
 }
 
-inline zmq::message_t heartbeat_message() {
-  return simple_message([](wire::Envelope::Builder envelope) { envelope.initHeartbeat().setSentUnixMs(wire::unix_ms()); });
+// A heartbeat; from a client, saying it read `result_bytes` of results and output since its last.
+inline zmq::message_t heartbeat_message(std::uint64_t result_bytes = 0) {
+  return simple_message([&](wire::Envelope::Builder envelope) {
+    auto beat = envelope.initHeartbeat();
+    beat.setSentUnixMs(wire::unix_ms());
+    beat.setResultBytes(result_bytes);
+  });
 }
 inline zmq::message_t cancel_message(std::uint64_t batch) {
   return simple_message([&](wire::Envelope::Builder envelope) { envelope.initCancel().setBatchId(batch); });

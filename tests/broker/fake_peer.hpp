@@ -51,6 +51,9 @@ struct PeerOptions {
   std::string routing_id{};  // empty: ZeroMQ picks one (clients)
   bool heartbeat = true;   // heartbeat every kBeat once the peer has sent something
   bool record = true;      // keep every message received for the test to inspect
+  // Heartbeats say how many bytes of results and output it read, as a real client's do; false:
+  // a client that never reads what it is sent, as far as the broker can tell.
+  bool report_reads = true;
 };
 
 class Peer {
@@ -194,11 +197,13 @@ class Peer {
         if (n % 64 == 63) beat_if_due(next_beat);  // a long burst must not silence the peer
         zmq::message_t frame;
         if (!socket_->recv(frame, zmq::recv_flags::dontwait)) break;
+        const std::size_t bytes = frame.size();
         auto message = wire::InMessage::parse(std::move(frame));
         if (!message) {
           ++unreadable_;
           continue;
         }
+        if (message->envelope().isResults() || message->envelope().isOutput()) unreported_ += bytes;
         if (handler_) handler_(*this, *message);
         if (options_.record) {
           std::lock_guard lock(mutex_);
@@ -216,7 +221,7 @@ class Peer {
     const auto now = Clock::now();
     if (now < next_beat) return;
     next_beat = now + kBeat;
-    if (beating_ && spoke_) send_now(heartbeat_message());
+    if (beating_ && spoke_) send_now(heartbeat_message(options_.report_reads ? std::exchange(unreported_, 0) : 0));
   }
 
   zmq::context_t& context_;
@@ -229,6 +234,7 @@ class Peer {
   std::atomic<bool> stop_{false};
   std::atomic<std::size_t> unreadable_{0};
   bool spoke_ = false;  // peer thread only
+  std::uint64_t unreported_ = 0;  // bytes of results and output read since the last heartbeat; peer thread only
   std::unique_ptr<zmq::socket_t> socket_;
   std::mutex mutex_;
   std::condition_variable cv_;

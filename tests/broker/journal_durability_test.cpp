@@ -251,7 +251,7 @@ TEST_CASE("after SIGKILL every record reported durable is there") {
 JournalRecord record_for_token(Token token) {
   const std::uint64_t receipt = (token - 1) / 3 + 1;
   switch ((token - 1) % 3) {
-    case 0: return BatchAccepted{receipt, 2, payload_for(receipt, 1 + receipt % 2000)};
+    case 0: return BatchAccepted{receipt, 2, payload_for(receipt, 2 + receipt % 2000)};  // a byte a task at least
     case 1: return TaskFinished{receipt, 0};
     default:
       if (receipt % 8 == 0) return TaskDead{receipt, 1, 3, "crashed"};

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <fanout/broker/broker.hpp>
+#include <fanout/broker/metrics.hpp>
 #include <zmq.hpp>
 
 namespace fanout_test {
@@ -25,6 +26,8 @@ class RunningBroker {
   // The first endpoint it listens on, with the port the OS picked.
   const std::string& endpoint() const { return broker_.endpoints().front(); }
   const fanout::broker::Counters& counters() const { return broker_.counters(); }
+  // What the broker published at its last heartbeat (<fanout/broker/metrics.hpp>).
+  std::shared_ptr<const fanout::broker::MetricsSnapshot> metrics() const { return broker_.metrics(); }
   // CPU time the broker's thread has used so far.
   std::chrono::duration<double> cpu_time();
   // Empty while run() is serving or returned normally; why it died otherwise.
