@@ -48,21 +48,6 @@ std::shared_ptr<const KeyRing> Authenticator::keys() const {
   return keys_;
 }
 
-void Authenticator::bind_worker(const std::string& worker_id, const std::string& key) {
-  if (worker_id.empty() || key.empty()) return;
-  const std::lock_guard lock(mutex_);
-  worker_keys_.try_emplace(worker_id, key);
-}
-
-std::optional<std::string> Authenticator::owner_of(std::string_view routing_id) const {
-  const std::lock_guard lock(mutex_);
-  // Worker ids may hold '/' themselves (host/pid): try every prefix that ends before one.
-  for (auto slash = routing_id.find('/'); slash != std::string_view::npos; slash = routing_id.find('/', slash + 1)) {
-    if (const auto bound = worker_keys_.find(routing_id.substr(0, slash)); bound != worker_keys_.end()) return bound->second;
-  }
-  return std::nullopt;
-}
-
 void Authenticator::serve() {
   std::vector<zmq::message_t> request;
   while (true) {
@@ -107,16 +92,7 @@ void Authenticator::answer(std::vector<zmq::message_t>& request) {
   zmq_z85_encode(key.data(), static_cast<const std::uint8_t*>(request[6].data()), 32);
   const std::string z85(key.data());
   const auto ring = keys();
-  if (ring && ring->contains(z85)) {
-    const auto owner = owner_of(request[4].to_string_view());
-    if (!owner || *owner == z85) return reply("200", "OK", z85);
-    if (logged_.size() >= kLoggedLimit) logged_.clear();
-    if (logged_.insert(z85 + request[4].to_string()).second) {
-      logger_.warn("broker: refused a connection from {} under routing id {}: that id belongs to a worker of another key",
-                   wire::printable(address, wire::kLogTextLimit), wire::printable(request[4].to_string_view(), wire::kLogTextLimit));
-    }
-    return reply("400", "routing id belongs to another key", "");
-  }
+  if (ring && ring->contains(z85)) return reply("200", "OK", z85);
   if (logged_.size() >= kLoggedLimit) logged_.clear();
   if (logged_.insert(z85).second) {
     logger_.warn("broker: refused a connection from {}: its key {} is not listed in --clients, --workers or --admins",

@@ -12,20 +12,14 @@
 // before binding its endpoints never takes a handshake that nobody judged (libzmq accepts every
 // peer of a context without a ZAP handler): fail closed.
 //
-// Promises: a refused key is logged once (bounded), never as raw peer text. A listed key that
-// connects under an executor id of a worker announced with another key is refused too: with
-// ZeroMQ's handover the newcomer would otherwise take over that executor's connection and the
-// tasks sent to it (squatting). Does not: know
+// Promises: a refused key is logged once (bounded), never as raw peer text. Does not: know
 // anything of roles beyond "listed or not", count messages, or read key files.
 #pragma once
 
-#include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -51,11 +45,6 @@ class Authenticator {
   void set_keys(std::shared_ptr<const KeyRing> keys);
   std::shared_ptr<const KeyRing> keys() const;
 
-  // Routing ids "<workerId>/..." (its executors') belong to `key` from now on: a handshake of
-  // another key under one of them is refused. The first key to announce a worker id keeps it,
-  // as the loop's per-message check has it (peers.hpp).
-  void bind_worker(const std::string& worker_id, const std::string& key);
-
  private:
   void serve();
   void answer(std::vector<zmq::message_t>& request);
@@ -63,12 +52,8 @@ class Authenticator {
   spdlog::logger& logger_;
   zmq::socket_t socket_;
   sys::EventFd stop_;
-  // The key a routing id is bound to, if any (by the longest worker id it starts with + "/").
-  std::optional<std::string> owner_of(std::string_view routing_id) const;
-
-  mutable std::mutex mutex_;  // guards keys_ and worker_keys_
+  mutable std::mutex mutex_;  // guards keys_
   std::shared_ptr<const KeyRing> keys_;
-  std::map<std::string, std::string, std::less<>> worker_keys_;  // worker id -> the key that announced it
   std::set<std::string> logged_;  // refused keys already logged (the thread's own)
   std::thread thread_;
 };

@@ -200,9 +200,6 @@ void Loop::handle(const PeerId& peer, const std::string& key, Roles roles, wire:
         if (auto foreign = peers_.foreign_announce(peer, key, envelope.getAnnounce())) {
           return refuse(peer, message, "foreign_executor", *foreign);
         }
-        // From now on no other key may even connect under this worker's executor ids: a refused
-        // message would come too late, ZeroMQ's handover gives the id's tasks to the newcomer.
-        authenticator_->bind_worker(std::string(envelope.getAnnounce().getWorkerId().cStr()), key);
       }
       // Queued tasks that nobody could serve may have found their executor, or still have none.
       if (peers_.on_announce(peer, key, envelope.getAnnounce(), now) == Peers::Announced::executor) {
