@@ -96,12 +96,14 @@ struct Keys {
   }
   fanout_test::WorkerOptions victim_worker() const {
     return {.processes = 2, .load = {FANOUT_EXAMPLE_TASKS},
-            .arguments = {"--key", key("worker").string(), "--broker-key", pub("broker").string(), "--id", "victim"},
+            .arguments = {"--key", key("worker").string(), "--broker-key", pub("broker").string(), "--id", "victim",
+                          "--log-level", "debug"},  // its log names its executors' ids
             .name = "victim worker"};
   }
 };
 
-// A broker with keys, the real worker "victim" (two executors, victim/0/0 and victim/1/0), and
+// A broker with keys, the real worker "victim" (two executors, victim/0/0/<random> and
+// victim/1/0/<random>), and
 // this test's status queries made as `admin`.
 struct SecuredCluster {
   Keys keys;
@@ -316,36 +318,51 @@ TEST_CASE("another worker's key can neither report for the victim's executors no
   Intruder supervisor = s.intruder("other-worker", "intruder-supervisor");
   supervisor.send(announce(wire::Announce::Role::SUPERVISOR, "intruder", ""));
   REQUIRE(supervisor.wait_for(Kind::HEARTBEAT, 10s));  // accepted: the broker heartbeats it at once
-  // A forged executorLost for the victim's executor, which would fail its work as worker_lost.
+  // A forged executorLost for the victim's first executor, which would fail its work as
+  // worker_lost. Its real id (which outsiders cannot guess: it ends in 64 random bits) from the
+  // victim's log, as if the attacker had learned it.
+  const std::string victim_log = s.cluster.worker(0).out() + s.cluster.worker(0).err();
+  const auto named = victim_log.find("started executor victim/0/0/");
+  REQUIRE(named != std::string::npos);
+  const std::string first_executor = victim_log.substr(named + 17, std::string("victim/0/0/").size() + 16);
   {
     wire::OutMessage out;
     auto lost = out.envelope().initExecutorLost();
-    lost.setExecutorId("victim/0/0");
+    lost.setExecutorId(first_executor);
     lost.setSignal(SIGKILL);
     supervisor.send(out.frame());
   }
-  // The victim's id, as a supervisor and as the next executor a replacement would take.
+  // The victim's worker id, announced by a supervisor of another key.
   Intruder squatter = s.intruder("other-worker", "squat-supervisor");
   squatter.send(announce(wire::Announce::Role::SUPERVISOR, "victim", ""));
+  // Executor ids of the victim's as an outsider would guess them (the first executor's, the
+  // next one a replacement would take): the real ones end in 64 random bits, so these take no
+  // live connection over, and their announces are refused.
+  Intruder live_id = s.intruder("other-worker", "victim/0/0");
+  live_id.send(announce(wire::Announce::Role::EXECUTOR, "victim", "victim/0/0"));
   Intruder next_id = s.intruder("other-worker", "victim/0/1");
   next_id.send(announce(wire::Announce::Role::EXECUTOR, "victim", "victim/0/1"));
   // Its own worker id, with an executor id outside it.
-  Intruder outside = s.intruder("other-worker", "victim/1/9");
-  outside.send(announce(wire::Announce::Role::EXECUTOR, "intruder", "victim/1/9"));
+  Intruder outside = s.intruder("other-worker", "stranger/1/9");
+  outside.send(announce(wire::Announce::Role::EXECUTOR, "intruder", "stranger/1/9"));
   REQUIRE(squatter.wait_for(Kind::ERROR, 10s));
+  REQUIRE(live_id.wait_for(Kind::ERROR, 10s));
   REQUIRE(next_id.wait_for(Kind::ERROR, 10s));
   REQUIRE(outside.wait_for(Kind::ERROR, 10s));
   CHECK(contains(squatter.errors(), "worker id victim belongs to another key"));
+  CHECK(contains(live_id.errors(), "worker id victim belongs to another key"));
   CHECK(contains(next_id.errors(), "worker id victim belongs to another key"));
   CHECK(contains(outside.errors(), "is not of its worker intruder"));
-  CHECK(s.refused_at_least("foreign_executor", 4));
+  CHECK(s.refused_at_least("foreign_executor", 5));
   CHECK(fanout_test::eventually(
       [&] { return contains(s.cluster.broker().log(), "refused a report of a lost executor from intruder-supervisor"); }));
   // The victim keeps both executors, and serves.
   CHECK(s.victim_intact());
   s.legitimate_work_runs();
-  next_id.listen(200ms);
-  CHECK(next_id.count(Kind::TASKS) == 0);
+  for (Intruder* squatting : {&live_id, &next_id}) {
+    squatting->listen(200ms);
+    CHECK(squatting->count(Kind::TASKS) == 0);
+  }
 }
 
 TEST_CASE("the status needs an admin key") {

@@ -175,12 +175,17 @@ inline auto announce_of(wire::Announce::Role role) {
 }
 inline auto supervisor_announce() { return announce_of(wire::Announce::Role::SUPERVISOR); }
 inline auto executor_announce() { return announce_of(wire::Announce::Role::EXECUTOR); }
+// The announce of the executor `id`, or of the one in slot `id` ("<workerId>/<n>/<generation>",
+// which a real id continues with '/' and 64 random bits).
 inline auto executor_announce(const std::string& id) {
   return [id](const Received& r) {
-    return r.envelope().isAnnounce() && r.envelope().getAnnounce().getRole() == wire::Announce::Role::EXECUTOR &&
-           r.envelope().getAnnounce().getExecutorId() == id;
+    if (!r.envelope().isAnnounce() || r.envelope().getAnnounce().getRole() != wire::Announce::Role::EXECUTOR) return false;
+    const std::string_view announced = r.envelope().getAnnounce().getExecutorId().cStr();
+    return announced == id ||
+           (announced.size() > id.size() && announced.compare(0, id.size(), id) == 0 && announced[id.size()] == '/');
   };
 }
+inline std::string executor_id_of(const Received& announce) { return announce.envelope().getAnnounce().getExecutorId().cStr(); }
 inline auto results_of(std::uint64_t batch) {
   return [batch](const Received& r) {
     return r.envelope().isResults() && r.envelope().getResults().size() > 0 &&

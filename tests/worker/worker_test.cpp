@@ -124,8 +124,10 @@ TEST_CASE("a worker announces its supervisor and executors, with the tasks of --
            announce.getHost().size() > 0;
   });
   CHECK(supervisor == 1);
-  CHECK(setup.executor(0) == "test-worker/0/0");
-  CHECK(setup.executor(1) == "test-worker/1/0");
+  // <workerId>/<slot>/<generation>/<64 random bits in hex>
+  CHECK(setup.executor(0).rfind("test-worker/0/0/", 0) == 0);
+  CHECK(setup.executor(1).rfind("test-worker/1/0/", 0) == 0);
+  CHECK(setup.executor(0).size() == std::string("test-worker/0/0/").size() + 16);
   for (std::size_t n = 0; n < 2; ++n) {
     CHECK(broker.count([&](const Received& r) {
       if (!r.envelope().isAnnounce() || r.peer != setup.executor(n)) return false;  // routing id = executorId
@@ -291,7 +293,7 @@ TEST_CASE("a task that kills its executor is reported as executorLost with the r
   const Received* replacement = broker.take(executor_announce("test-worker/0/1"));
   REQUIRE_MESSAGE(replacement != nullptr, setup.log());
   auto next = tasks_message(56, {{0, "example.square", arguments(12)}});
-  broker.send("test-worker/0/1", next);
+  broker.send(executor_id_of(*replacement), next);
   CHECK(value_of<int>(single_result(broker, 56, setup.log())) == 144);
 }
 
@@ -314,12 +316,13 @@ TEST_CASE("stopExecutor kills the executor, which is reported as stopped by the 
     CHECK(report.getIndex() == 9);
   }
   CHECK(eventually([&] { return process_ended(setup.executor_pid(0)); }));
-  CHECK(broker.take(executor_announce("test-worker/0/1")) != nullptr);
+  const Received* replacement = broker.take(executor_announce("test-worker/0/1"));
+  REQUIRE_MESSAGE(replacement != nullptr, setup.log());
   // A stop for an executor that is not (or no longer) there changes nothing.
-  auto stale = stop_executor_message("test-worker/0/0", "stale");
+  auto stale = stop_executor_message(setup.executor(0), "stale");
   broker.send(setup.supervisor(), stale);
   auto next = tasks_message(67, {{0, "example.square", arguments(5)}});
-  broker.send("test-worker/0/1", next);
+  broker.send(executor_id_of(*replacement), next);
   CHECK(value_of<int>(single_result(broker, 67, setup.log())) == 25);
   CHECK(broker.count([](const Received& r) { return r.envelope().isExecutorLost(); }) == 1);
 }

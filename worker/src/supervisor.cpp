@@ -175,7 +175,13 @@ class Supervisor::State {
   // ---- executors ------------------------------------------------------------------------------
 
   void start_executor(ExecutorSlot& slot) {
-    slot.id = config_.worker_id + "/" + std::to_string(slot.number) + "/" + std::to_string(slot.generation);
+    // Its routing id at the broker ends in 64 random bits: ZeroMQ's handover (which lets an
+    // executor rejoin after a partition) gives a live routing id's connection, and the tasks sent
+    // to it, to whoever connects under it next, and a listed key of another worker must not be
+    // able to guess one (docs/security.md).
+    char nonce[17];
+    std::snprintf(nonce, sizeof nonce, "%016llx", static_cast<unsigned long long>(random_seed()));
+    slot.id = config_.worker_id + "/" + std::to_string(slot.number) + "/" + std::to_string(slot.generation) + "/" + nonce;
     running_[slot.number].reset();
     const ExecutorConfig executor{config_.broker,       config_.worker_id,  slot.id,
                                   host_,                config_.slots_per_executor, config_.allow_shell,
