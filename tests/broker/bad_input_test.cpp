@@ -1,6 +1,7 @@
 // Bad input: whatever a peer sends, the broker answers where the protocol says so, counts what it
 // drops, and keeps serving well-behaved clients. Also: which endpoints it agrees to listen on.
 #include "broker_harness.hpp"
+#include "serving_broker.hpp"
 
 #include <capnp/any.h>
 
@@ -21,39 +22,11 @@ fanout::broker::Config small_frames() {
   return config;
 }
 
-// A broker with one worker of two executors (answering on their own) and one well-behaved client.
-struct Fixture {
-  explicit Fixture(fanout::broker::Config config = small_frames())
-      : broker(std::move(config), context),
-        supervisor(make_supervisor(context, broker.endpoint(), "w1", 2)),
-        e1(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 2, .record = true}),
-        e2(context, broker.endpoint(), ExecutorOptions{.id = "w1/1/0", .worker = "w1", .slots = 2}),
-        client(context, broker.endpoint()) {
-    REQUIRE(wait_executors(context, broker.endpoint(), 2));
-  }
+// The serving broker (its first executor records what it receives), with small frames.
+struct Fixture : ServingBroker {
+  explicit Fixture(fanout::broker::Config config = small_frames()) : ServingBroker(std::move(config), /*record_first=*/true) {}
 
   std::uint64_t dropped() const { return broker.counters().dropped_messages.load(); }
-
-  // A batch of 5 from the well-behaved client completes with the right values.
-  void check_still_serving() {
-    REQUIRE_MESSAGE(broker.died().empty(), "the broker stopped: " << broker.died());
-    const std::uint64_t batch = next_batch++;
-    client.send(tasks_window(batch, 5, 0, 5));
-    REQUIRE(client.wait_settled(batch, 5));
-    for (const auto& [index, outcome] : client.outcomes(batch)) {
-      CHECK(outcome.ok);
-      CHECK(outcome.value == std::int64_t{index} * index);
-    }
-    CHECK(broker.died().empty());
-  }
-
-  zmq::context_t context;
-  RunningBroker broker;
-  std::unique_ptr<Peer> supervisor;
-  FakeExecutor e1;
-  FakeExecutor e2;
-  FakeClient client;
-  std::uint64_t next_batch = 1000;
 };
 
 // Sends `parts` from a fresh peer and returns the first `error` (or ack) it gets back.

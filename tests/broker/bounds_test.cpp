@@ -3,6 +3,7 @@
 // counted under fanout_broker_messages_refused_total{reason}, and a well-behaved client's batch on
 // the same broker completes as if nothing happened.
 #include "broker_harness.hpp"
+#include "serving_broker.hpp"
 
 #include <capnp/any.h>
 
@@ -14,29 +15,9 @@ using namespace broker_test;
 
 namespace {
 
-// A broker with one worker of two executors (answering on their own) and one well-behaved client.
-struct Fixture {
-  explicit Fixture(fanout::broker::Config config = test_config())
-      : broker(std::move(config), context),
-        supervisor(make_supervisor(context, broker.endpoint(), "w1", 2)),
-        e1(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 2}),
-        e2(context, broker.endpoint(), ExecutorOptions{.id = "w1/1/0", .worker = "w1", .slots = 2}),
-        client(context, broker.endpoint()) {
-    REQUIRE(wait_executors(context, broker.endpoint(), 2));
-  }
-
-  // A batch of 5 from the well-behaved client completes with the right values.
-  void check_still_serving() {
-    REQUIRE_MESSAGE(broker.died().empty(), "the broker stopped: " << broker.died());
-    const std::uint64_t batch = next_batch++;
-    client.send(tasks_window(batch, 5, 0, 5));
-    REQUIRE(client.wait_settled(batch, 5));
-    for (const auto& [index, outcome] : client.outcomes(batch)) {
-      CHECK(outcome.ok);
-      CHECK(outcome.value == std::int64_t{index} * index);
-    }
-    CHECK(broker.died().empty());
-  }
+// The serving broker, and what it counts as refused.
+struct Fixture : ServingBroker {
+  explicit Fixture(fanout::broker::Config config = test_config()) : ServingBroker(std::move(config)) {}
 
   // fanout_broker_messages_refused_total{reason}, as the broker publishes it (every heartbeat).
   std::uint64_t refused(const std::string& reason) const {
@@ -48,14 +29,6 @@ struct Fixture {
   bool refused_reaches(const std::string& reason, std::uint64_t count) const {
     return fanout_test::eventually([&] { return refused(reason) >= count; }, kSoon);
   }
-
-  zmq::context_t context;
-  RunningBroker broker;
-  std::unique_ptr<Peer> supervisor;
-  FakeExecutor e1;
-  FakeExecutor e2;
-  FakeClient client;
-  std::uint64_t next_batch = 1000;
 };
 
 // A `tasks` window whose task list claims `count` tasks of zero bytes each: a list of empty

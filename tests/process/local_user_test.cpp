@@ -60,9 +60,12 @@ std::vector<std::string> listening_sockets(pid_t pid) {
   return paths;
 }
 
-// Tries to connect to the socket file `path`, as `nobody` when `as_nobody`: kRefused, kReached or
-// kOther (+ the exit code says which).
-int try_connect(const std::string& path, bool as_nobody) {
+// What an attempt on a socket file does: connect(2) or bind(2).
+using SocketCall = int (*)(int, const sockaddr*, socklen_t);
+
+// Tries `call` on the socket file `path` from a forked process, as `nobody` when `as_nobody`:
+// kRefused, kReached or kOther + n (the exit code says which).
+int attempt(SocketCall call, const std::string& path, bool as_nobody) {
   auto attempt = fanout_test::Child::fork([&] {
     if (as_nobody && (::setgroups(0, nullptr) != 0 || ::setresgid(kNobody, kNobody, kNobody) != 0 ||
                       ::setresuid(kNobody, kNobody, kNobody) != 0)) {
@@ -72,28 +75,15 @@ int try_connect(const std::string& path, bool as_nobody) {
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) return kReached;
+    if (call(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) return kReached;
     return errno == EACCES ? kRefused : kOther + 2;
   });
   return attempt.finish(10s);
 }
 
-// As `nobody`: tries to bind a socket file at `path` (taking a name before its owner does).
-int try_bind_as_nobody(const std::string& path) {
-  auto attempt = fanout_test::Child::fork([&] {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(kNobody, kNobody, kNobody) != 0 ||
-        ::setresuid(kNobody, kNobody, kNobody) != 0) {
-      return kOther + 1;
-    }
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) return kReached;
-    return errno == EACCES ? kRefused : kOther + 2;
-  });
-  return attempt.finish(10s);
-}
+int try_connect(const std::string& path, bool as_nobody) { return attempt(::connect, path, as_nobody); }
+// As `nobody`: binds a socket file at `path` (taking a name before its owner does).
+int try_bind_as_nobody(const std::string& path) { return attempt(::bind, path, /*as_nobody=*/true); }
 
 bool can_play_another_user() {
   if (::geteuid() == 0) return true;
