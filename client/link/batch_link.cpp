@@ -137,7 +137,14 @@ void BatchLink::drain() {
     last_heard_ = Clock::now();
     heard_ = heard_ || opened_;
     const std::size_t bytes = frame.size();
-    auto message = wire::InMessage::parse(std::move(frame));
+    std::string why;
+    auto fault = wire::InMessage::Fault::unreadable;
+    auto message = wire::InMessage::parse(std::move(frame), &why, wire::max_frame_bytes(), wire::InMessage::Check::envelope,
+                                          &fault);
+    if (!message && fault == wire::InMessage::Fault::other_version) {
+      fail(ErrorKind::bad_message, "the broker at " + where_ + " speaks another version of fanout's protocol (" + why +
+                                       "): use the same fanout release on clients, workers and broker");
+    }
     if (message && (message->envelope().isResults() || message->envelope().isOutput())) read_bytes += bytes;
     if (!message || failed_) continue;  // unreadable: the broker never sends those; nothing to settle
     try {

@@ -1,6 +1,8 @@
 // transport.cpp
 #include "transport.hpp"
 
+#include "printable.hpp"
+
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -83,8 +85,14 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
     message.envelope_ = message.reader_->getRoot<Envelope>();
     const auto version = message.envelope_.getVersion();
     if (version != PROTOCOL_VERSION) {
-      return fail("protocol version " + std::to_string(version) + ", this peer speaks " +
-                  std::to_string(PROTOCOL_VERSION));
+      std::string why = "protocol version " + std::to_string(version) + ", this peer speaks " + std::to_string(PROTOCOL_VERSION);
+      // A peer of another version answers with an Error naming both (the schema's promise): the
+      // one thing worth reading in such a message, so that both sides can say what is wrong.
+      if (message.envelope_.isError()) {
+        const auto said = message.envelope_.getError().getMessage();
+        why += "; it says: " + printable(std::string_view(said.cStr(), said.size()), kLogTextLimit);
+      }
+      return fail(std::move(why), Fault::other_version);
     }
     // Before anything iterates a list or sizes a container by it.
     if (auto why = check_counts(message.envelope_)) return fail(std::move(*why), Fault::over_limit);

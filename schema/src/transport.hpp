@@ -55,8 +55,9 @@ class InMessage {
 
   // Why parse() refused a frame, for the refusal's count.
   enum class Fault {
-    unreadable,  // bad pointers, bad size, another protocol version
+    unreadable,  // bad pointers, bad size
     over_limit,  // larger than `max_bytes`, or a list claiming more elements than it has bytes
+    other_version,  // of another protocol version (the reason quotes the peer's error, if it is one)
   };
 
   // Parses `frame`. On a malformed frame (bad size, bad pointers, another protocol version, a

@@ -7,12 +7,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "cluster.hpp"
 #include "system/unique_fd.hpp"
+#include "transport.hpp"
 
 namespace {
 
@@ -119,4 +126,39 @@ TEST_CASE("a client whose broker is unreachable gets one fanout::Error naming th
   // The broker silence (4 s), and no lingering on exit.
   CHECK(took >= std::chrono::seconds(4));
   CHECK(took < std::chrono::seconds(7));
+}
+
+TEST_CASE("a client whose broker speaks another protocol version gets one error naming both versions") {
+  // A broker of another version, as the schema has it answer: an Error naming both versions.
+  zmq::context_t context;
+  zmq::socket_t router(context, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  std::atomic<bool> stop{false};
+  std::thread other_broker([&] {
+    while (!stop) {
+      zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+      if ((item.revents & ZMQ_POLLIN) == 0) continue;
+      std::vector<zmq::message_t> parts;
+      (void)zmq::recv_multipart(router, std::back_inserter(parts));
+      if (parts.size() != 2) continue;
+      fanout::wire::OutMessage answer;
+      answer.envelope().setVersion(999);
+      auto error = answer.envelope().initError();
+      error.setKind(fanout::wire::ErrorKind::BAD_MESSAGE);
+      error.setMessage("protocol version 1, this broker speaks 999");
+      router.send(parts[0], zmq::send_flags::sndmore);
+      router.send(answer.frame(), zmq::send_flags::none);
+    }
+  });
+  const auto finished = run_to_end({FANOUT_ONE_CALL_CLIENT}, {.env = {"FANOUT_BROKER=" + endpoint}, .drop_env = {"FANOUT_"}});
+  stop = true;
+  other_broker.join();
+  INFO(finished.out << finished.err);
+  CHECK(exit_code(finished) == 0);
+  CHECK(finished.out.find("the broker at " + endpoint + " speaks another version of fanout's protocol (protocol version "
+                          "999, this peer speaks ") != std::string::npos);
+  CHECK(finished.out.find("it says: protocol version 1, this broker speaks 999") != std::string::npos);
 }
