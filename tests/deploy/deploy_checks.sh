@@ -25,14 +25,10 @@ deploy_checks_init() {
   trap 'rm -rf "$work"' EXIT
 }
 
-# KEYS: the CurveZMQ flags the manifests use are accepted as pending until they are on main; once
-# the binaries' --help lists them the checker says so, and these two lines go.
 check_manifests() {
   local broker_bin=$1 worker_bin=$2
   shift 2
   node "$(dirname "${BASH_SOURCE[0]}")/check_manifests.mjs" --tools "$deploy_tools" \
     --program fanout-broker="$broker_bin" --program fanout-worker="$worker_bin" \
-    --pending fanout-broker=--key,--clients,--workers,--admins \
-    --pending fanout-worker=--key,--broker-key \
     "$@"
 }

@@ -73,7 +73,7 @@ container() {
   local name=$1 host=$2
   shift 2
   local bundle="$hosts_workdir/$name" id="${hosts_tag}-$name"
-  mkdir -p "$bundle" "$hosts_workdir/$name-state"
+  mkdir -p "$bundle" "$hosts_workdir/$name-state" "$hosts_workdir/$name-state-keys"
   chown 10001:10001 "$hosts_workdir/$name-state"
   python3 - "$hosts_workdir/bundle/config.json" "$bundle/config.json" "$rootfs" "/var/run/netns/${hosts_tag}-$host" \
     "$hosts_workdir/$name-state" "$@" <<'PYTHON'
@@ -89,6 +89,7 @@ config["linux"]["namespaces"] = namespaces + [{"type": "network", "path": netns}
 mounts = [m for m in config["mounts"] if m["destination"] not in ("/var/lib/fanout", "/tmp")]
 mounts.append({"destination": "/var/lib/fanout", "type": "bind", "source": state, "options": ["rbind", "rw"]})
 mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
+mounts.append({"destination": "/etc/fanout/keys", "type": "bind", "source": state + "-keys", "options": ["rbind", "ro"]})
 config["mounts"] = mounts
 json.dump(config, open(target, "w"), indent=1)
 PYTHON
@@ -114,17 +115,34 @@ host_add worker
 host_add client
 endpoint="tcp://${HOST_ADDRESS[broker]}:5555"
 
-# KEYS: --insecure (a non-loopback bind without keys) until the CurveZMQ flags are on main; then
-# the broker gets --key/--clients/--workers and the worker --key/--broker-key, as in the manifests.
-container broker broker fanout-broker --bind "$endpoint" --insecure --journal /var/lib/fanout/journal --log-level info
-container worker worker fanout-worker --connect "$endpoint" --processes 2 --allow-shell --drain-timeout 5 --log-level info
+# Keys, as in the manifests: made with the build's `fanout keygen`; each container sees its own
+# secret (owned by the image's user, mode 0600) and the public keys it needs, read-only.
+keys=$hosts_workdir/keys
+mkdir -p "$keys"
+for name in broker worker client admin; do "$tool_bin" keygen "$keys/$name" >/dev/null; done
+mkdir -p "$hosts_workdir/broker-state-keys/"{clients,workers,admins}
+cp "$keys/broker.key" "$keys/broker.pub" "$hosts_workdir/broker-state-keys/"
+cp "$keys/client.pub" "$hosts_workdir/broker-state-keys/clients/"
+cp "$keys/worker.pub" "$hosts_workdir/broker-state-keys/workers/"
+cp "$keys/admin.pub" "$hosts_workdir/broker-state-keys/admins/"
+mkdir -p "$hosts_workdir/worker-state-keys"
+cp "$keys/worker.key" "$keys/broker.pub" "$hosts_workdir/worker-state-keys/"
+chown -R 10001:10001 "$hosts_workdir/broker-state-keys" "$hosts_workdir/worker-state-keys"
+as_admin=(env FANOUT_KEY="$keys/admin.key" FANOUT_BROKER_KEY="$keys/broker.pub")
+as_client=(env FANOUT_KEY="$keys/client.key" FANOUT_BROKER_KEY="$keys/broker.pub")
 
-wait_for "ip netns exec ${hosts_tag}-client $tool_bin status --broker $endpoint --timeout-ms 1000 2>/dev/null | grep -qF ': 2 executor(s)'" 60 \
+container broker broker fanout-broker --bind "$endpoint" --key /etc/fanout/keys/broker.key \
+  --clients /etc/fanout/keys/clients --workers /etc/fanout/keys/workers --admins /etc/fanout/keys/admins \
+  --journal /var/lib/fanout/journal --log-level info
+container worker worker fanout-worker --connect "$endpoint" --key /etc/fanout/keys/worker.key \
+  --broker-key /etc/fanout/keys/broker.pub --processes 2 --allow-shell --drain-timeout 5 --log-level info
+
+wait_for "ip netns exec ${hosts_tag}-client ${as_admin[*]} $tool_bin status --broker $endpoint --timeout-ms 1000 2>/dev/null | grep -qF ': 2 executor(s)'" 60 \
   "the worker's two executors never registered with the broker"
 
 # ---- a batch through the containers ----
 jobs=(1 2 3 4 5 6 7 8)
-if ! timeout 120 ip netns exec "${hosts_tag}-client" "$tool_bin" run --broker "$endpoint" -j 4 -k \
+if ! timeout 120 ip netns exec "${hosts_tag}-client" "${as_client[@]}" "$tool_bin" run --broker "$endpoint" -j 4 -k \
      'echo "job {} uid $(id -u) in $(cat /etc/hostname 2>/dev/null || hostname)"' ::: "${jobs[@]}" \
      >"$hosts_workdir/client.out" 2>&1; then
   hosts_fail "the batch did not go through the containers"
