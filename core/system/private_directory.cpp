@@ -11,12 +11,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 #include <system_error>
 
 namespace fanout::sys {
 
 namespace {
+
+// How old a socket file must be before remove_stale_sockets() considers it.
+constexpr time_t kFreshSeconds = 60;
 
 std::filesystem::path runtime_directory_name() {
   if (const char* runtime = std::getenv("XDG_RUNTIME_DIR"); runtime != nullptr && *runtime == '/') {
@@ -78,6 +82,10 @@ void remove_stale_sockets(const std::string& prefix) noexcept {
   for (; !error && entry != std::filesystem::directory_iterator(); entry.increment(error)) {
     const std::string path = entry->path().string();
     if (entry->path().filename().string().rfind(prefix, 0) != 0 || path.size() >= sizeof(sockaddr_un{}.sun_path)) continue;
+    // A socket file made in the last minute may belong to a pool between its bind() and its
+    // listen(), which refuses connections too: only old files can be stale for sure.
+    struct stat info {};
+    if (::lstat(path.c_str(), &info) != 0 || !S_ISSOCK(info.st_mode) || ::time(nullptr) - info.st_mtime < kFreshSeconds) continue;
     // A socket file nobody listens on refuses connections: that, not a guess from its name,
     // says it is stale (a process id may belong to another pid namespace or have been reused).
     const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

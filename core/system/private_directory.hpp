@@ -27,8 +27,9 @@ std::filesystem::path private_runtime_directory();
 // std::runtime_error when the path is longer than a socket address can hold.
 std::string private_ipc_endpoint(const std::string& name);
 
-// Removes the socket files named PREFIX* in the private runtime directory that nobody listens on:
-// what local pools of killed programs left behind (a pool's own socket goes when it closes).
+// Removes the socket files named PREFIX* in the private runtime directory that nobody listens on
+// and that are over a minute old: what local pools of killed programs left behind (a pool's own
+// socket goes when it closes).
 void remove_stale_sockets(const std::string& prefix) noexcept;
 
 }  // namespace fanout::sys
