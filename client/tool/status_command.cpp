@@ -111,7 +111,9 @@ bool show(zmq::context_t& context, const std::vector<Place>& places, const Statu
         text << link::status_text(status);
       }
     } catch (const Error& error) {
-      err << "fanout status: " << place.name << ": " << error.what() << "\n";
+      // The error names the endpoint already; the place's name adds to it only for a local pool.
+      const std::string what = error.what();
+      err << "fanout status: " << (what.find(place.endpoint) == std::string::npos ? place.name + ": " : "") << what << "\n";
     }
   }
   if (options.json) {
