@@ -204,6 +204,8 @@ struct Announce {
                              # grow (0 or `processes`: a fixed number).
   fresh @11 :Bool;           # Executors: announced from a fresh connection (after a partition):
                              # what was sent to the previous one may never have arrived.
+  version @12 :Text;         # Supervisors: the fanout release it runs ("0.1.0"), for `fanout status`;
+                             # empty from a worker older than this field.
 }
 
 struct TaskRef {
@@ -284,6 +286,15 @@ struct Status {
   deferredDone @5 :UInt64;
   deferredDead @6 :UInt64;
   droppedMessages @7 :UInt64; # Malformed or refused messages since start.
+  version @8 :Text;          # The broker's fanout release ("0.1.0"); empty from an older broker.
+  refused @9 :List(Count);   # droppedMessages by reason ("bad_message", "refused", "unknown_peer"),
+                             # as of the broker's last heartbeat.
+  clients @10 :UInt64;       # Clients with batches or heard from within the liveness period.
+}
+
+struct Count {
+  label @0 :Text;
+  count @1 :UInt64;
 }
 
 struct DeferredRequest {
@@ -314,6 +325,8 @@ struct DeadTask {
   attempts @4 :UInt32;
   kind @5 :ErrorKind;
   message @6 :Text;
+  arguments @7 :Text;        # The task's arguments as text, e.g. (3, "abc") (value_text.hpp);
+                             # empty from an older broker.
 }
 
 struct WorkerStatus {
@@ -322,4 +335,10 @@ struct WorkerStatus {
   processes @2 :UInt32;
   taskNames @3 :List(Text);
   lastSeenMsAgo @4 :UInt32;
+  host @5 :Text;
+  version @6 :Text;          # As the worker announced it; empty from an older worker.
+  busy @7 :UInt32;           # Executors with at least one task in flight.
+  running @8 :UInt32;        # Tasks in flight at its executors.
+  credit @9 :UInt32;         # Tasks its executors may hold at once (slots, prefetch included).
+  restarts @10 :UInt64;      # Executors lost while the worker stayed connected.
 }

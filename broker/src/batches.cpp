@@ -51,7 +51,7 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
   if (count > 0) {
     auto admitted = admission_.admit(client, count, message.size());
     if (auto* busy = std::get_if<std::string>(&admitted)) {
-      outbox_.refuse_window(client, id, count, *busy, wire::ErrorKind::REFUSED, Metrics::Reason::busy);
+      outbox_.refuse_window(client, id, count, *busy, wire::ErrorKind::REFUSED, Refusal::busy);
       return false;
     }
     hold = std::move(std::get<std::unique_ptr<Admission::Hold>>(admitted));

@@ -8,7 +8,26 @@
 #include <utility>
 #include <vector>
 
+#include "printable.hpp"
+#include "value_text.hpp"
+
 namespace fanout::broker {
+
+namespace {
+
+// What `fanout deferred list` shows of a dead task's arguments: the decoded values, or a shell
+// command's command line, as one line of text.
+std::string arguments_text(wire::Task::Reader task) {
+  constexpr std::size_t kLimit = 1024;
+  if (!task.hasShell()) return wire::value_text(task.getArgs(), kLimit);
+  const auto shell = task.getShell();
+  if (shell.getUseShell()) return wire::printable(text(shell.getScript()), kLimit);
+  std::string line;
+  for (const auto word : shell.getArgv()) line += (line.empty() ? "" : " ") + std::string(text(word));
+  return wire::printable(line, kLimit);
+}
+
+}  // namespace
 
 DeferredBatches::DeferredBatches(const Config& config, spdlog::logger& logger, Outbox& outbox, DeferredLedger& ledger,
                                  Batches& batches)
@@ -179,6 +198,8 @@ void DeferredBatches::on_request(const PeerId& peer, wire::DeferredRequest::Read
           const auto task = batch->deferred_frame->tasks[index];
           entry.setName(task.getName());
           if (task.getHasKey()) entry.setKey(task.getKey());
+          // A shell command's arguments are its command line; other tasks' are a value tuple.
+          entry.setArguments(arguments_text(task));
         }
         entry.setAttempts(task_state.attempts);
         entry.setKind(static_cast<wire::ErrorKind>(task_state.error_kind));

@@ -151,7 +151,7 @@ void Loop::handle(std::vector<zmq::message_t>& parts) {
   if (!message) {
     logger_->debug("broker: dropped a message from a peer: {}", why);
     if (fault == wire::InMessage::Fault::over_limit) {
-      return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why, Metrics::Reason::over_limit);
+      return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why, Refusal::over_limit);
     }
     return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why);
   }
@@ -174,7 +174,7 @@ void Loop::handle(const PeerId& peer, const std::string& key, Roles roles, wire:
   const auto now = Clock::now();
   if (keys_) {
     if (auto refusal = check_role(envelope.which(), roles)) return refuse(peer, message, refusal->reason, refusal->message);
-    if (auto foreign = peers_.foreign_key(peer, key)) return refuse(peer, message, "foreign_executor", *foreign);
+    if (auto foreign = peers_.foreign_key(peer, key)) return refuse(peer, message, Refusal::foreign_executor, *foreign);
   }
   switch (envelope.which()) {
     case wire::Envelope::TASKS:
@@ -198,7 +198,7 @@ void Loop::handle(const PeerId& peer, const std::string& key, Roles roles, wire:
     case wire::Envelope::ANNOUNCE:
       if (keys_) {
         if (auto foreign = peers_.foreign_announce(peer, key, envelope.getAnnounce())) {
-          return refuse(peer, message, "foreign_executor", *foreign);
+          return refuse(peer, message, Refusal::foreign_executor, *foreign);
         }
       }
       // Queued tasks that nobody could serve may have found their executor, or still have none.
@@ -222,7 +222,7 @@ void Loop::handle(const PeerId& peer, const std::string& key, Roles roles, wire:
       return on_bye(peer);
     case wire::Envelope::STATUS_REQUEST:
       // Only admins get here when the broker has keys (check_role).
-      outbox_.send(peer, status_reply(peers_, batches_, ledger_.state(), counters_));
+      outbox_.send(peer, status_reply(peers_, batches_, ledger_.state(), counters_, *metrics_.snapshot()));
       return;
     case wire::Envelope::DEFERRED_REQUEST:
       if (peers_.is_worker(peer)) {
@@ -260,9 +260,8 @@ void Loop::on_executor_lost(const PeerId& supervisor, wire::ExecutorLost::Reader
   // A supervisor speaks for its own worker's executors only: a report about another worker's
   // would fail that worker's healthy work.
   if (!peers_.supervises(supervisor, id)) {
-    ++counters_.dropped_messages;
-    metrics_.refused_for("foreign_executor");
-    if (refusal_log_.first(supervisor, "foreign_executor")) {
+    outbox_.refuse_message(supervisor, Refusal::foreign_executor, "", false);
+    if (refusal_log_.first(supervisor, Refusal::foreign_executor)) {
       logger_->warn("broker: refused a report of a lost executor from {}: executor {} is not of its worker",
                     wire::printable(supervisor, wire::kLogTextLimit), wire::printable(id, wire::kLogTextLimit));
     }
@@ -280,7 +279,7 @@ void Loop::on_executor_lost(const PeerId& supervisor, wire::ExecutorLost::Reader
 
 // ---- refusals and keys -------------------------------------------------------------------------
 
-void Loop::refuse(const PeerId& peer, const wire::InMessage& message, std::string_view reason, const std::string& why) {
+void Loop::refuse(const PeerId& peer, const wire::InMessage& message, Refusal reason, const std::string& why) {
   const bool first = refusal_log_.first(peer, reason);
   if (first) {
     logger_->warn("broker: refused '{}' from {}: {}", message_name(message.envelope().which()),
@@ -290,9 +289,9 @@ void Loop::refuse(const PeerId& peer, const wire::InMessage& message, std::strin
   if (envelope.isTasks()) {
     // A client waits for the answer to a window: always give it, so its batch fails with the reason.
     const auto window = envelope.getTasks();
-    outbox_.refuse_for(peer, reason, why, window.getBatchId(), window.getTasks().size());
+    outbox_.refuse_window(peer, window.getBatchId(), window.getTasks().size(), why, wire::ErrorKind::REFUSED, reason);
   } else {
-    outbox_.refuse_for(peer, reason, why, first);
+    outbox_.refuse_message(peer, reason, why, first);
   }
 }
 

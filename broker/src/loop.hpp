@@ -83,7 +83,7 @@ class Loop {
   // A message outside its sender's roles (roles.hpp): counted by reason, logged once per peer and
   // reason, and answered (a window with a refusing `ack`, anything else with an `error` the first
   // time), so that a peer that keeps trying costs a lookup each time.
-  void refuse(const PeerId& peer, const wire::InMessage& message, std::string_view reason, const std::string& why);
+  void refuse(const PeerId& peer, const wire::InMessage& message, Refusal reason, const std::string& why);
   // SIGHUP: the key directories read again, the change logged, the new ring in force.
   void apply_reload();
   void on_tasks(const PeerId& client, const std::string& key, wire::InMessage message, Clock::time_point now);

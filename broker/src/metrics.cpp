@@ -37,25 +37,6 @@ void Metrics::completed(wire::ErrorKind kind, std::uint64_t count) noexcept {
   if (slot_of(kind) < kKinds) failures_[slot_of(kind)] += count;
 }
 
-namespace {
-
-// The reasons a key's message is refused (roles.hpp, loop.cpp), as labels; the last one takes
-// anything else.
-constexpr std::array<std::string_view, 5> kRoleReasons{"not_a_client", "not_a_worker", "not_an_admin",
-                                                       "foreign_executor", "unknown_key"};
-
-}  // namespace
-
-void Metrics::refused_for(std::string_view reason) noexcept {
-  std::size_t slot = 0;
-  while (slot + 1 < kRoleReasons.size() && kRoleReasons[slot] != reason) ++slot;
-  ++role_refusals_[slot];
-}
-
-void Metrics::refused(wire::ErrorKind kind) noexcept {
-  if (slot_of(kind) < kKinds) ++refusals_[slot_of(kind)];
-}
-
 void Metrics::publish(const Peers& peers, const Batches& batches, const DeferredLedger& ledger,
                       const Counters& counters) {
   auto snapshot = std::make_shared<MetricsSnapshot>();
@@ -81,15 +62,9 @@ void Metrics::publish(const Peers& peers, const Batches& batches, const Deferred
   for (std::size_t kind = 0; kind <= slot_of(wire::ErrorKind::UNREACHABLE); ++kind) {
     snapshot->completed.emplace_back(kind_label(static_cast<wire::ErrorKind>(kind)), failures_[kind]);
   }
-  std::map<std::string, std::uint64_t> refused{{"unknown_peer", unknown_peers_},
-                                               {"over_limit", reasons_[static_cast<std::size_t>(Reason::over_limit)]},
-                                               {"busy", reasons_[static_cast<std::size_t>(Reason::busy)]}};
-  for (const auto kind : {wire::ErrorKind::BAD_MESSAGE, wire::ErrorKind::REFUSED}) refused[std::string(kind_label(kind))] = 0;
-  for (std::size_t kind = 0; kind < kKinds; ++kind) {
-    if (refusals_[kind] != 0) refused[std::string(kind_label(static_cast<wire::ErrorKind>(kind)))] += refusals_[kind];
+  for (std::size_t reason = 0; reason < kRefusals; ++reason) {
+    snapshot->refused.emplace_back(refusal_label(static_cast<Refusal>(reason)), refusals_[reason]);
   }
-  for (std::size_t slot = 0; slot < kRoleReasons.size(); ++slot) refused[std::string(kRoleReasons[slot])] = role_refusals_[slot];
-  snapshot->refused.assign(refused.begin(), refused.end());
   snapshot->tasks_received = counters.tasks_received.load(std::memory_order_relaxed);
   snapshot->requeued_tasks = counters.requeued_tasks.load(std::memory_order_relaxed);
   snapshot->duplicate_results = counters.duplicate_results.load(std::memory_order_relaxed);

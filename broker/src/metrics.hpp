@@ -30,6 +30,7 @@
 #include "ops/histogram.hpp"
 #include "ops/loop_pulse.hpp"
 #include "records.hpp"
+#include "refusal.hpp"
 #include "status_view.hpp"
 
 namespace fanout::broker {
@@ -43,14 +44,8 @@ class Metrics {
   // ---- recorded by the parts, on the loop's thread ----
   void completed_ok(std::uint64_t count = 1) noexcept { successes_ += count; }
   void completed(wire::ErrorKind kind, std::uint64_t count = 1) noexcept;
-  void refused(wire::ErrorKind kind) noexcept;
-  // Refusals counted under a reason of their own rather than their error kind: a frame or a count
-  // over the limits (limits.hpp), a window past a client's or the broker's caps (admission.hpp).
-  enum class Reason { over_limit, busy };
-  void refused(Reason reason) noexcept { ++reasons_[static_cast<std::size_t>(reason)]; }
-  void unknown_peer() noexcept { ++unknown_peers_; }
-  // A message refused by its sender's key (roles.hpp), by reason: one of kRoleReasons.
-  void refused_for(std::string_view reason) noexcept;
+  // A message refused or dropped (the outbox counts each one it answers).
+  void refused(Refusal reason) noexcept { ++refusals_[static_cast<std::size_t>(reason)]; }
   void ran(std::chrono::microseconds elapsed) noexcept {
     task_seconds_.observe(std::chrono::duration<double>(elapsed).count());
   }
@@ -75,10 +70,7 @@ class Metrics {
 
   std::uint64_t successes_ = 0;
   std::array<std::uint64_t, kKinds> failures_{};  // by wire::ErrorKind
-  std::array<std::uint64_t, kKinds> refusals_{};  // by wire::ErrorKind
-  std::uint64_t unknown_peers_ = 0;
-  std::array<std::uint64_t, 5> role_refusals_{};  // by index in kRoleReasons (metrics.cpp)
-  std::array<std::uint64_t, 2> reasons_{};  // by Reason
+  std::array<std::uint64_t, kRefusals> refusals_{};  // by Refusal
   ops::Histogram task_seconds_{ops::kTaskSecondsBounds};
   ops::Histogram queue_wait_{ops::kTaskSecondsBounds};
   RecentRates recent_;                      // for the status page's throughput and latency

@@ -35,35 +35,33 @@ class Outbox {
   // Sends `frame` to `peer` as it is (the bytes are not copied). False when the peer is gone.
   bool send(std::string_view peer, zmq::message_t&& frame) { return wire::send_to(router_, peer, std::move(frame)); }
 
-  // A message dropped: counted, and its sender told why with an `error` of `kind`.
-  // `reason`, when given, is what the refusal is counted under instead of `kind`.
+  // A message dropped: counted under `reason` (by default the one `kind` stands for,
+  // refusal.hpp), and its sender told why with an `error` of `kind`.
   void drop(const PeerId& peer, wire::ErrorKind kind, const std::string& why,
-            std::optional<Metrics::Reason> reason = std::nullopt);
+            std::optional<Refusal> reason = std::nullopt);
 
   // A message from a peer the broker does not know (it never announced, or the broker restarted):
   // counted, and answered with `refused`, which tells a worker to announce again.
   void unknown_peer(const PeerId& peer);
 
-  // Refuses a whole window of `count` tasks of batch `id`: counted, and answered with an `ack`
-  // that accepts nothing and carries the reason, so that every slot of the window fails with it.
+  // Refuses a whole window of `count` tasks of batch `id`: counted (as `drop` does), and answered
+  // with an `ack` that accepts nothing and carries the reason, so that every slot of the window
+  // fails with it.
   void refuse_window(const PeerId& client, std::uint64_t id, std::uint32_t count, const std::string& why,
-                     wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE,
-                     std::optional<Metrics::Reason> reason = std::nullopt);
+                     wire::ErrorKind kind = wire::ErrorKind::BAD_MESSAGE, std::optional<Refusal> reason = std::nullopt);
 
-  // A message refused by the sender's key (roles.hpp): counted under `reason`
-  // (fanout_broker_messages_refused_total{reason=...}) and answered with an `error` of kind
-  // `badMessage` when `reply` (kind `refused` would tell a client its broker restarted, and a
-  // worker to announce again, forever).
-  void refuse_for(const PeerId& peer, std::string_view reason, const std::string& why, bool reply);
-  // ...and for a window of `count` tasks of batch `id`: always answered with a refusing `ack`.
-  void refuse_for(const PeerId& client, std::string_view reason, const std::string& why, std::uint64_t id,
-                  std::uint32_t count);
+  // A message refused by the sender's key (roles.hpp): counted under `reason` and answered with
+  // an `error` of kind `badMessage` when `reply` (kind `refused` would tell a client its broker
+  // restarted, and a worker to announce again, forever). A refused window gets refuse_window.
+  void refuse_message(const PeerId& peer, Refusal reason, const std::string& why, bool reply);
 
   // Tells `client` that deferred batch `id` of `count` tasks is durable, as `receipt`.
   void acknowledge_deferred(const PeerId& client, std::uint64_t id, std::uint32_t count, std::uint64_t receipt);
 
  private:
   void reply_error(const PeerId& peer, wire::ErrorKind kind, const std::string& why);
+  // Every refusal: the dropped-message count and the reason's.
+  void count_refusal(Refusal reason);
 
   zmq::socket_t& router_;
   Counters& counters_;

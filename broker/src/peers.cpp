@@ -64,6 +64,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
   const std::string worker(text(announce.getWorkerId()));
   const std::string executor_id(text(announce.getExecutorId()));
   const std::string host(text(announce.getHost()));
+  const std::string version(text(announce.getVersion()));
   std::vector<std::string> names;
   for (const auto name : announce.getTaskNames()) names.emplace_back(text(name));
   const auto refuse = [&](const std::string& why) {
@@ -96,6 +97,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
     supervisor.key = key;
     if (!key.empty()) worker_keys_.try_emplace(worker, key);
     supervisor.host = host;
+    supervisor.version = version;
     supervisor.pid = announce.getPid();
     supervisor.processes = announce.getProcesses();
     supervisor.max_processes = std::max(announce.getMaxProcesses(), supervisor.processes);
@@ -105,8 +107,8 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
     supervisor.last_seen = now;
     supervisor_by_worker_[worker] = peer;
     if (joined) {
-      logger_.info("broker: worker {} joined (host {}, pid {}, {} executor(s))", shown(worker), shown(host), supervisor.pid,
-                   supervisor.processes);
+      logger_.info("broker: worker {} joined (host {}, pid {}, {} executor(s), version {})", shown(worker), shown(host),
+                   supervisor.pid, supervisor.processes, version.empty() ? "unknown" : shown(version));
     }
     if (supervisor.draining && !was_draining) logger_.info("broker: worker {} is draining", shown(worker));
     for (auto& [id, executor] : executors_) {

@@ -195,6 +195,7 @@ struct Supervisor {
   std::string worker_id;
   std::string key;  // the key it announced with (Z85; empty on a broker without keys)
   std::string host;
+  std::string version;  // the fanout release it announced; empty from an older worker
   std::int32_t pid = 0;
   std::uint32_t processes = 0;      // executors it runs now
   std::uint32_t max_processes = 0;  // as many as it may grow to when asked (Grow)

@@ -102,35 +102,35 @@ std::string describe_changes(const KeyRing& before, const KeyRing& after) {
 }
 
 std::optional<RoleRefusal> check_role(wire::Envelope::Which which, Roles roles) {
-  const auto need = [&](Role role, std::string_view reason, const char* what) -> std::optional<RoleRefusal> {
+  const auto need = [&](Role role, Refusal reason, const char* what) -> std::optional<RoleRefusal> {
     if ((roles & role) != 0) return std::nullopt;
     return RoleRefusal{reason, std::string(what) + (role == kAdminRole ? " needs an " : " needs a ") + describe_roles(role) +
                                    " key; this peer's key is " +
                                    (roles == 0 ? "not listed" : "listed as " + describe_roles(roles))};
   };
   switch (which) {
-    case wire::Envelope::TASKS: return need(kClientRole, "not_a_client", "submitting or deferring a batch");
-    case wire::Envelope::CANCEL: return need(kClientRole, "not_a_client", "cancelling a batch");
-    case wire::Envelope::ANNOUNCE: return need(kWorkerRole, "not_a_worker", "announcing as a worker");
+    case wire::Envelope::TASKS: return need(kClientRole, Refusal::not_a_client, "submitting or deferring a batch");
+    case wire::Envelope::CANCEL: return need(kClientRole, Refusal::not_a_client, "cancelling a batch");
+    case wire::Envelope::ANNOUNCE: return need(kWorkerRole, Refusal::not_a_worker, "announcing as a worker");
     case wire::Envelope::RESULTS:
     case wire::Envelope::HAND_BACK:
-    case wire::Envelope::OUTPUT: return need(kWorkerRole, "not_a_worker", "reporting results or output");
-    case wire::Envelope::EXECUTOR_LOST: return need(kWorkerRole, "not_a_worker", "reporting a lost executor");
-    case wire::Envelope::STATUS_REQUEST: return need(kAdminRole, "not_an_admin", "the broker's status");
+    case wire::Envelope::OUTPUT: return need(kWorkerRole, Refusal::not_a_worker, "reporting results or output");
+    case wire::Envelope::EXECUTOR_LOST: return need(kWorkerRole, Refusal::not_a_worker, "reporting a lost executor");
+    case wire::Envelope::STATUS_REQUEST: return need(kAdminRole, Refusal::not_an_admin, "the broker's status");
     case wire::Envelope::DEFERRED_REQUEST:
       // Clients manage their own deferred batches (DeferredBatches::on_request filters by owner).
       if ((roles & (kClientRole | kAdminRole)) != 0) return std::nullopt;
-      return need(kAdminRole, "not_an_admin", "managing deferred batches");
+      return need(kAdminRole, Refusal::not_an_admin, "managing deferred batches");
     default:
       // Heartbeats, bye and what the broker refuses anyway: any listed key.
       if (roles != 0) return std::nullopt;
-      return RoleRefusal{"unknown_key", "this peer's key is not listed (any more) at this broker"};
+      return RoleRefusal{Refusal::unknown_key, "this peer's key is not listed (any more) at this broker"};
   }
 }
 
-bool RefusalLog::first(std::string_view peer, std::string_view reason) {
+bool RefusalLog::first(std::string_view peer, Refusal reason) {
   if (seen_.size() >= kLimit) seen_.clear();
-  return seen_.emplace(std::string(peer), std::string(reason)).second;
+  return seen_.emplace(std::string(peer), reason).second;
 }
 
 }  // namespace fanout::broker

@@ -30,6 +30,7 @@
 
 #include <fanout/broker/broker.hpp>
 
+#include "refusal.hpp"
 #include "wire.hpp"
 
 namespace fanout::broker {
@@ -72,9 +73,8 @@ std::shared_ptr<const KeyRing> load_key_ring(const Trust& trust);
 std::string describe_changes(const KeyRing& before, const KeyRing& after);
 
 // Why a message of kind `which` is refused from a peer with `roles`; nullopt when it is allowed.
-// `reason` is the label of fanout_broker_messages_refused_total ("not_a_client"...).
 struct RoleRefusal {
-  std::string_view reason;
+  Refusal reason;
   std::string message;
 };
 std::optional<RoleRefusal> check_role(wire::Envelope::Which which, Roles roles);
@@ -84,11 +84,11 @@ std::optional<RoleRefusal> check_role(wire::Envelope::Which which, Roles roles);
 class RefusalLog {
  public:
   // True the first time this peer is refused for this reason.
-  bool first(std::string_view peer, std::string_view reason);
+  bool first(std::string_view peer, Refusal reason);
 
  private:
   static constexpr std::size_t kLimit = 4096;
-  std::set<std::pair<std::string, std::string>, std::less<>> seen_;
+  std::set<std::pair<std::string, Refusal>, std::less<>> seen_;
 };
 
 }  // namespace fanout::broker

@@ -24,7 +24,7 @@ DeferredCounts deferred_counts(const DeferredState& deferred, const Batches& bat
 }
 
 zmq::message_t status_reply(const Peers& peers, const Batches& batches, const DeferredState& deferred,
-                            const Counters& counters) {
+                            const Counters& counters, const MetricsSnapshot& metrics) {
   wire::OutMessage out;
   auto status = out.envelope().initStatus();
   auto workers = status.initWorkers(static_cast<unsigned>(peers.supervisor_count()));
@@ -36,13 +36,25 @@ zmq::message_t status_reply(const Peers& peers, const Batches& batches, const De
     worker.setWorkerId(supervisor.worker_id);
     std::uint32_t free = 0;
     std::uint32_t executors = 0;
+    std::uint32_t busy = 0;
+    std::uint32_t in_flight = 0;
+    std::uint32_t credit = 0;
     std::vector<std::string> names;
     for (const Executor& executor : peers.executors()) {
       if (executor.worker != supervisor.worker_id) continue;
       ++executors;
       free += executor.draining ? 0 : executor.free();
+      busy += executor.in_flight.empty() ? 0 : 1;
+      in_flight += static_cast<std::uint32_t>(executor.in_flight.size());
+      credit += executor.slots;
       names.insert(names.end(), executor.names->begin(), executor.names->end());
     }
+    worker.setHost(supervisor.host);
+    worker.setVersion(supervisor.version);
+    worker.setBusy(busy);
+    worker.setRunning(in_flight);
+    worker.setCredit(credit);
+    worker.setRestarts(supervisor.executors_lost);
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());
     worker.setFreeSlots(free);
@@ -63,6 +75,13 @@ zmq::message_t status_reply(const Peers& peers, const Batches& batches, const De
   status.setDeferredDone(counts.done);
   status.setDeferredDead(counts.dead);
   status.setDroppedMessages(counters.dropped_messages.load());
+  status.setVersion(FANOUT_BROKER_RELEASE);
+  status.setClients(peers.client_count());
+  auto refused = status.initRefused(static_cast<unsigned>(metrics.refused.size()));
+  for (unsigned n = 0; n < refused.size(); ++n) {
+    refused[n].setLabel(metrics.refused[n].first);
+    refused[n].setCount(metrics.refused[n].second);
+  }
   return out.frame();
 }
 

@@ -1,6 +1,6 @@
 // status_reply.hpp: the broker's answer to a `statusRequest` (`fanout status`, the local
-// service's idle check): workers with their executors, free slots and task names, queue depth,
-// tasks running, deferred counts and counters; and the deferred counts the metrics share.
+// service's idle check): workers with their executors, free slots, credit, versions and task
+// names, queue depth, tasks running, deferred counts, refusals by reason and the broker's version; and the deferred counts the metrics share.
 //
 // Owns nothing: it reads the parts' state as it is at that moment, on the loop's thread, and
 // encodes it. Asking for it and rendering it is the client side's
@@ -15,6 +15,7 @@
 #include <zmq.hpp>
 
 #include <fanout/broker/broker.hpp>
+#include <fanout/broker/metrics.hpp>
 
 #include "batches.hpp"
 #include "deferred_store.hpp"
@@ -29,7 +30,8 @@ struct DeferredCounts {
 DeferredCounts deferred_counts(const DeferredState& deferred, const Batches& batches, const Counters& counters);
 
 // The `status` envelope for the broker whose parts these are, as one frame.
+// Refusals by reason come from `metrics` (the loop's last published snapshot).
 zmq::message_t status_reply(const Peers& peers, const Batches& batches, const DeferredState& deferred,
-                            const Counters& counters);
+                            const Counters& counters, const MetricsSnapshot& metrics);
 
 }  // namespace fanout::broker

@@ -81,18 +81,27 @@ BrokerStatus query_status(zmq::context_t& context, const std::string& endpoint, 
   const auto status = envelope.getStatus();
   BrokerStatus out;
   out.endpoint = endpoint;
+  out.version = text_of(status.getVersion());
   out.queued = status.getQueued();
   out.running = status.getRunning();
+  out.clients = status.getClients();
   out.deferred_pending = status.getDeferredPending();
   out.deferred_running = status.getDeferredRunning();
   out.deferred_done = status.getDeferredDone();
   out.deferred_dead = status.getDeferredDead();
-  out.refused_messages = status.getDroppedMessages();
+  out.dropped_messages = status.getDroppedMessages();
+  for (const auto count : status.getRefused()) out.refused.emplace_back(text_of(count.getLabel()), count.getCount());
   for (const auto worker : status.getWorkers()) {
     WorkerState state;
     state.id = text_of(worker.getWorkerId());
+    state.host = text_of(worker.getHost());
+    state.version = text_of(worker.getVersion());
     state.executors = worker.getProcesses();
-    state.free_credit = worker.getFreeSlots();
+    state.busy = worker.getBusy();
+    state.running = worker.getRunning();
+    state.credit = worker.getCredit();
+    state.free_slots = worker.getFreeSlots();
+    state.restarts = worker.getRestarts();
     state.last_seen_ms = worker.getLastSeenMsAgo();
     for (const auto name : worker.getTaskNames()) state.task_names.emplace_back(text_of(name));
     out.workers.push_back(std::move(state));
@@ -101,20 +110,30 @@ BrokerStatus query_status(zmq::context_t& context, const std::string& endpoint, 
 }
 
 std::string status_text(const BrokerStatus& status) {
+  const auto version = [](const std::string& v) { return v.empty() ? std::string("unknown") : wire::printable(v, 64); };
   std::ostringstream out;
-  out << "broker " << status.endpoint << "\n";
-  out << "queued tasks: " << status.queued << ", running: " << status.running
-      << ", refused messages: " << status.refused_messages << " (by reason: /metrics)\n";
+  out << "broker " << status.endpoint << " (version " << version(status.version) << ")\n";
+  out << "queued tasks: " << status.queued << ", running: " << status.running << ", clients: " << status.clients << "\n";
   out << "deferred tasks: " << status.deferred_pending << " pending, " << status.deferred_running << " running, "
       << status.deferred_done << " done, " << status.deferred_dead << " dead\n";
+  // Each reason that happened, as "refused messages: 3 (2 bad_message, 1 not_an_admin)".
+  out << "refused messages: " << status.dropped_messages;
+  std::string reasons;
+  for (const auto& [reason, count] : status.refused) {
+    if (count == 0) continue;
+    reasons += (reasons.empty() ? "" : ", ") + std::to_string(count) + " " + wire::printable(reason, 64);
+  }
+  if (!reasons.empty()) out << " (" << reasons << ")";
+  out << "\n";
   std::uint64_t executors = 0;
   for (const auto& worker : status.workers) executors += worker.executors;
   out << "workers: " << status.workers.size() << ", executors: " << executors << "\n";
   for (const auto& worker : status.workers) {
-    // Worker ids and task names are what workers announced: escaped (printable.hpp). Credit (how
-    // many tasks the broker may send ahead) is not a count of executors: it is shown apart.
-    out << "  " << wire::printable(worker.id, wire::kLogTextLimit) << ": " << worker.executors
-        << " executor(s); free credit " << worker.free_credit << "; seen " << worker.last_seen_ms << " ms ago; serves";
+    // Worker ids, hosts and task names are what workers announced: escaped (printable.hpp).
+    out << "  " << wire::printable(worker.id, wire::kLogTextLimit) << " (version " << version(worker.version) << "): "
+        << worker.executors << " executor(s), " << worker.busy << " busy; credit " << worker.running << " of "
+        << worker.credit << " used; " << worker.restarts << " restart(s); seen " << worker.last_seen_ms
+        << " ms ago; serves";
     for (const auto& name : worker.task_names) out << " " << wire::printable(name, wire::kLogTextLimit);
     out << "\n";
   }

@@ -43,8 +43,14 @@ std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::str
 // One worker as the broker sees it. Text is as the worker announced it: escape it to show it.
 struct WorkerState {
   std::string id;
+  std::string host;
+  std::string version;  // empty: a worker older than the field
   std::uint32_t executors = 0;
-  std::uint32_t free_credit = 0;  // tasks the broker may still send its executors ahead (0 while draining)
+  std::uint32_t busy = 0;        // executors with work
+  std::uint32_t running = 0;     // tasks at its executors
+  std::uint32_t credit = 0;      // tasks its executors may hold at once (prefetch included)
+  std::uint32_t free_slots = 0;  // credit not used (0 while draining)
+  std::uint64_t restarts = 0;    // executors lost while it stayed
   std::uint32_t last_seen_ms = 0;
   std::vector<std::string> task_names;
 };
@@ -52,9 +58,11 @@ struct WorkerState {
 // What `fanout status` shows of a broker.
 struct BrokerStatus {
   std::string endpoint;
-  std::uint64_t queued = 0, running = 0;
+  std::string version;  // empty: a broker older than the field
+  std::uint64_t queued = 0, running = 0, clients = 0;
   std::uint64_t deferred_pending = 0, deferred_running = 0, deferred_done = 0, deferred_dead = 0;
-  std::uint64_t refused_messages = 0;  // malformed or refused messages since start
+  std::uint64_t dropped_messages = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> refused;  // by reason; empty from an older broker
   std::vector<WorkerState> workers;
 };
 
@@ -63,7 +71,7 @@ struct BrokerStatus {
 BrokerStatus query_status(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout);
 
 // The status as text for a terminal: peer text escaped (printable.hpp), executors counted as
-// executors and their credit shown apart.
+// executors and their credit shown apart, each refusal with its reason.
 std::string status_text(const BrokerStatus& status);
 
 // status_text(query_status(...)).

@@ -60,6 +60,7 @@ struct DeadRow {
   std::uint32_t attempts = 0;
   std::string kind;
   std::string message;
+  std::string arguments;  // as text, decoded by the broker (empty from an older broker)
 };
 
 struct Answer {
@@ -106,6 +107,7 @@ std::optional<Answer> ask(zmq::context_t& context, const std::string& endpoint, 
     row.attempts = dead.getAttempts();
     row.kind = kind_name(dead.getKind());
     row.message = dead.getMessage().cStr();
+    row.arguments = dead.getArguments().cStr();
     answer.dead.push_back(std::move(row));
   }
   return answer;
@@ -116,11 +118,12 @@ std::optional<Answer> ask(zmq::context_t& context, const std::string& endpoint, 
 std::string one_line(std::string_view text) { return wire::printable(text); }
 
 void print_table(const std::vector<DeadRow>& rows, std::ostream& out) {
-  const std::vector<std::string> header{"RECEIPT", "INDEX", "TASK", "KEY", "ATTEMPTS", "ERROR", "MESSAGE"};
+  const std::vector<std::string> header{"RECEIPT", "INDEX", "TASK", "KEY", "ARGUMENTS", "ATTEMPTS", "ERROR", "MESSAGE"};
   std::vector<std::vector<std::string>> cells;
   for (const auto& row : rows) {
     cells.push_back({row.receipt, std::to_string(row.index), one_line(row.name), row.key ? one_line(*row.key) : "-",
-                     std::to_string(row.attempts), row.kind, one_line(row.message)});
+                     row.arguments.empty() ? "-" : one_line(row.arguments), std::to_string(row.attempts), row.kind,
+                     one_line(row.message)});
   }
   std::vector<std::size_t> width(header.size());
   for (std::size_t column = 0; column < header.size(); ++column) {
@@ -149,6 +152,7 @@ void print_json(const DeferredOptions& options, const Answer& answer, std::ostre
                                   {"index", row.index},
                                   {"task", row.name},
                                   {"key", row.key ? nlohmann::json(*row.key) : nlohmann::json(nullptr)},
+                                  {"arguments", row.arguments},
                                   {"attempts", row.attempts},
                                   {"error_kind", kind},
                                   {"message", row.message}});

@@ -67,6 +67,8 @@ std::vector<Place> local_pools_of(const std::filesystem::path& program) {
 nlohmann::json as_json(const link::BrokerStatus& status, const std::string& place) {
   using nlohmann::json;
   const auto shown = [](const std::string& text) { return wire::printable(text, wire::kLogTextLimit); };
+  json refused = json::object();
+  for (const auto& [reason, count] : status.refused) refused[reason] = count;
   json workers = json::array();
   std::uint64_t executors = 0;
   for (const auto& worker : status.workers) {
@@ -74,15 +76,23 @@ nlohmann::json as_json(const link::BrokerStatus& status, const std::string& plac
     json names = json::array();
     for (const auto& name : worker.task_names) names.push_back(shown(name));
     workers.push_back({{"id", shown(worker.id)},
+                       {"host", shown(worker.host)},
+                       {"version", worker.version.empty() ? json(nullptr) : json(shown(worker.version))},
                        {"executors", worker.executors},
-                       {"free_credit", worker.free_credit},
+                       {"busy", worker.busy},
+                       {"running", worker.running},
+                       {"credit", worker.credit},
+                       {"free_credit", worker.free_slots},
+                       {"restarts", worker.restarts},
                        {"last_seen_ms", worker.last_seen_ms},
                        {"task_names", std::move(names)}});
   }
   return {{"place", place},
           {"endpoint", status.endpoint},
+          {"version", status.version.empty() ? json(nullptr) : json(shown(status.version))},
           {"queued", status.queued},
           {"running", status.running},
+          {"clients", status.clients},
           {"workers", status.workers.size()},
           {"executors", executors},
           {"deferred",
@@ -90,7 +100,8 @@ nlohmann::json as_json(const link::BrokerStatus& status, const std::string& plac
             {"running", status.deferred_running},
             {"done", status.deferred_done},
             {"dead", status.deferred_dead}}},
-          {"refused_messages", status.refused_messages},
+          {"refused_messages", status.dropped_messages},
+          {"refused", std::move(refused)},
           {"worker_list", std::move(workers)}};
 }
 
@@ -157,7 +168,7 @@ std::vector<Place> places_of(const StatusOptions& options) {
 }  // namespace
 
 CLI::App* add_status_command(CLI::App& app, StatusOptions& options) {
-  auto* status = app.add_subcommand("status", "Workers, executors and their credit, queue, deferred tasks, refused messages");
+  auto* status = app.add_subcommand("status", "Workers, executors and their credit, queue, refusals, versions");
   status->add_option("--broker", options.broker, "Broker endpoint (default: FANOUT_BROKER)");
   status->add_option("--program", options.program,
                      "Local mode: the program whose local service and running pools to look at");

@@ -1,6 +1,6 @@
 // status_command.hpp: `fanout status`, what a broker is doing: its workers (executors counted as
-// executors, their free credit shown apart), queue, running and deferred tasks, refused messages;
-// as text or JSON (--json, fields in docs/operations.md), once or every N
+// executors, their credit shown apart, versions, restarts), queue, running and deferred tasks,
+// refusals by reason; as text or JSON (--json, fields in docs/operations.md), once or every N
 // seconds (--watch N, until Ctrl-C); of a broker (--broker / FANOUT_BROKER), or of a program run
 // in local mode (--program PATH: its local service, and the local pool of each running instance).
 #pragma once

@@ -42,7 +42,7 @@ TEST_CASE("a worker id with a newline and an escape sequence is shown escaped in
     INFO(status.out << status.err);
     REQUIRE(WIFEXITED(status.status));
     CHECK(WEXITSTATUS(status.status) == 0);
-    CHECK(contains(status.out, "  w1\\n[fake] forged line \\x1b[2J\\x1b[31mred: 1 executor(s)"));
+    CHECK(contains(status.out, "  w1\\n[fake] forged line \\x1b[2J\\x1b[31mred (version unknown): 1 executor(s)"));
     CHECK(contains(status.out, " evil\\ttask\\x1b]0;title\\x07\n"));
     CHECK_FALSE(contains(status.out, "\x1b"));
     CHECK_FALSE(contains(status.out, "\n[fake]"));

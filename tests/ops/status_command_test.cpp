@@ -36,11 +36,11 @@ int exit_code(const fanout_test::Finished& ran) { return WIFEXITED(ran.status) ?
 
 }  // namespace
 
-TEST_CASE("fanout status counts executors as executors, shows credit apart, and counts refused messages") {
+TEST_CASE("fanout status counts executors apart from credit, and shows refusals by reason and versions") {
   fanout_test::Cluster cluster({.workers = {{.processes = 2, .arguments = {"--slots", "3"}, .name = "worker a"},
                                             {.processes = 1, .arguments = {"--slots", "1"}, .name = "worker b"}}});
   INFO(cluster.logs());
-  // Two messages no broker can read.
+  // Two messages no broker can read: refused as bad_message.
   {
     zmq::context_t context;
     zmq::socket_t dealer(context, zmq::socket_type::dealer);
@@ -49,24 +49,33 @@ TEST_CASE("fanout status counts executors as executors, shows credit apart, and 
     for (int n = 0; n < 2; ++n) dealer.send(zmq::str_buffer("not a capnp message"), zmq::send_flags::none);
   }
   json document;
+  // Refusals are counted as of the broker's last heartbeat: ask until both show.
   REQUIRE(fanout_test::eventually([&] {
     const auto ran = status({"--broker", cluster.endpoint(), "--json"});
     if (exit_code(ran) != 0) return false;
     document = json::parse(ran.out);
-    return document["refused_messages"] == 2;
+    return document["refused"].value("bad_message", 0) == 2;
   }));
   INFO(document.dump(2));
   CHECK(document["place"] == "the broker at " + cluster.endpoint());
   CHECK(document["endpoint"] == cluster.endpoint());
-  CHECK(document["workers"] == 2);
-  CHECK(document["executors"] == 3);  // executors, not slots
+  CHECK(document["version"] == FANOUT_VERSION_TEXT);
   CHECK(document["queued"] == 0);
   CHECK(document["running"] == 0);
   CHECK(document["deferred"]["dead"] == 0);
+  CHECK(document["workers"] == 2);
+  CHECK(document["executors"] == 3);  // executors, not slots
+  CHECK(document["refused_messages"] == 2);
+  CHECK(document["refused"]["refused"] == 0);
+  CHECK(document["refused"]["unknown_peer"] == 0);
   REQUIRE(document["worker_list"].size() == 2);
   std::uint64_t credit = 0;
   for (const auto& worker : document["worker_list"]) {
-    credit += worker["free_credit"].get<std::uint64_t>();
+    CHECK(worker["version"] == FANOUT_VERSION_TEXT);
+    CHECK(worker["busy"] == 0);
+    CHECK(worker["restarts"] == 0);
+    credit += worker["credit"].get<std::uint64_t>();
+    CHECK(worker["free_credit"] == worker["credit"]);
     CHECK(worker["task_names"].is_array());
   }
   CHECK(credit == 2 * 3 + 1);  // two executors of 3 slots, one of 1: all free
@@ -74,10 +83,11 @@ TEST_CASE("fanout status counts executors as executors, shows credit apart, and 
   const auto text = status({"--broker", cluster.endpoint()});
   INFO(text.out << text.err);
   CHECK(exit_code(text) == 0);
+  CHECK(contains(text.out, "(version " FANOUT_VERSION_TEXT ")"));
   CHECK(contains(text.out, "workers: 2, executors: 3\n"));
-  CHECK(contains(text.out, "refused messages: 2"));
-  CHECK(contains(text.out, ": 2 executor(s); free credit 6; seen "));
-  CHECK(contains(text.out, ": 1 executor(s); free credit 1; seen "));
+  CHECK(contains(text.out, "refused messages: 2 (2 bad_message)\n"));
+  CHECK(contains(text.out, ": 2 executor(s), 0 busy; credit 0 of 6 used; 0 restart(s); seen "));
+  CHECK(contains(text.out, ": 1 executor(s), 0 busy; credit 0 of 1 used; 0 restart(s); seen "));
   CHECK(!contains(text.out, "free slot"));
 }
 
@@ -112,9 +122,10 @@ TEST_CASE("fanout status --program looks at a program running in local mode") {
   });
   INFO(places.dump(2) << "\nprogram: " << program.out() << program.err());
   CHECK(seen);
-  // The pool names the program and its pid.
+  // The pool names the program and its pid; the embedded broker's version is this build's.
   for (const auto& place : places) {
     CHECK(contains(place["place"].get<std::string>(), "(pid " + std::to_string(program.pid()) + ")"));
+    CHECK(place["version"] == FANOUT_VERSION_TEXT);
     CHECK(place["executors"].get<int>() >= 2);
   }
   program.kill();

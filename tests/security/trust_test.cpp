@@ -137,7 +137,7 @@ struct SecuredCluster {
   // The victim is listed with both of its executors (as an admin sees it).
   bool victim_intact() {
     return fanout_test::eventually(
-        [&] { return contains(tool({"status", "--broker", endpoint()}, keys.env("admin")).out, "victim: 2 executor(s)"); }, 10s);
+        [&] { return contains(tool({"status", "--broker", endpoint()}, keys.env("admin")).out, "victim (version " FANOUT_VERSION_TEXT "): 2 executor(s)"); }, 10s);
   }
   Intruder intruder(const std::string& who, const std::string& routing_id = {}) {
     return Intruder(context, endpoint(), who.empty() ? std::nullopt : std::optional(keys.client(who)), routing_id);

@@ -119,7 +119,7 @@ TEST_CASE("fanout deferred lists a broker's dead tasks with their errors, retrie
   REQUIRE(deferred_become(cluster, 0, 0, 0, 2));
   const std::string at = "--broker=" + cluster.endpoint();
 
-  SUBCASE("list: a table with both tasks, their keys, attempts and errors") {
+  SUBCASE("list: a table with both tasks, their keys, arguments, attempts and errors") {
     const Ran list = fanout_tool({"deferred", "list", at, "--receipt", receipt});
     INFO(list.out << list.err);
     CHECK(list.exit_code == 0);
@@ -130,6 +130,10 @@ TEST_CASE("fanout deferred lists a broker's dead tasks with their errors, retrie
     CHECK(list.out.find("task 1 failed on purpose") != std::string::npos);
     CHECK(list.out.find("task 2 failed on purpose") != std::string::npos);
     CHECK(count_of(list.out, "exception") == 2);
+    // The arguments as decoded values (always_fails(1), always_fails(2)), not bytes.
+    CHECK(list.out.find("ARGUMENTS") != std::string::npos);
+    CHECK(list.out.find("  (1)  ") != std::string::npos);
+    CHECK(list.out.find("  (2)  ") != std::string::npos);
     // Everywhere (no --receipt), from FANOUT_BROKER: the same two.
     const Ran everywhere = fanout_tool({"deferred", "list"}, {cluster.client_env()});
     CHECK(everywhere.exit_code == 0);
@@ -150,6 +154,7 @@ TEST_CASE("fanout deferred lists a broker's dead tasks with their errors, retrie
       CHECK(task.at("task") == "tool_test.always_fails");
       CHECK(task.at("key") == (i == 0 ? "first" : "second"));
       CHECK(task.at("attempts").is_number_unsigned());
+      CHECK(task.at("arguments") == "(" + std::to_string(i + 1) + ")");
       CHECK(task.at("error_kind") == "exception");
       CHECK(task.at("message") == "task " + std::to_string(i + 1) + " failed on purpose");
     }

@@ -13,6 +13,7 @@
 
 #include <fanout/codec.hpp>
 
+#include "value_text.hpp"
 #include "wire.hpp"  // in-tree tests may build raw messages
 
 namespace {
@@ -222,4 +223,33 @@ TEST_CASE("a malformed message is reported as a fanout error, never a foreign ex
   reinterpret_cast<std::uint64_t*>(corrupt.begin())[1] = 0x0000000100fffff0ull;
   const auto wild = fanout::wire::payload_from_flat(std::move(corrupt), fanout::wire::PayloadRoot::value);
   CHECK_THROWS_AS((void)fanout::decode_payload<std::string>(wild), fanout::Error);
+}
+
+// value_text.hpp: what `fanout deferred list` shows of a dead task's arguments.
+namespace {
+
+template <class T>
+std::string as_text(const T& value, std::size_t max_bytes = 1024) {
+  std::string text;
+  fanout::encode_payload(value).read(
+      [&](fanout::ValueReader in) { text = fanout::wire::value_text(fanout::wire::unwrap(in), max_bytes); });
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("a value as operator text: the values without their C++ types, one line, bounded") {
+  CHECK(as_text(std::make_tuple(3, std::string("abc"))) == "(3, \"abc\")");
+  CHECK(as_text(std::vector<int>{1, 2}) == "[1, 2]");
+  CHECK(as_text(std::map<std::string, double>{{"k", 1.5}}) == "{\"k\": 1.5}");
+  CHECK(as_text(std::optional<bool>{}) == "none");
+  CHECK(as_text(std::optional<bool>{true}) == "some(true)");
+  CHECK(as_text(fanout::Bytes(12)) == "bytes(12)");
+  CHECK(as_text(Shape{"tri", {{0, 0}, {1, -2}}, Color::blue}) == "(\"tri\", [(0, 0), (1, -2)], some(250))");
+  // Text a peer sent cannot break the line or the table it is shown in.
+  CHECK(as_text(std::string("a\nb\"c")).find('\n') == std::string::npos);
+  // Long values are cut, and say so.
+  const std::string cut = as_text(std::vector<int>(10000, 7), 64);
+  CHECK(cut.size() <= 64 + 3);
+  CHECK(cut.ends_with("..."));
 }

@@ -31,6 +31,7 @@
 #include <zmq.hpp>
 
 #include <fanout/task.hpp>
+#include <fanout/version.hpp>
 
 #include "backoff.hpp"
 #include "executor.hpp"
@@ -371,6 +372,7 @@ class Supervisor::State {
     announce.setProcesses(static_cast<std::uint32_t>(executors_wanted()));
     announce.setMaxProcesses(config_.max_processes);
     announce.setAllowShell(config_.allow_shell);
+    announce.setVersion(FANOUT_VERSION);
     announce.setDraining(draining_);
     const auto names = detail::registered_task_names();
     auto list = announce.initTaskNames(static_cast<unsigned>(names.size()));
