@@ -140,6 +140,15 @@ int main(int argc, char** argv) {
                  "Attempts of a deferred task before it is recorded as dead (see `fanout deferred`)")
       ->envname("FANOUT_DEFERRED_ATTEMPTS")
       ->check(CLI::Range(1, 1000));
+  long retry_delay_ms = config.deferred_retry_delay.count();
+  long retry_max_delay_ms = config.deferred_retry_max_delay.count();
+  app.add_option("--deferred-retry-delay-ms", retry_delay_ms,
+                 "Wait before retrying a failed deferred task, doubled after each failure, half of it random (0: at once)")
+      ->envname("FANOUT_DEFERRED_RETRY_DELAY_MS")
+      ->check(CLI::Range(0L, 86400000L));
+  app.add_option("--deferred-retry-max-delay-ms", retry_max_delay_ms, "The most a deferred task waits before a retry")
+      ->envname("FANOUT_DEFERRED_RETRY_MAX_DELAY_MS")
+      ->check(CLI::Range(0L, 86400000L));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -180,6 +189,8 @@ int main(int argc, char** argv) {
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.journal = journal;
   config.liveness = std::chrono::milliseconds(liveness_ms);
+  config.deferred_retry_delay = std::chrono::milliseconds(retry_delay_ms);
+  config.deferred_retry_max_delay = std::chrono::milliseconds(retry_max_delay_ms);
   config.trust.clients = clients_dir;
   config.trust.workers = workers_dir;
   config.trust.admins = admins_dir;

@@ -14,7 +14,8 @@ Batches::Batches(const Config& config, spdlog::logger& logger, Outbox& outbox, C
                  Peers& peers, DeferredLedger& ledger, Admission& admission)
     : config_(config), logger_(logger), outbox_(outbox), counters_(counters), metrics_(metrics), peers_(peers), ledger_(ledger),
       admission_(admission),
-      task_times_(config.unknown_task_time) {}
+      task_times_(config.unknown_task_time),
+      backoff_(config.deferred_retry_delay, config.deferred_retry_max_delay) {}
 
 // ---- windows in, results out ------------------------------------------------------------------
 
@@ -268,10 +269,12 @@ void Batches::deferred_failure(Batch& batch, std::uint32_t index, wire::ErrorKin
   switch (ledger_.failed_attempt(batch.receipt, index, kind, message)) {
     case DeferredLedger::Verdict::ignored:
       return;
-    case DeferredLedger::Verdict::retry:
+    case DeferredLedger::Verdict::retry: {
       sweep_candidates_.push_back(batch.id);
-      requeue_deferred(batch, index);
+      const DeferredBatch* state = ledger_.state().find(batch.receipt);
+      retry_deferred_later(batch, index, state != nullptr ? state->tasks[index].attempts : 1);
       return;
+    }
     case DeferredLedger::Verdict::dead:
       metrics_.completed(kind);
       sweep_candidates_.push_back(batch.id);  // the record may settle the batch's last task
@@ -287,9 +290,10 @@ void Batches::cancel(const PeerId& client, std::uint64_t id) {
   end_batch(found->second, wire::ErrorKind::CANCELLED, "the batch was cancelled");
 }
 
-void Batches::expire(Clock::time_point now) {
+bool Batches::expire(Clock::time_point now) {
   expire_running(now);
-  if (deadlines_ == 0) return;
+  const bool retried = retry_due(now);
+  if (deadlines_ == 0) return retried;
   std::vector<Batch*> expired;
   for (auto& [id, batch] : batches_) {
     if (batch.deadline && !batch.ended && now >= *batch.deadline) expired.push_back(&batch);
@@ -298,6 +302,26 @@ void Batches::expire(Clock::time_point now) {
     end_batch(*batch, wire::ErrorKind::TIMEOUT,
               "the batch exceeded its time limit of " + std::to_string(batch->timeout_ms) + " ms");
   }
+  return retried;
+}
+
+// Deferred tasks whose backoff is over go to the back of their batch's queue, unless an operator
+// dropped them (or their batch) meanwhile.
+bool Batches::retry_due(Clock::time_point now) {
+  bool queued = false;
+  while (!retries_.empty() && retries_.begin()->first <= now) {
+    const auto [receipt, index] = retries_.begin()->second;
+    retries_.erase(retries_.begin());
+    const DeferredBatch* state = ledger_.state().find(receipt);
+    Batch* batch = by_receipt(receipt);
+    if (state == nullptr || batch == nullptr || index >= state->tasks.size() ||
+        state->tasks[index].status != TaskStatus::pending) {
+      continue;
+    }
+    requeue_deferred(*batch, index);
+    queued = true;
+  }
+  return queued;
 }
 
 // A task with a run limit is always the front of its executor's list (it is sent only to an
@@ -321,6 +345,7 @@ void Batches::expire_running(Clock::time_point now) {
 }
 
 Clock::time_point Batches::next_deadline(Clock::time_point limit) const {
+  if (!retries_.empty()) limit = std::min(limit, retries_.begin()->first);
   for (const Executor& executor : peers_.executors()) {
     if (!executor.in_flight.empty() && executor.in_flight.front().deadline) {
       limit = std::min(limit, *executor.in_flight.front().deadline);
@@ -523,6 +548,12 @@ void Batches::requeue_deferred(Batch& batch, std::uint32_t index) {
   }
   batch.queue.push_back(Pending{frame, index, index + 1, name, -1});
   ++batch.queued;
+}
+
+void Batches::retry_deferred_later(Batch& batch, std::uint32_t index, std::uint32_t failed) {
+  const auto wait = backoff_.after(failed);
+  if (wait.count() == 0) return requeue_deferred(batch, index);
+  retries_.emplace(Clock::now() + wait, std::pair{batch.receipt, index});
 }
 
 Batch* Batches::by_receipt(std::uint64_t receipt) {

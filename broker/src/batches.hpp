@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -42,6 +43,7 @@
 #include "outbox.hpp"
 #include "peers.hpp"
 #include "records.hpp"
+#include "retry_backoff.hpp"
 #include "round_robin.hpp"
 
 namespace fanout::broker {
@@ -81,9 +83,11 @@ class Batches {
   void cancel(const PeerId& client, std::uint64_t id);
 
   // Ends every batch whose deadline has passed, with kind `timeout`; fails every task that ran
-  // past its own run limit (Task.timeoutMs) with kind `timeout` and stops its executor.
-  void expire(Clock::time_point now);
-  // The earliest deadline of a running batch or task, or `limit` when none comes before it.
+  // past its own run limit (Task.timeoutMs) with kind `timeout` and stops its executor; queues
+  // the deferred tasks whose wait before a retry is over. True when it queued any (to dispatch).
+  bool expire(Clock::time_point now);
+  // The earliest deadline of a running batch or task, or of a deferred task's retry, or `limit`
+  // when none comes before it.
   Clock::time_point next_deadline(Clock::time_point limit) const;
 
   // Fails queued tasks whose name no connected executor serves (when any is connected at all); to
@@ -141,6 +145,9 @@ class Batches {
   Batch* open_deferred(std::uint64_t receipt, FramePtr frame);
   // Queues task `index` of a deferred batch at the back (joining the previous run when it can).
   void requeue_deferred(Batch& batch, std::uint32_t index);
+  // Queues it once its backoff after `failed` failed attempts is over (retry_backoff.hpp); at
+  // once when the backoff is off. It is queued then only if the journal still has it pending.
+  void retry_deferred_later(Batch& batch, std::uint32_t index, std::uint32_t failed);
   Batch* by_receipt(std::uint64_t receipt);
   // Something of batch `id` settled outside this class (a dead task dropped): look at it in the
   // next sweep.
@@ -161,6 +168,7 @@ class Batches {
   void deferred_failure(Batch& batch, std::uint32_t index, wire::ErrorKind kind, const std::string& message);
   void end_batch(Batch& batch, wire::ErrorKind kind, const std::string& message);
   void expire_running(Clock::time_point now);
+  bool retry_due(Clock::time_point now);
   bool runs_shell_commands(const Batch& batch) const;
   void erase_batch(std::unordered_map<std::uint64_t, Batch>::iterator batch);
   // One line at info for a client's batch that ends: `how` (finished, dropped...), its tasks, its
@@ -182,6 +190,9 @@ class Batches {
   std::unordered_map<std::uint64_t, std::uint64_t> batch_by_receipt_;
   std::vector<std::uint64_t> sweep_candidates_;  // batches that may have finished since the last sweep
   std::size_t deadlines_ = 0;                    // batches with a deadline (timers look only then)
+  RetryBackoff backoff_;
+  // Deferred tasks waiting out their backoff: when each is due, (receipt, index).
+  std::multimap<Clock::time_point, std::pair<std::uint64_t, std::uint32_t>> retries_;
 };
 
 }  // namespace fanout::broker

@@ -141,7 +141,13 @@ void DeferredBatches::queue(std::uint64_t receipt, FramePtr frame, const Deferre
   }
   for (std::uint32_t position = 0; position < size; ++position) {
     if (state != nullptr && state->tasks[position].status != TaskStatus::pending) continue;
-    batches_.requeue_deferred(*batch, position);
+    // A task that failed before the restart waits out its backoff again: a broker that restarts
+    // (or crash-loops) does not turn retries into a burst.
+    if (state != nullptr && state->tasks[position].attempts > 0) {
+      batches_.retry_deferred_later(*batch, position, state->tasks[position].attempts);
+    } else {
+      batches_.requeue_deferred(*batch, position);
+    }
   }
 }
 

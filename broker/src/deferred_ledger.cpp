@@ -82,7 +82,7 @@ DeferredLedger::Verdict DeferredLedger::failed_attempt(std::uint64_t receipt, st
     record(TaskDead{receipt, index, static_cast<std::uint16_t>(kind), message});
     return Verdict::dead;
   }
-  logger_->info("broker: deferred task {} of receipt {} failed (attempt {} of {}), to be retried: {}", index, receipt,
+  logger_->info("broker: deferred task {} of receipt {} failed (attempt {} of {}), to be retried after a backoff: {}", index, receipt,
                 attempts, config_.deferred_attempts, wire::printable(message, wire::kLogTextLimit));
   record(TaskFailedAttempt{receipt, index, attempts, message});
   return Verdict::retry;

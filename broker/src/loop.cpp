@@ -340,7 +340,7 @@ std::chrono::milliseconds Loop::until_next_timer() const {
 
 void Loop::run_timers() {
   const auto now = Clock::now();
-  batches_.expire(now);
+  if (batches_.expire(now)) dispatch_.run();  // deferred tasks back from their backoff
   if (now < next_heartbeat_) return;
   next_heartbeat_ = now + config_.heartbeat;
   // Supervisors first: a silent one takes its executors with it, and executors are judged by

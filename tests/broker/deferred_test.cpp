@@ -7,9 +7,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "child.hpp"
 #include "cluster.hpp"
+#include "retry_backoff.hpp"
 
 using namespace broker_test;
 
@@ -19,6 +21,7 @@ fanout::broker::Config journal_config(const std::filesystem::path& dir, unsigned
   auto config = test_config();
   config.journal = dir;
   config.deferred_attempts = attempts;
+  config.deferred_retry_delay = std::chrono::milliseconds(0);  // retried at once unless a test says otherwise
   return config;
 }
 
@@ -168,6 +171,56 @@ TEST_CASE("a failing deferred task is retried, then dead; it can be listed, retr
   auto unknown = ask(context, broker.endpoint(), deferred_request(wire::DeferredRequest::Action::LIST, "999"));
   REQUIRE(unknown.has_value());
   CHECK(contains(unknown->envelope().getDeferredReport().getError().cStr(), "999"));
+}
+
+TEST_CASE("a failed deferred task waits out an exponential backoff before each retry") {
+  fanout_test::TempDir dir;
+  zmq::context_t context;
+  auto config = journal_config(dir.path(), 3);
+  config.deferred_retry_delay = std::chrono::milliseconds(400);
+  RunningBroker broker(config, context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor failing(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 8, .fail = true});
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  client.send(deferred_window(26, 1));
+  REQUIRE(client.wait_ack(26).has_value());
+  using clock = std::chrono::steady_clock;
+  const auto ms = [](clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  REQUIRE(failing.wait_tasks(1));
+  const auto first = clock::now();
+  REQUIRE(failing.wait_tasks(2, std::chrono::seconds(20)));
+  const auto second = clock::now();
+  REQUIRE(failing.wait_tasks(3, std::chrono::seconds(20)));
+  const auto third = clock::now();
+  // 400 ms after the first failure, then 800 ms after the second, each at least half of it (the
+  // other half is random); never back to back. (Upper bounds are left to the unit test below: a
+  // busy machine only makes waits longer.)
+  CHECK(ms(second - first) >= 200);
+  CHECK(ms(third - second) >= 400);
+  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& s) { return s.deferred_dead == 1; }).has_value());
+  CHECK(failing.stats().tasks == 3);
+}
+
+TEST_CASE("retry backoff: doubles from the first delay up to the most, the second half random") {
+  using std::chrono::milliseconds;
+  fanout::broker::RetryBackoff backoff(milliseconds(1000), milliseconds(5000));
+  std::set<milliseconds::rep> seen;
+  for (int n = 0; n < 200; ++n) {
+    const auto wait = backoff.after(1);
+    CHECK(wait >= milliseconds(500));
+    CHECK(wait <= milliseconds(1000));
+    seen.insert(wait.count());
+    const auto third = backoff.after(3);  // 4000 ms
+    CHECK(third >= milliseconds(2000));
+    CHECK(third <= milliseconds(4000));
+    const auto late = backoff.after(1000);  // capped, no overflow
+    CHECK(late >= milliseconds(2500));
+    CHECK(late <= milliseconds(5000));
+  }
+  CHECK(seen.size() > 50);  // jitter: tasks that failed together come back apart
+  fanout::broker::RetryBackoff off(milliseconds(0), milliseconds(5000));
+  CHECK(off.after(7) == milliseconds(0));
 }
 
 TEST_CASE("dropping a dead deferred task forgets it for good") {

@@ -272,8 +272,8 @@ TEST_CASE("fanout deferred --program reaches a program's local service, starting
                    60s));
   // Nobody waits for a deferred batch: its failures are told in the service's log, each attempt
   // and each death.
-  CHECK(count_of(services.logs(), "failed (attempt 1 of 3), to be retried: task 1 failed on purpose") == 1);
-  CHECK(count_of(services.logs(), "failed (attempt 2 of 3), to be retried: task 2 failed on purpose") == 1);
+  CHECK(count_of(services.logs(), "failed (attempt 1 of 3), to be retried after a backoff: task 1 failed on purpose") == 1);
+  CHECK(count_of(services.logs(), "failed (attempt 2 of 3), to be retried after a backoff: task 2 failed on purpose") == 1);
   CHECK(count_of(services.logs(), "is dead after 3 attempt(s): task") == 2);
   // Idle (dead tasks are not work), the service stops; the tool starts it again to answer.
   REQUIRE(eventually([&] { return !services.serving(); }, 30s));

@@ -76,6 +76,10 @@ struct Config {
   // fsynced there before it is acknowledged, and survives a broker restart (docs/protocol.md).
   std::filesystem::path journal;  // empty: no journal, deferred batches are refused
   unsigned deferred_attempts = 3;  // a deferred task that fails this often is recorded as dead
+  // A failed deferred task waits before its next attempt: this, doubled after each failure up to
+  // the most, the second half of each wait random (jitter). Zero: retried at once.
+  std::chrono::milliseconds deferred_retry_delay{1000};
+  std::chrono::milliseconds deferred_retry_max_delay{std::chrono::minutes(5)};
   // Where the broker logs; spdlog's default logger when empty. An embedded broker gets its own,
   // so that it never writes through (or into the configuration of) the program's logger.
   std::shared_ptr<spdlog::logger> logger;
