@@ -35,30 +35,6 @@ std::optional<wire::InMessage> ask_broker(zmq::context_t& context, const std::st
   }
 }
 
-std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::string& endpoint,
-                                        std::chrono::milliseconds timeout) {
-  wire::OutMessage request;
-  request.envelope().setStatusRequest();
-  std::optional<wire::InMessage> message;
-  try {
-    message = ask_broker(context, endpoint, request.frame(), wire::Envelope::STATUS, timeout);
-  } catch (const Error&) {
-    return std::nullopt;  // not a broker that speaks our protocol: as good as none
-  }
-  if (!message || !message->envelope().isStatus()) return std::nullopt;
-  const auto status = message->envelope().getStatus();
-  StatusCounts counts;
-  counts.queued = status.getQueued();
-  counts.running = status.getRunning();
-  counts.deferred_pending = status.getDeferredPending();
-  counts.deferred_running = status.getDeferredRunning();
-  counts.deferred_done = status.getDeferredDone();
-  counts.deferred_dead = status.getDeferredDead();
-  counts.workers = status.getWorkers().size();
-  for (const auto worker : status.getWorkers()) counts.executors += worker.getProcesses();
-  return counts;
-}
-
 namespace {
 
 std::string_view text_of(capnp::Text::Reader text) { return {text.cStr(), text.size()}; }
@@ -142,6 +118,27 @@ std::string status_text(const BrokerStatus& status) {
 
 std::string status_report(zmq::context_t& context, const std::string& endpoint, std::chrono::milliseconds timeout) {
   return status_text(query_status(context, endpoint, timeout));
+}
+
+// The counts of the full status: one way to read the broker's answer.
+std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::string& endpoint,
+                                        std::chrono::milliseconds timeout) {
+  BrokerStatus status;
+  try {
+    status = query_status(context, endpoint, timeout);
+  } catch (const Error&) {
+    return std::nullopt;  // no answer, a refusal, or not a broker that speaks our protocol: as good as none
+  }
+  StatusCounts counts;
+  counts.queued = status.queued;
+  counts.running = status.running;
+  counts.deferred_pending = status.deferred_pending;
+  counts.deferred_running = status.deferred_running;
+  counts.deferred_done = status.deferred_done;
+  counts.deferred_dead = status.deferred_dead;
+  counts.workers = status.workers.size();
+  for (const auto& worker : status.workers) counts.executors += worker.executors;
+  return counts;
 }
 
 }  // namespace fanout::link
