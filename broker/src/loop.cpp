@@ -22,7 +22,7 @@ Loop::Loop(Config config, zmq::context_t& context)
       logger_(config_.logger ? config_.logger : spdlog::default_logger()),
       router_(context, zmq::socket_type::router),
       admission_(config_),
-      outbox_(router_, counters_, metrics_),
+      outbox_(router_, counters_, metrics_, *logger_),
       peers_(config_, *logger_, outbox_, counters_),
       ledger_(config_, logger_, outbox_, counters_),
       batches_(config_, *logger_, outbox_, counters_, metrics_, peers_, ledger_, admission_),
@@ -149,7 +149,6 @@ void Loop::handle(std::vector<zmq::message_t>& parts) {
   auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole,
                                         &fault);
   if (!message) {
-    logger_->debug("broker: dropped a message from a peer: {}", why);
     if (fault == wire::InMessage::Fault::over_limit) {
       return outbox_.drop(peer, wire::ErrorKind::BAD_MESSAGE, why, Refusal::over_limit);
     }
@@ -260,8 +259,9 @@ void Loop::on_executor_lost(const PeerId& supervisor, wire::ExecutorLost::Reader
   // A supervisor speaks for its own worker's executors only: a report about another worker's
   // would fail that worker's healthy work.
   if (!peers_.supervises(supervisor, id)) {
-    outbox_.refuse_message(supervisor, Refusal::foreign_executor, "", false);
-    if (refusal_log_.first(supervisor, Refusal::foreign_executor)) {
+    const bool first = outbox_.first_refusal(supervisor, Refusal::foreign_executor);
+    outbox_.refuse_message(supervisor, Refusal::foreign_executor, "a report of a lost executor not of its worker", false);
+    if (first) {
       logger_->warn("broker: refused a report of a lost executor from {}: executor {} is not of its worker",
                     wire::printable(supervisor, wire::kLogTextLimit), wire::printable(id, wire::kLogTextLimit));
     }
@@ -280,7 +280,7 @@ void Loop::on_executor_lost(const PeerId& supervisor, wire::ExecutorLost::Reader
 // ---- refusals and keys -------------------------------------------------------------------------
 
 void Loop::refuse(const PeerId& peer, const wire::InMessage& message, Refusal reason, const std::string& why) {
-  const bool first = refusal_log_.first(peer, reason);
+  const bool first = outbox_.first_refusal(peer, reason);
   if (first) {
     logger_->warn("broker: refused '{}' from {}: {}", message_name(message.envelope().which()),
                   wire::printable(peer, wire::kLogTextLimit), why);

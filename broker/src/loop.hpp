@@ -107,7 +107,6 @@ class Loop {
   // outlives it.
   std::shared_ptr<const KeyRing> keys_;
   std::unique_ptr<Authenticator> authenticator_;
-  RefusalLog refusal_log_;
   zmq::socket_t router_;
   sys::EventFd stop_;  // stop() from any thread or a signal handler
   sys::EventFd reload_;  // reload_keys() from any thread or a signal handler

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include <spdlog/logger.h>
 #include <zmq.hpp>
 
 #include <fanout/broker/broker.hpp>
@@ -29,8 +30,8 @@ namespace fanout::broker {
 
 class Outbox {
  public:
-  Outbox(zmq::socket_t& router, Counters& counters, Metrics& metrics)
-      : router_(router), counters_(counters), metrics_(metrics) {}
+  Outbox(zmq::socket_t& router, Counters& counters, Metrics& metrics, spdlog::logger& logger)
+      : router_(router), counters_(counters), metrics_(metrics), logger_(logger) {}
 
   // Sends `frame` to `peer` as it is (the bytes are not copied). False when the peer is gone.
   bool send(std::string_view peer, zmq::message_t&& frame) { return wire::send_to(router_, peer, std::move(frame)); }
@@ -55,17 +56,24 @@ class Outbox {
   // restarted, and a worker to announce again, forever). A refused window gets refuse_window.
   void refuse_message(const PeerId& peer, Refusal reason, const std::string& why, bool reply);
 
+  // True the first time `peer` is refused for `reason` (then it is logged; after, only counted).
+  // The refusals above log themselves at info; a caller that logs its own (at warning) asks first.
+  bool first_refusal(const PeerId& peer, Refusal reason) { return refusal_log_.first(peer, reason); }
+
   // Tells `client` that deferred batch `id` of `count` tasks is durable, as `receipt`.
   void acknowledge_deferred(const PeerId& client, std::uint64_t id, std::uint32_t count, std::uint64_t receipt);
 
  private:
   void reply_error(const PeerId& peer, wire::ErrorKind kind, const std::string& why);
-  // Every refusal: the dropped-message count and the reason's.
-  void count_refusal(Refusal reason);
+  // Every refusal: the dropped-message count and the reason's, and a line at info the first time
+  // this peer is refused for this reason.
+  void count_refusal(const PeerId& peer, Refusal reason, const std::string& why);
 
   zmq::socket_t& router_;
   Counters& counters_;
   Metrics& metrics_;
+  spdlog::logger& logger_;
+  RefusalLog refusal_log_;
 };
 
 }  // namespace fanout::broker

@@ -5,7 +5,10 @@
 
 #include <array>
 #include <cstddef>
+#include <set>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "wire.hpp"
 
@@ -36,5 +39,21 @@ constexpr std::string_view refusal_label(Refusal refusal) noexcept {
 constexpr Refusal refusal_of(wire::ErrorKind kind) noexcept {
   return kind == wire::ErrorKind::BAD_MESSAGE ? Refusal::bad_message : Refusal::refused;
 }
+
+// Remembers which peers were refused for which reason, so that each (peer, reason) is logged
+// once: a peer that keeps sending what it may not send costs a lookup, not a log line each time.
+// Bounded: past kLimit entries it starts over (a few repeats logged).
+class RefusalLog {
+ public:
+  // True the first time this peer is refused for this reason.
+  bool first(std::string_view peer, Refusal reason) {
+    if (seen_.size() >= kLimit) seen_.clear();
+    return seen_.emplace(std::string(peer), reason).second;
+  }
+
+ private:
+  static constexpr std::size_t kLimit = 4096;
+  std::set<std::pair<std::string, Refusal>> seen_;
+};
 
 }  // namespace fanout::broker

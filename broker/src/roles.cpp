@@ -128,9 +128,4 @@ std::optional<RoleRefusal> check_role(wire::Envelope::Which which, Roles roles) 
   }
 }
 
-bool RefusalLog::first(std::string_view peer, Refusal reason) {
-  if (seen_.size() >= kLimit) seen_.clear();
-  return seen_.emplace(std::string(peer), reason).second;
-}
-
 }  // namespace fanout::broker

@@ -79,16 +79,4 @@ struct RoleRefusal {
 };
 std::optional<RoleRefusal> check_role(wire::Envelope::Which which, Roles roles);
 
-// Logs each (peer, reason) once: a peer that keeps sending what it may not send costs a lookup,
-// not a log line each time. Bounded: past kLimit entries it starts over (a few repeats logged).
-class RefusalLog {
- public:
-  // True the first time this peer is refused for this reason.
-  bool first(std::string_view peer, Refusal reason);
-
- private:
-  static constexpr std::size_t kLimit = 4096;
-  std::set<std::pair<std::string, Refusal>, std::less<>> seen_;
-};
-
 }  // namespace fanout::broker

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <zmq.hpp>
 
 #include "cluster.hpp"
 
@@ -26,6 +27,12 @@ std::vector<std::string> lines_of(const std::string& text) {
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
+}
+
+std::size_t occurrences(const std::string& text, const std::string& part) {
+  std::size_t count = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++count;
+  return count;
 }
 
 fanout_test::ClusterOptions shell_cluster() {
@@ -64,6 +71,30 @@ TEST_CASE("a client that goes away with work unsettled is logged as having aband
                 }),
                 cluster.logs());
   CHECK(!contains(cluster.broker().log(), " finished: "));
+}
+
+TEST_CASE("a refused message is logged at info once per peer and reason, then only counted") {
+  fanout_test::Cluster cluster(shell_cluster());
+  {
+    zmq::context_t context;
+    zmq::socket_t dealer(context, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::routing_id, "garbler");
+    dealer.set(zmq::sockopt::linger, 5000);
+    dealer.connect(cluster.endpoint());
+    for (int n = 0; n < 5; ++n) dealer.send(zmq::str_buffer("not a capnp message"), zmq::send_flags::none);
+  }
+  // All five are counted (the status's refusals are as of the broker's last heartbeat)...
+  CHECK_MESSAGE(fanout_test::eventually([&] {
+                  const auto ran = fanout_test::run_to_end({FANOUT_TOOL_PROGRAM, "status", "--broker", cluster.endpoint()},
+                                                           {.drop_env = {"FANOUT_"}});
+                  return contains(ran.out, "refused messages: 5 (5 bad_message)");
+                }),
+                cluster.logs());
+  // ...and one is logged, at info, with its reason.
+  const std::string log = cluster.broker().log();
+  INFO(log);
+  CHECK(occurrences(log, "refused a message from garbler") == 1);
+  CHECK(contains(log, "[info] broker: refused a message from garbler (bad_message): "));
 }
 
 TEST_CASE("--log-format json makes every log line of broker and worker one JSON object, whatever a peer sends") {
