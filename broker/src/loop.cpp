@@ -227,6 +227,9 @@ void Loop::handle(const PeerId& peer, const std::string& key, Roles roles, wire:
       if (peers_.is_worker(peer)) {
         return outbox_.drop(peer, wire::ErrorKind::REFUSED, "workers do not manage deferred tasks");
       }
+      // The asker counts as a client for a liveness period: a local service started to answer it
+      // does not stop as idle before it has (local_service.cpp).
+      peers_.heard_from_client(peer, now);
       // A client that is no admin sees and manages its own deferred batches only.
       return deferred_.on_request(peer, envelope.getDeferredRequest(),
                                   keys_ && (roles & kAdminRole) == 0 ? std::optional<std::string>(key) : std::nullopt);

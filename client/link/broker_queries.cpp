@@ -137,6 +137,7 @@ std::optional<StatusCounts> query_counts(zmq::context_t& context, const std::str
   counts.deferred_done = status.deferred_done;
   counts.deferred_dead = status.deferred_dead;
   counts.workers = status.workers.size();
+  counts.clients = status.clients;
   for (const auto& worker : status.workers) counts.executors += worker.executors;
   return counts;
 }

@@ -34,6 +34,7 @@ struct StatusCounts {
   std::uint64_t deferred_dead = 0;
   std::size_t workers = 0;
   std::size_t executors = 0;  // connected executors, over every worker
+  std::uint64_t clients = 0;  // clients with batches, or heard from within the liveness period
 };
 
 // Asks the broker at `endpoint` for its status; nullopt when it does not answer within `timeout`.

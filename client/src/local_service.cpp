@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -169,11 +170,17 @@ void run_local_service() {
                  local_service_endpoint().c_str(), (directory / "journal").c_str());
     std::fflush(stderr);
     const auto limit = idle_limit();
-    auto idle_since = Clock::now();
+    // Whoever started the service (a program deferring, `fanout deferred`) gets two seconds to
+    // ask, however short the idle limit: the service must not stop before its first question.
+    constexpr auto kFirstQuestion = std::chrono::seconds(2);
+    auto idle_since = Clock::now() + std::max(Clock::duration(kFirstQuestion - limit), Clock::duration::zero());
     while (!g_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       const auto counts = link::query_counts(context, pool->client_endpoint(), std::chrono::seconds(2));
-      const bool busy = !counts || counts->queued + counts->running + counts->deferred_pending + counts->deferred_running > 0;
+      // Clients (a program that deferred, a tool asking) keep it up as long as the broker hears
+      // from them, and one liveness period after.
+      const bool busy = !counts ||
+                        counts->queued + counts->running + counts->deferred_pending + counts->deferred_running + counts->clients > 0;
       if (busy) {
         idle_since = Clock::now();
       } else if (Clock::now() - idle_since >= limit) {
