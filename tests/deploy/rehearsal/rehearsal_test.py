@@ -128,6 +128,14 @@ def check_termination(pods, what):
             raise Failure(f"{what}: {pod.name} did not stop cleanly on SIGTERM: {t}")
 
 
+def check_key(pod, volume, name):
+    """The secret key a pod's program reads: the init container's copy, the pod's user's, 0400."""
+    info = os.stat(os.path.join(pod.volumes[volume], name))
+    if (info.st_mode & 0o777, info.st_uid) != (0o400, pod.uid):
+        raise Failure(f"{pod.name}: {volume}/{name} is {oct(info.st_mode & 0o777)} uid {info.st_uid}, "
+                      f"not 0400 uid {pod.uid}")
+
+
 def scenario(kubelet, client_bin, key_dir, work):
     lines_file = os.path.join(work, "deferred", "lines")
     os.makedirs(os.path.dirname(lines_file))
@@ -139,6 +147,8 @@ def scenario(kubelet, client_bin, key_dir, work):
     kubelet.wait_ready(kubelet.deployment_pods(WORKERS), 30)
     if len(kubelet.deployment_pods(WORKERS)) != 1:
         raise Failure("the dev overlay was expected to start one worker")
+    check_key(broker, "broker-key", "broker.key")
+    check_key(kubelet.deployment_pods(WORKERS)[0], "worker-key", "worker.key")
 
     client = Client(kubelet, client_bin, key_dir, lines_file)
     run = client.start_run(BATCH)
