@@ -38,7 +38,6 @@ import ctypes
 import http.client
 import os
 import random
-import shutil
 import signal
 import string
 import subprocess
