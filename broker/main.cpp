@@ -24,6 +24,7 @@
 #include "keys.hpp"
 #include "limits.hpp"
 #include "ops/log_format.hpp"
+#include "system/descriptors.hpp"
 
 namespace {
 
@@ -33,6 +34,11 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitCannotListen = 3;
 constexpr int kExitNoBroker = 4;
+// Below this limit of open descriptors the broker warns: 4096 carries about 2,000 workers of one
+// executor (docs/benchmarks.md, many workers on one broker); the reserve is the broker's own
+// (journal, metrics connections, ZeroMQ's internals).
+constexpr std::size_t kDescriptorsWanted = 4096;
+constexpr std::size_t kDescriptorsReserved = 64;
 
 // Set by SIGTERM/SIGINT at any time, also before the broker exists or while it is being made.
 std::atomic<bool> g_stop_requested{false};
@@ -250,6 +256,19 @@ int main(int argc, char** argv) {
       return kExitCannotListen;
     }
     spdlog::info("fanout-broker: serving metrics on {}/metrics (and /healthz, /readyz)", operations->url());
+  }
+
+  // Every connected peer holds a descriptor here (a worker two: its supervisor and one per
+  // executor); past the limit ZeroMQ stops accepting connections and nothing says so.
+  const std::size_t descriptors = fanout::sys::raise_descriptor_limit();
+  if (descriptors < kDescriptorsWanted) {
+    spdlog::warn("fanout-broker: only {} open descriptors allowed (RLIMIT_NOFILE, hard limit): room for about {} "
+                 "connections (a worker holds one plus one per executor, a client one), and past that "
+                 "connections wait unanswered; raise the hard limit (systemd LimitNOFILE=, ulimit -Hn, the "
+                 "container runtime's nofile) to at least {}",
+                 descriptors, descriptors > kDescriptorsReserved ? descriptors - kDescriptorsReserved : 0, kDescriptorsWanted);
+  } else {
+    spdlog::info("fanout-broker: up to {} open descriptors (RLIMIT_NOFILE)", descriptors);
   }
 
   std::signal(SIGTERM, request_stop);

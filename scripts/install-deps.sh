@@ -12,8 +12,8 @@ packages=(
   libcpp-httplib-dev prometheus-cpp-dev          # the --metrics endpoint (HTTP server, metric types)
   prometheus                                     # promtool: checks the scraped metrics in a test
   chromium                                       # headless: renders the broker's status page in a test
-  python3                                        # benchmark peers
-  iproute2                                       # network namespaces for the multi-host test
+  python3 python3-yaml                           # benchmark peers; the cluster rehearsal reads manifests
+  iproute2 util-linux                            # network namespaces (multi-host tests, rehearsal), setpriv
   parallel                                       # GNU parallel: the fanout run compatibility suite
   clang libclang-rt-14-dev                       # libFuzzer (make test-fuzz: tests/fuzz)
   mmdebstrap umoci runc                          # the container image (make image) and its runc test

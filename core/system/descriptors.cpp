@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 
 namespace fanout::sys {
@@ -69,6 +71,23 @@ std::vector<int> open_descriptors() {
   ::closedir(directory);
   std::sort(fds.begin(), fds.end());
   return fds;
+}
+
+std::size_t raise_descriptor_limit() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  rlim_t wanted = limit.rlim_max;
+  // setrlimit refuses more than fs.nr_open (an unlimited hard limit included).
+  if (FILE* nr_open = std::fopen("/proc/sys/fs/nr_open", "r")) {
+    unsigned long long most = 0;
+    if (std::fscanf(nr_open, "%llu", &most) == 1 && (wanted == RLIM_INFINITY || wanted > most)) wanted = most;
+    std::fclose(nr_open);
+  }
+  if (wanted != RLIM_INFINITY && wanted > limit.rlim_cur) {
+    const rlimit raised{wanted, limit.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit.rlim_cur = wanted;
+  }
+  return limit.rlim_cur == RLIM_INFINITY ? SIZE_MAX : static_cast<std::size_t>(limit.rlim_cur);
 }
 
 namespace {

@@ -32,6 +32,13 @@ bool write_all(int fd, const void* data, std::size_t size) noexcept;
 // not available.
 std::vector<int> open_descriptors();
 
+// Raises this process's soft limit of open descriptors (RLIMIT_NOFILE) to its hard limit, capped
+// by what the kernel allows one process (fs.nr_open), and returns the soft limit in force after.
+// For a process that holds a descriptor per connected peer (the broker): a soft limit of 1024,
+// the default of many shells, services and container runtimes, would stop it accepting peers
+// past about 500 workers, silently. Never fails: a limit it cannot raise stays as it was.
+std::size_t raise_descriptor_limit() noexcept;
+
 // Closes every descriptor >= 3 that is not in `keep` (sorted). Used in a freshly forked process to
 // drop what it must not hold (its parent's sockets, ZeroMQ context, signalfd). Allocates nothing.
 void close_descriptors_except(std::span<const int> keep) noexcept;

@@ -8,9 +8,12 @@
 // Header-only, fanout's public headers alone: nothing to link.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +45,20 @@ inline const fanout::Task crash{"example.crash", [](int) -> int {
 inline const fanout::Task sleep_ms{"example.sleep_ms", [](int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
+}};
+
+// Appends `line` and a newline to the file at `path` (made 0666 if missing) in one O_APPEND
+// write, so that lines from many processes never interleave; returns the bytes written. A task
+// with an effect someone can count: the deployment rehearsal (tests/deploy/rehearsal) defers these
+// and counts the lines, since nobody collects a deferred task's value.
+inline const fanout::Task append_line{"example.append_line", [](std::string path, std::string line) {
+  line += '\n';
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) throw std::runtime_error("cannot open " + path);
+  const auto written = ::write(fd, line.data(), line.size());
+  ::close(fd);
+  if (written != static_cast<ssize_t>(line.size())) throw std::runtime_error("cannot append to " + path);
+  return static_cast<int>(written);
 }};
 
 }  // namespace example

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -51,6 +53,33 @@ int run_to_exit(Child& child, std::chrono::milliseconds limit = 20s) {
   const auto status = child.wait_exit(limit);
   REQUIRE_MESSAGE(status.has_value(), "fanout-broker did not exit in time; stderr: " << child.err());
   return fanout::sys::shell_exit_code(*status);
+}
+
+// fanout-broker run under `prlimit --nofile=LIMITS` (SOFT:HARD) until it listens, then stopped:
+// its limit of open descriptors as /proc/PID/limits showed it meanwhile, and its log.
+struct DescriptorLimit {
+  std::string soft;
+  std::string hard;
+  std::string log;
+};
+DescriptorLimit broker_under_nofile(const std::string& limits) {
+  const std::string prlimit = "/usr/bin/prlimit";  // util-linux (scripts/install-deps.sh)
+  REQUIRE_MESSAGE(::access(prlimit.c_str(), X_OK) == 0, prlimit << " is missing: install util-linux");
+  Child broker({prlimit, "--nofile=" + limits, fanout_test::broker_program(), "--bind", "tcp://127.0.0.1:*",
+                "--log-level", "info"},
+               fanout_test::ChildOptions{.drop_env = {"FANOUT_"}});
+  REQUIRE_MESSAGE(broker.wait_for_line("listening ", 20s).has_value(), "no 'listening' line; stderr: " << broker.err());
+  DescriptorLimit result;
+  std::ifstream in("/proc/" + std::to_string(broker.pid()) + "/limits");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Max open files", 0) != 0) continue;
+    std::istringstream fields(line.substr(std::string("Max open files").size()));
+    fields >> result.soft >> result.hard;
+  }
+  REQUIRE(::kill(broker.pid(), SIGTERM) == 0);
+  CHECK(run_to_exit(broker) == 0);
+  result.log = broker.err();
+  return result;
 }
 
 }  // namespace
@@ -106,6 +135,26 @@ TEST_CASE("fanout-broker prints where it listens, answers --status and exits 0 o
   // Logs go to stderr; stdout carries only what scripts read.
   CHECK(contains(broker.err(), "listening on " + endpoint));
   CHECK_FALSE(contains(broker.out(), "[info]"));
+}
+
+// Every connected executor and client holds a descriptor in the broker; past the soft limit
+// ZeroMQ stops accepting connections without a word (1024, a common default, is about 500
+// workers: docs/benchmarks.md).
+TEST_CASE("fanout-broker raises its limit of open descriptors to the hard limit, and warns when that is low") {
+  SUBCASE("a soft limit of 256 under a hard limit of 8192 becomes 8192") {
+    const auto limit = broker_under_nofile("256:8192");
+    CHECK(limit.soft == "8192");
+    CHECK(limit.hard == "8192");
+    CHECK(contains(limit.log, "up to 8192 open descriptors"));
+    CHECK_FALSE(contains(limit.log, "only"));
+  }
+  SUBCASE("a hard limit of 1024 is warned about, with the peers it allows and what to raise") {
+    const auto limit = broker_under_nofile("1024:1024");
+    CHECK(limit.soft == "1024");
+    CHECK(contains(limit.log, "only 1024 open descriptors allowed"));
+    CHECK(contains(limit.log, "room for about 960 connections"));
+    CHECK(contains(limit.log, "LimitNOFILE="));
+  }
 }
 
 TEST_CASE("fanout-broker --status of an endpoint where nothing listens exits 4 within a few seconds") {
