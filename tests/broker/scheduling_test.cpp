@@ -242,6 +242,39 @@ TEST_CASE("tasks waiting while every executor runs a slow one make the broker as
   CHECK_FALSE(supervisor->take(Kind::GROW, std::chrono::milliseconds(300)));
 }
 
+TEST_CASE("a task known to be quick that is late makes a worker grow only after a long while, not at once") {
+  // A late result of a name that takes microseconds means an executor without a CPU (a loaded
+  // machine), which more processes on the same CPUs would make worse; a long wait still grows.
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1", true, true});
+  wire::OutMessage announce;
+  auto fields = announce.envelope().initAnnounce();
+  fields.setRole(wire::Announce::Role::SUPERVISOR);
+  fields.setWorkerId("w1");
+  fields.setProcesses(1);
+  fields.setMaxProcesses(4);
+  supervisor->send(announce.frame());
+  auto options = holding("w1/0/0", "w1");
+  FakeExecutor executor(context, broker.endpoint(), options);
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+
+  client.send(tasks_window(20, 1, 0, 1));  // its result says "square" takes no time at all
+  REQUIRE(executor.wait_held(1));
+  executor.answer(1);
+  REQUIRE(client.wait_settled(20, 1));
+
+  const auto sent = Clock::now();
+  client.send(tasks_window(21, 100, 0, 100));  // 64 held (its credit), the first stays late; 36 wait
+  REQUIRE(executor.wait_held(64));
+  CHECK_FALSE(supervisor->take(Kind::GROW, std::chrono::milliseconds(150)));
+  const Received grow = supervisor->take(Kind::GROW, std::chrono::seconds(3));
+  REQUIRE(grow);
+  CHECK(Clock::now() - sent >= std::chrono::milliseconds(250));
+  CHECK(grow->envelope().getGrow().getExecutors() == 1);
+}
+
 TEST_CASE("a worker of fixed size is never asked to grow, and quick tasks never make a worker grow") {
   zmq::context_t context;
   RunningBroker broker(test_config(), context);
