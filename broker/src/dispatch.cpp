@@ -190,9 +190,20 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
     // starts the moment it arrives, and runs alone.
     const bool alone = first->name_text() == kShellTask || first->frame->tasks[first->begin].getTimeoutMs() > 0;
     if (alone && !executor.in_flight.empty()) return false;
-    std::size_t share = alone ? 1 : std::min<std::size_t>((chosen.queued + capacity - 1) / capacity,
-                                                          room_ahead(executor, *first));
+    const std::size_t fair = (chosen.queued + capacity - 1) / capacity;
+    std::size_t share = alone ? 1 : std::min<std::size_t>(fair, room_ahead(executor, *first));
     if (share == 0) return false;
+    // A client's frame of quick tasks (all of it within kAhead of expected work) that its fair
+    // share and the executor's credit hold goes whole when the room ahead takes at least half of
+    // it: at most kAhead more quick work ahead, against copying every task into a new window (and
+    // a smaller message) to fit the room exactly.
+    if (!alone && first->whole_fresh_frame()) {
+      const std::size_t whole = first->frame->size();
+      if (share < whole && share * 2 >= whole && whole <= fair && whole <= executor.free() &&
+          expected_each(*first) * whole <= kAhead) {
+        share = whole;
+      }
+    }
     given.emplace_back(&executor, id);
     if (chosen.max_running > 0) {
       // A capped batch's running slots are spread over the executors that can take part: one
@@ -209,9 +220,13 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
 // once, and as many more as it will get through within kAhead of expected work; a busy one only
 // what fits in kAhead beyond what it already holds. A task nobody has seen finish yet counts as
 // slow: nothing waits behind it.
-std::size_t Dispatch::room_ahead(const Executor& executor, Pending& pending) {
+std::chrono::nanoseconds Dispatch::expected_each(Pending& pending) {
   TaskTimes& task_times = batches_.task_times();
-  const auto expected = std::max(task_times.expected(pending.frame->times_of(pending.name, task_times)), kShortestTask);
+  return std::max(task_times.expected(pending.frame->times_of(pending.name, task_times)), kShortestTask);
+}
+
+std::size_t Dispatch::room_ahead(const Executor& executor, Pending& pending) {
+  const auto expected = expected_each(pending);
   if (executor.in_flight.empty()) return 1 + static_cast<std::size_t>(kAhead / expected);
   const auto backlog = expected_backlog(executor, Clock::now());
   if (backlog >= kAhead) return 0;

@@ -105,6 +105,31 @@ TEST_CASE("tasks that proved quick are sent ahead, as many as the executor's cre
   CHECK(executor.wait_held(40));  // all at once: 40 tasks of 5 µs are well within what it may hold ahead
 }
 
+TEST_CASE("a window of quick tasks goes whole to a busy executor with room for at least half of it, not copied in parts") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  // Tasks of 100 µs: the 2 ms an executor may hold ahead is 20 of them.
+  client.send(tasks_window(1, 1, 0, 1));
+  REQUIRE(executor.wait_held(1));
+  executor.peer().send(timed_results({{1, 0, 0, 0}}, std::chrono::microseconds(100)));
+  REQUIRE(client.wait_settled(1, 1));
+
+  client.send(tasks_window(2, 20, 0, 20));
+  REQUIRE(executor.wait_tasks(1 + 20));  // all of it: as much as it may hold ahead
+  client.send(tasks_window(3, 12, 0, 12));
+  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& status) { return status.queued == 12; }));
+  // 10 answered: room for 9 more, three quarters of the waiting window.
+  std::vector<Answer> done;
+  for (std::uint32_t i = 0; i < 10; ++i) done.push_back(Answer{2, i, 0, 0});
+  executor.peer().send(timed_results(done, std::chrono::microseconds(100)));
+  CHECK(executor.wait_tasks(1 + 20 + 12));
+  CHECK(executor.stats().task_messages == 3);  // the window as the client sent it, in one message
+}
+
 TEST_CASE("tasks an executor hands back go to the front of the queue with their attempts unchanged, and run elsewhere") {
   zmq::context_t context;
   RunningBroker broker(test_config(), context);
