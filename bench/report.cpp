@@ -1,6 +1,7 @@
 // report.cpp: the table fanout-bench prints, and its verdicts against the goals.
 #include "report.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -91,7 +92,9 @@ void print_report(const std::vector<Row>& rows, const Settings& settings, const 
               << format_memory(row, "broker_") << " |\n";
   }
 
-  std::cout << "\nW2 and W3 time run(calls); building the calls (encoding the arguments) comes before the clock";
+  std::cout << "\nW2 " << with_commas(settings.w2_small)
+            << " times building the calls and run(calls); W2 " << with_commas(settings.w2_large)
+            << " and W3 time run(calls), building the calls (encoding the arguments) comes before the clock";
   for (const char* name : {"sync", "process-local"}) {
     const Row* row = find_row(rows, name);
     if (row == nullptr || !(row->get("w2_build_ns_per_call") || row->get("w3_build_ms"))) continue;
@@ -137,6 +140,39 @@ void print_report(const std::vector<Row>& rows, const Settings& settings, const 
     if (remote != nullptr) {
       print_goal("remote W1 p50", figure(remote, "w1_p50_us"), kRemoteW1GoalUs, true, "µs", format_figure);
       print_goal("remote W2", figure(remote, "w2_small_tps"), kRemoteW2Goal, false, "tasks/s", format_rate);
+    }
+  }
+  const auto pool = std::find_if(rows.begin(), rows.end(),
+                                 [](const Row& row) { return row.system == "Python multiprocessing.Pool(2)"; });
+  if (pool != rows.end() && (local != nullptr || remote != nullptr)) {
+    // Ratios, so that a busy machine slows both sides of each comparison alike.
+    const auto ratio = [](std::optional<double> ours, std::optional<double> theirs) -> std::optional<double> {
+      if (!ours || !theirs || *theirs <= 0) return std::nullopt;
+      return *ours / *theirs;
+    };
+    const auto times = [](std::optional<double> value) {
+      if (!value) return std::string("—");
+      char text[32];
+      std::snprintf(text, sizeof(text), "%.2f×", *value);
+      return std::string(text);
+    };
+    std::cout << "\nTiny tasks against multiprocessing.Pool(2) in this run (issue 10, point 7):\n";
+    const auto print_ratio = [&](const char* what, std::optional<double> value, double goal, bool at_most) {
+      std::cout << "- " << what << ' ' << (at_most ? "<= " : ">= ") << times(goal) << ": ";
+      if (!value) {
+        std::cout << "not measured\n";
+      } else {
+        const bool met = at_most ? *value <= goal : *value >= goal;
+        std::cout << times(value) << ", " << (met ? "met" : "MISSED") << "\n";
+      }
+    };
+    if (local != nullptr) {
+      print_ratio("local W2 / Pool W2", ratio(local->get("w2_small_tps"), pool->get("w2_small_tps")), kLocalW2VsPool, false);
+      print_ratio("local W1 p50 / Pool W1 p50", ratio(local->get("w1_p50_us"), pool->get("w1_p50_us")), kLocalW1VsPool, true);
+    }
+    if (remote != nullptr) {
+      print_ratio("remote W2 / Pool W2", ratio(remote->get("w2_small_tps"), pool->get("w2_small_tps")), kRemoteW2VsPool,
+                  false);
     }
   }
   if (const Row* fork = find_row(rows, "fork"); fork != nullptr) {

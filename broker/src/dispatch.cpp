@@ -25,6 +25,13 @@ constexpr auto kReclaimAfter = std::chrono::milliseconds(20);
 // An executor whose task has run this long is waiting on something rather than computing (the
 // rule of client/src/width.hpp): while tasks wait, its worker is asked for another executor.
 constexpr auto kSlowSlot = std::chrono::milliseconds(5);
+// A task whose name is known to take less than kQuickTask counts as waiting on something only once
+// it has been at the front for kSlowQuickSlot: before that, a late result means an executor that
+// did not get a CPU (a loaded machine) or results still gathered into one message, and another
+// process on the same CPUs would only slow every executor down (W2 on a busy machine ran 5x
+// slower on a pool grown to 20 executors).
+constexpr auto kQuickTask = std::chrono::milliseconds(1);
+constexpr auto kSlowQuickSlot = std::chrono::milliseconds(250);
 // Growth asked for at most this many executors at a time.
 constexpr std::size_t kMostGrowth = 64;
 
@@ -113,10 +120,14 @@ void Dispatch::grow(Clock::time_point now) {
   std::size_t slow = 0;
   for (const Executor& executor : peers_.executors()) {
     if (executor.draining || executor.in_flight.empty()) continue;
-    if (now - executor.front_since >= kSlowSlot) {
+    const InFlight& front = executor.in_flight.front();
+    const bool known_quick = front.times != nullptr && front.times->samples > 0 && front.times->average < kQuickTask;
+    const auto slow_after = known_quick ? std::chrono::duration_cast<Clock::duration>(kSlowQuickSlot)
+                                        : std::chrono::duration_cast<Clock::duration>(kSlowSlot);
+    if (now - executor.front_since >= slow_after) {
       ++slow;
     } else {
-      next_growth_check_ = std::min(next_growth_check_, executor.front_since + kSlowSlot);
+      next_growth_check_ = std::min(next_growth_check_, executor.front_since + slow_after);
     }
   }
   if (slow == 0) return;
@@ -179,9 +190,20 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
     // starts the moment it arrives, and runs alone.
     const bool alone = first->name_text() == kShellTask || first->frame->tasks[first->begin].getTimeoutMs() > 0;
     if (alone && !executor.in_flight.empty()) return false;
-    std::size_t share = alone ? 1 : std::min<std::size_t>((chosen.queued + capacity - 1) / capacity,
-                                                          room_ahead(executor, *first));
+    const std::size_t fair = (chosen.queued + capacity - 1) / capacity;
+    std::size_t share = alone ? 1 : std::min<std::size_t>(fair, room_ahead(executor, *first));
     if (share == 0) return false;
+    // A client's frame of quick tasks (all of it within kAhead of expected work) that its fair
+    // share and the executor's credit hold goes whole when the room ahead takes at least half of
+    // it: at most kAhead more quick work ahead, against copying every task into a new window (and
+    // a smaller message) to fit the room exactly.
+    if (!alone && first->whole_fresh_frame()) {
+      const std::size_t whole = first->frame->size();
+      if (share < whole && share * 2 >= whole && whole <= fair && whole <= executor.free() &&
+          expected_each(*first) * whole <= kAhead) {
+        share = whole;
+      }
+    }
     given.emplace_back(&executor, id);
     if (chosen.max_running > 0) {
       // A capped batch's running slots are spread over the executors that can take part: one
@@ -198,9 +220,13 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
 // once, and as many more as it will get through within kAhead of expected work; a busy one only
 // what fits in kAhead beyond what it already holds. A task nobody has seen finish yet counts as
 // slow: nothing waits behind it.
-std::size_t Dispatch::room_ahead(const Executor& executor, Pending& pending) {
+std::chrono::nanoseconds Dispatch::expected_each(Pending& pending) {
   TaskTimes& task_times = batches_.task_times();
-  const auto expected = std::max(task_times.expected(pending.frame->times_of(pending.name, task_times)), kShortestTask);
+  return std::max(task_times.expected(pending.frame->times_of(pending.name, task_times)), kShortestTask);
+}
+
+std::size_t Dispatch::room_ahead(const Executor& executor, Pending& pending) {
+  const auto expected = expected_each(pending);
   if (executor.in_flight.empty()) return 1 + static_cast<std::size_t>(kAhead / expected);
   const auto backlog = expected_backlog(executor, Clock::now());
   if (backlog >= kAhead) return 0;

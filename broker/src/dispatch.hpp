@@ -68,6 +68,8 @@ class Dispatch {
   using Given = std::vector<std::pair<const Executor*, std::uint64_t>>;  // (executor, batch) this call
 
   bool assign_one(Executor& executor, std::size_t capacity, Given& given);
+  // What a task of `pending` is expected to take (TaskTimes), at least kShortestTask.
+  std::chrono::nanoseconds expected_each(Pending& pending);
   std::size_t room_ahead(const Executor& executor, Pending& pending);
   static std::chrono::nanoseconds expected_backlog(const Executor& executor, Clock::time_point now);
   void send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit, bool alone);

@@ -49,15 +49,19 @@ Results::Results(Batch& batch, const RunOptions& options)
     : batch_(batch), options_(options), settled_(batch.size(), false) {}
 
 void Results::value(std::size_t index, ValueReader value, std::string_view ran_on) {
+  this->value(index, value, [ran_on] { return ran_on; });
+}
+
+void Results::value(std::size_t index, ValueReader value, FunctionRef<std::string_view()> ran_on) {
   if (index >= settled_.size() || settled_[index]) return;  // a second outcome for a slot is dropped
   try {
     batch_.store(index, value);
   } catch (const TypeMismatch& mismatch) {
     failures_[index] = FailureInfo{ErrorKind::bad_result, "fanout::TypeMismatch",
-                                   std::string("result: ") + mismatch.what(), std::string(ran_on)};
+                                   std::string("result: ") + mismatch.what(), std::string(ran_on())};
   } catch (const Error& unreadable) {
     failures_[index] = FailureInfo{ErrorKind::bad_message, "fanout::Error",
-                                   std::string("result: ") + unreadable.what(), std::string(ran_on)};
+                                   std::string("result: ") + unreadable.what(), std::string(ran_on())};
   }
   settle(index);
 }

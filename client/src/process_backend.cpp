@@ -266,9 +266,12 @@ class BatchRun final : private BatchLink::Receiver {
 
   void result(wire::Result::Reader result) override {
     if (result.getIndex() >= batch_.size()) return;
-    const std::string_view ran_on(result.getRanOn().cStr(), result.getRanOn().size());
     if (result.isValue()) {
-      results_.value(result.getIndex(), wire::wrap(result.getValue()), ran_on);
+      // Where it ran is read only to name a value that does not decode.
+      results_.value(result.getIndex(), wire::wrap(result.getValue()), [&]() -> std::string_view {
+        const auto ran_on = result.getRanOn();
+        return {ran_on.cStr(), ran_on.size()};
+      });
     } else {
       const auto error = result.getError();
       results_.failure(result.getIndex(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),

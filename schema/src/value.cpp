@@ -2,9 +2,11 @@
 #include <fanout/value.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include <fanout/error.hpp>
@@ -346,63 +348,152 @@ ValueReader MapReader::value(std::size_t index) const {
 
 // ---- Payload ----------------------------------------------------------------------------------
 
-struct Payload::Impl {
-  // Exactly one of these holds the encoding. Small values are flattened into one exact-size
-  // buffer (tens of bytes per call, which matters for million-task batches); large ones keep the
-  // builder's segments so that big byte strings are not copied a second time.
-  kj::Array<capnp::word> flat;
-  std::unique_ptr<capnp::MallocMessageBuilder> builder;
-  std::vector<kj::ArrayPtr<const capnp::word>> segments;
+// A Payload's storage is one allocation: this header, then (for a value built here that fits in
+// one small segment) the segment's words. Anything else, a large value or a message received from
+// elsewhere, is held by `other`. Shared by every copy of the Payload; freed with the last one.
+struct alignas(capnp::word) Payload::Impl {
+  // Segments of a value too large to keep inline, or a flat message from another process.
+  struct Other {
+    std::vector<kj::Array<capnp::word>> owned;
+    std::vector<kj::ArrayPtr<const capnp::word>> segments;  // to read, when built here
+    kj::Array<capnp::word> flat;                            // to read, when received
+  };
+
+  mutable std::atomic<std::uint32_t> refs{1};
   wire::PayloadRoot root = wire::PayloadRoot::value;
-  // Built here by Payload::build, one segment: read without a message reader or limits (a reader
-  // per read costs more than the rest of a small task's trip through the client).
-  bool own_single_segment = false;
+  std::uint32_t inline_words = 0;  // words of the one segment that follows this header
+  std::unique_ptr<Other> other;
+
+  const capnp::word* words() const noexcept { return reinterpret_cast<const capnp::word*>(this + 1); }
+  capnp::word* words() noexcept { return reinterpret_cast<capnp::word*>(this + 1); }
+
+  // A new Impl with room for `count` inline words after it (uninitialised), one reference.
+  static Impl* make(std::size_t count) {
+    void* memory = ::operator new(sizeof(Impl) + count * sizeof(capnp::word));
+    auto* impl = new (memory) Impl;
+    impl->inline_words = static_cast<std::uint32_t>(count);
+    return impl;
+  }
+  static void release(const Impl* impl) noexcept {
+    if (impl == nullptr || impl->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    auto* owned = const_cast<Impl*>(impl);
+    owned->~Impl();
+    ::operator delete(static_cast<void*>(owned));
+  }
 };
 
 namespace {
 
-// Words a single-segment encoding may have to be flattened rather than kept as a builder.
-constexpr unsigned kFlattenLimitWords = 512;
+// Words a single-segment encoding may have to be kept inline rather than as segments.
+constexpr unsigned kInlineLimitWords = 512;
+// The stack segment every value is first built in: arguments of ordinary calls fit, with room.
 constexpr unsigned kFirstSegmentWords = 64;
 
-std::shared_ptr<const Payload::Impl> none_payload() {
-  static const auto none = [] {
-    auto impl = std::make_shared<Payload::Impl>();
+// Builds a message in a zeroed segment on the caller's stack first, and in heap segments only
+// once that is full. Unlike MallocMessageBuilder it gives its heap segments away (take_owned), so
+// a large value keeps the segments it was built in: its bytes are never copied a second time.
+class StackFirstBuilder final : public capnp::MessageBuilder {
+ public:
+  explicit StackFirstBuilder(kj::ArrayPtr<capnp::word> first) : first_(first) {}
+  ~StackFirstBuilder() noexcept(false) override = default;
+
+  kj::ArrayPtr<capnp::word> allocateSegment(unsigned minimum) override {
+    if (!first_given_ && minimum <= first_.size()) {
+      first_given_ = true;
+      return first_;
+    }
+    // Growth as MallocMessageBuilder's: each segment at least as large as all before it.
+    const std::size_t size = std::max<std::size_t>(minimum, next_size_);
+    next_size_ = std::min<std::size_t>(size * 2, std::size_t{1} << 26);
+    auto segment = kj::heapArray<capnp::word>(size);
+    std::memset(segment.begin(), 0, size * sizeof(capnp::word));  // capnp builds in zeroed words
+    owned_.push_back(kj::mv(segment));
+    return owned_.back();
+  }
+
+  std::vector<kj::Array<capnp::word>> take_owned() { return std::move(owned_); }
+
+ private:
+  kj::ArrayPtr<capnp::word> first_;
+  bool first_given_ = false;
+  std::size_t next_size_ = kFirstSegmentWords * 4;
+  std::vector<kj::Array<capnp::word>> owned_;
+};
+
+const Payload::Impl* none_payload() {
+  // Never freed: the static keeps a reference of its own.
+  static const Payload::Impl* const none = [] {
     capnp::MallocMessageBuilder message(8);
     message.initRoot<Value>().setNone();
-    impl->flat = capnp::messageToFlatArray(message);
-    impl->own_single_segment = true;
-    return std::shared_ptr<const Payload::Impl>(std::move(impl));
+    const auto segment = message.getSegmentsForOutput()[0];
+    auto* impl = Payload::Impl::make(segment.size());
+    std::memcpy(impl->words(), segment.begin(), segment.size() * sizeof(capnp::word));
+    return impl;
   }();
+  none->refs.fetch_add(1, std::memory_order_relaxed);
   return none;
 }
 
 }  // namespace
 
 Payload::Payload() : impl_(none_payload()) {}
-Payload::~Payload() = default;
-Payload::Payload(const Payload&) = default;
-Payload& Payload::operator=(const Payload&) = default;
-Payload::Payload(Payload&&) noexcept = default;
-Payload& Payload::operator=(Payload&&) noexcept = default;
-Payload::Payload(std::shared_ptr<const Impl> impl) noexcept : impl_(std::move(impl)) {}
+Payload::~Payload() { Impl::release(impl_); }
+Payload::Payload(const Payload& other) : impl_(other.impl_) {
+  if (impl_ != nullptr) impl_->refs.fetch_add(1, std::memory_order_relaxed);
+}
+Payload& Payload::operator=(const Payload& other) {
+  if (this != &other) {
+    if (other.impl_ != nullptr) other.impl_->refs.fetch_add(1, std::memory_order_relaxed);
+    Impl::release(std::exchange(impl_, other.impl_));
+  }
+  return *this;
+}
+Payload::Payload(Payload&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+Payload& Payload::operator=(Payload&& other) noexcept {
+  if (this != &other) Impl::release(std::exchange(impl_, std::exchange(other.impl_, nullptr)));
+  return *this;
+}
+Payload::Payload(const Impl* impl) noexcept : impl_(impl) {}
 
 Payload Payload::build(FunctionRef<void(ValueBuilder)> fill) {
-  auto builder = std::make_unique<capnp::MallocMessageBuilder>(kFirstSegmentWords);
-  fill(wire::wrap(builder->initRoot<Value>()));
-  auto impl = std::make_shared<Impl>();
-  const auto segments = builder->getSegmentsForOutput();
-  if (segments.size() == 1 && segments[0].size() <= kFlattenLimitWords) {
-    impl->flat = capnp::messageToFlatArray(segments);
-    impl->own_single_segment = true;
-  } else {
-    impl->segments.assign(segments.begin(), segments.end());
-    impl->builder = std::move(builder);
+  // A call's arguments are encoded on the stack and copied once into the payload's one
+  // allocation: no message builder, arena or flat copy on the heap per call.
+  capnp::word first[kFirstSegmentWords];
+  std::memset(first, 0, sizeof(first));
+  StackFirstBuilder builder(kj::arrayPtr(first, kFirstSegmentWords));
+  fill(wire::wrap(builder.initRoot<Value>()));
+  const auto segments = builder.getSegmentsForOutput();
+  if (segments.size() == 1 && segments[0].size() <= kInlineLimitWords) {
+    Impl* impl = Impl::make(segments[0].size());
+    std::memcpy(impl->words(), segments[0].begin(), segments[0].size() * sizeof(capnp::word));
+    return Payload(impl);
   }
-  return Payload(std::move(impl));
+  // Large: the heap segments stay as they are (a big byte string is not copied again); only the
+  // stack segment, or the part of it in use, moves to the heap. Segments refer to each other by
+  // number, never by address, so a segment may move.
+  Impl* impl = Impl::make(0);
+  Payload owner(impl);  // frees it if what follows throws
+  impl->other = std::make_unique<Impl::Other>();
+  auto& other = *impl->other;
+  other.owned = builder.take_owned();
+  auto copy = kj::heapArray<capnp::word>(segments[0].size());
+  std::memcpy(copy.begin(), segments[0].begin(), segments[0].size() * sizeof(capnp::word));
+  other.segments.reserve(segments.size());
+  other.segments.push_back(kj::ArrayPtr<const capnp::word>(copy.begin(), copy.size()));
+  // The first segment is always the stack one (the root pointer is allocated first).
+  for (std::size_t i = 1; i < segments.size(); ++i) other.segments.push_back(segments[i]);
+  other.owned.push_back(kj::mv(copy));
+  return owner;
 }
 
 void Payload::read(FunctionRef<void(ValueReader)> read) const {
+  if (impl_->other == nullptr) {
+    // Built here, in one segment whose first word is the root pointer: trusted, read without a
+    // message reader or limits (a reader per read costs more than the rest of a small task's
+    // trip through the client).
+    read(wire::wrap(capnp::readMessageUnchecked<Value>(impl_->words())));
+    return;
+  }
   // The reader is made and its root located inside guarded(): a truncated or corrupt buffer (a
   // result read from a pipe, say) surfaces as fanout::Error.
   const auto read_root = [&](capnp::MessageReader& message) {
@@ -412,30 +503,25 @@ void Payload::read(FunctionRef<void(ValueReader)> read) const {
     });
     read(wire::wrap(root));
   };
-  if (impl_->builder) {
+  const auto& other = *impl_->other;
+  if (!other.segments.empty()) {
     std::size_t words = 0;
-    for (const auto& segment : impl_->segments) words += segment.size();
+    for (const auto& segment : other.segments) words += segment.size();
     capnp::SegmentArrayMessageReader message(
-        kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>(impl_->segments.data(), impl_->segments.size()),
+        kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>(other.segments.data(), other.segments.size()),
         wire::reader_options(words));
     read_root(message);
     return;
   }
-  if (impl_->own_single_segment) {
-    // The flat form of a one-segment message is one word of segment table, then the segment,
-    // whose first word is the root pointer.
-    read(wire::wrap(capnp::readMessageUnchecked<Value>(impl_->flat.begin() + 1)));
-    return;
-  }
   std::optional<capnp::FlatArrayMessageReader> message;
-  guarded([&] { message.emplace(impl_->flat, wire::reader_options(impl_->flat.size())); });
+  guarded([&] { message.emplace(other.flat, wire::reader_options(other.flat.size())); });
   read_root(*message);
 }
 
 std::size_t Payload::encoded_size() const {
-  if (!impl_->builder) return impl_->flat.size() * sizeof(capnp::word);
-  std::size_t words = 0;
-  for (const auto& segment : impl_->segments) words += segment.size();
+  if (impl_->other == nullptr) return impl_->inline_words * sizeof(capnp::word);
+  std::size_t words = impl_->other->flat.size();
+  for (const auto& segment : impl_->other->segments) words += segment.size();
   return words * sizeof(capnp::word);
 }
 
@@ -468,10 +554,12 @@ Value::Builder unwrap(ValueBuilder builder) noexcept { return load<Value::Builde
 Value::Reader unwrap(ValueReader reader) noexcept { return load<Value::Reader>(reader.storage_); }
 
 Payload payload_from_flat(kj::Array<capnp::word> words, PayloadRoot root) {
-  auto impl = std::make_shared<Payload::Impl>();
-  impl->flat = std::move(words);
+  auto* impl = Payload::Impl::make(0);
+  const Payload payload(impl);
   impl->root = root;
-  return Payload(std::move(impl));
+  impl->other = std::make_unique<Payload::Impl::Other>();
+  impl->other->flat = std::move(words);
+  return payload;
 }
 
 kj::Array<capnp::word> to_flat(capnp::MessageBuilder& message) { return capnp::messageToFlatArray(message); }

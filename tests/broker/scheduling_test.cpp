@@ -105,6 +105,31 @@ TEST_CASE("tasks that proved quick are sent ahead, as many as the executor's cre
   CHECK(executor.wait_held(40));  // all at once: 40 tasks of 5 µs are well within what it may hold ahead
 }
 
+TEST_CASE("a window of quick tasks goes whole to a busy executor with room for at least half of it, not copied in parts") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 1);
+  FakeExecutor executor(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+  // Tasks of 100 µs: the 2 ms an executor may hold ahead is 20 of them.
+  client.send(tasks_window(1, 1, 0, 1));
+  REQUIRE(executor.wait_held(1));
+  executor.peer().send(timed_results({{1, 0, 0, 0}}, std::chrono::microseconds(100)));
+  REQUIRE(client.wait_settled(1, 1));
+
+  client.send(tasks_window(2, 20, 0, 20));
+  REQUIRE(executor.wait_tasks(1 + 20));  // all of it: as much as it may hold ahead
+  client.send(tasks_window(3, 12, 0, 12));
+  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& status) { return status.queued == 12; }));
+  // 10 answered: room for 9 more, three quarters of the waiting window.
+  std::vector<Answer> done;
+  for (std::uint32_t i = 0; i < 10; ++i) done.push_back(Answer{2, i, 0, 0});
+  executor.peer().send(timed_results(done, std::chrono::microseconds(100)));
+  CHECK(executor.wait_tasks(1 + 20 + 12));
+  CHECK(executor.stats().task_messages == 3);  // the window as the client sent it, in one message
+}
+
 TEST_CASE("tasks an executor hands back go to the front of the queue with their attempts unchanged, and run elsewhere") {
   zmq::context_t context;
   RunningBroker broker(test_config(), context);
@@ -240,6 +265,39 @@ TEST_CASE("tasks waiting while every executor runs a slow one make the broker as
   CHECK(grow->envelope().getGrow().getExecutors() == 1);  // one slow executor: one more
   // Asked once: no second request before the worker answers (or a second of patience passes).
   CHECK_FALSE(supervisor->take(Kind::GROW, std::chrono::milliseconds(300)));
+}
+
+TEST_CASE("a task known to be quick that is late makes a worker grow only after a long while, not at once") {
+  // A late result of a name that takes microseconds means an executor without a CPU (a loaded
+  // machine), which more processes on the same CPUs would make worse; a long wait still grows.
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1", true, true});
+  wire::OutMessage announce;
+  auto fields = announce.envelope().initAnnounce();
+  fields.setRole(wire::Announce::Role::SUPERVISOR);
+  fields.setWorkerId("w1");
+  fields.setProcesses(1);
+  fields.setMaxProcesses(4);
+  supervisor->send(announce.frame());
+  auto options = holding("w1/0/0", "w1");
+  FakeExecutor executor(context, broker.endpoint(), options);
+  REQUIRE(wait_executors(context, broker.endpoint(), 1));
+  FakeClient client(context, broker.endpoint());
+
+  client.send(tasks_window(20, 1, 0, 1));  // its result says "square" takes no time at all
+  REQUIRE(executor.wait_held(1));
+  executor.answer(1);
+  REQUIRE(client.wait_settled(20, 1));
+
+  const auto sent = Clock::now();
+  client.send(tasks_window(21, 100, 0, 100));  // 64 held (its credit), the first stays late; 36 wait
+  REQUIRE(executor.wait_held(64));
+  CHECK_FALSE(supervisor->take(Kind::GROW, std::chrono::milliseconds(150)));
+  const Received grow = supervisor->take(Kind::GROW, std::chrono::seconds(3));
+  REQUIRE(grow);
+  CHECK(Clock::now() - sent >= std::chrono::milliseconds(250));
+  CHECK(grow->envelope().getGrow().getExecutors() == 1);
 }
 
 TEST_CASE("a worker of fixed size is never asked to grow, and quick tasks never make a worker grow") {

@@ -86,6 +86,9 @@ class Results {
   Results(Batch& batch, const RunOptions& options);
 
   void value(std::size_t index, ValueReader value, std::string_view ran_on);
+  // The same, with where it ran read only if the value does not decode (it names the failure):
+  // most results never need it.
+  void value(std::size_t index, ValueReader value, FunctionRef<std::string_view()> ran_on);
   void failure(std::size_t index, FailureInfo failure);
 
   bool settled(std::size_t index) const noexcept { return settled_[index]; }

@@ -161,7 +161,8 @@ class MapReader {
 };
 
 // One encoded Value with its own storage: the arguments of a call, or a result.
-// Copying a Payload shares the immutable encoding; it is never re-encoded.
+// Copying a Payload shares the immutable encoding; it is never re-encoded. A small value (the
+// arguments of nearly every call) is one allocation: a reference count, then its words.
 class Payload {
  public:
   Payload();  // holds `none`
@@ -182,11 +183,11 @@ class Payload {
   std::size_t encoded_size() const;
 
   struct Impl;
-  explicit Payload(std::shared_ptr<const Impl> impl) noexcept;
-  const std::shared_ptr<const Impl>& impl() const noexcept { return impl_; }
+  // Adopts one reference to `impl` (the library's own constructor).
+  explicit Payload(const Impl* impl) noexcept;
 
  private:
-  std::shared_ptr<const Impl> impl_;
+  const Impl* impl_;  // shared, reference-counted, immutable; null only once moved from
 };
 
 }  // namespace fanout
