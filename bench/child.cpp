@@ -246,4 +246,22 @@ bool reset_peak(pid_t pid) {
   return static_cast<bool>(clear);
 }
 
+namespace {
+
+Spawn broker_spawn(const std::string& program, const std::vector<std::string>& arguments) {
+  std::vector<std::string> all{"--bind", "tcp://127.0.0.1:*", "--log-level", "warn"};
+  all.insert(all.end(), arguments.begin(), arguments.end());
+  return Spawn{program, std::move(all), {}, Spawn::Output::pipe};
+}
+
+}  // namespace
+
+BrokerProcess::BrokerProcess(const std::string& program, const std::vector<std::string>& arguments)
+    : child_(broker_spawn(program, arguments)) {
+  constexpr std::string_view kPrefix = "listening ";
+  const std::string line = child_.read_line(Clock::now() + std::chrono::seconds(20), "fanout-broker's endpoint");
+  if (line.rfind(kPrefix, 0) != 0) throw std::runtime_error("unexpected first line from fanout-broker: " + line);
+  endpoint_ = line.substr(kPrefix.size());
+}
+
 }  // namespace fanout_bench

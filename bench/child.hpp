@@ -61,6 +61,21 @@ class Child {
   std::string buffered_;
 };
 
+// A fanout-broker (`program`) on tcp loopback, on a port the system chose, with `arguments` added
+// (--journal DIR, ...): started, and its endpoint read from the line it prints. Killed with the
+// Child it holds.
+class BrokerProcess {
+ public:
+  explicit BrokerProcess(const std::string& program, const std::vector<std::string>& arguments = {});
+  const std::string& endpoint() const noexcept { return endpoint_; }
+  pid_t pid() const noexcept { return child_.pid(); }
+  Child& child() noexcept { return child_; }
+
+ private:
+  Child child_;
+  std::string endpoint_;
+};
+
 // Makes this process the reaper of every process its children leave behind (PR_SET_CHILD_SUBREAPER):
 // executors whose supervisor was killed are re-parented here instead of to init.
 void become_subreaper();

@@ -39,6 +39,7 @@
 
 namespace {
 
+using fanout_bench::BrokerProcess;
 using fanout_bench::Child;
 using fanout_bench::Clock;
 using fanout_bench::Spawn;
@@ -74,30 +75,6 @@ double percentile(std::vector<double>& samples, double fraction) {
 }
 
 // A fanout-broker with a journal in `journal`, bound to a loopback port the OS picks.
-class Broker {
- public:
-  explicit Broker(const std::filesystem::path& journal)
-      : child_(Spawn{FANOUT_BROKER_PROGRAM,
-                     {"--bind", "tcp://127.0.0.1:*", "--journal", journal.string(), "--log-level", "warn"},
-                     {},
-                     Spawn::Output::pipe}) {
-    const auto deadline = Clock::now() + std::chrono::seconds(20);
-    for (;;) {
-      const std::string line = child_.read_line(deadline, "fanout-broker's endpoint");
-      if (line.rfind("listening ", 0) == 0) {
-        endpoint_ = line.substr(10);
-        break;
-      }
-    }
-  }
-  const std::string& endpoint() const noexcept { return endpoint_; }
-  pid_t pid() const noexcept { return child_.pid(); }
-
- private:
-  Child child_;
-  std::string endpoint_;
-};
-
 // `perf stat` counting the fdatasync calls of one process, when perf can do it here.
 class FsyncCounter {
  public:
@@ -143,7 +120,7 @@ Row measure(const Options& options, int callers, const std::filesystem::path& di
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
   std::filesystem::create_directories(dir);
-  Broker broker(dir / "journal");
+  BrokerProcess broker(FANOUT_BROKER_PROGRAM, {"--journal", (dir / "journal").string()});
   std::unique_ptr<Child> worker;
   if (options.worker) {
     worker = std::make_unique<Child>(Spawn{fanout_bench::self_path(),

@@ -88,11 +88,7 @@ void wait_for_executors(const fanout::Driver& driver, std::size_t expected, cons
 }
 
 RemoteCluster::RemoteCluster(int processes)
-    : broker_(Spawn{FANOUT_BROKER_PROGRAM, {"--bind", "tcp://127.0.0.1:*", "--log-level", "warn"}, {}, Spawn::Output::pipe}) {
-  const std::string listening = broker_.read_line(Clock::now() + std::chrono::seconds(10), "fanout-broker's endpoint");
-  constexpr std::string_view kPrefix = "listening ";
-  if (listening.rfind(kPrefix, 0) != 0) throw std::runtime_error("unexpected first line from fanout-broker: " + listening);
-  endpoint_ = listening.substr(kPrefix.size());
+    : broker_(FANOUT_BROKER_PROGRAM), endpoint_(broker_.endpoint()) {
   worker_.emplace(Spawn{self_path(),
                         {},
                         {"FANOUT_WORKER=" + endpoint_, "FANOUT_PROCESSES=" + std::to_string(processes),
@@ -103,7 +99,7 @@ RemoteCluster::RemoteCluster(int processes)
 void RemoteCluster::stop() {
   // SIGTERM drains the worker (it exits 0); the broker exits 0 on SIGTERM too.
   check_exit(worker_->stop(SIGTERM, std::chrono::seconds(10)), "the remote worker");
-  check_exit(broker_.stop(SIGTERM, std::chrono::seconds(10)), "fanout-broker");
+  check_exit(broker_.child().stop(SIGTERM, std::chrono::seconds(10)), "fanout-broker");
 }
 
 std::vector<Row> measure_peers(const std::vector<std::string>& arguments) {

@@ -81,7 +81,7 @@ class RemoteCluster {
   void stop();
 
  private:
-  Child broker_;
+  BrokerProcess broker_;
   std::string endpoint_;
   std::optional<Child> worker_;
 };

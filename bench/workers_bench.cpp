@@ -41,6 +41,7 @@
 
 namespace {
 
+using fanout_bench::BrokerProcess;
 using fanout_bench::Child;
 using fanout_bench::Clock;
 using fanout_bench::Spawn;
@@ -93,27 +94,6 @@ std::vector<pid_t> children_of(pid_t pid) {
   }
   return found;
 }
-
-class Broker {
- public:
-  Broker()
-      : child_(Spawn{FANOUT_BROKER_PROGRAM, {"--bind", "tcp://127.0.0.1:*", "--log-level", "warn"}, {}, Spawn::Output::pipe}) {
-    const auto deadline = Clock::now() + std::chrono::seconds(20);
-    for (;;) {
-      const std::string line = child_.read_line(deadline, "fanout-broker's endpoint");
-      if (line.rfind("listening ", 0) == 0) {
-        endpoint_ = line.substr(10);
-        break;
-      }
-    }
-  }
-  const std::string& endpoint() const noexcept { return endpoint_; }
-  pid_t pid() const noexcept { return child_.pid(); }
-
- private:
-  Child child_;
-  std::string endpoint_;
-};
 
 void wait_for_executors(const std::string& endpoint, std::size_t executors, std::chrono::seconds limit) {
   zmq::context_t context;
@@ -204,7 +184,7 @@ int main(int argc, char** argv) {
 
   try {
     fanout_bench::become_subreaper();  // executors of a worker that dies come back here, and are reaped
-    Broker broker;
+    BrokerProcess broker(FANOUT_BROKER_PROGRAM);
     std::cout << "broker alone: " << memory_line(broker.pid()) << "\n";
     const double alone = idle_cpu_per_second(broker.pid(), options.idle_seconds);
 
