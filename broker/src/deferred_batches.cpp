@@ -19,12 +19,17 @@ namespace {
 // command's command line, as one line of text.
 std::string arguments_text(wire::Task::Reader task) {
   constexpr std::size_t kLimit = 1024;
-  if (!task.hasShell()) return wire::value_text(task.getArgs(), kLimit);
-  const auto shell = task.getShell();
-  if (shell.getUseShell()) return wire::printable(text(shell.getScript()), kLimit);
-  std::string line;
-  for (const auto word : shell.getArgv()) line += (line.empty() ? "" : " ") + std::string(text(word));
-  return wire::printable(line, kLimit);
+  try {
+    if (!task.hasShell()) return wire::value_text(task.getArgs(), kLimit);
+    const auto shell = task.getShell();
+    if (shell.getUseShell()) return wire::printable(text(shell.getScript()), kLimit);
+    std::string line;
+    for (const auto word : shell.getArgv()) line += (line.empty() ? "" : " ") + std::string(text(word));
+    return wire::printable(line, kLimit);
+  } catch (const kj::Exception&) {
+    // A client's malformed arguments must not keep the operator from listing the other dead tasks.
+    return "(unreadable arguments)";
+  }
 }
 
 }  // namespace

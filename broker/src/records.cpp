@@ -5,6 +5,12 @@ namespace fanout::broker {
 Frame::Frame(wire::InMessage received)
     : message(std::move(received)), tasks(message.envelope().getTasks().getTasks()) {
   for (std::uint32_t position = 0; position < tasks.size(); ++position) {
+    // Every text field the broker reads later, outside the handling of this message (avoidWorker
+    // in dispatch; the key in `fanout deferred list`), is read once here: one of another kind
+    // (a struct where text belongs) throws now, and the message is refused as unreadable, instead
+    // of throwing later in the loop and stopping the broker.
+    if (tasks[position].hasAvoidWorker()) (void)tasks[position].getAvoidWorker();
+    if (tasks[position].hasKey()) (void)tasks[position].getKey();
     const std::string_view name = text(tasks[position].getName());
     if (!runs.empty() && names[runs.back().name] == name) {
       ++runs.back().end;

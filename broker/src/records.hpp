@@ -58,7 +58,7 @@ struct Frame {
     std::uint32_t name;  // index into `names`
   };
 
-  // Reads every task's name: throws kj::Exception for a name that is not text.
+  // Reads every task's name, avoidWorker and key: throws kj::Exception for one that is not text.
   explicit Frame(wire::InMessage received);
 
   std::uint32_t size() const noexcept { return tasks.size(); }

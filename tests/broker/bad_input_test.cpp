@@ -4,6 +4,7 @@
 #include "serving_broker.hpp"
 
 #include <capnp/any.h>
+#include <capnp/schema.h>
 
 #include <cstring>
 #include <random>
@@ -277,6 +278,29 @@ TEST_CASE("a task holding a capability pointer gets an error back") {
   CHECK(kind_of(answer) == wire::ErrorKind::BAD_MESSAGE);
   CHECK(fixture.dropped() == 1);
   fixture.check_still_serving();
+}
+
+// The crafted window that stopped the broker (found by the flood below, now and then): a struct
+// where a task's avoidWorker text belongs passed every check on arrival, and dispatch, reading it
+// outside the message's handling, threw and ended the loop. Key and avoidWorker are read on arrival.
+TEST_CASE("a task whose avoidWorker or key is a struct instead of text is refused, and the broker keeps serving") {
+  for (const char* field : {"avoidWorker", "key"}) {
+    CAPTURE(field);
+    Fixture fixture;
+    const auto slot = capnp::Schema::from<wire::Task>().getFieldByName(field).getProto().getSlot().getOffset();
+    wire::OutMessage out;
+    fill_tasks(out.envelope().initTasks(), 65, 2, {{0, "square"}, {1, "square"}}, 0);
+    for (auto task : out.envelope().getTasks().getTasks()) {
+      if (std::string(field) == "key") task.setHasKey(true);
+      capnp::AnyStruct::Builder any(kj::mv(task));
+      any.getPointerSection()[slot].initAsAnyStruct(1, 0);
+    }
+    const auto answer = send_bad(fixture, out.frame());
+    REQUIRE(answer);
+    CHECK(kind_of(answer) == wire::ErrorKind::BAD_MESSAGE);
+    fixture.check_still_serving();
+    CHECK(fixture.broker.died().empty());
+  }
 }
 
 TEST_CASE("an announce that makes no sense is refused") {
