@@ -202,6 +202,7 @@ int run_deferred(const DeferredOptions& given, std::ostream& out, std::ostream& 
 
   zmq::context_t context;
   std::string endpoint = options.broker;
+  std::string program_path;  // with --program: the program, as its service is keyed
   where = "the broker at " + options.broker;
   if (!options.program.empty()) {
     // The service is keyed by the path /proc/self/exe reads in the program: absolute, symlinks resolved.
@@ -212,7 +213,8 @@ int run_deferred(const DeferredOptions& given, std::ostream& out, std::ostream& 
           << "\nRun with --help for more information.\n";
       return kDeferredExitUsage;
     }
-    where = program.string() + "'s local service";
+    program_path = program.string();
+    where = program_path + "'s local service";
     endpoint = detail::local_service_endpoint_for(program.string());
     try {
       if (!link::query_counts(context, endpoint, std::min(options.timeout, std::chrono::milliseconds(500)))) {
@@ -237,6 +239,18 @@ int run_deferred(const DeferredOptions& given, std::ostream& out, std::ostream& 
   } catch (const std::exception& failure) {
     err << name << ": " << failure.what() << "\n";
     return kDeferredExitRefused;
+  }
+  if (!answer && !program_path.empty()) {
+    // A local service stops by itself once idle: it can answer the probe above and stop before
+    // the question. Start it again and ask once more (a question it never answered it never
+    // acted on; and if it did, dropping or retrying what is gone finds nothing the second time).
+    try {
+      endpoint = detail::ensure_local_service_for(program_path, {program_path});
+      answer = ask(context, endpoint, options);
+    } catch (const std::exception& failure) {
+      err << name << ": " << failure.what() << "\n";
+      return kDeferredExitNoBroker;
+    }
   }
   if (!answer) {
     err << name << ": no answer from " << where << " (" << endpoint << ") within " << options.timeout.count() << " ms; " << wire::no_answer_hint(endpoint) << "\n";
