@@ -325,11 +325,16 @@ bool Batches::retry_due(Clock::time_point now) {
 }
 
 // A task with a run limit is always the front of its executor's list (it is sent only to an
-// executor with nothing else), so the fronts are all there is to look at.
+// executor with nothing else), so the front of each executor watched is all there is to look at.
+// Only executors whose watch is due are looked at: not every executor on every loop turn.
 void Batches::expire_running(Clock::time_point now) {
-  for (Executor& executor : peers_.executors()) {
-    if (executor.in_flight.empty() || !executor.in_flight.front().deadline) continue;
-    if (now < *executor.in_flight.front().deadline) continue;
+  while (!run_limits_.empty() && run_limits_.begin()->first <= now) {
+    Executor* watched = peers_.find_executor(run_limits_.begin()->second);
+    run_limits_.erase(run_limits_.begin());
+    if (watched == nullptr) continue;  // gone, its tasks taken back already
+    Executor& executor = *watched;
+    if (executor.in_flight.empty() || !executor.in_flight.front().deadline) continue;  // it finished
+    if (now < *executor.in_flight.front().deadline) continue;  // another task, watched on its own
     const InFlight entry = executor.in_flight.front();
     executor.forget(executor.in_flight.begin(), now);
     auto batch = batches_.find(entry.batch);
@@ -346,11 +351,8 @@ void Batches::expire_running(Clock::time_point now) {
 
 Clock::time_point Batches::next_deadline(Clock::time_point limit) const {
   if (!retries_.empty()) limit = std::min(limit, retries_.begin()->first);
-  for (const Executor& executor : peers_.executors()) {
-    if (!executor.in_flight.empty() && executor.in_flight.front().deadline) {
-      limit = std::min(limit, *executor.in_flight.front().deadline);
-    }
-  }
+  // A watch whose task has ended wakes the loop once for nothing: cheaper than a walk per turn.
+  if (!run_limits_.empty()) limit = std::min(limit, run_limits_.begin()->first);
   if (deadlines_ == 0) return limit;
   for (const auto& [id, batch] : batches_) {
     if (batch.deadline && !batch.ended) limit = std::min(limit, *batch.deadline);

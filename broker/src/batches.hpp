@@ -86,6 +86,8 @@ class Batches {
   // past its own run limit (Task.timeoutMs) with kind `timeout` and stops its executor; queues
   // the deferred tasks whose wait before a retry is over. True when it queued any (to dispatch).
   bool expire(Clock::time_point now);
+  // A task with a run limit went to `executor`: expire() looks at it once `deadline` passes.
+  void watch_run_limit(const PeerId& executor, Clock::time_point deadline) { run_limits_.emplace(deadline, executor); }
   // The earliest deadline of a running batch or task, or of a deferred task's retry, or `limit`
   // when none comes before it.
   Clock::time_point next_deadline(Clock::time_point limit) const;
@@ -191,6 +193,9 @@ class Batches {
   std::vector<std::uint64_t> sweep_candidates_;  // batches that may have finished since the last sweep
   std::size_t deadlines_ = 0;                    // batches with a deadline (timers look only then)
   RetryBackoff backoff_;
+  // Executors given a task with a run limit, by its deadline; an entry whose task ended first is
+  // dropped when it comes due.
+  std::multimap<Clock::time_point, PeerId> run_limits_;
   // Deferred tasks waiting out their backoff: when each is due, (receipt, index).
   std::multimap<Clock::time_point, std::pair<std::uint64_t, std::uint32_t>> retries_;
 };

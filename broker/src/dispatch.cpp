@@ -261,6 +261,7 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
     // Shell commands enforce their own limits at the executor (and report the output so far).
     if (alone && task.getTimeoutMs() > 0 && frame->names[frame->name_at(position)] != kShellTask) {
       entry.deadline = now + std::chrono::milliseconds(task.getTimeoutMs()) + kRunLimitGrace;
+      batches_.watch_run_limit(executor.id, *entry.deadline);
     }
     executor.give(std::move(entry), now);
   };

@@ -114,6 +114,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
     for (auto& [id, executor] : executors_) {
       if (executor.worker == worker) executor.draining = supervisor.draining;
     }
+    recount_growable();
     // Heard at once: a supervisor that reconnected after a partition learns that it is back (and
     // tells its executors to reconnect) now rather than at the next heartbeat.
     outbox_.send(peer, heartbeat_frame());
@@ -172,10 +173,17 @@ std::size_t Peers::ask_to_grow(std::size_t wanted, Clock::time_point now) {
   return asked;
 }
 
-bool Peers::may_grow() const {
-  return std::any_of(supervisors_.begin(), supervisors_.end(), [](const auto& entry) {
+// Counted when supervisors change (announce, removal) rather than on every call: the loop asks
+// on every turn, and a broker of many workers turns often.
+void Peers::recount_growable() {
+  growable_ = static_cast<std::size_t>(std::count_if(supervisors_.begin(), supervisors_.end(), [](const auto& entry) {
     return !entry.second.draining && entry.second.max_processes > entry.second.processes;
-  });
+  }));
+}
+
+Executor* Peers::find_executor(const PeerId& id) {
+  const auto found = executors_.find(id);
+  return found == executors_.end() ? nullptr : &found->second;
 }
 
 std::size_t Peers::executors_coming() const {
@@ -245,6 +253,7 @@ std::vector<PeerId> Peers::remove_supervisor(const PeerId& peer, const std::stri
   if (found == supervisors_.end()) return {};
   const std::string worker = found->second.worker_id;
   supervisors_.erase(found);
+  recount_growable();
   const auto by_worker = supervisor_by_worker_.find(worker);
   // A registration the worker already replaced (it reconnected) takes nothing with it.
   if (by_worker == supervisor_by_worker_.end() || by_worker->second != peer) return {};

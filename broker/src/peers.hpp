@@ -75,6 +75,8 @@ class Peers {
   void list_deferred_client() { clients_.try_emplace(kDeferredClient); }
 
   bool is_worker(const PeerId& peer) const { return is_executor(peer) || is_supervisor(peer); }
+  // The executor announced as `id`; nullptr when there is none (any more).
+  Executor* find_executor(const PeerId& id);
   bool is_executor(const PeerId& peer) const { return executors_.count(peer) != 0; }
   bool is_supervisor(const PeerId& peer) const { return supervisors_.count(peer) != 0; }
 
@@ -109,8 +111,8 @@ class Peers {
   // executors in all; returns how many were asked for. A supervisor asked once is asked again only
   // after it announced its new number, or kGrowPatience later.
   std::size_t ask_to_grow(std::size_t wanted, Clock::time_point now);
-  // Whether any supervisor may grow at all.
-  bool may_grow() const;
+  // Whether any supervisor may grow at all (kept counted: no walk over the workers).
+  bool may_grow() const noexcept { return growable_ > 0; }
   // Executors that supervisors run (or were asked for) and that have not announced themselves yet.
   std::size_t executors_coming() const;
   static constexpr auto kGrowPatience = std::chrono::seconds(1);
@@ -133,6 +135,7 @@ class Peers {
   std::size_t client_count() const noexcept { return clients_.size() - clients_.count(kDeferredClient); }
 
  private:
+  void recount_growable();
   NameSet intern(std::vector<std::string> names);
 
   const Config& config_;
@@ -143,6 +146,7 @@ class Peers {
   std::unordered_map<PeerId, Client> clients_;
   std::unordered_map<PeerId, Executor> executors_;
   std::unordered_map<PeerId, Supervisor> supervisors_;
+  std::size_t growable_ = 0;  // supervisors that may grow (recount_growable)
   std::unordered_map<std::string, PeerId> supervisor_by_worker_;
   // Worker id -> the key that first announced it (with keys only). Kept after the worker goes, so
   // that nobody can take its id while it reconnects; one short entry per worker id ever seen.
