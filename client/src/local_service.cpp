@@ -37,6 +37,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kProbe = std::chrono::milliseconds(300);
 constexpr auto kStartLimit = std::chrono::seconds(20);
+constexpr auto kRespawn = std::chrono::seconds(3);
 constexpr auto kDefaultIdle = std::chrono::seconds(10);
 
 std::string hex(std::size_t value) {
@@ -62,10 +63,10 @@ extern "C" void on_stop_signal(int) { g_stop = true; }
 
 // Starts the service detached: a child that starts a new session and forks the service, then
 // exits at once (reaped here), so the service has no parent to die with and leaves no zombie.
-void spawn_service(const std::string& executable, std::vector<std::string> arguments, const std::filesystem::path& log) {
+void spawn_service(const std::string& executable, const std::vector<std::string>& arguments, const std::filesystem::path& log) {
   if (executable.empty()) throw Error("cannot start the local fanout service: /proc/self/exe is unreadable");
   // Not a worker of this program's pool, not a child of its settings for the broker.
-  const sys::ExecImage image(executable, std::move(arguments), {"FANOUT_LOCAL_", "FANOUT_WORKER="},
+  const sys::ExecImage image(executable, arguments, {"FANOUT_LOCAL_", "FANOUT_WORKER="},
                              {std::string(kServiceRoleVariable) + "=1"});
   const std::string log_path = log.string();
 
@@ -138,10 +139,16 @@ std::string ensure_local_service_for(const std::string& program, std::vector<std
   if (link::query_counts(context, endpoint, kProbe)) return endpoint;
   const auto directory = local_service_directory_for(program);
   create_service_directory(directory);
-  spawn_service(program, std::move(arguments), directory / "service.log");
   const auto deadline = Clock::now() + kStartLimit;
   while (Clock::now() < deadline) {
-    if (link::query_counts(context, endpoint, kProbe)) return endpoint;
+    // A service that is stopping still holds the name and the journal's lock for a moment: the
+    // one started then gives way ("not starting") and nobody would serve. So start one again
+    // each kRespawn without an answer; a second one that finds the first serving gives way too.
+    spawn_service(program, arguments, directory / "service.log");
+    const auto respawn = std::min(deadline, Clock::now() + kRespawn);
+    while (Clock::now() < respawn) {
+      if (link::query_counts(context, endpoint, kProbe)) return endpoint;
+    }
   }
   throw Error("the local fanout service did not start within " + std::to_string(kStartLimit.count()) +
               " s; see " + (directory / "service.log").string());

@@ -288,5 +288,20 @@ TEST_CASE("fanout deferred --program reaches a program's local service, starting
   CHECK(drop.exit_code == 0);
   CHECK(drop.out == "2 dead task(s) dropped\n");
   CHECK(fanout_tool({"deferred", "list", program}, local).out == "no dead deferred tasks\n");
+  REQUIRE(eventually([&] { return !services.serving(); }, 30s));
+
+  // A service that stops holds its journal's lock a moment after it stopped answering, and a
+  // service started in that moment gives way ("not starting"). The tool then starts another
+  // rather than wait its whole start limit (20 s) for one that will never answer. Here a broker
+  // holds the lock until the first service started has given way.
+  std::vector<std::filesystem::path> journals;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path() / "fanout")) journals.push_back(entry.path() / "journal");
+  REQUIRE(journals.size() == 1);
+  fanout_test::BrokerProcess holder({"--journal", journals[0].string()});
+  fanout_test::Child late({FANOUT_TOOL_PROGRAM, "deferred", "list", program}, {.env = local, .drop_env = {"FANOUT_"}});
+  REQUIRE(eventually([&] { return count_of(services.logs(), "not starting") >= 1; }, 30s));
+  holder.kill();
+  CHECK(late.finish(15s) == 0);
+  CHECK(late.out() == "no dead deferred tasks\n");
   CHECK(eventually([&] { return !services.serving(); }, 30s));
 }
