@@ -2,11 +2,13 @@
 // drops, and keeps serving well-behaved clients. Also: which endpoints it agrees to listen on.
 #include "broker_harness.hpp"
 #include "serving_broker.hpp"
+#include "wrong_kinds.hpp"
 
 #include <capnp/any.h>
 #include <capnp/schema.h>
 
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include <fanout/error.hpp>
@@ -301,6 +303,130 @@ TEST_CASE("a task whose avoidWorker or key is a struct instead of text is refuse
     fixture.check_still_serving();
     CHECK(fixture.broker.died().empty());
   }
+}
+
+// The class of the bug above, all of it: every pointer of every message a client or a worker
+// sends, made each wrong kind in turn (wrong_kinds.hpp). The broker refuses or ignores each copy
+// and answers the next question on the same connection; it never stops.
+namespace {
+
+// Sends every wrong-kind copy of the message `make()` builds (a fresh one each time: a window
+// needs a batch id of its own) from `sender()`, each followed by a status question on the same
+// connection; how many were sent. Fails the test at the first that gets no answer.
+std::size_t send_each_wrong(const RunningBroker& broker, const std::function<Peer&()>& sender,
+                            const std::function<zmq::message_t()>& make) {
+  std::size_t sent = 0;
+  const std::size_t pointers = pointer_count(make());
+  for (std::size_t which = 0; which < pointers; ++which) {
+    for (const WrongKind kind : kWrongKinds) {
+      CAPTURE(which);
+      CAPTURE(static_cast<int>(kind));
+      Peer& peer = sender();
+      peer.send(with_wrong_kind(make(), which, kind));
+      peer.send(status_request());  // one connection keeps its order: answered after the message
+      REQUIRE_MESSAGE(peer.take(Kind::STATUS), "no answer after the message; the broker: " << broker.died());
+      ++sent;
+    }
+  }
+  return sent;
+}
+
+// A window of two tasks with every optional part (a key, a worker to avoid) on each: dispatch
+// reads the first task of a run of one name, the journal and the status any of them.
+zmq::message_t keyed_window(std::uint64_t batch) {
+  wire::OutMessage out;
+  fill_tasks(out.envelope().initTasks(), batch, 2, {{0, "square"}, {1, "square"}}, 0);
+  for (auto task : out.envelope().getTasks().getTasks()) {
+    task.setHasKey(true);
+    task.setKey("k");
+    task.setAvoidWorker("w9");
+  }
+  return out.frame();
+}
+
+zmq::message_t shell_window(std::uint64_t batch) {
+  wire::OutMessage out;
+  fill_tasks(out.envelope().initTasks(), batch, 1, {{0, "fanout.shell"}}, 0);
+  auto shell = out.envelope().getTasks().getTasks()[0].initShell();
+  shell.initArgv(2).set(0, "echo");
+  shell.getArgv().set(1, "x");
+  shell.setWorkingDirectory("/");
+  auto variable = shell.initEnv(1)[0];
+  variable.setName("A");
+  variable.setValue("b");
+  return out.frame();
+}
+
+}  // namespace
+
+TEST_CASE("every pointer of a client's message made the wrong kind: refused or ignored, and the broker keeps serving") {
+  Fixture fixture;
+  // Each copy from a new client the broker knows (it has a batch running), so that heartbeats,
+  // cancels and goodbyes are read as a client's.
+  std::uint64_t batch = 100;
+  std::unique_ptr<Peer> client;
+  const auto known_client = [&]() -> Peer& {
+    client = std::make_unique<Peer>(fixture.context, fixture.broker.endpoint(), PeerOptions{.heartbeat = false});
+    client->send(tasks_window(batch++, 2, 0, 1));
+    return *client;
+  };
+  const std::vector<std::function<zmq::message_t()>> makers = {
+      [&] { return keyed_window(batch++); },       [&] { return shell_window(batch++); },
+      [&] { return cancel_message(batch - 1); }, [] { return heartbeat_message(10); },
+      [] { return bye_message(); },
+  };
+  // As they are, each is taken: what is refused below is refused for its wrong pointer.
+  for (const auto& make : makers) {
+    Peer& peer = known_client();
+    peer.send(make());
+    peer.send(status_request());
+    REQUIRE(peer.take(Kind::STATUS));
+  }
+  REQUIRE(fixture.dropped() == 0);
+  std::size_t sent = 0;
+  for (const auto& make : makers) sent += send_each_wrong(fixture.broker, known_client, make);
+  MESSAGE(sent << " client messages with a pointer of the wrong kind; " << fixture.dropped() << " dropped");
+  CHECK(fixture.dropped() > 0);
+  client.reset();
+  fixture.check_still_serving();
+}
+
+TEST_CASE("every pointer of a worker's message made the wrong kind: refused or ignored, and the broker keeps serving") {
+  zmq::context_t context;
+  RunningBroker broker(quick_task_config(), context);
+  const auto& endpoint = broker.endpoint();
+  // A worker holding tasks (64 ahead, prefetched as quick ones) of a long batch.
+  Peer client(context, endpoint);
+  Peer supervisor(context, endpoint, PeerOptions{.routing_id = "supervisor:x"});
+  Peer executor(context, endpoint, PeerOptions{.routing_id = "x/0/0"});
+  supervisor.send(announce_supervisor("x", 1));
+  executor.send(announce_executor("x/0/0", "x", {"square"}, 64));
+  REQUIRE(wait_executors(context, endpoint, 1));
+  client.send(tasks_window(1, 4000, 0, 4000));
+  REQUIRE(executor.take(Kind::TASKS));
+  std::uint32_t next = 0;  // results name tasks it holds, one after another
+  const auto from_executor = [&]() -> Peer& { return executor; };
+  const auto from_supervisor = [&]() -> Peer& { return supervisor; };
+  std::size_t sent = 0;
+  sent += send_each_wrong(broker, from_executor, [&] {
+    const std::uint32_t i = next++;
+    return results_message({{1, i, 0, std::int64_t{i} * i}}, "x/0/0");
+  });
+  sent += send_each_wrong(broker, from_executor, [&] { return failures_message({{1, next++, 0, 0}}, "x/0/0"); });
+  sent += send_each_wrong(broker, from_executor, [] { return heartbeat_message(); });
+  sent += send_each_wrong(broker, from_supervisor, [&] { return executor_lost("x/0/0", std::pair{std::uint64_t{1}, next++}); });
+  sent += send_each_wrong(broker, from_supervisor, [] { return announce_supervisor("x", 1); });
+  sent += send_each_wrong(broker, from_executor, [] { return announce_executor("x/0/0", "x", {"square"}, 64); });
+  MESSAGE(sent << " worker messages with a pointer of the wrong kind");
+  REQUIRE_MESSAGE(broker.died().empty(), "the broker stopped: " << broker.died());
+  // A real worker takes over what is left, and a new client is served.
+  auto real_supervisor = make_supervisor(context, endpoint, "w1", 1);
+  FakeExecutor real(context, endpoint, ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 64});
+  FakeClient another(context, endpoint);
+  another.send(tasks_window(2, 10, 0, 10));
+  REQUIRE(another.wait_settled(2, 10));
+  for (const auto& [index, outcome] : another.outcomes(2)) CHECK(outcome.value == std::int64_t{index} * index);
+  CHECK(broker.died().empty());
 }
 
 TEST_CASE("an announce that makes no sense is refused") {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <kj/exception.h>
+
 #include "broker_messages.hpp"
 #include "fake_peer.hpp"
 
@@ -108,8 +110,11 @@ class FakeExecutor {
     for (const auto task : envelope.getTasks().getTasks()) {
       // Fuzzed windows reach fake executors too: read the argument only where it is an int.
       std::int64_t argument = 0;
-      if (task.getArgs().isTuple() && task.getArgs().getTuple().size() > 0 && task.getArgs().getTuple()[0].isInt()) {
-        argument = task.getArgs().getTuple()[0].getInt();
+      try {
+        if (task.getArgs().isTuple() && task.getArgs().getTuple().size() > 0 && task.getArgs().getTuple()[0].isInt()) {
+          argument = task.getArgs().getTuple()[0].getInt();
+        }
+      } catch (const kj::Exception&) {  // arguments of the wrong kind, passed on as they came
       }
       held_.push_back(
           HeldTask{task.getBatchId(), task.getIndex(), task.getAttempt(), task.getName().cStr(), argument});
