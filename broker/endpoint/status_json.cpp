@@ -53,6 +53,7 @@ std::string status_json(const MetricsSnapshot& s) {
     for (const std::string& name : worker.task_names) names.push_back(shown(name));
     workers.push_back({{"id", shown(worker.id)},
                        {"host", shown(worker.host)},
+                       {"version", worker.version.empty() ? json(nullptr) : json(shown(worker.version))},
                        {"pid", worker.pid},
                        {"executors", worker.executors},
                        {"busy", worker.busy},

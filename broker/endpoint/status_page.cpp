@@ -165,7 +165,7 @@ function render(s) {
   fill("worker-rows", s.workers.map(w => {
     const who = el("td", undefined, "text");
     who.appendChild(el("div", w.id));
-    const about = [w.host, "pid " + w.pid].concat(w.draining ? ["draining"] : [], w.allow_shell ? ["shell"] : []);
+    const about = [w.host, "pid " + w.pid, "version " + (w.version === null ? "unknown" : w.version)].concat(w.draining ? ["draining"] : [], w.allow_shell ? ["shell"] : []);
     who.appendChild(el("div", about.join(" · "), "names"));
     who.appendChild(el("div", "serves " + (w.task_names.length ? w.task_names.join(", ") : "nothing"), "names"));
     const tr = row([who, num(w.busy + " of " + w.executors), num(w.running + " / " + w.credit),

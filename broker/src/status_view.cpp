@@ -55,6 +55,7 @@ StatusView status_view(const Peers& peers, const Batches& batches, const Deferre
     WorkerView worker;
     worker.id = cut(supervisor.worker_id);
     worker.host = cut(supervisor.host);
+    worker.version = cut(supervisor.version);
     worker.pid = supervisor.pid;
     worker.max_processes = supervisor.max_processes;
     worker.restarts = supervisor.executors_lost;

@@ -120,6 +120,7 @@ TEST_CASE("/status.json shows the workers, the queue by task name and the runnin
     CHECK(worker["busy"] == 1);
     CHECK(worker["running"] == 1);
     CHECK(worker["restarts"] == 0);
+    CHECK(worker["version"] == FANOUT_VERSION_TEXT);  // during a rolling upgrade, who runs what
     CHECK(worker["allow_shell"] == true);
     CHECK(worker["task_names"] == json::array({kShell}));
   }
@@ -175,6 +176,7 @@ TEST_CASE("the status page renders the live workers, queue and batch in a headle
   CHECK(count(dump.out, "<tr class=\"worker\">") == 2);
   CHECK(dump.out.find("worker-a") != std::string::npos);
   CHECK(dump.out.find("serves fanout.shell") != std::string::npos);
+  CHECK(count(dump.out, std::string("version ") + FANOUT_VERSION_TEXT) == 3);  // the broker's, each worker's
   CHECK(count(dump.out, "<tr class=\"queued\">") == 1);
   CHECK(dump.out.find("<td class=\"text\">fanout.shell</td><td class=\"num\">4</td>") != std::string::npos);
   CHECK(count(dump.out, "<tr class=\"batch\"") == 1);

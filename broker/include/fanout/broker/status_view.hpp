@@ -18,6 +18,7 @@ namespace fanout::broker {
 struct WorkerView {
   std::string id;    // as the worker announced it (default host/pid)
   std::string host;
+  std::string version;  // the fanout release it announced; empty from a worker too old to say
   std::int32_t pid = 0;
   std::uint32_t executors = 0;  // connected executors of this worker
   std::uint32_t busy = 0;       // executors with at least one task in flight
