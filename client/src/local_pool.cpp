@@ -112,14 +112,20 @@ LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
 }
 
 LocalPool::~LocalPool() {
+  stop();
+  // ZeroMQ leaves an ipc socket's file behind when the socket closes.
+  if (!socket_file_.empty()) ::unlink(socket_file_.c_str());
+}
+
+void LocalPool::stop() {
   stopping_ = true;
   stop_requested_.notify();
   if (watcher_.joinable()) watcher_.join();
   broker_->stop();
   if (broker_thread_.joinable()) broker_thread_.join();
-  // ZeroMQ leaves an ipc socket's file behind when the socket closes.
-  if (!socket_file_.empty()) ::unlink(socket_file_.c_str());
 }
+
+std::uint64_t LocalPool::deferred_accepted() const { return broker_->counters().deferred_accepted.load(); }
 
 std::optional<std::string> LocalPool::broken() const {
   const std::lock_guard lock(mutex_);

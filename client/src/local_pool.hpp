@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -49,6 +50,12 @@ class LocalPool {
 
   // Why the pool cannot run tasks (its worker exited and could not be restarted), if it cannot.
   std::optional<std::string> broken() const;
+
+  // Stops the worker and the broker now (the destructor's work, but the broker keeps its journal
+  // open until destruction). Idempotent.
+  void stop();
+  // Deferred batches the broker has acknowledged since it started.
+  std::uint64_t deferred_accepted() const;
 
  private:
   void watch_worker();  // runs on watcher_: starts, restarts and finally stops the worker

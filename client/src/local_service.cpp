@@ -181,8 +181,12 @@ void run_local_service() {
     // ask, however short the idle limit: the service must not stop before its first question.
     constexpr auto kFirstQuestion = std::chrono::seconds(2);
     auto idle_since = Clock::now() + std::max(Clock::duration(kFirstQuestion - limit), Clock::duration::zero());
+    bool handed_over = false;
     while (!g_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      // Read before the counts: a batch accepted after this read and before the broker stops is
+      // caught below; one accepted before it shows in the counts.
+      const std::uint64_t accepted = pool->deferred_accepted();
       const auto counts = link::query_counts(context, pool->client_endpoint(), std::chrono::seconds(2));
       // Clients (a program that deferred, a tool asking) keep it up as long as the broker hears
       // from them, and one liveness period after.
@@ -192,6 +196,10 @@ void run_local_service() {
         idle_since = Clock::now();
       } else if (Clock::now() - idle_since >= limit) {
         std::fprintf(stderr, "fanout service: idle for %lld ms; stopping\n", static_cast<long long>(limit.count()));
+        // The broker serves while the worker drains: a program may defer a batch in that moment
+        // (it found the service answering). Then a successor serves it, once the journal is free.
+        pool->stop();
+        handed_over = pool->deferred_accepted() != accepted;
         break;
       }
       if (const auto broken = pool->broken()) {
@@ -201,6 +209,11 @@ void run_local_service() {
       }
     }
     pool.reset();
+    if (handed_over) {
+      std::fprintf(stderr, "fanout service: a deferred batch arrived while stopping; starting a successor\n");
+      std::fflush(stderr);
+      spawn_service(program_path(), program_arguments(), directory / "service.log");
+    }
   } catch (const std::exception& error) {
     std::fprintf(stderr, "fanout service: %s\n", error.what());
     code = 1;
