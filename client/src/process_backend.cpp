@@ -27,6 +27,7 @@
 
 #include "backends.hpp"
 #include "batch_link.hpp"
+#include "broker_queries.hpp"
 #include "deferred_endpoint.hpp"
 #include "local_pool.hpp"
 #include "program.hpp"
@@ -49,8 +50,20 @@ constexpr std::size_t kWindowTasks = 16384;
 constexpr std::size_t kSingleFrameBatch = 256;
 // How long defer waits for the broker's receipt when the driver sets no timeout.
 constexpr auto kDeferAckTimeout = std::chrono::seconds(30);
+// A deferred batch without an ack this long in local mode: is the local service still there? It
+// is gone when it does not answer a status question within kServiceProbe (its loop answers in
+// microseconds; a journal's fsync may hold it up a while).
+constexpr auto kServiceSilence = std::chrono::seconds(4);
+constexpr auto kServiceProbe = std::chrono::seconds(2);
 // With a cancellation token, how often a waiting batch looks at it.
 constexpr auto kCancelCheck = std::chrono::milliseconds(50);
+
+// FANOUT_BROKER when set: remote mode.
+std::optional<std::string> remote_broker() {
+  const char* remote = std::getenv("FANOUT_BROKER");
+  if (remote == nullptr || *remote == '\0') return std::nullopt;
+  return std::string(remote);
+}
 
 // Writes slot `index` of `batch` as a task of its window.
 void encode_task(wire::Task::Builder task, const Batch& batch, std::size_t index, std::uint32_t timeout_ms) {
@@ -340,7 +353,14 @@ class DeferredAnswer final : public BatchLink::Receiver {
 // the broker's ack: its receipt, or its refusal thrown as fanout::Error. Waits at most the
 // driver's timeout (kDeferAckTimeout without one) and then throws, since the batch may or may not
 // have been taken. Sends no heartbeats: the broker knows this client only once it has accepted.
-Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPool& sockets) {
+//
+// `service_restarted`, in local mode: a local service stops by itself once idle, and may do so
+// between the probe that found it and this window's arrival, which it then never reads. After
+// kServiceSilence without an ack the caller's function asks it; when it no longer answers, the
+// function starts another and returns true, and the window goes again on a fresh socket (the old
+// one closed, so the first copy cannot arrive as well).
+Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPool& sockets,
+                        const std::function<bool()>& service_restarted = {}) {
   const std::size_t total = batch.size();
   const std::string& where = sockets.endpoint();
   if (total > UINT32_MAX) throw Error("a deferred batch holds at most " + std::to_string(UINT32_MAX) + " tasks");
@@ -355,41 +375,54 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
 
   const auto limit = options.timeout.count() > 0 ? options.timeout : std::chrono::milliseconds(kDeferAckTimeout);
   const auto timeout_ms = static_cast<std::uint32_t>(options.timeout.count());
-  auto socket = sockets.lease();
-  DeferredAnswer answer;
-  BatchLink link(*socket, where, BatchLink::Header{static_cast<std::uint32_t>(total), timeout_ms, 0, true}, answer);
-  const auto send = [&] {
-    return link.send_window(
-        total, total * 16 + payload / sizeof(capnp::word),
-        [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::max_frame_bytes());
-  };
-  const std::size_t sent_bytes = send();
-  if (sent_bytes > wire::max_frame_bytes()) throw too_large_to_defer(total, sent_bytes, false);
-
   const auto deadline = Clock::now() + limit;
-  for (;;) {
-    if (answer.receipt) return Receipt(*answer.receipt, "process", total);
-    if (answer.refusal) throw Error(*answer.refusal);
-    if (answer.ran_as_ordinary) {
-      link.cancel();
-      throw Error("the broker at " + where +
-                  " ran the deferred batch as an ordinary one (it does not support deferred batches; upgrade it); "
-                  "the batch was cancelled");
-    }
-    const auto now = Clock::now();
-    if (now >= deadline) {
-      socket.discard();  // the batch must not reach the broker later from an idle socket
-      throw Error("the broker at " + where + " did not acknowledge the deferred batch of " + std::to_string(total) +
-                  " tasks within " + std::to_string(limit.count()) +
-                  " ms; it may or may not have been accepted (a broker that took it runs it)");
-    }
-    link.pump(std::min(deadline, now + wire::kHeartbeatInterval), /*awaiting=*/false);
-    if (answer.forgotten) {  // the broker restarted without taking it: at least once, so send it again
-      answer.forgotten = false;
-      link.restart(0, timeout_ms);
-      send();
+  for (bool again = true; again;) {
+    again = false;
+    auto socket = sockets.lease();
+    DeferredAnswer answer;
+    BatchLink link(*socket, where, BatchLink::Header{static_cast<std::uint32_t>(total), timeout_ms, 0, true}, answer);
+    const auto send = [&] {
+      return link.send_window(
+          total, total * 16 + payload / sizeof(capnp::word),
+          [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::max_frame_bytes());
+    };
+    const std::size_t sent_bytes = send();
+    if (sent_bytes > wire::max_frame_bytes()) throw too_large_to_defer(total, sent_bytes, false);
+    auto ask_service_at = Clock::now() + kServiceSilence;
+
+    while (!again) {
+      if (answer.receipt) return Receipt(*answer.receipt, "process", total);
+      if (answer.refusal) throw Error(*answer.refusal);
+      if (answer.ran_as_ordinary) {
+        link.cancel();
+        throw Error("the broker at " + where +
+                    " ran the deferred batch as an ordinary one (it does not support deferred batches; upgrade it); "
+                    "the batch was cancelled");
+      }
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        socket.discard();  // the batch must not reach the broker later from an idle socket
+        throw Error("the broker at " + where + " did not acknowledge the deferred batch of " + std::to_string(total) +
+                    " tasks within " + std::to_string(limit.count()) +
+                    " ms; it may or may not have been accepted (a broker that took it runs it)");
+      }
+      if (service_restarted && now >= ask_service_at) {
+        ask_service_at = now + kServiceSilence;
+        if (service_restarted()) {
+          socket.discard();
+          again = true;
+          continue;
+        }
+      }
+      link.pump(std::min({deadline, ask_service_at, now + wire::kHeartbeatInterval}), /*awaiting=*/false);
+      if (answer.forgotten) {  // the broker restarted without taking it: at least once, so send it again
+        answer.forgotten = false;
+        link.restart(0, timeout_ms);
+        send();
+      }
     }
   }
+  throw Error("unreachable");  // the loop returns or throws
 }
 
 class ProcessBackend final : public Backend {
@@ -409,7 +442,13 @@ class ProcessBackend final : public Backend {
 
   Receipt defer(Batch& batch, const RunOptions& options) override {
     refuse_recursive_start();
-    return submit_deferred(batch, options, deferred_sockets());
+    SocketPool& sockets = deferred_sockets();
+    if (remote_broker()) return submit_deferred(batch, options, sockets);
+    return submit_deferred(batch, options, sockets, [&] {
+      if (link::query_counts(context_, sockets.endpoint(), kServiceProbe)) return false;
+      (void)deferred_endpoint();  // starts the service again, on the same endpoint
+      return true;
+    });
   }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
@@ -427,9 +466,8 @@ class ProcessBackend final : public Backend {
     const std::lock_guard lock(mutex_);
     if (sockets_) return *sockets_;
     refuse_recursive_start();
-    const char* remote = std::getenv("FANOUT_BROKER");
-    if (remote != nullptr && *remote != '\0') {
-      sockets_ = std::make_unique<SocketPool>(context_, remote);
+    if (const auto remote = remote_broker()) {
+      sockets_ = std::make_unique<SocketPool>(context_, *remote);
     } else {
       if (!initialized()) {
         throw Error(
@@ -455,8 +493,7 @@ class ProcessBackend final : public Backend {
   // Where deferred batches go: the remote broker in remote mode; in local mode not the embedded
   // broker, which dies with this program, but the per-user service of deferred_endpoint().
   SocketPool& deferred_sockets() {
-    const char* remote = std::getenv("FANOUT_BROKER");
-    const std::string endpoint = remote != nullptr && *remote != '\0' ? std::string(remote) : deferred_endpoint();
+    const std::string endpoint = deferred_endpoint();  // FANOUT_BROKER, else the local service
     const std::lock_guard lock(mutex_);
     auto& sockets = deferred_sockets_[endpoint];  // never erased while the backend lives: leases refer to it
     if (!sockets) sockets = std::make_unique<SocketPool>(context_, endpoint);

@@ -4,14 +4,19 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+
+#include <zmq.hpp>
 
 #include "child.hpp"
 #include "local_services.hpp"
 #include "test_support.hpp"
+#include "transport.hpp"
 
 using namespace std::chrono_literals;
 
@@ -21,6 +26,54 @@ namespace {
 fanout_test::Finished defer_and_exit(const std::filesystem::path& go, const std::filesystem::path& done) {
   return fanout_test::run_to_end({FANOUT_DEFERRING_PROGRAM, go.string(), done.string()}, {.merge_output = true});
 }
+
+// A local service that answers the status question by which a program finds it, then takes the
+// deferred window and is gone without a word: what a program meets when its service stops, idle,
+// in between. Its socket file goes with it, as a stopped service's does.
+class StoppingService {
+ public:
+  explicit StoppingService(const std::string& endpoint) : socket_(context_, zmq::socket_type::router) {
+    socket_.bind(endpoint);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~StoppingService() {
+    stop_ = true;
+    thread_.join();
+  }
+  StoppingService(const StoppingService&) = delete;
+  StoppingService& operator=(const StoppingService&) = delete;
+
+  bool took_window() const { return took_window_; }
+
+ private:
+  void serve() {
+    while (!stop_ && !took_window_) {
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(10));
+      zmq::message_t identity;
+      zmq::message_t frame;
+      if (!socket_.recv(identity, zmq::recv_flags::dontwait)) continue;
+      if (!socket_.recv(frame)) continue;
+      auto message = fanout::wire::InMessage::parse(std::move(frame));
+      if (!message) continue;
+      if (message->envelope().isStatusRequest()) {
+        fanout::wire::OutMessage answer;
+        answer.envelope().initStatus();
+        socket_.send(identity, zmq::send_flags::sndmore);
+        socket_.send(answer.frame(), zmq::send_flags::none);
+      } else if (message->envelope().isTasks()) {
+        took_window_ = true;
+      }
+    }
+    socket_.close();
+  }
+
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> took_window_{false};
+  std::thread thread_;  // last: starts once everything above exists
+};
 
 }  // namespace
 
@@ -68,5 +121,38 @@ TEST_CASE("a deferred task survives a SIGKILL of the local service and runs afte
   const auto second = defer_and_exit(go, other);
   REQUIRE(second.status == 0);
   CHECK(fanout_test::eventually([&] { return std::filesystem::exists(done) && std::filesystem::exists(other); }, 30s));
+  CHECK(fanout_test::eventually([&] { return !services.serving(); }, 30s));
+}
+
+TEST_CASE("a program whose local service stops between being found and the deferred batch starts it again and defers there") {
+  fanout_test::TempDir dir;
+  fanout_test::ScopedEnv state("XDG_STATE_HOME", dir.path().c_str());
+  fanout_test::ScopedEnv idle("FANOUT_SERVICE_IDLE_MS", "300");
+  fanout_test::ScopedEnv no_broker("FANOUT_BROKER", nullptr);
+  const auto go = dir.path() / "go";
+  std::ofstream(go) << "";
+  const fanout_test::LocalServices services(dir.path());
+  // A first defer starts the real service, whose log says where it serves; then it stops, idle.
+  const auto first = defer_and_exit(go, dir.path() / "first");
+  REQUIRE(first.status == 0);
+  REQUIRE(fanout_test::eventually([&] { return std::filesystem::exists(dir.path() / "first"); }, 30s));
+  REQUIRE(fanout_test::eventually([&] { return !services.serving(); }, 30s));
+  const std::string log = services.logs();
+  const auto at = log.find("serving ");
+  REQUIRE(at != std::string::npos);
+  const auto begin = at + std::string("serving ").size();
+  const std::string endpoint = log.substr(begin, log.find(' ', begin) - begin);
+
+  // Where it served, one that answers the program's question, takes its window and is gone.
+  StoppingService stopping(endpoint);
+  const auto started = std::chrono::steady_clock::now();
+  const auto second = defer_and_exit(go, dir.path() / "second");
+  INFO(second.out);
+  CHECK(stopping.took_window());
+  REQUIRE(second.status == 0);  // with a receipt: the real service, started again, took it
+  // Within the few seconds it takes to notice (not the 30 s an unacknowledged batch waits).
+  CHECK(std::chrono::steady_clock::now() - started < 20s);
+  CHECK(fanout_test::eventually([&] { return std::filesystem::exists(dir.path() / "second"); }, 30s));
+  CHECK(services.starts() == 2);
   CHECK(fanout_test::eventually([&] { return !services.serving(); }, 30s));
 }
