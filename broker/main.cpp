@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
       "  fanout-broker --bind tcp://127.0.0.1:5555 --max-frame-bytes 64M --max-client-tasks 100000\n"
       "\n"
       "Every flag can also come from the environment: FANOUT_BIND (comma-separated),\n"
-      "FANOUT_INSECURE=1, FANOUT_METRICS, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL,\n"
+      "FANOUT_INSECURE=1, FANOUT_EXPOSE_METRICS=1, FANOUT_METRICS, FANOUT_HEARTBEAT_MS, FANOUT_LIVENESS_MS, FANOUT_LOG_LEVEL,\n"
       "FANOUT_KEY, FANOUT_CLIENT_KEYS, FANOUT_WORKER_KEYS, FANOUT_ADMIN_KEYS,\n"
       "FANOUT_MAX_FRAME_BYTES (clients and workers read it too), FANOUT_MAX_CLIENT_TASKS,\n"
       "FANOUT_MAX_CLIENT_BYTES, FANOUT_MAX_TOTAL_TASKS, FANOUT_MAX_TOTAL_BYTES.\n"
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
       "\n"
       "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure, 2 bad usage (a bad --metrics address, a\n"
       "bad or too open --key file included), 3 cannot listen (a bad or busy endpoint, a non-loopback\n"
-      "endpoint without --key or --insecure, a non-loopback --metrics address without --insecure, an\n"
+      "endpoint without --key or --insecure, a non-loopback --metrics address without --expose-metrics, an\n"
       "unreadable key directory), 4 --status got no answer.");
   app.set_version_flag("--version", std::string("fanout-broker ") + fanout::kVersion);
 
@@ -113,6 +113,11 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", config.insecure,
                "Allow listening on non-loopback addresses without keys (--bind), or at all (--metrics)")
       ->envname("FANOUT_INSECURE");
+  bool expose_metrics = false;
+  app.add_flag("--expose-metrics", expose_metrics,
+               "Allow --metrics on a non-loopback address (it has no authentication: a firewall or a "
+               "NetworkPolicy keeps it to monitoring); unlike --insecure, nothing else")
+      ->envname("FANOUT_EXPOSE_METRICS");
   std::string key_file;
   auto* key_option = app.add_option("--key", key_file, "The broker's secret key file (fanout keygen): CurveZMQ on every endpoint")
                          ->envname("FANOUT_KEY");
@@ -244,12 +249,20 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
+  // Where the broker may listen is checked before the operations endpoint listens anywhere: a
+  // broker refused a keyless 0.0.0.0 must not have served metrics there first.
+  try {
+    for (const auto& endpoint : config.endpoints) fanout::broker::check_endpoint_allowed(endpoint, config.insecure, config.trust.enabled());
+  } catch (const fanout::Error& error) {
+    std::cerr << "fanout-broker: " << error.what() << "\n";
+    return kExitCannotListen;
+  }
   // Destroyed after the endpoint below, whose threads may read it until then.
   std::unique_ptr<fanout::broker::Broker> broker;
   std::optional<fanout::broker::BrokerEndpoint> operations;
   if (metrics_address) {
     try {
-      fanout::ops::check_http_address_allowed(*metrics_address, config.insecure);
+      fanout::ops::check_http_address_allowed(*metrics_address, expose_metrics || config.insecure);
       operations.emplace(*metrics_address, std::max(std::chrono::milliseconds(5000), 4 * config.heartbeat));
     } catch (const fanout::Error& error) {
       std::cerr << "fanout-broker: " << error.what() << "\n";

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
       "\n"
       "Environment equivalents: FANOUT_BROKER, FANOUT_PROCESSES, FANOUT_MAX_PROCESSES, FANOUT_SLOTS, FANOUT_LOAD\n"
       "(colon-separated), FANOUT_ALLOW_SHELL=1, FANOUT_WORKER_ID, FANOUT_HEARTBEAT_MS,\n"
-      "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_METRICS, FANOUT_INSECURE=1, FANOUT_LOG_LEVEL,\n"
+      "FANOUT_LIVENESS_MS, FANOUT_DRAIN_TIMEOUT, FANOUT_METRICS, FANOUT_EXPOSE_METRICS=1, FANOUT_LOG_LEVEL,\n"
       "FANOUT_PASS_ENV (comma-separated), FANOUT_KEY, FANOUT_BROKER_KEY, FANOUT_MAX_FRAME_BYTES.\n"
       "\n"
       "Keys (docs/security.md): a broker started with --key lets in only listed keys; give this worker\n"
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       "then is stopped and runs again elsewhere, and the worker exits 0. A second signal stops at once.\n"
       "\n"
       "Exit codes: 0 stopped after a clean drain, 1 failure (or a forced stop; a busy --metrics\n"
-      "port included), 2 bad usage (a bad or non-loopback --metrics address without --insecure\n"
+      "port included), 2 bad usage (a bad or non-loopback --metrics address without --expose-metrics\n"
       "included; a bad or too open key file), 3 a task library could not be loaded.");
   app.set_version_flag("--version", std::string("fanout-worker ") + fanout::kVersion);
 
@@ -116,11 +116,16 @@ int main(int argc, char** argv) {
       ->envname("FANOUT_DRAIN_TIMEOUT")
       ->check(CLI::Range(0.0, 86400.0));
   std::string metrics;
-  bool insecure = false;
+  bool expose_metrics = false;
   app.add_option("--metrics", metrics,
                  "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT (port 0: any)")
       ->envname("FANOUT_METRICS");
-  app.add_flag("--insecure", insecure, "Allow --metrics on a non-loopback address")->envname("FANOUT_INSECURE");
+  app.add_flag("--expose-metrics", expose_metrics,
+               "Allow --metrics on a non-loopback address (it has no authentication: a firewall or a "
+               "NetworkPolicy keeps it to monitoring)")
+      ->envname("FANOUT_EXPOSE_METRICS");
+  app.add_flag("--insecure", expose_metrics, "The same as --expose-metrics (the broker's --insecure allows more)")
+      ->envname("FANOUT_INSECURE");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
       ->envname("FANOUT_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -177,7 +182,7 @@ int main(int argc, char** argv) {
     fanout::ops::HttpAddress address;
     try {
       address = fanout::ops::parse_http_address(metrics);
-      fanout::ops::check_http_address_allowed(address, insecure);
+      fanout::ops::check_http_address_allowed(address, expose_metrics);
     } catch (const fanout::Error& error) {
       spdlog::critical("fanout-worker: {}", error.what());
       return worker::kExitUsage;

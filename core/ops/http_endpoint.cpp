@@ -70,11 +70,11 @@ HttpAddress parse_http_address(const std::string& text) {
   return address;
 }
 
-void check_http_address_allowed(const HttpAddress& address, bool insecure) {
-  if (insecure || sys::is_loopback_host(address.host)) return;
+void check_http_address_allowed(const HttpAddress& address, bool exposed) {
+  if (exposed || sys::is_loopback_host(address.host)) return;
   throw Error("refusing to serve metrics on " + printable_host(address.host) + ":" + std::to_string(address.port) +
-              ": the endpoint has no authentication, so it listens on loopback only; pass --insecure "
-              "(FANOUT_INSECURE=1) to listen on other addresses of a network you trust");
+              ": the endpoint has no authentication, so it listens on loopback only; pass --expose-metrics "
+              "(FANOUT_EXPOSE_METRICS=1) to listen on other addresses of a network you trust");
 }
 
 HttpEndpoint::HttpEndpoint(const HttpAddress& address, HttpHandlers handlers)

@@ -37,9 +37,10 @@ struct HttpAddress {
 // of that form.
 HttpAddress parse_http_address(const std::string& text);
 
-// Throws fanout::Error when `address` is not loopback (127.0.0.0/8, ::1, localhost) and not
-// `insecure`: the endpoint has no authentication.
-void check_http_address_allowed(const HttpAddress& address, bool insecure);
+// Throws fanout::Error when `address` is not loopback (127.0.0.0/8, ::1, localhost) and the
+// operator did not say `exposed` (--expose-metrics, or --insecure): the endpoint has no
+// authentication.
+void check_http_address_allowed(const HttpAddress& address, bool exposed);
 
 // A probe's answer: 200 with `text` when `ok`, else 503 with it.
 struct Probe {

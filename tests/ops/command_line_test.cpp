@@ -17,7 +17,10 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <fanout/error.hpp>
+
 #include "cluster.hpp"
+#include "ops/http_endpoint.hpp"
 #include "system/unique_fd.hpp"
 #include "transport.hpp"
 
@@ -73,7 +76,7 @@ TEST_CASE("a --metrics address that is not HOST:PORT is bad usage, named in the 
   }
 }
 
-TEST_CASE("--metrics off loopback is refused without --insecure") {
+TEST_CASE("--metrics off loopback is refused without --expose-metrics") {
   const auto refused_broker = run_to_end(broker({"--metrics", "0.0.0.0:0"}), kNoFanoutEnv);
   CHECK(exit_code(refused_broker) == 3);
   CHECK(refused_broker.err.find("refusing to serve metrics on 0.0.0.0:0") != std::string::npos);
@@ -83,6 +86,27 @@ TEST_CASE("--metrics off loopback is refused without --insecure") {
   // FANOUT_METRICS is the flag's equivalent.
   const auto from_env = run_to_end(broker({}), {.env = {"FANOUT_METRICS=0.0.0.0:0"}, .drop_env = {"FANOUT_"}});
   CHECK(exit_code(from_env) == 3);
+  // The refusal names the flag that lifts it; the flag lifts nothing else: a broker told to listen
+  // on every address without keys still refuses, before it serves metrics anywhere.
+  CHECK(refused_broker.err.find("--expose-metrics") != std::string::npos);
+  const auto keyless = run_to_end(broker({"--bind", "tcp://0.0.0.0:0", "--metrics", "0.0.0.0:0", "--expose-metrics"}),
+                                  kNoFanoutEnv);
+  INFO(keyless.out << keyless.err);
+  CHECK(exit_code(keyless) == 3);
+  CHECK(keyless.err.find("refusing to serve metrics") == std::string::npos);
+  CHECK((keyless.out + keyless.err).find("--key") != std::string::npos);
+}
+
+TEST_CASE("--expose-metrics (or --insecure) lets --metrics off loopback, checked without binding anything") {
+  const auto address = fanout::ops::parse_http_address("0.0.0.0:9464");
+  CHECK_THROWS_AS(fanout::ops::check_http_address_allowed(address, false), fanout::Error);
+  CHECK_NOTHROW(fanout::ops::check_http_address_allowed(address, true));
+  CHECK_NOTHROW(fanout::ops::check_http_address_allowed(fanout::ops::parse_http_address("127.0.0.1:9464"), false));
+  // Both binaries take the flag and its variable (their --help says so).
+  for (const auto& help : {run_to_end(broker({"--help"}), kNoFanoutEnv), run_to_end(worker({"--help"}), kNoFanoutEnv)}) {
+    CHECK(help.out.find("--expose-metrics") != std::string::npos);
+    CHECK(help.out.find("FANOUT_EXPOSE_METRICS") != std::string::npos);
+  }
 }
 
 TEST_CASE("a --metrics port in use fails at start, naming the address and the reason") {
