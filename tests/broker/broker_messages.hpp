@@ -19,7 +19,9 @@ namespace broker_test {
 
 namespace wire = fanout::wire;
 
-inline zmq::message_t announce_supervisor(const std::string& worker, std::uint32_t processes, bool draining = false) {
+// A supervisor of `processes` executors; one that may grow up to `max_processes` when asked.
+inline zmq::message_t announce_supervisor(const std::string& worker, std::uint32_t processes, bool draining = false,
+                                          std::uint32_t max_processes = 0) {
   wire::OutMessage out;
   auto announce = out.envelope().initAnnounce();
   announce.setRole(wire::Announce::Role::SUPERVISOR);
@@ -27,6 +29,7 @@ inline zmq::message_t announce_supervisor(const std::string& worker, std::uint32
   announce.setHost("testhost");
   announce.setPid(static_cast<std::int32_t>(::getpid()));
   announce.setProcesses(processes);
+  announce.setMaxProcesses(max_processes);
   announce.setDraining(draining);
   return out.frame();
 }
