@@ -392,8 +392,15 @@ TEST_CASE("every pointer of a client's message made the wrong kind: refused or i
 }
 
 TEST_CASE("every pointer of a worker's message made the wrong kind: refused or ignored, and the broker keeps serving") {
+  bool deferred = false;
+  SUBCASE("tasks of a client's batch") { deferred = false; }
+  SUBCASE("tasks of a deferred batch, the broker's own") { deferred = true; }
+  fanout_test::TempDir journal;
+  auto config = quick_task_config();
+  // Deferred tasks are the broker's own: their results and errors go to its journal, not a client.
+  if (deferred) config.journal = journal.path() / "journal";
   zmq::context_t context;
-  RunningBroker broker(quick_task_config(), context);
+  RunningBroker broker(config, context);
   const auto& endpoint = broker.endpoint();
   // A worker holding tasks (64 ahead, prefetched as quick ones) of a long batch.
   Peer client(context, endpoint);
@@ -402,19 +409,28 @@ TEST_CASE("every pointer of a worker's message made the wrong kind: refused or i
   supervisor.send(announce_supervisor("x", 1));
   executor.send(announce_executor("x/0/0", "x", {"square"}, 64));
   REQUIRE(wait_executors(context, endpoint, 1));
-  client.send(tasks_window(1, 4000, 0, 4000));
-  REQUIRE(executor.take(Kind::TASKS));
+  {
+    std::vector<std::pair<std::uint32_t, std::string>> slots;
+    for (std::uint32_t i = 0; i < 4000; ++i) slots.emplace_back(i, "square");
+    wire::OutMessage out(64 + 4000 * 16);
+    fill_tasks(out.envelope().initTasks(), 1, 4000, slots, 0);
+    out.envelope().getTasks().setDeferred(deferred);
+    client.send(out.frame());
+  }
+  const Received held = executor.take(Kind::TASKS);
+  REQUIRE(held);
+  const std::uint64_t batch = held->envelope().getTasks().getTasks()[0].getBatchId();  // the broker's id when deferred
   std::uint32_t next = 0;  // results name tasks it holds, one after another
   const auto from_executor = [&]() -> Peer& { return executor; };
   const auto from_supervisor = [&]() -> Peer& { return supervisor; };
   std::size_t sent = 0;
   sent += send_each_wrong(broker, from_executor, [&] {
     const std::uint32_t i = next++;
-    return results_message({{1, i, 0, std::int64_t{i} * i}}, "x/0/0");
+    return results_message({{batch, i, 0, std::int64_t{i} * i}}, "x/0/0");
   });
-  sent += send_each_wrong(broker, from_executor, [&] { return failures_message({{1, next++, 0, 0}}, "x/0/0"); });
+  sent += send_each_wrong(broker, from_executor, [&] { return failures_message({{batch, next++, 0, 0}}, "x/0/0"); });
   sent += send_each_wrong(broker, from_executor, [] { return heartbeat_message(); });
-  sent += send_each_wrong(broker, from_supervisor, [&] { return executor_lost("x/0/0", std::pair{std::uint64_t{1}, next++}); });
+  sent += send_each_wrong(broker, from_supervisor, [&] { return executor_lost("x/0/0", std::pair{batch, next++}); });
   sent += send_each_wrong(broker, from_supervisor, [] { return announce_supervisor("x", 1); });
   sent += send_each_wrong(broker, from_executor, [] { return announce_executor("x/0/0", "x", {"square"}, 64); });
   MESSAGE(sent << " worker messages with a pointer of the wrong kind");
