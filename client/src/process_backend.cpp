@@ -70,6 +70,17 @@ std::size_t argument_bytes(const Batch& batch, std::size_t index) {
   return job.args != nullptr ? job.args->encoded_size() : 0;
 }
 
+// Words that slot `index` takes in a window: its Task struct, name, key and arguments. A window
+// sized by these stays one segment: a message that spills into a second one is read through far
+// pointers and a locked segment table by the broker and the executors, for every task in it.
+std::size_t task_words(const Batch& batch, std::size_t index) {
+  constexpr std::size_t kTaskStruct = wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount;
+  const auto text_words = [](std::size_t bytes) { return (bytes + 1 + sizeof(capnp::word) - 1) / sizeof(capnp::word); };
+  const Job job = batch.job(index);
+  return kTaskStruct + text_words(job.task.size()) + (job.key != nullptr ? text_words(job.key->size()) : 0) +
+         (job.args != nullptr ? job.args->encoded_size() / sizeof(capnp::word) : 0);
+}
+
 // ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
 class SocketPool {
  public:
@@ -227,7 +238,9 @@ class BatchRun final : private BatchLink::Receiver {
   void send_tasks(std::size_t count, IndexOf index_of) {
     const auto timeout_ms = static_cast<std::uint32_t>(options_.timeout.count());
     sent_ += count;
-    const std::size_t bytes = link_.send_window(count, count * 16, [&](wire::Task::Builder task, std::size_t i) {
+    std::size_t words = 0;
+    for (std::size_t i = 0; i < count; ++i) words += task_words(batch_, index_of(i));
+    const std::size_t bytes = link_.send_window(count, words, [&](wire::Task::Builder task, std::size_t i) {
       encode_task(task, batch_, index_of(i), timeout_ms);
     });
     if (bytes > wire::max_frame_bytes()) {  // one task's arguments alone are larger than that
@@ -360,7 +373,8 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
   BatchLink link(*socket, where, BatchLink::Header{static_cast<std::uint32_t>(total), timeout_ms, 0, true}, answer);
   const auto send = [&] {
     return link.send_window(
-        total, total * 16 + payload / sizeof(capnp::word),
+        total, total * (wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount + 2) +
+                   payload / sizeof(capnp::word),
         [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::max_frame_bytes());
   };
   const std::size_t sent_bytes = send();
