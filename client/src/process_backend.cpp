@@ -292,6 +292,11 @@ class BatchRun final : private BatchLink::Receiver {
     }
   }
 
+  void unreadable_result(std::uint32_t index, const std::string& why) override {
+    results_.failure(index, FailureInfo{ErrorKind::bad_message, "", "its result could not be read: " + why,
+                                        "broker " + link_.where()});
+  }
+
   void link_failed(ErrorKind kind, const std::string& message) override {
     if (kind == ErrorKind::unreachable && !link_.heard()) {
       never_reached_ = "cannot reach the broker at " + link_.where() + ": no answer within " +
@@ -334,6 +339,7 @@ class DeferredAnswer final : public BatchLink::Receiver {
   bool ran_as_ordinary = false;        // a broker that knows nothing of deferred batches ran it
 
   void result(wire::Result::Reader) override { ran_as_ordinary = true; }
+  void unreadable_result(std::uint32_t, const std::string&) override { ran_as_ordinary = true; }
   // An ack without a receipt is not the one that says the batch is durable: wait on.
   void acknowledged(wire::Ack::Reader ack) override {
     if (ack.getReceipt().size() > 0) receipt = ack.getReceipt().cStr();

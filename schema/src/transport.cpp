@@ -70,7 +70,9 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
   try {
     message.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(view, reader_options(words));
     if (message.reader_->getEnd() != view.end()) return fail("frame has bytes after its message");
-    if (check == Check::whole) {
+    const bool walk = check == Check::whole ||
+                      (check == Check::whole_except_results && !message.reader_->getRoot<Envelope>().isResults());
+    if (walk) {
       // Walk every pointer once, now, under the traversal limit (so pointers that share their
       // targets cannot make it expensive): bounds, nesting, no capabilities.
       if (message.reader_->getRoot<capnp::AnyPointer>().targetSize().capCount != 0) {
@@ -95,7 +97,17 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
       return fail(std::move(why), Fault::other_version);
     }
     // Before anything iterates a list or sizes a container by it.
-    if (auto why = check_counts(message.envelope_)) return fail(std::move(*why), Fault::over_limit);
+    if (check == Check::whole_except_results && !walk) {
+      // Counted as a walked message is, without a traversal limit: a list of zero-sized elements
+      // would otherwise hit the limit first and be refused as unreadable, not for what it is.
+      // Reading one list pointer costs nothing; the message itself keeps its limit.
+      capnp::ReaderOptions options = reader_options(words);
+      options.traversalLimitInWords = std::numeric_limits<std::uint64_t>::max();
+      capnp::FlatArrayMessageReader counted(view, options);
+      if (auto why = check_counts(counted.getRoot<Envelope>())) return fail(std::move(*why), Fault::over_limit);
+    } else if (auto why = check_counts(message.envelope_)) {
+      return fail(std::move(*why), Fault::over_limit);
+    }
   } catch (const kj::Exception& exception) {
     return fail(std::string("unreadable message: ") + exception.getDescription().cStr());
   }

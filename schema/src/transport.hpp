@@ -51,6 +51,12 @@ class InMessage {
     // a pointer of the wrong kind (a list where a struct belongs). For the broker, which hears
     // from anyone and must keep serving.
     whole,
+    // As `whole`, except a `results` message, which is checked as `envelope`: the broker reads
+    // only a few fields of each result, all on arrival (Batches::on_results), and forwards the
+    // frame unread to a client, which reads each result under a guard of its own (a malformed one
+    // fails its slot only). Walking every result whole cost the broker as much as the rest of its
+    // handling of them.
+    whole_except_results,
   };
 
   // Why parse() refused a frame, for the refusal's count.
