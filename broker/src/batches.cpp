@@ -6,6 +6,7 @@
 #include <memory>
 #include <variant>
 
+#include <kj/exception.h>
 #include <spdlog/spdlog.h>
 
 namespace fanout::broker {
@@ -91,80 +92,119 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
   return true;
 }
 
+namespace {
+
+// Copies `result` into `list[j]`. Its slots are settled here already, so a result whose value
+// cannot be copied (a malformed pointer: results are not checked whole on arrival) still goes to
+// the client, as a `badMessage` failure of its slot, rather than leave the slot open for ever.
+void copy_result(capnp::List<wire::Result>::Builder list, unsigned j, wire::Result::Reader result) {
+  try {
+    list.setWithCaveats(j, result);
+    return;
+  } catch (const kj::Exception& error) {
+    list.setWithCaveats(j, wire::Result::Reader());  // whatever the copy left, cleared
+    auto unreadable = list[j];
+    unreadable.setBatchId(result.getBatchId());
+    unreadable.setIndex(result.getIndex());
+    unreadable.setAttempt(result.getAttempt());
+    unreadable.setElapsedUs(result.getElapsedUs());
+    auto failure = unreadable.initError();
+    failure.setKind(wire::ErrorKind::BAD_MESSAGE);
+    failure.setMessage(std::string("the executor's result could not be read: ") + error.getDescription().cStr());
+  }
+}
+
+}  // namespace
+
 void Batches::on_results(Executor& executor, wire::InMessage message) {
   const auto results = message.envelope().getResults();
   if (results.size() == 0) return;
+  // Everything used below is read now: the message was not checked whole on arrival, and a
+  // malformed part must throw before anything changes (data fields of a list element are read
+  // without following pointers and never throw; an error's kind and message do follow one).
+  auto& seen = results_seen_;
+  seen.clear();
+  seen.reserve(results.size());
+  for (const auto result : results) {
+    ResultSeen entry{result.getBatchId(), result.getIndex(), result.getElapsedUs(), result.isValue(),
+                     wire::ErrorKind::BAD_MESSAGE, {}};
+    if (!entry.ok) {
+      const auto error = result.getError();
+      entry.kind = error.getKind();
+      entry.message = text(error.getMessage());
+    }
+    seen.push_back(entry);
+  }
   const auto now = Clock::now();
   executor.reclaim_pending = false;  // whatever it was asked, it is answering
-  std::vector<bool> matched(results.size(), false);
+  std::vector<bool> matched(seen.size(), false);
   std::size_t matches = 0;
-  for (unsigned i = 0; i < results.size(); ++i) {
-    const auto result = results[i];
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    const ResultSeen& result = seen[i];
     // Executors answer in order, so the match is almost always at the front.
     const auto found = std::find_if(executor.in_flight.begin(), executor.in_flight.end(), [&](const InFlight& f) {
-      return f.batch == result.getBatchId() && f.index == result.getIndex();
+      return f.batch == result.batch && f.index == result.index;
     });
     if (found == executor.in_flight.end()) {
       ++counters_.duplicate_results;
       continue;
     }
     const InFlight entry = *found;
-    if (entry.times != nullptr) entry.times->record(std::chrono::microseconds(result.getElapsedUs()));
-    metrics_.ran(std::chrono::microseconds(result.getElapsedUs()));
+    if (entry.times != nullptr) entry.times->record(std::chrono::microseconds(result.elapsed_us));
+    metrics_.ran(std::chrono::microseconds(result.elapsed_us));
     executor.forget(found, now);
-    auto batch = batches_.find(result.getBatchId());
+    auto batch = batches_.find(result.batch);
     if (batch != batches_.end()) {
       --batch->second.in_flight;
-      if (result.isValue()) {
+      if (result.ok) {
         ++batch->second.succeeded;
       } else {
-        batch->second.count_failures(result.getError().getKind(), 1);
+        batch->second.count_failures(result.kind, 1);
       }
     }
     if (batch != batches_.end() && batch->second.receipt != 0) {
       // The broker's own: not forwarded, but recorded.
       Batch& deferred = batch->second;
-      if (result.isValue()) {
+      if (result.ok) {
         sweep_candidates_.push_back(deferred.id);  // the record may settle the batch's last task
         ledger_.finished(deferred.receipt, entry.index);
         metrics_.completed_ok();
       } else {
-        const auto error = result.getError();
-        deferred_failure(deferred, entry.index, error.getKind(), std::string(text(error.getMessage())));
+        deferred_failure(deferred, entry.index, result.kind, std::string(result.message));
       }
       continue;
     }
     matched[i] = true;
     ++matches;
-    if (result.isValue()) {
+    if (result.ok) {
       metrics_.completed_ok();
     } else {
-      metrics_.completed(result.getError().getKind());
+      metrics_.completed(result.kind);
     }
   }
   if (matches == 0) return;
-  const std::uint64_t first_batch = results[0].getBatchId();
-  bool one_batch = true;
-  for (const auto result : results) one_batch = one_batch && result.getBatchId() == first_batch;
-  if (one_batch && matches == results.size()) {
+  const std::uint64_t first_batch = seen[0].batch;
+  const bool one_batch =
+      std::all_of(seen.begin(), seen.end(), [&](const ResultSeen& result) { return result.batch == first_batch; });
+  if (one_batch && matches == seen.size()) {
     // The common case: the frame goes to the client as it came, not even re-encoded.
     return deliver(first_batch, matches, std::move(message.frame()));
   }
   // Rare: duplicates to filter out, or results of several batches in one message.
   std::vector<std::uint64_t> batch_ids;
-  for (unsigned i = 0; i < results.size(); ++i) {
-    if (matched[i] && std::find(batch_ids.begin(), batch_ids.end(), results[i].getBatchId()) == batch_ids.end()) {
-      batch_ids.push_back(results[i].getBatchId());
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    if (matched[i] && std::find(batch_ids.begin(), batch_ids.end(), seen[i].batch) == batch_ids.end()) {
+      batch_ids.push_back(seen[i].batch);
     }
   }
   for (const std::uint64_t id : batch_ids) {
     std::vector<unsigned> chosen;
-    for (unsigned i = 0; i < results.size(); ++i) {
-      if (matched[i] && results[i].getBatchId() == id) chosen.push_back(i);
+    for (unsigned i = 0; i < seen.size(); ++i) {
+      if (matched[i] && seen[i].batch == id) chosen.push_back(i);
     }
     wire::OutMessage out;
     auto list = out.envelope().initResults(static_cast<unsigned>(chosen.size()));
-    for (unsigned j = 0; j < chosen.size(); ++j) list.setWithCaveats(j, results[chosen[j]]);
+    for (unsigned j = 0; j < chosen.size(); ++j) copy_result(list, j, results[chosen[j]]);
     deliver(id, static_cast<std::uint32_t>(chosen.size()), out.frame());
   }
 }

@@ -66,7 +66,10 @@ class Batches {
 
   // `results` from `executor`: the slots it had in flight are settled and forwarded to their
   // batches' clients (or, for a deferred batch, reported to the ledger); others are counted as
-  // duplicates and dropped.
+  // duplicates and dropped. The message is not checked whole on arrival (a client reads each
+  // result under a guard of its own): every field read here (batch, index, elapsed time, value or
+  // error, an error's kind and message) is read first, before anything changes, so a malformed
+  // one throws kj::Exception with nothing changed.
   void on_results(Executor& executor, wire::InMessage message);
 
   // `handBack` from `executor`: tasks it had not started go back to the front of their batches'
@@ -191,6 +194,16 @@ class Batches {
   TaskTimes task_times_;
   std::unordered_map<std::uint64_t, std::uint64_t> batch_by_receipt_;
   std::vector<std::uint64_t> sweep_candidates_;  // batches that may have finished since the last sweep
+  // What on_results reads of each result of a message, read before it changes anything.
+  struct ResultSeen {
+    std::uint64_t batch;
+    std::uint32_t index;
+    std::uint64_t elapsed_us;
+    bool ok;                   // a value; else an error of `kind`, saying `message`
+    wire::ErrorKind kind;
+    std::string_view message;  // into the message's frame
+  };
+  std::vector<ResultSeen> results_seen_;  // on_results' scratch, kept for its capacity
   std::size_t deadlines_ = 0;                    // batches with a deadline (timers look only then)
   RetryBackoff backoff_;
   // Executors given a task with a run limit, by its deadline; an entry whose task ended first is

@@ -199,9 +199,16 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
     // a smaller message) to fit the room exactly.
     if (!alone && first->whole_fresh_frame()) {
       const std::size_t whole = first->frame->size();
-      if (share < whole && share * 2 >= whole && whole <= fair && whole <= executor.free() &&
-          expected_each(*first) * whole <= kAhead) {
-        share = whole;
+      if (share < whole && whole <= fair && whole <= executor.free() && expected_each(*first) * whole <= kAhead) {
+        if (share * 2 >= whole) {
+          share = whole;
+        } else if (!executor.in_flight.empty() && chosen.max_running == 0) {
+          // Less room than half the frame ahead of a busy executor: it still has more than
+          // kAhead / 2 of quick work, so it waits for room for the whole frame rather than get a
+          // slice copied task by task into a new window (the split copies were about a tenth of
+          // the broker's work on tiny tasks). Fair shares at a batch's tail are split as before.
+          return false;
+        }
       }
     }
     given.emplace_back(&executor, id);

@@ -146,7 +146,8 @@ void Loop::handle(std::vector<zmq::message_t>& parts) {
   }
   std::string why;
   auto fault = wire::InMessage::Fault::unreadable;
-  auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes, wire::InMessage::Check::whole,
+  auto message = wire::InMessage::parse(std::move(parts[1]), &why, config_.max_frame_bytes,
+                                        wire::InMessage::Check::whole_except_results,
                                         &fault);
   if (!message) {
     if (fault == wire::InMessage::Fault::over_limit) {

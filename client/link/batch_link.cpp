@@ -160,7 +160,15 @@ void BatchLink::handle(wire::Envelope::Reader envelope) {
     case wire::Envelope::RESULTS:
       for (const auto result : envelope.getResults()) {
         // Results of an earlier batch on this socket (late answers after it ended) are ignored.
-        if (result.getBatchId() == id_) receiver_.result(result);
+        // Each is read under its own guard: the broker forwards results without checking them
+        // whole, and a malformed one must fail its slot, not the slots after it in the message.
+        if (result.getBatchId() == id_) {
+          try {
+            receiver_.result(result);
+          } catch (const kj::Exception& error) {
+            receiver_.unreadable_result(result.getIndex(), error.getDescription().cStr());
+          }
+        }
         if (failed_) return;
       }
       return;

@@ -66,7 +66,12 @@ class BatchLink {
   class Receiver {
    public:
     // A result of this batch (its batch id checked; its index is the receiver's to check).
+    // Results are not checked whole by the broker: a read of a malformed part throws
+    // kj::Exception, and the link then calls unreadable_result for the same index. So a receiver
+    // reads what may throw before it changes anything for the slot.
     virtual void result(wire::Result::Reader result) = 0;
+    // Result `index` of this batch could not be read (`why`): its slot fails, the others stand.
+    virtual void unreadable_result(std::uint32_t index, const std::string& why) = 0;
     // A chunk of a shell command's live output.
     virtual void output(wire::OutputChunk::Reader /*chunk*/) {}
     // An ack of this batch that refuses nothing (a deferred batch's receipt comes this way).

@@ -283,9 +283,18 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
   void result(wire::Result::Reader result) override {
     const auto job = in_flight_.find(result.getIndex());
     if (job == in_flight_.end()) return;
+    ProcessOutcome outcome = outcome_of(result);  // may throw (unreadable_result): the job stays
     const std::size_t seq = job->second.seq;
     in_flight_.erase(job);
-    on_finished_(seq, outcome_of(result));
+    on_finished_(seq, std::move(outcome));
+  }
+
+  void unreadable_result(std::uint32_t index, const std::string& why) override {
+    const auto job = in_flight_.find(index);
+    if (job == in_flight_.end()) return;
+    const std::size_t seq = job->second.seq;
+    in_flight_.erase(job);
+    on_finished_(seq, failure(126, "its result could not be read: " + why, "broker " + options_.endpoint));
   }
 
   // Leaves: cancels what is still out (the broker kills running commands), then says bye, which

@@ -78,9 +78,23 @@ void encode_task(wire::Task::Builder task, const Batch& batch, std::size_t index
   if (job.args != nullptr) job.args->read([&](ValueReader args) { task.setArgs(wire::unwrap(args)); });
 }
 
-std::size_t argument_bytes(const Batch& batch, std::size_t index) {
+// What slot `index` takes in a window: the bytes of its arguments (what a window's size is limited
+// by, BatchLink::window_size) and the words of the whole task (its Task struct, name, key and
+// arguments). A window's message sized by the words stays one segment: one that spills into a
+// second is read through far pointers and a locked segment table by the broker and the executors,
+// for every task in it.
+struct TaskSize {
+  std::size_t argument_bytes;
+  std::size_t words;
+};
+
+TaskSize task_size(const Batch& batch, std::size_t index) {
+  constexpr std::size_t kTaskStruct = wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount;
+  const auto text_words = [](std::size_t bytes) { return (bytes + 1 + sizeof(capnp::word) - 1) / sizeof(capnp::word); };
   const Job job = batch.job(index);
-  return job.args != nullptr ? job.args->encoded_size() : 0;
+  const std::size_t arguments = job.args != nullptr ? job.args->encoded_size() : 0;
+  return {arguments, kTaskStruct + text_words(job.task.size()) + (job.key != nullptr ? text_words(job.key->size()) : 0) +
+                         arguments / sizeof(capnp::word)};
 }
 
 // ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
@@ -217,9 +231,14 @@ class BatchRun final : private BatchLink::Receiver {
   // Sends the next tasks, up to `count` of them: as many as fit in one window.
   void send_window(std::size_t count) {
     const std::size_t first = next_;
-    count = BatchLink::window_size(count, [&](std::size_t i) { return argument_bytes(batch_, first + i); });
+    std::size_t words = 0;  // of the tasks looked at: the chosen ones, and perhaps one more
+    count = BatchLink::window_size(count, [&](std::size_t i) {
+      const TaskSize size = task_size(batch_, first + i);
+      words += size.words;
+      return size.argument_bytes;
+    });
     next_ += count;
-    send_tasks(count, [first](std::size_t i) { return first + i; });
+    send_tasks(count, words, [first](std::size_t i) { return first + i; });
   }
 
   // After the broker forgot the batch: the next tasks sent before and still without an outcome.
@@ -230,17 +249,22 @@ class BatchRun final : private BatchLink::Receiver {
       if (!results_.settled(resend_)) indexes.push_back(resend_);
     }
     if (indexes.empty()) return;
-    const std::size_t count = BatchLink::window_size(indexes.size(), [&](std::size_t i) { return argument_bytes(batch_, indexes[i]); });
+    std::size_t words = 0;
+    const std::size_t count = BatchLink::window_size(indexes.size(), [&](std::size_t i) {
+      const TaskSize size = task_size(batch_, indexes[i]);
+      words += size.words;
+      return size.argument_bytes;
+    });
     if (count < indexes.size()) resend_ = indexes[count];  // the rest go in the next window
-    send_tasks(count, [&indexes](std::size_t i) { return indexes[i]; });
+    send_tasks(count, words, [&indexes](std::size_t i) { return indexes[i]; });
   }
 
-  // Sends slots index_of(0..count) in one window.
+  // Sends slots index_of(0..count) in one window, whose message takes about `hint_words`.
   template <class IndexOf>
-  void send_tasks(std::size_t count, IndexOf index_of) {
+  void send_tasks(std::size_t count, std::size_t hint_words, IndexOf index_of) {
     const auto timeout_ms = static_cast<std::uint32_t>(options_.timeout.count());
     sent_ += count;
-    const std::size_t bytes = link_.send_window(count, count * 16, [&](wire::Task::Builder task, std::size_t i) {
+    const std::size_t bytes = link_.send_window(count, hint_words, [&](wire::Task::Builder task, std::size_t i) {
       encode_task(task, batch_, index_of(i), timeout_ms);
     });
     if (bytes > wire::max_frame_bytes()) {  // one task's arguments alone are larger than that
@@ -292,6 +316,11 @@ class BatchRun final : private BatchLink::Receiver {
     }
   }
 
+  void unreadable_result(std::uint32_t index, const std::string& why) override {
+    results_.failure(index, FailureInfo{ErrorKind::bad_message, "", "its result could not be read: " + why,
+                                        "broker " + link_.where()});
+  }
+
   void link_failed(ErrorKind kind, const std::string& message) override {
     if (kind == ErrorKind::unreachable && !link_.heard()) {
       never_reached_ = "cannot reach the broker at " + link_.where() + ": no answer within " +
@@ -334,6 +363,7 @@ class DeferredAnswer final : public BatchLink::Receiver {
   bool ran_as_ordinary = false;        // a broker that knows nothing of deferred batches ran it
 
   void result(wire::Result::Reader) override { ran_as_ordinary = true; }
+  void unreadable_result(std::uint32_t, const std::string&) override { ran_as_ordinary = true; }
   // An ack without a receipt is not the one that says the batch is durable: wait on.
   void acknowledged(wire::Ack::Reader ack) override {
     if (ack.getReceipt().size() > 0) receipt = ack.getReceipt().cStr();
@@ -383,7 +413,8 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
     BatchLink link(*socket, where, BatchLink::Header{static_cast<std::uint32_t>(total), timeout_ms, 0, true}, answer);
     const auto send = [&] {
       return link.send_window(
-          total, total * 16 + payload / sizeof(capnp::word),
+          total, total * (wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount + 2) +
+                     payload / sizeof(capnp::word),
           [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::max_frame_bytes());
     };
     const std::size_t sent_bytes = send();

@@ -46,18 +46,18 @@ void unregister_task(std::string_view name, const void* task) noexcept {
   if (found != table.tasks.end() && found->second.task == task) table.tasks.erase(found);
 }
 
-void invoke_registered(std::string_view name, ValueReader args, ValueBuilder out) {
-  Entry entry{};
-  {
-    auto& table = registry();
-    const std::lock_guard lock(table.mutex);
-    const auto found = table.tasks.find(name);
-    if (found == table.tasks.end()) {
-      throw UnknownTask("no task named '" + std::string(name) + "' is registered in this program");
-    }
-    entry = found->second;
+RegisteredTask find_registered(std::string_view name) {
+  auto& table = registry();
+  const std::lock_guard lock(table.mutex);
+  const auto found = table.tasks.find(name);
+  if (found == table.tasks.end()) {
+    throw UnknownTask("no task named '" + std::string(name) + "' is registered in this program");
   }
-  entry.invoke(entry.task, args, out);
+  return RegisteredTask{found->second.task, found->second.invoke};
+}
+
+void invoke_registered(std::string_view name, ValueReader args, ValueBuilder out) {
+  find_registered(name)(args, out);
 }
 
 std::vector<std::string> registered_task_names() {

@@ -3,11 +3,15 @@
 
 #include "printable.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <vector>
 
 #include <capnp/any.h>
+#include <capnp/serialize.h>
 #include <kj/exception.h>
 
 namespace fanout::wire {
@@ -21,18 +25,71 @@ void free_words(void* /*data*/, void* hint) noexcept { delete static_cast<kj::Ar
 
 }  // namespace
 
+// Builds in one zeroed heap block whose first word is left free: when the message ends up in that
+// one segment, the first frame() is that block, with the segment table (one segment, its size)
+// written into the free word, shared with ZeroMQ rather than copied. A later frame() of the same
+// message (tests send one twice) is a copy; the message must not change once framed.
+class FrameBuilder final : public capnp::MessageBuilder {
+ public:
+  explicit FrameBuilder(unsigned first_segment_words)
+      : block_(std::make_shared<kj::Array<capnp::word>>(kj::heapArray<capnp::word>(std::size_t{first_segment_words} + 1))),
+        next_size_(std::max(first_segment_words, kFirstSegmentWords)) {
+    std::memset(block_->begin(), 0, block_->size() * sizeof(capnp::word));  // capnp builds in zeroed words
+  }
+  ~FrameBuilder() noexcept(false) override = default;
+
+  kj::ArrayPtr<capnp::word> allocateSegment(unsigned minimum) override {
+    if (!first_given_ && minimum <= block_->size() - 1) {
+      first_given_ = true;
+      return block_->slice(1, block_->size());
+    }
+    const std::size_t size = std::max<std::size_t>(minimum, next_size_);
+    next_size_ = std::min<std::size_t>(size * 2, std::size_t{1} << 26);
+    auto segment = kj::heapArray<capnp::word>(size);
+    std::memset(segment.begin(), 0, size * sizeof(capnp::word));
+    more_.push_back(kj::mv(segment));
+    return more_.back();
+  }
+
+  zmq::message_t frame() {
+    const auto segments = getSegmentsForOutput();
+    if (!framed_ && segments.size() == 1 && segments[0].begin() == block_->begin() + 1) {
+      framed_ = true;
+      const std::uint32_t table[2] = {0, static_cast<std::uint32_t>(segments[0].size())};  // count - 1, size
+      std::memcpy(block_->begin(), table, sizeof(table));
+      auto* shared = new std::shared_ptr<kj::Array<capnp::word>>(block_);
+      return zmq::message_t(block_->begin(), (segments[0].size() + 1) * sizeof(capnp::word), &free_shared, shared);
+    }
+    auto* words = new kj::Array<capnp::word>(capnp::messageToFlatArray(segments));
+    return zmq::message_t(words->begin(), words->size() * sizeof(capnp::word), &free_words, words);
+  }
+
+ private:
+  static void free_shared(void* /*data*/, void* hint) noexcept {
+    delete static_cast<std::shared_ptr<kj::Array<capnp::word>>*>(hint);
+  }
+
+  std::shared_ptr<kj::Array<capnp::word>> block_;  // shared with the frames made of it
+  bool first_given_ = false;
+  bool framed_ = false;
+  std::size_t next_size_;
+  std::vector<kj::Array<capnp::word>> more_;
+};
+
 OutMessage::OutMessage() : OutMessage(kFirstSegmentWords) {}
 
 OutMessage::OutMessage(unsigned first_segment_words)
-    : builder_(std::make_unique<capnp::MallocMessageBuilder>(first_segment_words)),
-      envelope_(builder_->initRoot<Envelope>()) {
+    : builder_(std::make_unique<FrameBuilder>(first_segment_words)), envelope_(builder_->initRoot<Envelope>()) {
   envelope_.setVersion(PROTOCOL_VERSION);
 }
 
-zmq::message_t OutMessage::frame() {
-  auto* words = new kj::Array<capnp::word>(capnp::messageToFlatArray(*builder_));
-  return zmq::message_t(words->begin(), words->size() * sizeof(capnp::word), &free_words, words);
-}
+OutMessage::~OutMessage() = default;
+OutMessage::OutMessage(OutMessage&&) noexcept = default;
+OutMessage& OutMessage::operator=(OutMessage&&) noexcept = default;
+
+capnp::MessageBuilder& OutMessage::builder() noexcept { return *builder_; }
+
+zmq::message_t OutMessage::frame() { return builder_->frame(); }
 
 InMessage::~InMessage() = default;
 
@@ -70,7 +127,9 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
   try {
     message.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(view, reader_options(words));
     if (message.reader_->getEnd() != view.end()) return fail("frame has bytes after its message");
-    if (check == Check::whole) {
+    const bool walk = check == Check::whole ||
+                      (check == Check::whole_except_results && !message.reader_->getRoot<Envelope>().isResults());
+    if (walk) {
       // Walk every pointer once, now, under the traversal limit (so pointers that share their
       // targets cannot make it expensive): bounds, nesting, no capabilities.
       if (message.reader_->getRoot<capnp::AnyPointer>().targetSize().capCount != 0) {
@@ -95,7 +154,17 @@ std::optional<InMessage> InMessage::parse(zmq::message_t&& frame, std::string* e
       return fail(std::move(why), Fault::other_version);
     }
     // Before anything iterates a list or sizes a container by it.
-    if (auto why = check_counts(message.envelope_)) return fail(std::move(*why), Fault::over_limit);
+    if (check == Check::whole_except_results && !walk) {
+      // Counted as a walked message is, without a traversal limit: a list of zero-sized elements
+      // would otherwise hit the limit first and be refused as unreadable, not for what it is.
+      // Reading one list pointer costs nothing; the message itself keeps its limit.
+      capnp::ReaderOptions options = reader_options(words);
+      options.traversalLimitInWords = std::numeric_limits<std::uint64_t>::max();
+      capnp::FlatArrayMessageReader counted(view, options);
+      if (auto why = check_counts(counted.getRoot<Envelope>())) return fail(std::move(*why), Fault::over_limit);
+    } else if (auto why = check_counts(message.envelope_)) {
+      return fail(std::move(*why), Fault::over_limit);
+    }
   } catch (const kj::Exception& exception) {
     return fail(std::string("unreadable message: ") + exception.getDescription().cStr());
   }

@@ -19,21 +19,30 @@
 
 namespace fanout::wire {
 
-// An Envelope under construction.
+class FrameBuilder;
+
+// An Envelope under construction. It is built in a first segment of `first_segment_words` (more
+// segments only when it outgrows that), preceded by a word kept free for capnp's segment table,
+// so that a message of one segment becomes its frame without a copy.
 class OutMessage {
  public:
   OutMessage();
   explicit OutMessage(unsigned first_segment_words);
+  ~OutMessage();
+  OutMessage(OutMessage&&) noexcept;
+  OutMessage& operator=(OutMessage&&) noexcept;
 
   // The envelope, with `version` already set.
   Envelope::Builder envelope() noexcept { return envelope_; }
-  capnp::MallocMessageBuilder& builder() noexcept { return *builder_; }
+  capnp::MessageBuilder& builder() noexcept;
 
-  // The encoded frame; hands ownership of the words to ZeroMQ (no copy of the payload).
+  // The encoded frame; hands ownership of the words to ZeroMQ: a message of one segment (sized
+  // right) is not copied at all, one of several is copied once into capnp's flat format. Call
+  // once; the message is spent afterwards.
   zmq::message_t frame();
 
  private:
-  std::unique_ptr<capnp::MallocMessageBuilder> builder_;
+  std::unique_ptr<FrameBuilder> builder_;
   Envelope::Builder envelope_;
 };
 
@@ -51,6 +60,12 @@ class InMessage {
     // a pointer of the wrong kind (a list where a struct belongs). For the broker, which hears
     // from anyone and must keep serving.
     whole,
+    // As `whole`, except a `results` message, which is checked as `envelope`: the broker reads
+    // only a few fields of each result, all on arrival (Batches::on_results), and forwards the
+    // frame unread to a client, which reads each result under a guard of its own (a malformed one
+    // fails its slot only). Walking every result whole cost the broker as much as the rest of its
+    // handling of them.
+    whole_except_results,
   };
 
   // Why parse() refused a frame, for the refusal's count.

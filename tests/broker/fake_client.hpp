@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include <kj/exception.h>
+
 #include "fake_peer.hpp"
 
 namespace broker_test {
@@ -89,12 +91,21 @@ class FakeClient {
     for (const auto result : envelope.getResults()) {
       Outcome outcome;
       outcome.attempt = result.getAttempt();
-      if (result.isValue()) {
-        outcome.ok = true;
-        outcome.value = result.getValue().isInt() ? result.getValue().getInt() : 0;
-      } else {
-        outcome.kind = result.getError().getKind();
-        outcome.message = result.getError().getMessage().cStr();
+      // As the real client does (the broker forwards results without checking them whole): each
+      // result read under its own guard, one that cannot be read settling its slot as badMessage.
+      try {
+        if (result.isValue()) {
+          outcome.ok = true;
+          outcome.value = result.getValue().isInt() ? result.getValue().getInt() : 0;
+        } else {
+          outcome.kind = result.getError().getKind();
+          outcome.message = result.getError().getMessage().cStr();
+        }
+      } catch (const kj::Exception& unreadable) {
+        outcome = Outcome{};
+        outcome.attempt = result.getAttempt();
+        outcome.kind = wire::ErrorKind::BAD_MESSAGE;
+        outcome.message = unreadable.getDescription().cStr();
       }
       auto& slots = outcomes_[result.getBatchId()];
       if (!slots.emplace(result.getIndex(), std::move(outcome)).second) ++twice_;

@@ -20,8 +20,9 @@ namespace fanout_fuzz {
 
 namespace wire = fanout::wire;
 
-// The bytes as the frame a socket would deliver, parsed under `check` (the broker: whole; clients
-// and workers: envelope) with the default frame limit.
+// The bytes as the frame a socket would deliver, parsed under `check` (the broker: whole, and
+// whole_except_results for what it takes from peers; clients and workers: envelope) with the
+// default frame limit.
 inline std::optional<wire::InMessage> parse(const std::uint8_t* data, std::size_t size, wire::InMessage::Check check) {
   zmq::message_t frame(data, size);
   return wire::InMessage::parse(std::move(frame), nullptr, wire::kDefaultMaxFrameBytes, check);

@@ -1,6 +1,8 @@
-// Results as the broker takes them from an executor (parsed whole, each matched by batch and
-// index, errors read for their kind and message) and as a client then reads them (parsed envelope
-// only: capnp checks as it reads), values decoded in place.
+// Results as the broker takes them from an executor (parsed with Check::whole_except_results,
+// so not walked whole: each matched by batch and index, errors read for their kind and message)
+// and as a client then reads them (parsed envelope only: capnp checks as it reads, each result
+// under its own guard), values decoded in place. Check::whole is kept for the other decoders'
+// sake.
 #include "fuzz_frame.hpp"
 
 namespace {
@@ -25,7 +27,8 @@ std::size_t read_results(capnp::List<fanout::wire::Result>::Reader results) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::size_t seen = 0;
-  for (const auto check : {fanout::wire::InMessage::Check::whole, fanout::wire::InMessage::Check::envelope}) {
+  for (const auto check : {fanout::wire::InMessage::Check::whole, fanout::wire::InMessage::Check::whole_except_results,
+                           fanout::wire::InMessage::Check::envelope}) {
     auto message = fanout_fuzz::parse(data, size, check);
     if (!message || !message->envelope().isResults()) continue;
     try {

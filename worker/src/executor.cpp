@@ -419,7 +419,10 @@ class Executor {
       const auto position = TaskQueue::claim(frame);
       if (!position) break;  // the rest was handed back
       const auto task = frame.tasks[*position];
-      if (results->count() > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(task) ||
+      // The name is read once per task, here: the quick-task rule, the registry and the record of
+      // durations all take it from this view into the frame.
+      const std::string_view name = name_of(task);
+      if (results->count() > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(name) ||
                                    results->bytes() >= wire::kResultsFlushBytes)) {
         // The results so far leave now rather than wait for this task.
         {
@@ -429,18 +432,29 @@ class Executor {
         results.emplace(std::min(kMaxResultsPerMessage, TaskQueue::unclaimed(frame) + 1));
       }
       const auto started = clock;
-      run_task(task, frame.batch_id, results->next(), clock);
+      run_task(task, name, frame.batch_id, results->next(), clock);
       // Room for the envelope around the results, as the broker counts the frame.
       if (results->bytes() + 1024 > config_.max_frame_bytes) results->refuse_last(config_.max_frame_bytes);
-      durations_.record(task, clock - started);
+      durations_.record(name, clock - started);
       if (results->count() == 1) first_done = clock;
     }
     socket_lock_.lock();
     if (results->count() > 0) send(results->frame());
   }
 
+  // The task's name as a view into its frame; a view with no data when the name cannot be read
+  // (run_call then says why).
+  static std::string_view name_of(wire::Task::Reader task) noexcept {
+    try {
+      const auto text = task.getName();
+      return {text.cStr(), text.size()};
+    } catch (...) {
+      return {};
+    }
+  }
+
   // Runs one task into `result`; `clock` is the time it starts and becomes the time it ended.
-  void run_task(wire::Task::Reader task, std::uint64_t batch_id, wire::Result::Builder result,
+  void run_task(wire::Task::Reader task, std::string_view name, std::uint64_t batch_id, wire::Result::Builder result,
                 Clock::time_point& clock) {
     // Data fields of a list element are read without following pointers, so they never throw.
     const std::uint32_t index = task.getIndex();
@@ -450,7 +464,7 @@ class Executor {
     result.setRanOn(ran_on_);
     config_.running->begin(batch_id, index);
     try {
-      run_call(task, result);
+      run_call(task, name, result);
     } catch (...) {
       const FailureInfo failure = detail::failure_from_current_exception(ran_on_);
       fail(result, failure.kind, failure.remote_type, failure.message);
@@ -461,12 +475,10 @@ class Executor {
         std::chrono::duration_cast<std::chrono::microseconds>(clock - started).count()));
   }
 
-  void run_call(wire::Task::Reader task, wire::Result::Builder result) {
-    std::string_view name;
+  void run_call(wire::Task::Reader task, std::string_view name, wire::Result::Builder result) {
     wire::Value::Reader args;
     try {
-      const auto text = task.getName();
-      name = std::string_view(text.cStr(), text.size());
+      if (name.data() == nullptr) task.getName();  // unreadable: read again, for what is wrong
       args = task.getArgs();
     } catch (const kj::Exception& error) {
       return fail(result, ErrorKind::bad_message, "",
@@ -489,7 +501,17 @@ class Executor {
         send(out.frame());
       });
     }
-    detail::invoke_registered(name, wire::wrap(args), wire::wrap(result.initValue()));
+    registered(name)(wire::wrap(args), wire::wrap(result.initValue()));
+  }
+
+  // The registered task `name`: looked up under the registry's lock once per run of tasks of one
+  // name, not once per task. Throws UnknownTask (a name not found is not kept).
+  const detail::RegisteredTask& registered(std::string_view name) {
+    if (!registered_name_ || name != *registered_name_) {
+      registered_ = detail::find_registered(name);
+      registered_name_.emplace(name);
+    }
+    return registered_;
   }
 
   // Replaces whatever the task wrote with an error (the union's value becomes unreachable).
@@ -507,6 +529,8 @@ class Executor {
   ShellTask shell_;
   TaskQueue queue_;
   TaskDurations durations_;  // the main thread's
+  std::optional<std::string> registered_name_;  // the main thread's: the name registered_ was found by
+  detail::RegisteredTask registered_;
   zmq::context_t context_;
   zmq::socket_t socket_;
   sys::UniqueFd signals_;

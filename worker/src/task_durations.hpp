@@ -2,8 +2,9 @@
 // quick tasks (whose results may wait a moment for the next ones, to travel together) from slow
 // ones (whose neighbours' results must not wait for them).
 //
-// Names are looked up by their bytes in the received frame; the tasks of a frame mostly share a
-// name, so the entry looked up last is kept at hand and most lookups are one comparison.
+// Names are looked up by their bytes in the received frame (read once per task by the executor);
+// the tasks of a frame mostly share a name, so the entry looked up last is kept at hand and most
+// lookups are one comparison.
 #pragma once
 
 #include <chrono>
@@ -12,7 +13,6 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "transport.hpp"
 
 namespace fanout::worker {
 
@@ -21,15 +21,14 @@ class TaskDurations {
   // Below this on average, a task is quick.
   static constexpr std::chrono::nanoseconds kQuick = std::chrono::microseconds(200);
 
-  // Whether tasks of this one's name have been quick here so far (a name not run yet is not).
-  bool known_quick(wire::Task::Reader task) {
-    const Entry* entry = find(name_of(task));
+  // Whether tasks named `name` have been quick here so far (a name not run yet is not).
+  bool known_quick(std::string_view name) {
+    const Entry* entry = find(name);
     return entry != nullptr && entry->average < kQuick;
   }
 
-  // One more task of this name took `took`.
-  void record(wire::Task::Reader task, std::chrono::nanoseconds took) {
-    const std::string_view name = name_of(task);
+  // One more task named `name` took `took`.
+  void record(std::string_view name, std::chrono::nanoseconds took) {
     Entry* entry = find(name);
     if (entry == nullptr) {
       last_name_.assign(name);
@@ -43,15 +42,6 @@ class TaskDurations {
   struct Entry {
     std::chrono::nanoseconds average;
   };
-
-  static std::string_view name_of(wire::Task::Reader task) {
-    try {
-      const auto name = task.getName();
-      return {name.cStr(), name.size()};
-    } catch (...) {
-      return {};  // an unreadable name: the task fails anyway
-    }
-  }
 
   Entry* find(std::string_view name) {
     if (last_ != nullptr && name == last_name_) return last_;

@@ -173,6 +173,18 @@ namespace detail {
 // Throws UnknownTask / BadArguments / whatever the task throws.
 void invoke_registered(std::string_view name, ValueReader args, ValueBuilder out);
 
+// A registered task as looked up by name: what invoke_registered calls. For a caller that runs
+// many tasks of one name (an executor), which looks the name up once rather than under the
+// registry's lock for every task. Valid while the task stays registered (Tasks are globals).
+struct RegisteredTask {
+  const void* task = nullptr;
+  TaskInvoker invoke = nullptr;
+
+  void operator()(ValueReader args, ValueBuilder out) const { invoke(task, args, out); }
+};
+// Throws UnknownTask when no task of that name is registered.
+RegisteredTask find_registered(std::string_view name);
+
 // Names of the registered tasks, sorted.
 std::vector<std::string> registered_task_names();
 
