@@ -75,14 +75,14 @@ TEST_CASE("a client that goes away with work unsettled is logged as having aband
 
 TEST_CASE("a refused message is logged at info once per peer and reason, then only counted") {
   fanout_test::Cluster cluster(shell_cluster());
-  {
-    zmq::context_t context;
-    zmq::socket_t dealer(context, zmq::socket_type::dealer);
-    dealer.set(zmq::sockopt::routing_id, "garbler");
-    dealer.set(zmq::sockopt::linger, 5000);
-    dealer.connect(cluster.endpoint());
-    for (int n = 0; n < 5; ++n) dealer.send(zmq::str_buffer("not a capnp message"), zmq::send_flags::none);
-  }
+  // The sender stays connected until they are counted: a ROUTER drops what it has not yet read
+  // from a peer that disconnects.
+  zmq::context_t context;
+  zmq::socket_t dealer(context, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::routing_id, "garbler");
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect(cluster.endpoint());
+  for (int n = 0; n < 5; ++n) dealer.send(zmq::str_buffer("not a capnp message"), zmq::send_flags::none);
   // All five are counted (the status's refusals are as of the broker's last heartbeat)...
   CHECK_MESSAGE(fanout_test::eventually([&] {
                   const auto ran = fanout_test::run_to_end({FANOUT_TOOL_PROGRAM, "status", "--broker", cluster.endpoint()},
