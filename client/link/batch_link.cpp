@@ -156,6 +156,9 @@ void BatchLink::drain() {
 }
 
 void BatchLink::handle(wire::Envelope::Reader envelope) {
+  // The broker speaks to this client only once it knows it again: by then every answer to what was
+  // sent before the restart has come.
+  if (envelope.which() != wire::Envelope::ERROR) stale_refusals_ = false;
   switch (envelope.which()) {
     case wire::Envelope::RESULTS:
       for (const auto result : envelope.getResults()) {
@@ -189,7 +192,13 @@ void BatchLink::handle(wire::Envelope::Reader envelope) {
       const auto error = envelope.getError();
       // `refused` to a client is the broker's "I do not know you": it restarted, and the batch is
       // gone with it. Its owner sends what has no outcome yet again.
-      if (error.getKind() == wire::ErrorKind::REFUSED && opened_) return receiver_.broker_forgot();
+      if (error.getKind() == wire::ErrorKind::REFUSED && opened_) {
+        // One restart per restart of the broker: the answers to what was sent while it was away
+        // come first, all of them, and would otherwise send the batch a second time (refused as
+        // more tasks than its total).
+        if (stale_refusals_ && Clock::now() - restarted_at_ < wire::kPeerLiveness) return;
+        return receiver_.broker_forgot();
+      }
       if (!receiver_.complaint_is_fatal(error)) return;
       const char* what = error.getKind() == wire::ErrorKind::BAD_MESSAGE ? " could not take " : " lost ";
       return fail(ErrorKind::worker_lost,
@@ -231,6 +240,8 @@ void BatchLink::restart(std::uint32_t settled_before, std::uint32_t timeout_ms) 
   header_.settled_before = settled_before;
   header_.timeout_ms = timeout_ms;
   opened_ = false;  // the next window opens the batch at the broker again
+  stale_refusals_ = true;
+  restarted_at_ = Clock::now();
 }
 
 void BatchLink::cancel() noexcept {

@@ -173,6 +173,11 @@ class BatchLink {
   Clock::time_point last_heard_{};
   Clock::time_point last_beat_{};
   std::uint64_t read_since_beat_ = 0;  // bytes of results and output read since the last heartbeat
+  // After restart(): refusals that answer messages sent before it (heartbeats queued while the
+  // broker was away, each answered "I do not know you" by the new one) are not a new restart.
+  // They come before anything the broker says about the reopened batch, and soon.
+  bool stale_refusals_ = false;
+  Clock::time_point restarted_at_{};
 };
 
 }  // namespace fanout::link
