@@ -7,8 +7,14 @@
 
 namespace fanout::detail {
 
+std::optional<std::string> remote_broker() {
+  const char* remote = std::getenv("FANOUT_BROKER");
+  if (remote == nullptr || *remote == '\0') return std::nullopt;
+  return std::string(remote);
+}
+
 std::string deferred_endpoint() {
-  if (const char* remote = std::getenv("FANOUT_BROKER"); remote != nullptr && *remote != '\0') return remote;
+  if (auto remote = remote_broker()) return *std::move(remote);
   return ensure_local_service();
 }
 

@@ -5,9 +5,13 @@
 // service with a journal instead.
 #pragma once
 
+#include <optional>
 #include <string>
 
 namespace fanout::detail {
+
+// FANOUT_BROKER when it is set and not empty: remote mode. nullopt: local mode.
+std::optional<std::string> remote_broker();
 
 // The ZeroMQ endpoint of the local service that keeps deferred batches for this user, started if
 // it has to be; the process driver calls it only in local mode. The service must answer a deferred

@@ -58,13 +58,6 @@ constexpr auto kServiceProbe = std::chrono::seconds(2);
 // With a cancellation token, how often a waiting batch looks at it.
 constexpr auto kCancelCheck = std::chrono::milliseconds(50);
 
-// FANOUT_BROKER when set: remote mode.
-std::optional<std::string> remote_broker() {
-  const char* remote = std::getenv("FANOUT_BROKER");
-  if (remote == nullptr || *remote == '\0') return std::nullopt;
-  return std::string(remote);
-}
-
 // Writes slot `index` of `batch` as a task of its window.
 void encode_task(wire::Task::Builder task, const Batch& batch, std::size_t index, std::uint32_t timeout_ms) {
   const Job job = batch.job(index);
