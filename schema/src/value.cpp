@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstring>
 #include <new>
 #include <optional>
+#include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -13,6 +16,7 @@
 #include <kj/exception.h>
 
 #include "limits.hpp"
+#include "value_writer.hpp"
 #include "wire.hpp"
 
 namespace fanout {
@@ -146,53 +150,161 @@ std::string_view kind_name(ValueKind kind) noexcept {
 
 // ---- ValueBuilder -----------------------------------------------------------------------------
 
-void ValueBuilder::set_none() { wire::unwrap(*this).setNone(); }
-void ValueBuilder::set_bool(bool value) { wire::unwrap(*this).setBool(value); }
-void ValueBuilder::set_int(std::int64_t value) { wire::unwrap(*this).setInt(value); }
-void ValueBuilder::set_uint(std::uint64_t value) { wire::unwrap(*this).setUint(value); }
-void ValueBuilder::set_float32(float value) { wire::unwrap(*this).setFloat32(value); }
-void ValueBuilder::set_float64(double value) { wire::unwrap(*this).setFloat64(value); }
+// A builder is either a capnp builder (a Value inside a message being built: a result at an
+// executor) or, for Payload::build, a position in the library's own writer (value_writer.hpp).
+
+namespace {
+
+struct Direct {
+  wire::ValueWriter* writer;
+  std::uint32_t at;         // a Value; or a list's first element, a map's first entry
+  std::uint32_t count = 0;  // lists and maps: their length
+};
+
+template <class Handle>
+Handle direct_handle(wire::ValueWriter& writer, std::uint32_t at, std::uint32_t count = 0) {
+  Handle handle;
+  handle.storage_ = store(Direct{&writer, at, count});
+  handle.storage_.direct = true;
+  return handle;
+}
+
+Direct direct_of(const detail::HandleStorage& storage) { return load<Direct>(storage); }
+
+constexpr std::uint16_t which(Value::Which member) { return static_cast<std::uint16_t>(member); }
+
+std::uint32_t element(const Direct& list, std::size_t index, std::uint32_t words) {
+  if (index >= list.count) throw Error("element " + std::to_string(index) + " out of range");
+  return list.at + static_cast<std::uint32_t>(index) * words;
+}
+
+}  // namespace
+
+void ValueBuilder::set_none() {
+  if (storage_.direct) return direct_of(storage_).writer->set_which(direct_of(storage_).at, which(Value::NONE));
+  wire::unwrap(*this).setNone();
+}
+
+void ValueBuilder::set_bool(bool value) {
+  if (storage_.direct) return direct_of(storage_).writer->set_bool(direct_of(storage_).at, which(Value::BOOL), value);
+  wire::unwrap(*this).setBool(value);
+}
+
+void ValueBuilder::set_int(std::int64_t value) {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return at.writer->set_scalar(at.at, which(Value::INT), std::bit_cast<std::uint64_t>(value), 8);
+  }
+  wire::unwrap(*this).setInt(value);
+}
+
+void ValueBuilder::set_uint(std::uint64_t value) {
+  if (storage_.direct) return direct_of(storage_).writer->set_scalar(direct_of(storage_).at, which(Value::UINT), value, 8);
+  wire::unwrap(*this).setUint(value);
+}
+
+void ValueBuilder::set_float32(float value) {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return at.writer->set_scalar(at.at, which(Value::FLOAT32), std::bit_cast<std::uint32_t>(value), 4);
+  }
+  wire::unwrap(*this).setFloat32(value);
+}
+
+void ValueBuilder::set_float64(double value) {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return at.writer->set_scalar(at.at, which(Value::FLOAT64), std::bit_cast<std::uint64_t>(value), 8);
+  }
+  wire::unwrap(*this).setFloat64(value);
+}
 
 void ValueBuilder::set_text(std::string_view value) {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return at.writer->set_blob(at.at, which(Value::TEXT), std::as_bytes(std::span(value.data(), value.size())), true);
+  }
   // initText + copy rather than setText: a string_view need not be NUL-terminated.
   auto text = wire::unwrap(*this).initText(static_cast<unsigned>(value.size()));
   if (!value.empty()) std::memcpy(text.begin(), value.data(), value.size());
 }
 
 void ValueBuilder::set_bytes(std::span<const std::byte> value) {
+  if (storage_.direct) return direct_of(storage_).writer->set_blob(direct_of(storage_).at, which(Value::BYTES), value, false);
   auto data = wire::unwrap(*this).initBytes(static_cast<unsigned>(value.size()));
   if (!value.empty()) std::memcpy(data.begin(), value.data(), value.size());
 }
 
 SequenceBuilder ValueBuilder::init_list(std::size_t size) {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return direct_handle<SequenceBuilder>(*at.writer, at.writer->init_values(at.at, which(Value::LIST), size),
+                                          static_cast<std::uint32_t>(size));
+  }
   return make_sequence(wire::unwrap(*this).initList(static_cast<unsigned>(size)));
 }
 
 SequenceBuilder ValueBuilder::init_tuple(std::size_t size) {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return direct_handle<SequenceBuilder>(*at.writer, at.writer->init_values(at.at, which(Value::TUPLE), size),
+                                          static_cast<std::uint32_t>(size));
+  }
   return make_sequence(wire::unwrap(*this).initTuple(static_cast<unsigned>(size)));
 }
 
 MapBuilder ValueBuilder::init_map(std::size_t size) {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return direct_handle<MapBuilder>(*at.writer, at.writer->init_entries(at.at, which(Value::MAP), size),
+                                     static_cast<std::uint32_t>(size));
+  }
   MapBuilder builder;
   builder.storage_ = store(wire::unwrap(*this).initMap(static_cast<unsigned>(size)));
   return builder;
 }
 
-ValueBuilder ValueBuilder::init_some() { return wire::wrap(wire::unwrap(*this).initSome()); }
+ValueBuilder ValueBuilder::init_some() {
+  if (storage_.direct) {
+    const auto at = direct_of(storage_);
+    return direct_handle<ValueBuilder>(*at.writer, at.writer->init_some(at.at, which(Value::SOME)));
+  }
+  return wire::wrap(wire::unwrap(*this).initSome());
+}
 
-std::size_t SequenceBuilder::size() const { return load<SequenceList::Builder>(storage_).size(); }
+std::size_t SequenceBuilder::size() const {
+  if (storage_.direct) return direct_of(storage_).count;
+  return load<SequenceList::Builder>(storage_).size();
+}
 
 ValueBuilder SequenceBuilder::operator[](std::size_t index) const {
+  if (storage_.direct) {
+    const auto list = direct_of(storage_);
+    return direct_handle<ValueBuilder>(*list.writer, element(list, index, wire::ValueWriter::kValueWords));
+  }
   return wire::wrap(load<SequenceList::Builder>(storage_)[static_cast<unsigned>(index)]);
 }
 
-std::size_t MapBuilder::size() const { return load<EntryList::Builder>(storage_).size(); }
+std::size_t MapBuilder::size() const {
+  if (storage_.direct) return direct_of(storage_).count;
+  return load<EntryList::Builder>(storage_).size();
+}
 
 ValueBuilder MapBuilder::key(std::size_t index) const {
+  if (storage_.direct) {
+    const auto map = direct_of(storage_);
+    return direct_handle<ValueBuilder>(*map.writer,
+                                       map.writer->entry_value(element(map, index, wire::ValueWriter::kEntryWords)));
+  }
   return wire::wrap(load<EntryList::Builder>(storage_)[static_cast<unsigned>(index)].getKey());
 }
 
 ValueBuilder MapBuilder::value(std::size_t index) const {
+  if (storage_.direct) {
+    const auto map = direct_of(storage_);
+    return direct_handle<ValueBuilder>(
+        *map.writer, map.writer->entry_value(element(map, index, wire::ValueWriter::kEntryWords) + 1));
+  }
   return wire::wrap(load<EntryList::Builder>(storage_)[static_cast<unsigned>(index)].getValue());
 }
 
@@ -384,42 +496,6 @@ struct alignas(capnp::word) Payload::Impl {
 
 namespace {
 
-// Words a single-segment encoding may have to be kept inline rather than as segments.
-constexpr unsigned kInlineLimitWords = 512;
-// The stack segment every value is first built in: arguments of ordinary calls fit, with room.
-constexpr unsigned kFirstSegmentWords = 64;
-
-// Builds a message in a zeroed segment on the caller's stack first, and in heap segments only
-// once that is full. Unlike MallocMessageBuilder it gives its heap segments away (take_owned), so
-// a large value keeps the segments it was built in: its bytes are never copied a second time.
-class StackFirstBuilder final : public capnp::MessageBuilder {
- public:
-  explicit StackFirstBuilder(kj::ArrayPtr<capnp::word> first) : first_(first) {}
-  ~StackFirstBuilder() noexcept(false) override = default;
-
-  kj::ArrayPtr<capnp::word> allocateSegment(unsigned minimum) override {
-    if (!first_given_ && minimum <= first_.size()) {
-      first_given_ = true;
-      return first_;
-    }
-    // Growth as MallocMessageBuilder's: each segment at least as large as all before it.
-    const std::size_t size = std::max<std::size_t>(minimum, next_size_);
-    next_size_ = std::min<std::size_t>(size * 2, std::size_t{1} << 26);
-    auto segment = kj::heapArray<capnp::word>(size);
-    std::memset(segment.begin(), 0, size * sizeof(capnp::word));  // capnp builds in zeroed words
-    owned_.push_back(kj::mv(segment));
-    return owned_.back();
-  }
-
-  std::vector<kj::Array<capnp::word>> take_owned() { return std::move(owned_); }
-
- private:
-  kj::ArrayPtr<capnp::word> first_;
-  bool first_given_ = false;
-  std::size_t next_size_ = kFirstSegmentWords * 4;
-  std::vector<kj::Array<capnp::word>> owned_;
-};
-
 const Payload::Impl* none_payload() {
   // Never freed: the static keeps a reference of its own.
   static const Payload::Impl* const none = [] {
@@ -456,34 +532,21 @@ Payload& Payload::operator=(Payload&& other) noexcept {
 Payload::Payload(const Impl* impl) noexcept : impl_(impl) {}
 
 Payload Payload::build(FunctionRef<void(ValueBuilder)> fill) {
-  // A call's arguments are encoded on the stack and copied once into the payload's one
-  // allocation: no message builder, arena or flat copy on the heap per call.
-  capnp::word first[kFirstSegmentWords];
-  std::memset(first, 0, sizeof(first));
-  StackFirstBuilder builder(kj::arrayPtr(first, kFirstSegmentWords));
-  fill(wire::wrap(builder.initRoot<Value>()));
-  const auto segments = builder.getSegmentsForOutput();
-  if (segments.size() == 1 && segments[0].size() <= kInlineLimitWords) {
-    Impl* impl = Impl::make(segments[0].size());
-    std::memcpy(impl->words(), segments[0].begin(), segments[0].size() * sizeof(capnp::word));
+  // Written straight into capnp's layout (value_writer.hpp): on the stack, then in one heap block
+  // that has room for this header in front, so that a large value (a big byte string) is copied
+  // once, into that block, and the block becomes the payload.
+  static_assert(sizeof(Impl) % sizeof(capnp::word) == 0);
+  wire::ValueWriter writer(sizeof(Impl));
+  fill(direct_handle<ValueBuilder>(writer, writer.start()));
+  if (!writer.on_heap()) {
+    Impl* impl = Impl::make(writer.size());
+    std::memcpy(static_cast<void*>(impl->words()), writer.words(), writer.size() * sizeof(capnp::word));
     return Payload(impl);
   }
-  // Large: the heap segments stay as they are (a big byte string is not copied again); only the
-  // stack segment, or the part of it in use, moves to the heap. Segments refer to each other by
-  // number, never by address, so a segment may move.
-  Impl* impl = Impl::make(0);
-  Payload owner(impl);  // frees it if what follows throws
-  impl->other = std::make_unique<Impl::Other>();
-  auto& other = *impl->other;
-  other.owned = builder.take_owned();
-  auto copy = kj::heapArray<capnp::word>(segments[0].size());
-  std::memcpy(copy.begin(), segments[0].begin(), segments[0].size() * sizeof(capnp::word));
-  other.segments.reserve(segments.size());
-  other.segments.push_back(kj::ArrayPtr<const capnp::word>(copy.begin(), copy.size()));
-  // The first segment is always the stack one (the root pointer is allocated first).
-  for (std::size_t i = 1; i < segments.size(); ++i) other.segments.push_back(segments[i]);
-  other.owned.push_back(kj::mv(copy));
-  return owner;
+  const std::size_t words = writer.size();
+  auto* impl = new (writer.release()) Impl;
+  impl->inline_words = static_cast<std::uint32_t>(words);
+  return Payload(impl);
 }
 
 void Payload::read(FunctionRef<void(ValueReader)> read) const {

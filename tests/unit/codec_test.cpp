@@ -180,6 +180,51 @@ TEST_CASE("large byte strings are read in place, not copied") {
   CHECK(fanout::decode_payload<fanout::Bytes>(copy) == big);
 }
 
+// Payload::build writes the capnp layout itself (value_writer.hpp); a capnp builder is the
+// reference: both must make the same message, in canonical form, for every kind and nesting.
+template <class T>
+void check_written_as_capnp_would(const T& value) {
+  capnp::MallocMessageBuilder reference;
+  fanout::Codec<T>::encode(fanout::wire::wrap(reference.initRoot<fanout::wire::Value>()), value);
+  const auto expected = capnp::canonicalize(reference.getRoot<fanout::wire::Value>().asReader());
+
+  const auto payload = fanout::encode_payload(value);
+  kj::Array<capnp::word> written;
+  payload.read([&](fanout::ValueReader in) { written = capnp::canonicalize(fanout::wire::unwrap(in)); });
+  REQUIRE(written.size() == expected.size());
+  CHECK(std::memcmp(written.begin(), expected.begin(), expected.size() * sizeof(capnp::word)) == 0);
+  CHECK(fanout::decode_payload<T>(payload) == value);
+}
+
+TEST_CASE("arguments are written exactly as a capnp builder writes them") {
+  check_written_as_capnp_would(std::tuple<>{});
+  check_written_as_capnp_would(std::tuple<int>{-7});
+  check_written_as_capnp_would(std::tuple<bool, bool>{true, false});
+  check_written_as_capnp_would(std::tuple<std::uint64_t, std::int64_t>{std::numeric_limits<std::uint64_t>::max(),
+                                                                       std::numeric_limits<std::int64_t>::min()});
+  check_written_as_capnp_would(std::tuple<float, double>{-1.5F, 3.25e300});
+  check_written_as_capnp_would(std::tuple<std::string, std::string>{"", std::string("a\0b", 3)});
+  check_written_as_capnp_would(std::string(7, 'x'));   // text filling its words exactly with the NUL
+  check_written_as_capnp_would(std::string(8, 'y'));   // ... and spilling the NUL into a new word
+  check_written_as_capnp_would(fanout::Bytes{});
+  check_written_as_capnp_would(fanout::Bytes(8, std::byte{0xff}));
+  check_written_as_capnp_would(std::vector<int>{});
+  check_written_as_capnp_would(std::vector<std::vector<std::string>>{{"a", "bc"}, {}, {"def"}});
+  check_written_as_capnp_would(std::map<std::string, std::vector<int>>{{"k", {1, 2}}, {"", {}}});
+  check_written_as_capnp_would(std::map<int, int>{});
+  check_written_as_capnp_would(std::optional<std::optional<int>>{std::optional<int>{}});
+  check_written_as_capnp_would(std::optional<std::optional<int>>{std::optional<int>{4}});
+  check_written_as_capnp_would(std::optional<std::string>{});
+  check_written_as_capnp_would(std::tuple<Shape, Color, Level>{Shape{"tri", {{0, 0}, {1, 0}, {0, 1}}, Color::blue},
+                                                               Color::green, high});
+  check_written_as_capnp_would(std::monostate{});
+  // Past the writer's stack buffer: the words move to the heap once or more on the way.
+  std::vector<std::string> many;
+  for (int i = 0; i < 300; ++i) many.push_back(std::string(static_cast<std::size_t>(i % 40), 'z'));
+  check_written_as_capnp_would(many);
+  check_written_as_capnp_would(fanout::Bytes(100000, std::byte{0x11}));
+}
+
 TEST_CASE("small values are stored compactly") {
   // Million-task batches hold a Payload per call: it must cost tens of bytes, not a segment.
   CHECK(fanout::encode_payload(std::tuple<int>{3}).encoded_size() <= 96);

@@ -65,9 +65,11 @@ class SequenceBuilder;
 class MapBuilder;
 
 namespace detail {
-// Room for a capnp::*::Builder or Reader; the library static_asserts that they fit.
+// Room for a capnp::*::Builder or Reader; the library static_asserts that they fit. A builder
+// may instead be the library's own direct writer (`direct`), which Payload::build uses.
 struct alignas(8) HandleStorage {
   unsigned char bytes[48];
+  bool direct = false;
 };
 }  // namespace detail
 
@@ -87,7 +89,7 @@ class ValueBuilder {
   // Marks the value as an engaged optional and returns the builder of its content.
   ValueBuilder init_some();
 
-  detail::HandleStorage storage_;  // a capnp builder; public only so the library can make one
+  detail::HandleStorage storage_;  // a builder of the library's; public only so the library can make one
 };
 
 class SequenceBuilder {
