@@ -139,6 +139,8 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
   executor.reclaim_pending = false;  // whatever it was asked, it is answering
   std::vector<bool> matched(seen.size(), false);
   std::size_t matches = 0;
+  // A message's results are nearly always of one batch: it is looked up once per run of them.
+  auto batch = batches_.end();
   for (std::size_t i = 0; i < seen.size(); ++i) {
     const ResultSeen& result = seen[i];
     // Executors answer in order, so the match is almost always at the front.
@@ -149,11 +151,11 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
       ++counters_.duplicate_results;
       continue;
     }
-    const InFlight entry = *found;
-    if (entry.times != nullptr) entry.times->record(std::chrono::microseconds(result.elapsed_us));
+    const std::uint32_t index = found->index;
+    if (found->times != nullptr) found->times->record(std::chrono::microseconds(result.elapsed_us));
     metrics_.ran(std::chrono::microseconds(result.elapsed_us));
     executor.forget(found, now);
-    auto batch = batches_.find(result.batch);
+    if (batch == batches_.end() || batch->first != result.batch) batch = batches_.find(result.batch);
     if (batch != batches_.end()) {
       --batch->second.in_flight;
       if (result.ok) {
@@ -167,10 +169,10 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
       Batch& deferred = batch->second;
       if (result.ok) {
         sweep_candidates_.push_back(deferred.id);  // the record may settle the batch's last task
-        ledger_.finished(deferred.receipt, entry.index);
+        ledger_.finished(deferred.receipt, index);
         metrics_.completed_ok();
       } else {
-        deferred_failure(deferred, entry.index, result.kind, std::string(result.message));
+        deferred_failure(deferred, index, result.kind, std::string(result.message));
       }
       continue;
     }

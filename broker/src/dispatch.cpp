@@ -279,8 +279,22 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
     const FramePtr frame = first->frame;
     batch.queue.erase(first);
     batch.queued -= frame->size();
-    for (std::uint32_t position = 0; position < frame->size(); ++position) {
-      give(frame, position, frame->tasks[position].getAttempt());
+    if (alone) {
+      for (std::uint32_t position = 0; position < frame->size(); ++position) {
+        give(frame, position, frame->tasks[position].getAttempt());
+      }
+    } else {
+      // Many tasks, of one name or a few: how long they take is looked up once per run of a name.
+      for (const Frame::Run& run : frame->runs) {
+        TaskTimes::Entry* times = frame->times_of(run.name, batches_.task_times());
+        const auto expected = batches_.task_times().expected(times);
+        for (std::uint32_t position = run.begin; position < run.end; ++position) {
+          const auto task = frame->tasks[position];
+          executor.give(InFlight{frame, position, batch.id, task.getIndex(), task.getAttempt(), expected, times,
+                                 std::nullopt},
+                        now);
+        }
+      }
     }
     metrics_.waited(now - frame->arrived, frame->size());
     batch.in_flight += frame->size();
