@@ -53,27 +53,29 @@ std::uint64_t take_unreported(zmq::socket_t& socket) {
 BatchLink::BatchLink(zmq::socket_t& socket, std::string where, Header header, Receiver& receiver)
     : socket_(socket), where_(std::move(where)), header_(header), receiver_(receiver), id_(detail::random_batch_id()) {}
 
+wire::WindowWriter::Header BatchLink::window_header() const noexcept {
+  return {id_, header_.total, header_.timeout_ms, header_.max_running, header_.deferred, header_.settled_before};
+}
+
 capnp::List<wire::Task>::Builder BatchLink::start_window(wire::OutMessage& out, std::size_t count) {
+  const auto header = window_header();
   auto window = out.envelope().initTasks();
-  window.setBatchId(id_);
-  window.setTotal(header_.total);
-  window.setTimeoutMs(header_.timeout_ms);
-  window.setMaxRunning(header_.max_running);
-  window.setDeferred(header_.deferred);
-  window.setSettledBefore(header_.settled_before);
+  window.setBatchId(header.batch_id);
+  window.setTotal(header.total);
+  window.setTimeoutMs(header.timeout_ms);
+  window.setMaxRunning(header.max_running);
+  window.setDeferred(header.deferred);
+  window.setSettledBefore(header.settled_before);
   return window.initTasks(static_cast<unsigned>(count));
 }
 
-std::size_t BatchLink::finish_window(wire::OutMessage& out, std::size_t max_bytes) {
-  const std::size_t bytes = capnp::computeSerializedSizeInWords(out.builder()) * sizeof(capnp::word);
-  if (bytes > max_bytes) return bytes;
+void BatchLink::send_frame(zmq::message_t&& frame) {
   if (!opened_) {
     // Silence and heartbeats count from the first window: before it the broker does not know us.
     last_heard_ = last_beat_ = Clock::now();
     opened_ = true;
   }
-  socket_.send(out.frame(), zmq::send_flags::none);
-  return bytes;
+  socket_.send(frame, zmq::send_flags::none);
 }
 
 bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {

@@ -33,6 +33,7 @@
 
 #include "timing.hpp"
 #include "transport.hpp"
+#include "window_writer.hpp"
 
 namespace fanout::link {
 
@@ -119,14 +120,26 @@ class BatchLink {
     return count;
   }
 
-  // Sends one window of `count` tasks; `fill(task, i)` writes the i-th (its batch id is set
-  // already). `hint_words`: the expected size of the message, for its first segment. Blocks while
-  // ZeroMQ's queue to the broker is full (flow control is by windows; it never is for long).
-  // Returns the window's size in bytes; a window larger than `max_bytes` (what a broker takes in
-  // one message) is not sent at all.
+  // Sends one window of `count` tasks; `fill(window, i)` adds the i-th (WindowWriter::add).
+  // `hint_words`: about what the tasks take (structs, names, keys, arguments). Blocks while ZeroMQ's
+  // queue to the broker is full (flow control is by windows; it never is for long). Returns the
+  // window's size in bytes; a window larger than `max_bytes` (what a broker takes in one message)
+  // is not sent at all.
   template <class Fill>
   std::size_t send_window(std::size_t count, std::size_t hint_words, Fill fill,
                           std::size_t max_bytes = wire::max_frame_bytes()) {
+    wire::WindowWriter window(window_header(), count, hint_words);
+    for (std::size_t i = 0; i < count; ++i) fill(window, i);
+    const std::size_t bytes = window.bytes();
+    if (bytes <= max_bytes) send_frame(window.frame());
+    return bytes;
+  }
+
+  // The same for tasks WindowWriter does not write (shell commands): `fill(task, i)` writes the
+  // i-th through capnp (its batch id is set already).
+  template <class Fill>
+  std::size_t send_built_window(std::size_t count, std::size_t hint_words, Fill fill,
+                                std::size_t max_bytes = wire::max_frame_bytes()) {
     wire::OutMessage out(static_cast<unsigned>(std::min<std::size_t>(64 + hint_words, 1u << 22)));
     auto tasks = start_window(out, count);
     for (std::size_t i = 0; i < count; ++i) {
@@ -134,7 +147,9 @@ class BatchLink {
       task.setBatchId(id_);
       fill(task, i);
     }
-    return finish_window(out, max_bytes);
+    const std::size_t bytes = capnp::computeSerializedSizeInWords(out.builder()) * sizeof(capnp::word);
+    if (bytes <= max_bytes) send_frame(out.frame());
+    return bytes;
   }
 
   // Waits for the broker until `until` (or until `wake_fd` is readable, when given), handles what
@@ -153,8 +168,9 @@ class BatchLink {
   void bye(std::chrono::milliseconds linger) noexcept;
 
  private:
+  wire::WindowWriter::Header window_header() const noexcept;
   capnp::List<wire::Task>::Builder start_window(wire::OutMessage& out, std::size_t count);
-  std::size_t finish_window(wire::OutMessage& out, std::size_t max_bytes);
+  void send_frame(zmq::message_t&& frame);
   void drain();
   void handle(wire::Envelope::Reader envelope);
   void fail(ErrorKind kind, const std::string& message);

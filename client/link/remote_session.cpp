@@ -225,7 +225,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < count; ++i) bytes += encoded_size(waiting_[i].spec);
     const std::uint32_t first = next_index_;
-    link_.send_window(count, bytes / 8 + count * 32, [&](wire::Task::Builder task, std::size_t i) {
+    link_.send_built_window(count, bytes / 8 + count * 32, [&](wire::Task::Builder task, std::size_t i) {
       fill_task(task, first + static_cast<std::uint32_t>(i), waiting_[i].spec, options_.stream);
     });
     for (std::size_t i = 0; i < count; ++i) {

@@ -58,17 +58,10 @@ constexpr auto kServiceProbe = std::chrono::seconds(2);
 // With a cancellation token, how often a waiting batch looks at it.
 constexpr auto kCancelCheck = std::chrono::milliseconds(50);
 
-// Writes slot `index` of `batch` as a task of its window.
-void encode_task(wire::Task::Builder task, const Batch& batch, std::size_t index, std::uint32_t timeout_ms) {
+// Adds slot `index` of `batch` to its window.
+void encode_task(wire::WindowWriter& window, const Batch& batch, std::size_t index, std::uint32_t timeout_ms) {
   const Job job = batch.job(index);
-  task.setIndex(static_cast<std::uint32_t>(index));
-  task.setName(capnp::Text::Reader(job.task.data(), job.task.size()));
-  if (job.key != nullptr) {
-    task.setKey(*job.key);
-    task.setHasKey(true);
-  }
-  task.setTimeoutMs(timeout_ms);
-  if (job.args != nullptr) job.args->read([&](ValueReader args) { task.setArgs(wire::unwrap(args)); });
+  window.add(static_cast<std::uint32_t>(index), job.task, job.key, job.args, timeout_ms);
 }
 
 // What slot `index` takes in a window: the bytes of its arguments (what a window's size is limited
@@ -257,8 +250,8 @@ class BatchRun final : private BatchLink::Receiver {
   void send_tasks(std::size_t count, std::size_t hint_words, IndexOf index_of) {
     const auto timeout_ms = static_cast<std::uint32_t>(options_.timeout.count());
     sent_ += count;
-    const std::size_t bytes = link_.send_window(count, hint_words, [&](wire::Task::Builder task, std::size_t i) {
-      encode_task(task, batch_, index_of(i), timeout_ms);
+    const std::size_t bytes = link_.send_window(count, hint_words, [&](wire::WindowWriter& window, std::size_t i) {
+      encode_task(window, batch_, index_of(i), timeout_ms);
     });
     if (bytes > wire::max_frame_bytes()) {  // one task's arguments alone are larger than that
       for (std::size_t i = 0; i < count; ++i) {
@@ -408,7 +401,7 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
       return link.send_window(
           total, total * (wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount + 2) +
                      payload / sizeof(capnp::word),
-          [&](wire::Task::Builder task, std::size_t i) { encode_task(task, batch, i, timeout_ms); }, wire::max_frame_bytes());
+          [&](wire::WindowWriter& window, std::size_t i) { encode_task(window, batch, i, timeout_ms); }, wire::max_frame_bytes());
     };
     const std::size_t sent_bytes = send();
     if (sent_bytes > wire::max_frame_bytes()) throw too_large_to_defer(total, sent_bytes, false);

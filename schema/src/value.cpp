@@ -581,6 +581,11 @@ void Payload::read(FunctionRef<void(ValueReader)> read) const {
   read_root(*message);
 }
 
+std::span<const std::uint64_t> Payload::words() const noexcept {
+  if (impl_ == nullptr || impl_->other != nullptr) return {};
+  return {reinterpret_cast<const std::uint64_t*>(impl_->words()), impl_->inline_words};
+}
+
 std::size_t Payload::encoded_size() const {
   if (impl_->other == nullptr) return impl_->inline_words * sizeof(capnp::word);
   std::size_t words = impl_->other->flat.size();

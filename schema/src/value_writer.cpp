@@ -1,37 +1,29 @@
-// value_writer.cpp: a wire Value written in Cap'n Proto's layout (encoding spec: pointers are
-// little-endian words; a struct pointer holds the offset to its target in words from the end of
-// the pointer, then the data and pointer section sizes; a list pointer the offset, an element
-// size code and the element count; a list of structs is "inline composite": a tag word shaped
-// like a struct pointer whose offset field holds the element count).
+// value_writer.cpp: a wire Value written in Cap'n Proto's layout (capnp_layout.hpp).
 #include "value_writer.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 #include <fanout/error.hpp>
 
+#include "capnp_layout.hpp"
 #include "wire.hpp"
 
 namespace fanout::wire {
 
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "words are written as they lie in memory");
+using namespace layout;
+
 // The layout this writer assumes is the one capnp chose for fanout.capnp.
 static_assert(Value::_capnpPrivate::dataWordSize == ValueWriter::kValueData);
 static_assert(Value::_capnpPrivate::pointerCount == ValueWriter::kValuePointers);
 static_assert(MapEntry::_capnpPrivate::dataWordSize == 0);
 static_assert(MapEntry::_capnpPrivate::pointerCount == ValueWriter::kEntryWords);
 
-// Element size codes of a list pointer.
-constexpr unsigned kBytes = 2;
-constexpr unsigned kComposite = 7;
-// What one list or segment may hold: counts are 29-bit fields, offsets 30-bit signed words.
-constexpr std::size_t kMaxCount = (std::size_t{1} << 29) - 1;
-constexpr std::size_t kMaxWords = std::size_t{1} << 29;
 // Where the members live in a Value's data section: the discriminant in bytes 0-1 (field offset 0
 // of UInt16), the bool in bit 16, every 64-bit scalar and the float32 in word 1.
 constexpr std::size_t kBoolByte = 2;
@@ -52,7 +44,7 @@ ValueWriter::~ValueWriter() { ::operator delete(block_); }
 std::uint32_t ValueWriter::start() {
   const std::uint32_t root_pointer = allocate(1);
   const std::uint32_t root = allocate(kValueWords);
-  point_to_struct(root_pointer, root, kValueData, kValuePointers);
+  words_[root_pointer] = struct_pointer(root_pointer, root, kValueData, kValuePointers);
   return root;
 }
 
@@ -73,10 +65,10 @@ void ValueWriter::set_scalar(std::uint32_t value, std::uint16_t which, std::uint
 void ValueWriter::set_blob(std::uint32_t value, std::uint16_t which, std::span<const std::byte> bytes, bool text) {
   const std::size_t count = bytes.size() + (text ? 1 : 0);  // text keeps its NUL
   check_count(count, text ? "a text" : "a byte string");
-  const std::uint32_t target = allocate((count + 7) / 8);
+  const std::uint32_t target = allocate(words_for_bytes(count));
   if (!bytes.empty()) std::memcpy(&words_[target], bytes.data(), bytes.size());
   set_which(value, which);
-  point_to_list(value + kPointerWord, target, kBytes, count);
+  words_[value + kPointerWord] = list_pointer(value + kPointerWord, target, kByteElements, count);
 }
 
 std::uint32_t ValueWriter::init_values(std::uint32_t value, std::uint16_t which, std::size_t count) {
@@ -84,10 +76,9 @@ std::uint32_t ValueWriter::init_values(std::uint32_t value, std::uint16_t which,
   check_count(count * kValueWords, "a list's words");
   const std::uint32_t tag = allocate(1 + count * kValueWords);
   // The tag: a struct pointer's shape, its offset field the element count.
-  words_[tag] = (static_cast<std::uint64_t>(count) << 2) | (std::uint64_t{kValueData} << 32) |
-                (std::uint64_t{kValuePointers} << 48);
+  words_[tag] = composite_tag(count, kValueData, kValuePointers);
   set_which(value, which);
-  point_to_list(value + kPointerWord, tag, kComposite, count * kValueWords);
+  words_[value + kPointerWord] = list_pointer(value + kPointerWord, tag, kCompositeElements, count * kValueWords);
   return tag + 1;
 }
 
@@ -95,26 +86,23 @@ std::uint32_t ValueWriter::init_entries(std::uint32_t value, std::uint16_t which
   check_count(count, "a map");
   check_count(count * kEntryWords, "a map's words");
   const std::uint32_t tag = allocate(1 + count * kEntryWords);
-  words_[tag] = (static_cast<std::uint64_t>(count) << 2) | (std::uint64_t{kEntryWords} << 48);
+  words_[tag] = composite_tag(count, 0, kEntryWords);
   set_which(value, which);
-  point_to_list(value + kPointerWord, tag, kComposite, count * kEntryWords);
+  words_[value + kPointerWord] = list_pointer(value + kPointerWord, tag, kCompositeElements, count * kEntryWords);
   return tag + 1;
 }
 
 std::uint32_t ValueWriter::init_some(std::uint32_t value, std::uint16_t which) {
   const std::uint32_t inner = allocate(kValueWords);
   set_which(value, which);
-  point_to_struct(value + kPointerWord, inner, kValueData, kValuePointers);
+  words_[value + kPointerWord] = struct_pointer(value + kPointerWord, inner, kValueData, kValuePointers);
   return inner;
 }
 
 std::uint32_t ValueWriter::entry_value(std::uint32_t pointer) {
-  if (words_[pointer] != 0) {  // made before: its offset is in the pointer
-    const auto offset = static_cast<std::int32_t>(static_cast<std::uint32_t>(words_[pointer])) >> 2;
-    return static_cast<std::uint32_t>(static_cast<std::int64_t>(pointer) + 1 + offset);
-  }
+  if (words_[pointer] != 0) return static_cast<std::uint32_t>(struct_target(pointer, words_[pointer]));  // made before
   const std::uint32_t value = allocate(kValueWords);
-  point_to_struct(pointer, value, kValueData, kValuePointers);
+  words_[pointer] = struct_pointer(pointer, value, kValueData, kValuePointers);
   return value;
 }
 
@@ -141,20 +129,6 @@ void ValueWriter::grow(std::size_t count) {
   block_ = block;
   words_ = words;
   capacity_ = capacity;
-}
-
-void ValueWriter::point_to_struct(std::uint32_t pointer, std::uint32_t target, std::uint32_t data,
-                                  std::uint32_t pointers) noexcept {
-  const auto offset = static_cast<std::int64_t>(target) - pointer - 1;
-  words_[pointer] = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(offset) << 2)) |
-                    (static_cast<std::uint64_t>(data) << 32) | (static_cast<std::uint64_t>(pointers) << 48);
-}
-
-void ValueWriter::point_to_list(std::uint32_t pointer, std::uint32_t target, unsigned element_size,
-                                std::size_t count) noexcept {
-  const auto offset = static_cast<std::int64_t>(target) - pointer - 1;
-  words_[pointer] = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(offset) << 2) | 1) |
-                    (static_cast<std::uint64_t>(element_size) << 32) | (static_cast<std::uint64_t>(count) << 35);
 }
 
 }  // namespace fanout::wire

@@ -64,8 +64,6 @@ class ValueWriter {
  private:
   std::uint32_t allocate(std::size_t count);
   void grow(std::size_t at_least);
-  void point_to_struct(std::uint32_t pointer, std::uint32_t target, std::uint32_t data, std::uint32_t pointers) noexcept;
-  void point_to_list(std::uint32_t pointer, std::uint32_t target, unsigned element_size, std::size_t count) noexcept;
 
   std::size_t header_bytes_;
   std::uint64_t stack_[kStackWords];

@@ -184,6 +184,10 @@ class Payload {
   // Size of the encoding in bytes (all segments).
   std::size_t encoded_size() const;
 
+  // The encoding as one block of words (a Cap'n Proto segment, root pointer first) when it is one,
+  // as every built payload is; else empty. For the library's own encoders, which copy it whole.
+  std::span<const std::uint64_t> words() const noexcept;
+
   struct Impl;
   // Adopts one reference to `impl` (the library's own constructor).
   explicit Payload(const Impl* impl) noexcept;

@@ -1,0 +1,125 @@
+// WindowWriter writes a window of tasks in Cap'n Proto's layout by hand: it must make the message
+// capnp's own builder makes, field for field, for every kind of task a client sends.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <capnp/serialize.h>
+#include <fanout/codec.hpp>
+
+#include "window_writer.hpp"
+#include "wire.hpp"
+
+namespace {
+
+using fanout::wire::WindowWriter;
+
+struct Slot {
+  std::uint32_t index;
+  std::string name;
+  std::optional<std::string> key;
+  std::optional<fanout::Payload> args;
+  std::uint32_t timeout_ms = 0;
+};
+
+kj::Array<capnp::word> written_by_hand(const WindowWriter::Header& header, const std::vector<Slot>& slots) {
+  WindowWriter window(header, slots.size(), 0);  // no hint: the buffer grows as it goes
+  for (const Slot& slot : slots) {
+    window.add(slot.index, slot.name, slot.key ? &*slot.key : nullptr, slot.args ? &*slot.args : nullptr,
+               slot.timeout_ms);
+  }
+  const std::size_t bytes = window.bytes();
+  zmq::message_t frame = window.frame();
+  REQUIRE(frame.size() == bytes);
+  auto words = kj::heapArray<capnp::word>(frame.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), frame.data(), frame.size());
+  capnp::FlatArrayMessageReader reader(words);
+  return capnp::canonicalize(reader.getRoot<fanout::wire::Envelope>());
+}
+
+kj::Array<capnp::word> built_by_capnp(const WindowWriter::Header& header, const std::vector<Slot>& slots) {
+  capnp::MallocMessageBuilder message;
+  auto envelope = message.initRoot<fanout::wire::Envelope>();
+  envelope.setVersion(fanout::wire::PROTOCOL_VERSION);
+  auto window = envelope.initTasks();
+  window.setBatchId(header.batch_id);
+  window.setTotal(header.total);
+  window.setTimeoutMs(header.timeout_ms);
+  window.setMaxRunning(header.max_running);
+  window.setDeferred(header.deferred);
+  window.setSettledBefore(header.settled_before);
+  auto tasks = window.initTasks(static_cast<unsigned>(slots.size()));
+  for (unsigned i = 0; i < slots.size(); ++i) {
+    auto task = tasks[i];
+    task.setBatchId(header.batch_id);
+    task.setIndex(slots[i].index);
+    task.setName(slots[i].name);
+    if (slots[i].key) {
+      task.setKey(*slots[i].key);
+      task.setHasKey(true);
+    }
+    task.setTimeoutMs(slots[i].timeout_ms);
+    if (slots[i].args) slots[i].args->read([&](fanout::ValueReader args) { task.setArgs(fanout::wire::unwrap(args)); });
+  }
+  return capnp::canonicalize(message.getRoot<fanout::wire::Envelope>().asReader());
+}
+
+void check_same(const WindowWriter::Header& header, const std::vector<Slot>& slots) {
+  const auto by_hand = written_by_hand(header, slots);
+  const auto by_capnp = built_by_capnp(header, slots);
+  REQUIRE(by_hand.size() == by_capnp.size());
+  CHECK(std::memcmp(by_hand.begin(), by_capnp.begin(), by_capnp.size() * sizeof(capnp::word)) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a window written by hand is the window capnp's builder makes") {
+  const WindowWriter::Header header{0x0123456789abcdefULL, 70000, 1500, 3, false, 12};
+
+  SUBCASE("tasks of one name, their arguments copied whole") {
+    std::vector<Slot> slots;
+    for (std::uint32_t i = 0; i < 50; ++i) slots.push_back({i, "bench.twice", {}, fanout::encode_payload(std::tuple<int>{int(i)})});
+    check_same(header, slots);
+  }
+  SUBCASE("names that change, keys (the empty one too), no arguments, per-task limits") {
+    const std::vector<Slot> slots{
+        {7, "a", std::string("users"), fanout::encode_payload(std::tuple<std::string>{"x"}), 250},
+        {8, "a", std::string(""), std::nullopt, 0},
+        {9, "longer.task.name.than.a.word", {}, fanout::encode_payload(std::tuple<>{}), 0},
+        {10, "a", {}, fanout::encode_payload(std::tuple<std::vector<std::string>, double>{{"p", "q"}, 2.5}), 1},
+        {11, "", {}, fanout::encode_payload(std::tuple<int>{-1}), 0},
+    };
+    check_same(header, slots);
+  }
+  SUBCASE("a deferred window, arguments larger than the writer's first guess") {
+    const WindowWriter::Header deferred{42, 2, 0, 0, true, 0};
+    const std::vector<Slot> slots{
+        {0, "blob", {}, fanout::encode_payload(std::tuple<fanout::Bytes>{fanout::Bytes(70000, std::byte{3})})},
+        {1, "blob", {}, fanout::encode_payload(std::tuple<fanout::Bytes>{fanout::Bytes(5, std::byte{4})})},
+    };
+    check_same(deferred, slots);
+  }
+  SUBCASE("arguments that are not one block of words (received from elsewhere) are copied by capnp") {
+    capnp::MallocMessageBuilder source;
+    fanout::Codec<std::tuple<std::string, int>>::encode(
+        fanout::wire::wrap(source.initRoot<fanout::wire::Value>()), std::tuple<std::string, int>{"far", 9});
+    const auto args = fanout::wire::payload_from_flat(capnp::messageToFlatArray(source), fanout::wire::PayloadRoot::value);
+    REQUIRE(args.words().empty());
+    check_same(header, {{3, "t", {}, args}});
+  }
+}
+
+TEST_CASE("a window refuses more tasks than it was opened for, and is not sent short") {
+  WindowWriter window({1, 1, 0, 0, false, 0}, 1, 0);
+  const auto args = fanout::encode_payload(std::tuple<int>{1});
+  window.add(0, "t", nullptr, &args, 0);
+  CHECK_THROWS_AS(window.add(1, "t", nullptr, &args, 0), fanout::Error);
+
+  WindowWriter short_window({1, 2, 0, 0, false, 0}, 2, 0);
+  short_window.add(0, "t", nullptr, &args, 0);
+  CHECK_THROWS_AS((void)short_window.frame(), fanout::Error);
+}
