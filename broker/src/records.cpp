@@ -9,9 +9,10 @@ Frame::Frame(wire::InMessage received)
     // in dispatch; the key in `fanout deferred list`), is read once here: one of another kind
     // (a struct where text belongs) throws now, and the message is refused as unreadable, instead
     // of throwing later in the loop and stopping the broker.
-    if (tasks[position].hasAvoidWorker()) (void)tasks[position].getAvoidWorker();
-    if (tasks[position].hasKey()) (void)tasks[position].getKey();
-    const std::string_view name = text(tasks[position].getName());
+    const auto task = tasks[position];
+    if (task.hasAvoidWorker()) (void)task.getAvoidWorker();
+    if (task.hasKey()) (void)task.getKey();
+    const std::string_view name = text(task.getName());
     if (!runs.empty() && names[runs.back().name] == name) {
       ++runs.back().end;
       continue;

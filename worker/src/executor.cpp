@@ -124,6 +124,7 @@ class ResultsMessage {
   unsigned count() const noexcept { return count_; }
   bool full() const noexcept { return count_ == capacity_; }
   wire::Result::Builder next() noexcept { return results_[count_++]; }
+  wire::Result::Builder at(unsigned index) noexcept { return results_[index]; }
   // What the message takes so far (reserved room included).
   std::size_t bytes() const { return out_->builder().sizeInWords() * sizeof(capnp::word); }
 
@@ -411,9 +412,27 @@ class Executor {
   // socket held; releases it while the tasks run.
   void run_some(TaskQueue::Frame& frame) {
     auto results = std::make_optional<ResultsMessage>(std::min(kMaxResultsPerMessage, TaskQueue::unclaimed(frame)));
-    // One clock read per task: a task's end is the next one's start.
+    // The clock is read once per group of tasks of one name, each task's end being the next one's
+    // start: a group is one task, or a few quick ones timed together (TaskDurations), whose time
+    // is split evenly among them once the group ends.
     auto clock = Clock::now();
     auto first_done = clock;
+    std::string_view group_name;
+    unsigned group_first = 0;  // the group's first result in `results`
+    unsigned group_left = 0;   // tasks the open group may still take
+    const auto end_group = [&] {
+      if (results->count() == group_first) return;
+      const auto started = std::exchange(clock, Clock::now());
+      const auto each = (clock - started) / (results->count() - group_first);
+      const auto each_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(each).count());
+      for (unsigned i = group_first; i < results->count(); ++i) {
+        results->at(i).setElapsedUs(each_us);
+        durations_.record(group_name, each);
+      }
+      if (group_first == 0) first_done = clock;
+      group_first = results->count();
+      group_left = 0;
+    };
     socket_lock_.unlock();  // the ticker may heartbeat and hand back while the tasks run
     while (!results->full()) {
       const auto position = TaskQueue::claim(frame);
@@ -422,22 +441,32 @@ class Executor {
       // The name is read once per task, here: the quick-task rule, the registry and the record of
       // durations all take it from this view into the frame.
       const std::string_view name = name_of(task);
+      if (group_left == 0 || name != group_name) end_group();
       if (results->count() > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(name) ||
                                    results->bytes() >= wire::kResultsFlushBytes)) {
+        end_group();
         // The results so far leave now rather than wait for this task.
         {
           const std::lock_guard socket(socket_mutex_);
           send(results->frame());
         }
         results.emplace(std::min(kMaxResultsPerMessage, TaskQueue::unclaimed(frame) + 1));
+        group_first = 0;
       }
-      const auto started = clock;
-      run_task(task, name, frame.batch_id, results->next(), clock);
+      if (group_left == 0) {
+        group_name = name;
+        group_left = name == kShellTask ? 1 : durations_.timed_together(name);
+      }
+      run_task(task, name, frame.batch_id, results->next());
+      --group_left;
       // Room for the envelope around the results, as the broker counts the frame.
-      if (results->bytes() + 1024 > config_.max_frame_bytes) results->refuse_last(config_.max_frame_bytes);
-      durations_.record(name, clock - started);
-      if (results->count() == 1) first_done = clock;
+      if (results->bytes() + 1024 > config_.max_frame_bytes) {
+        end_group();
+        results->refuse_last(config_.max_frame_bytes);
+      }
+      if (group_left == 0 || results->full()) end_group();
     }
+    end_group();
     socket_lock_.lock();
     if (results->count() > 0) send(results->frame());
   }
@@ -453,9 +482,8 @@ class Executor {
     }
   }
 
-  // Runs one task into `result`; `clock` is the time it starts and becomes the time it ended.
-  void run_task(wire::Task::Reader task, std::string_view name, std::uint64_t batch_id, wire::Result::Builder result,
-                Clock::time_point& clock) {
+  // Runs one task into `result` (its run time is set when its group ends: run_some).
+  void run_task(wire::Task::Reader task, std::string_view name, std::uint64_t batch_id, wire::Result::Builder result) {
     // Data fields of a list element are read without following pointers, so they never throw.
     const std::uint32_t index = task.getIndex();
     result.setBatchId(batch_id);
@@ -470,9 +498,6 @@ class Executor {
       fail(result, failure.kind, failure.remote_type, failure.message);
     }
     config_.running->end();
-    const auto started = std::exchange(clock, Clock::now());
-    result.setElapsedUs(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(clock - started).count()));
   }
 
   void run_call(wire::Task::Reader task, std::string_view name, wire::Result::Builder result) {

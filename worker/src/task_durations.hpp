@@ -7,7 +7,9 @@
 // lookups are one comparison.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -25,6 +27,18 @@ class TaskDurations {
   bool known_quick(std::string_view name) {
     const Entry* entry = find(name);
     return entry != nullptr && entry->average < kQuick;
+  }
+
+  // How many tasks named `name` in a row may share one reading of the clock (their time split
+  // evenly): as many as take about kTimedTogether together, at most kMostTimedTogether; one for a
+  // name not known to be quick. A clock read costs tens of ns, as much as a trivial task.
+  static constexpr std::chrono::nanoseconds kTimedTogether = std::chrono::microseconds(20);
+  static constexpr unsigned kMostTimedTogether = 64;
+  unsigned timed_together(std::string_view name) {
+    const Entry* entry = find(name);
+    if (entry == nullptr || entry->average >= kQuick) return 1;
+    const auto each = std::max(entry->average, std::chrono::nanoseconds(1));
+    return static_cast<unsigned>(std::clamp<std::int64_t>(kTimedTogether / each, 1, kMostTimedTogether));
   }
 
   // One more task named `name` took `took`.
