@@ -123,3 +123,69 @@ TEST_CASE("a window refuses more tasks than it was opened for, and is not sent s
   short_window.add(0, "t", nullptr, &args, 0);
   CHECK_THROWS_AS((void)short_window.frame(), fanout::Error);
 }
+
+// Review: the direct writer against capnp's builder for handles used more than once, values set
+// twice, empty blobs last in the block, and such payloads copied into a window (read back by a
+// checking reader).
+namespace {
+template <class Fill>
+void check_fill_as_capnp(Fill fill) {
+  capnp::MallocMessageBuilder reference;
+  fill(fanout::wire::wrap(reference.initRoot<fanout::wire::Value>()));
+  const auto expected = capnp::canonicalize(reference.getRoot<fanout::wire::Value>().asReader());
+  const auto payload = fanout::Payload::build([&](fanout::ValueBuilder out) { fill(out); });
+  kj::Array<capnp::word> written;
+  payload.read([&](fanout::ValueReader in) { written = capnp::canonicalize(fanout::wire::unwrap(in)); });
+  REQUIRE(written.size() == expected.size());
+  CHECK(std::memcmp(written.begin(), expected.begin(), expected.size() * sizeof(capnp::word)) == 0);
+  check_same({5, 1, 0, 0, false, 0}, {{0, "t", {}, payload}});
+}
+}  // namespace
+
+TEST_CASE("review: direct handles used twice, values overwritten, empty blobs at the end") {
+  check_fill_as_capnp([](fanout::ValueBuilder out) {
+    out.set_text("first");
+    out.set_text("second, longer than a word");
+  });
+  check_fill_as_capnp([](fanout::ValueBuilder out) {
+    auto list = out.init_list(3);
+    list[0].set_int(1);
+    list[0].set_float32(2.5F);  // the int's upper half stays, as capnp leaves it
+    list[1].set_bytes({});
+    list[2].set_text("");
+  });
+  check_fill_as_capnp([](fanout::ValueBuilder out) {
+    auto map = out.init_map(2);
+    map.key(0).set_text("k");
+    map.key(0).set_int(3);  // the same key Value, set again
+    map.value(1).init_some().init_some().set_bytes({});
+  });
+  check_fill_as_capnp([](fanout::ValueBuilder out) {
+    auto outer = out.init_tuple(2);
+    outer[0].init_list(0);
+    outer[1].set_bytes({});
+  });
+  check_fill_as_capnp([](fanout::ValueBuilder out) { out.set_bool(true); out.set_bool(false); });
+  check_fill_as_capnp([](fanout::ValueBuilder) {});
+  // The none payload (a capnp message of its own) in a window.
+  check_same({5, 1, 0, 0, false, 0}, {{0, "t", {}, fanout::Payload{}}});
+  // Bytes near the writer's growth steps.
+  for (std::size_t n : {247u, 248u, 249u, 255u, 256u, 257u}) {
+    check_fill_as_capnp([&](fanout::ValueBuilder out) {
+      auto list = out.init_list(2);
+      list[0].set_bytes(std::vector<std::byte>(n, std::byte{7}));
+      list[1].set_text(std::string(n, 'q'));
+    });
+  }
+}
+
+TEST_CASE("review: lengths past a capnp list's limit throw, the writer stays usable") {
+  CHECK_THROWS_AS(fanout::Payload::build([](fanout::ValueBuilder out) { out.init_list(std::size_t{1} << 29); }),
+                  fanout::Error);
+  CHECK_THROWS_AS(fanout::Payload::build([](fanout::ValueBuilder out) { out.init_map(std::size_t{1} << 30); }),
+                  fanout::Error);
+  CHECK_THROWS_AS(fanout::Payload::build([](fanout::ValueBuilder out) { (void)out.init_tuple(2)[2]; }), fanout::Error);
+  // Just inside the limit for a list's words (3 per Value): 178956970 Values -> 536870910 words.
+  // Not built (4 GiB); the check on count * 3 is what matters:
+  CHECK_THROWS_AS(fanout::Payload::build([](fanout::ValueBuilder out) { out.init_list(178956971); }), fanout::Error);
+}
