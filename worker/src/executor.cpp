@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -274,6 +275,7 @@ class Executor {
   // tasks or idle, and does all of this itself; when it runs tasks, the socket is free and this
   // thread reads what arrived, acts on signals and heartbeats when nothing was sent for a while.
   void while_busy() {
+    ticks_.fetch_add(1, std::memory_order_relaxed);
     const std::unique_lock socket(socket_mutex_, std::try_to_lock);
     if (!socket.owns_lock()) return;
     receive_available();
@@ -420,6 +422,7 @@ class Executor {
     std::string_view group_name;
     unsigned group_first = 0;  // the group's first result in `results`
     unsigned group_left = 0;   // tasks the open group may still take
+    std::uint32_t group_tick = 0;  // ticks_ when the open group began
     const auto end_group = [&] {
       if (results->count() == group_first) return;
       const auto started = std::exchange(clock, Clock::now());
@@ -456,6 +459,7 @@ class Executor {
       if (group_left == 0) {
         group_name = name;
         group_left = name == kShellTask ? 1 : durations_.timed_together(name);
+        group_tick = ticks_.load(std::memory_order_relaxed);
       }
       run_task(task, name, frame.batch_id, results->next());
       --group_left;
@@ -464,7 +468,9 @@ class Executor {
         end_group();
         results->refuse_last(config_.max_frame_bytes);
       }
-      if (group_left == 0 || results->full()) end_group();
+      // A tick during the group: its tasks may have turned slow; the clock says, and the rule for
+      // tasks not known to be quick applies again before the next one.
+      if (group_left == 0 || results->full() || ticks_.load(std::memory_order_relaxed) != group_tick) end_group();
     }
     end_group();
     socket_lock_.lock();
@@ -554,6 +560,9 @@ class Executor {
   ShellTask shell_;
   TaskQueue queue_;
   TaskDurations durations_;  // the main thread's
+  // Counts the ticker's ticks: a group of quick tasks (run_some) ends once a tick passed during
+  // it, so that tasks of a quick name that turned slow are timed and their results leave.
+  std::atomic<std::uint32_t> ticks_{0};
   std::optional<std::string> registered_name_;  // the main thread's: the name registered_ was found by
   detail::RegisteredTask registered_;
   zmq::context_t context_;
