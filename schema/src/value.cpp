@@ -538,7 +538,10 @@ Payload Payload::build(FunctionRef<void(ValueBuilder)> fill) {
   static_assert(sizeof(Impl) % sizeof(capnp::word) == 0);
   wire::ValueWriter writer(sizeof(Impl));
   fill(direct_handle<ValueBuilder>(writer, writer.start()));
-  if (!writer.on_heap()) {
+  // Up to kCopiedWords the value moves to a block of its own size: the writer's block grows by
+  // doubling, and a million mid-sized arguments must not each keep up to twice their size.
+  constexpr std::size_t kCopiedWords = 512;
+  if (!writer.on_heap() || writer.size() <= kCopiedWords) {
     Impl* impl = Impl::make(writer.size());
     std::memcpy(static_cast<void*>(impl->words()), writer.words(), writer.size() * sizeof(capnp::word));
     return Payload(impl);

@@ -54,7 +54,7 @@ void put(std::uint64_t* words, std::size_t struct_at, std::size_t byte, T value)
 WindowWriter::WindowWriter(const Header& header, std::size_t count, std::size_t hint_words) : count_(count) {
   if (count > kMaxCount / kTaskWords) throw Error("a window of " + std::to_string(count) + " tasks is too large");
   const std::size_t head = 1 + kEnvelopeData + kEnvelopePointers + kBatchData + kBatchPointers + 1;
-  capacity_ = head + std::max(count * kTaskWords, hint_words);
+  capacity_ = std::min(kMaxWords, head + std::max(count * kTaskWords, hint_words));
   block_ = static_cast<std::uint64_t*>(::operator new((1 + capacity_) * sizeof(std::uint64_t)));
   const std::uint32_t root = allocate(1);
   const std::uint32_t envelope = allocate(kEnvelopeData + kEnvelopePointers);

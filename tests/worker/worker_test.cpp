@@ -583,11 +583,11 @@ TEST_CASE("the command line: --help exits 0 with examples, bad usage exits 2") {
   }
 }
 
-// Review reproducer (5e95e46, grouped timing): a name known to be quick whose tasks turn slow.
-// Before grouping, the first slow task's result left before the next task started (the name is
-// no longer quick once one slow run is recorded). With grouping, durations are recorded and the
-// clock read only when the group ends, so every result of the group waits for all of it.
-TEST_CASE("review: the result of a quick name's task that turned slow is not held for the rest of its group") {
+// Quick tasks of one name are timed in groups (one clock reading per group). A name known to be
+// quick whose tasks turn slow must not hold results for the rest of a group: the first slow
+// task's result leaves before the next task starts, as the rule for tasks not known to be quick
+// says (the group ends at the executor's next tick, and the slow run is recorded then).
+TEST_CASE("the result of a quick name's task that turned slow leaves before the rest of its group runs") {
   Setup setup(1);
   auto& broker = setup.broker();
   std::vector<TaskSpec> warm;
