@@ -70,12 +70,25 @@ capnp::List<wire::Task>::Builder BatchLink::start_window(wire::OutMessage& out, 
 }
 
 void BatchLink::send_frame(zmq::message_t&& frame) {
+  if (failed_) return;
   if (!opened_) {
     // Silence and heartbeats count from the first window: before it the broker does not know us.
     last_heard_ = last_beat_ = Clock::now();
     opened_ = true;
   }
-  socket_.send(frame, zmq::send_flags::none);
+  if (socket_.send(frame, zmq::send_flags::dontwait)) return;
+  // No room: ZeroMQ's queue to the broker is full (briefly), or the socket has nowhere to send.
+  // A connection whose handshake failed (a broker with keys, and no listed key here) is not
+  // tried again by ZeroMQ, so a blocking send would wait forever: room is waited for as long as
+  // a silent broker is.
+  const auto deadline = Clock::now() + wire::kBrokerSilence;
+  for (auto now = Clock::now(); now < deadline; now = Clock::now()) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLOUT, 0};
+    zmq::poll(&item, 1, std::chrono::ceil<milliseconds>(deadline - now));
+    if (socket_.send(frame, zmq::send_flags::dontwait)) return;
+  }
+  fail(ErrorKind::unreachable, "the broker at " + where_ + " took no message for " +
+                                   std::to_string(wire::kBrokerSilence.count()) + " ms");
 }
 
 bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {

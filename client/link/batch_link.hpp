@@ -122,9 +122,9 @@ class BatchLink {
 
   // Sends one window of `count` tasks; `fill(window, i)` adds the i-th (WindowWriter::add).
   // `hint_words`: about what the tasks take (structs, names, keys, arguments). Blocks while ZeroMQ's
-  // queue to the broker is full (flow control is by windows; it never is for long). Returns the
-  // window's size in bytes; a window larger than `max_bytes` (what a broker takes in one message)
-  // is not sent at all.
+  // queue to the broker is full (flow control is by windows; it never is for long), at most
+  // kBrokerSilence, after which the link fails as unreachable. Returns the window's size in
+  // bytes; a window larger than `max_bytes` (what a broker takes in one message) is not sent at all.
   template <class Fill>
   std::size_t send_window(std::size_t count, std::size_t hint_words, Fill fill,
                           std::size_t max_bytes = wire::max_frame_bytes()) {

@@ -155,6 +155,9 @@ class BatchRun final : private BatchLink::Receiver {
                                 false},
               *this) {}
 
+  // Whether the link to the broker failed during the batch (unreachable, refused, unreadable).
+  bool link_failed() const noexcept { return link_.failed(); }
+
   void go() {
     const std::size_t total = batch_.size();
     started_ = Clock::now();
@@ -470,10 +473,19 @@ class ProcessBackend final : public Backend {
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
     SocketPool& sockets = connect();
-    const auto socket = sockets.lease();
+    auto socket = sockets.lease();
     BatchRun::Health health;
     if (pool_) health = [pool = pool_.get()] { return pool->broken(); };
-    BatchRun(batch, results, options, *socket, sockets.endpoint(), std::move(health)).go();
+    BatchRun run(batch, results, options, *socket, sockets.endpoint(), std::move(health));
+    try {
+      run.go();
+    } catch (...) {
+      // A socket whose link failed may be one ZeroMQ gave up on (a refused handshake is never
+      // tried again): the next batch gets a fresh connection rather than this one.
+      if (run.link_failed()) socket.discard();
+      throw;
+    }
+    if (run.link_failed()) socket.discard();
   }
 
  private:

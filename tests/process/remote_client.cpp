@@ -4,6 +4,8 @@
 //   process_remote_client                 100 squares, each result checked
 //   process_remote_client COUNT MS        COUNT sleeps of MS milliseconds; prints
 //                                         "makespan_ms <ms>" once every slot came back once
+//   process_remote_client --twice         the 100 squares twice in one program, each batch's
+//                                         outcome printed; exit 1 if either failed
 //   process_remote_client --executors N   waits (30 s at most) until the broker lists N
 //                                         executors of N/2 workers; exit 1 if it never does
 #include <chrono>
@@ -79,6 +81,19 @@ int main(int argc, char** argv) {
   try {
     if (argc == 3 && std::string(argv[1]) == "--executors") return wait_for_executors(std::stoul(argv[2]));
     if (argc == 3) return sleeps(std::atoi(argv[1]), std::atoi(argv[2]));
+    if (argc == 2 && std::string(argv[1]) == "--twice") {
+      int failed = 0;
+      for (int batch = 0; batch < 2; ++batch) {
+        try {
+          failed |= squares();
+        } catch (const std::exception& error) {
+          std::printf("remote client: batch %d: %s\n", batch + 1, error.what());
+          std::fflush(stdout);
+          failed = 1;
+        }
+      }
+      return failed;
+    }
     return squares();
   } catch (const std::exception& error) {
     std::printf("remote client: %s\n", error.what());

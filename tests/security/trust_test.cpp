@@ -285,6 +285,21 @@ TEST_CASE("peers without keys or with an unlisted key cannot connect, and fail w
   s.legitimate_work_runs();
 }
 
+// ZeroMQ never tries a connection again once the broker refused its handshake: a client's second
+// batch on that socket had nowhere to send, and its blocking send waited forever.
+TEST_CASE("a client without keys gets the same clear error on its next batch, not a hang") {
+  auto& s = secured();
+  const auto started = std::chrono::steady_clock::now();
+  Child keyless({FANOUT_REMOTE_CLIENT, "--twice"}, ChildOptions{.env = {s.cluster.client_env()}, .drop_env = {"FANOUT_"}});
+  const auto exited = keyless.wait_exit(30s);
+  INFO(keyless.out());
+  REQUIRE(exited.has_value());
+  CHECK(exit_code(*exited) == 1);
+  CHECK(std::chrono::steady_clock::now() - started < 20s);
+  CHECK(contains(keyless.out(), "batch 1: cannot reach the broker at " + s.endpoint()));
+  CHECK(contains(keyless.out(), "batch 2: cannot reach the broker at " + s.endpoint()));
+}
+
 TEST_CASE("a worker key cannot submit a batch") {
   auto& s = secured();
   const auto run = s.run_client("worker");
