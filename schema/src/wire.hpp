@@ -26,7 +26,8 @@ inline constexpr std::string_view kShellTaskName = "fanout.shell";
 // the message (so a small hostile message cannot make us walk gigabytes) and nesting is capped.
 capnp::ReaderOptions reader_options(std::size_t size_words) noexcept;
 
-// Handles <-> capnp. The handles are plain storage for the capnp builder/reader of a Value.
+// Handles <-> capnp. The handles are plain storage for the capnp builder/reader of a Value;
+// unwrap(ValueBuilder) is for builders made by wrap(), never for Payload::build's direct ones.
 ValueBuilder wrap(Value::Builder builder) noexcept;
 ValueReader wrap(Value::Reader reader) noexcept;
 Value::Builder unwrap(ValueBuilder builder) noexcept;
