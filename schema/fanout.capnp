@@ -69,6 +69,13 @@ struct Task {
   shell @9 :ShellCommand;    # Set (and `name` is "fanout.shell") for a shell command task.
   avoidWorker @10 :Text;     # A retry of a task that failed on this worker: the broker prefers
                              # any other worker that serves it, and runs it here only if none does.
+  slots @11 :UInt32;         # 0: one slot (above). N > 0: a unit, N consecutive slots of one quick
+                             # task sent as one: `args` is a `list` of their N argument tuples and
+                             # the Result's value the `list` of their N values, a slot that failed
+                             # being `none` there and named in Result.slotErrors. The broker
+                             # schedules, retries and counts a unit as one task; `index` is the
+                             # unit's position in the batch as the broker sees it (the client maps
+                             # it back to slots). A unit has no key and no per-task timeout.
 }
 
 struct ShellCommand {
@@ -112,9 +119,15 @@ struct Result {
     error @4 :TaskError;     # The task (or the system running it) failed.
   }
   ranOn @5 :Text;            # Where it ran: "fork pid 1234", "worker host-a/3 pid 77", "sync".
-  elapsedUs @6 :UInt64;      # Run time inside the executor.
+  elapsedUs @6 :UInt64;      # Run time inside the executor (a unit's: all of its slots').
   exitCode @7 :Int32;        # Shell tasks: exit code (128+N for signal N).
   shell @8 :ShellOutcome;    # Shell tasks: how the command ended.
+  slotErrors @9 :List(SlotError);  # A unit's slots that failed (Task.slots); the others succeeded.
+}
+
+struct SlotError {
+  slot @0 :UInt32;           # Position in its unit, from 0.
+  error @1 :TaskError;
 }
 
 struct TaskError {

@@ -33,6 +33,7 @@
 #include "program.hpp"
 #include "keys.hpp"
 #include "transport.hpp"
+#include "units.hpp"
 #include "wire_kinds.hpp"
 
 namespace fanout::detail {
@@ -58,9 +59,10 @@ constexpr auto kServiceProbe = std::chrono::seconds(2);
 // With a cancellation token, how often a waiting batch looks at it.
 constexpr auto kCancelCheck = std::chrono::milliseconds(50);
 
-// Adds slot `index` of `batch` to its window.
-void encode_task(wire::WindowWriter& window, const Batch& batch, std::size_t index, std::uint32_t timeout_ms) {
-  const Job job = batch.job(index);
+// Adds slot `slot` of `batch` to its window as the batch's task `index`.
+void encode_task(wire::WindowWriter& window, const Batch& batch, std::size_t slot, std::size_t index,
+                 std::uint32_t timeout_ms) {
+  const Job job = batch.job(slot);
   window.add(static_cast<std::uint32_t>(index), job.task, job.key, job.args, timeout_ms);
 }
 
@@ -74,13 +76,27 @@ struct TaskSize {
   std::size_t words;
 };
 
+constexpr std::size_t kTaskStruct = wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount;
+constexpr std::size_t kValueStruct = wire::Value::_capnpPrivate::dataWordSize + wire::Value::_capnpPrivate::pointerCount;
+
+std::size_t text_words(std::size_t bytes) { return (bytes + 1 + sizeof(capnp::word) - 1) / sizeof(capnp::word); }
+
 TaskSize task_size(const Batch& batch, std::size_t index) {
-  constexpr std::size_t kTaskStruct = wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount;
-  const auto text_words = [](std::size_t bytes) { return (bytes + 1 + sizeof(capnp::word) - 1) / sizeof(capnp::word); };
   const Job job = batch.job(index);
   const std::size_t arguments = job.args != nullptr ? job.args->encoded_size() : 0;
   return {arguments, kTaskStruct + text_words(job.task.size()) + (job.key != nullptr ? text_words(job.key->size()) : 0) +
                          arguments / sizeof(capnp::word)};
+}
+
+// The same for a unit of `count` slots from `first`: one Task, a list of their arguments.
+TaskSize unit_size(const Batch& batch, std::size_t first, std::size_t count) {
+  TaskSize size{0, kTaskStruct + text_words(batch.job(first).task.size()) + kValueStruct + 1};
+  for (std::size_t slot = first; slot < first + count; ++slot) {
+    const std::size_t arguments = batch.job(slot).args->encoded_size();
+    size.argument_bytes += arguments;
+    size.words += kValueStruct + arguments / sizeof(capnp::word);
+  }
+  return size;
 }
 
 // ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
@@ -141,15 +157,21 @@ class BatchRun final : private BatchLink::Receiver {
   // `health` says why the workers behind the broker cannot run anything (local mode), if so.
   using Health = std::function<std::optional<std::string>()>;
 
+  // Runs the slots of `positions` (every slot of the batch, in units or not; or those of units
+  // that had to be split, after a first run that began at `started`). `learn`: the one task of
+  // the batch, whose slots' run times teach quick_names; empty: none.
   BatchRun(Batch& batch, Results& results, const RunOptions& options, zmq::socket_t& socket, const std::string& where,
-           Health health)
+           Health health, Positions positions, std::string_view learn, Clock::time_point started = Clock::now())
       : batch_(batch),
         results_(results),
         options_(options),
         health_(std::move(health)),
+        positions_(std::move(positions)),
+        learn_(learn),
+        started_(started),
         link_(socket, where,
-              BatchLink::Header{static_cast<std::uint32_t>(batch.size()),
-                                static_cast<std::uint32_t>(options.deadline.count()),
+              BatchLink::Header{static_cast<std::uint32_t>(positions_.count()),
+                                static_cast<std::uint32_t>(deadline_left(options, started).count()),
                                 // The cap holds at the broker, over every executor of every worker.
                                 static_cast<std::uint32_t>(std::min<std::size_t>(options.max_concurrency, UINT32_MAX)),
                                 false},
@@ -158,17 +180,26 @@ class BatchRun final : private BatchLink::Receiver {
   // Whether the link to the broker failed during the batch (unreachable, refused, unreadable).
   bool link_failed() const noexcept { return link_.failed(); }
 
+  // What is left of the batch's deadline for a run that begins now (1 ms at least), 0 for none.
+  static std::chrono::milliseconds deadline_left(const RunOptions& options, Clock::time_point started) {
+    if (options.deadline.count() <= 0) return std::chrono::milliseconds(0);
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(started + options.deadline - Clock::now());
+    return std::max(left, std::chrono::milliseconds(1));
+  }
+
   void go() {
-    const std::size_t total = batch_.size();
-    started_ = Clock::now();
+    const std::size_t total = positions_.count();
+    const std::size_t unit = std::max<std::size_t>(positions_.unit(), 1);
+    settled_base_ = done();  // a run of split units' slots begins after other slots settled
+    target_ = settled_base_ + positions_.slots();
     // A broker that stops answering must not hang the caller past the batch's deadline.
     std::optional<Clock::time_point> give_up;
     if (options_.deadline.count() > 0) give_up = started_ + options_.deadline + std::chrono::seconds(2);
 
     try {
-      while (results_.settled_count() < total) {
-        while (in_flight() < kWindowTasks && (resend_ < resend_end_ || next_ < total)) {
-          const std::size_t room = kWindowTasks - in_flight();
+      while (done() < target_) {
+        while (in_flight() + unit <= kWindowTasks && (resend_ < resend_end_ || next_ < total)) {
+          const std::size_t room = (kWindowTasks - in_flight()) / unit;  // positions
           if (resend_ < resend_end_) {
             resend_window(room);
           } else {
@@ -176,7 +207,7 @@ class BatchRun final : private BatchLink::Receiver {
             send_window(std::min({frame, total - next_, room}));
           }
         }
-        if (results_.settled_count() >= total) break;
+        if (done() >= target_) break;
 
         // With a cancellation token, wake up now and then to look at it.
         link_.pump(Clock::now() + (options_.cancelled ? kCancelCheck : wire::kHeartbeatInterval), /*awaiting=*/true);
@@ -211,18 +242,46 @@ class BatchRun final : private BatchLink::Receiver {
     // A broker never heard from is not a task's failure but the caller's setup (logistics): one
     // fanout::Error naming the endpoint, from run() and settle() alike.
     if (never_reached_) throw Error(*never_reached_);
+    if (!learn_.empty() && learnt_slots_ > 0) quick_names::learn(learn_, learnt_us_, learnt_slots_);
+  }
+
+  // Slots of units that failed whole (their executor died, or one that knows nothing of units
+  // refused them) and still have no outcome: they go again one by one, so that only a slot that
+  // fails fails.
+  std::vector<std::size_t> to_split() const {
+    std::vector<std::size_t> slots;
+    for (const std::size_t position : split_) {
+      const std::size_t first = positions_.first_slot(position);
+      for (std::size_t slot = first; slot < first + positions_.slot_count(position); ++slot) {
+        if (!results_.settled(slot)) slots.push_back(slot);
+      }
+    }
+    return slots;
   }
 
  private:
-  // Tasks sent to the broker (since it last forgot the batch) that have no outcome yet.
-  std::size_t in_flight() const { return sent_ - (results_.settled_count() - settled_base_); }
+  // Slots with an outcome, or waiting to be split.
+  std::size_t done() const { return results_.settled_count() + split_slots_; }
+  // Slots sent to the broker (since it last forgot the batch) that have no outcome yet.
+  std::size_t in_flight() const { return sent_ - (done() - settled_base_); }
+
+  // Whether position `position` needs nothing more from the broker.
+  bool position_done(std::size_t position) const {
+    return results_.settled(positions_.first_slot(position)) ||
+           std::find(split_.begin(), split_.end(), position) != split_.end();
+  }
+
+  TaskSize position_size(std::size_t position) const {
+    const std::size_t first = positions_.first_slot(position);
+    return positions_.unit() == 0 ? task_size(batch_, first) : unit_size(batch_, first, positions_.slot_count(position));
+  }
 
   // Sends the next tasks, up to `count` of them: as many as fit in one window.
   void send_window(std::size_t count) {
     const std::size_t first = next_;
     std::size_t words = 0;  // of the tasks looked at: the chosen ones, and perhaps one more
     count = BatchLink::window_size(count, [&](std::size_t i) {
-      const TaskSize size = task_size(batch_, first + i);
+      const TaskSize size = position_size(first + i);
       words += size.words;
       return size.argument_bytes;
     });
@@ -235,12 +294,12 @@ class BatchRun final : private BatchLink::Receiver {
     std::vector<std::size_t> indexes;
     const std::size_t most = std::min(room, link::kFrameTasks);
     for (; resend_ < resend_end_ && indexes.size() < most; ++resend_) {
-      if (!results_.settled(resend_)) indexes.push_back(resend_);
+      if (!position_done(resend_)) indexes.push_back(resend_);
     }
     if (indexes.empty()) return;
     std::size_t words = 0;
     const std::size_t count = BatchLink::window_size(indexes.size(), [&](std::size_t i) {
-      const TaskSize size = task_size(batch_, indexes[i]);
+      const TaskSize size = position_size(indexes[i]);
       words += size.words;
       return size.argument_bytes;
     });
@@ -248,22 +307,36 @@ class BatchRun final : private BatchLink::Receiver {
     send_tasks(count, words, [&indexes](std::size_t i) { return indexes[i]; });
   }
 
-  // Sends slots index_of(0..count) in one window, whose message takes about `hint_words`.
-  template <class IndexOf>
-  void send_tasks(std::size_t count, std::size_t hint_words, IndexOf index_of) {
+  // Sends positions position_of(0..count) in one window, whose message takes about `hint_words`.
+  template <class PositionOf>
+  void send_tasks(std::size_t count, std::size_t hint_words, PositionOf position_of) {
     const auto timeout_ms = static_cast<std::uint32_t>(options_.timeout.count());
-    sent_ += count;
+    for (std::size_t i = 0; i < count; ++i) sent_ += positions_.slot_count(position_of(i));
     const std::size_t bytes = link_.send_window(count, hint_words, [&](wire::WindowWriter& window, std::size_t i) {
-      encode_task(window, batch_, index_of(i), timeout_ms);
+      const std::size_t position = position_of(i);
+      const std::size_t first = positions_.first_slot(position);
+      if (positions_.unit() == 0) return encode_task(window, batch_, first, position, timeout_ms);
+      unit_args_.clear();
+      for (std::size_t slot = first; slot < first + positions_.slot_count(position); ++slot) {
+        unit_args_.push_back(batch_.job(slot).args);
+      }
+      window.add_unit(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_);
     });
     if (bytes > wire::max_frame_bytes()) {  // one task's arguments alone are larger than that
       for (std::size_t i = 0; i < count; ++i) {
-        results_.failure(index_of(i), FailureInfo{ErrorKind::bad_message, "",
+        fail_position(position_of(i), FailureInfo{ErrorKind::bad_message, "",
                                                   "its arguments take " + std::to_string(bytes) + " bytes, more than the " +
                                                       std::to_string(wire::max_frame_bytes() >> 20) +
                                                       " MiB a broker accepts in one message",
                                                   "client"});
       }
+    }
+  }
+
+  void fail_position(std::size_t position, const FailureInfo& failure) {
+    const std::size_t first = positions_.first_slot(position);
+    for (std::size_t slot = first; slot < first + positions_.slot_count(position); ++slot) {
+      results_.failure(slot, failure);
     }
   }
 
@@ -281,33 +354,90 @@ class BatchRun final : private BatchLink::Receiver {
       }
       deadline_left = static_cast<std::uint32_t>(left.count());
     }
-    link_.restart(static_cast<std::uint32_t>(results_.settled_count()), deadline_left);
+    // What the broker is not sent again counts as settled before: positions sent that need
+    // nothing more.
+    std::size_t settled_before = 0;
+    for (std::size_t position = 0; position < next_; ++position) settled_before += position_done(position) ? 1 : 0;
+    link_.restart(static_cast<std::uint32_t>(settled_before), deadline_left);
     resend_ = 0;
     resend_end_ = next_;
     sent_ = 0;
-    settled_base_ = results_.settled_count();
+    settled_base_ = done();
   }
 
   void broker_forgot() override { forgotten_ = true; }
 
   void result(wire::Result::Reader result) override {
-    if (result.getIndex() >= batch_.size()) return;
+    const std::size_t position = result.getIndex();
+    if (position >= positions_.count()) return;
+    if (positions_.unit() > 0) return unit_result(position, result);
+    const std::size_t slot = positions_.first_slot(position);
     if (result.isValue()) {
+      learn(result, 1);
       // Where it ran is read only to name a value that does not decode.
-      results_.value(result.getIndex(), wire::wrap(result.getValue()), [&]() -> std::string_view {
+      results_.value(slot, wire::wrap(result.getValue()), [&]() -> std::string_view {
         const auto ran_on = result.getRanOn();
         return {ran_on.cStr(), ran_on.size()};
       });
     } else {
       const auto error = result.getError();
-      results_.failure(result.getIndex(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
-                                                      error.getMessage(), error.getRanOn()});
+      results_.failure(slot, FailureInfo{from_wire(error.getKind()), error.getRemoteType(), error.getMessage(),
+                                         error.getRanOn()});
     }
   }
 
+  // A unit's outcome: each slot's value or error; or the unit's error, which fails every slot or
+  // has them split.
+  void unit_result(std::size_t position, wire::Result::Reader result) {
+    if (position_done(position)) return;  // a second outcome
+    const std::size_t first = positions_.first_slot(position);
+    const std::size_t count = positions_.slot_count(position);
+    const auto ran_on = [&]() -> std::string_view {
+      const auto text = result.getRanOn();
+      return {text.cStr(), text.size()};
+    };
+    if (!result.isValue()) {
+      const auto error = result.getError();
+      const ErrorKind kind = from_wire(error.getKind());
+      // What no slot would escape run alone: the batch's end, a task unknown where it runs.
+      if (kind == ErrorKind::cancelled || kind == ErrorKind::timeout || kind == ErrorKind::unreachable ||
+          kind == ErrorKind::unknown_task) {
+        return fail_position(position, FailureInfo{kind, error.getRemoteType(), error.getMessage(), error.getRanOn()});
+      }
+      split_.push_back(position);
+      split_slots_ += count;
+      return;
+    }
+    const auto value = result.getValue();
+    if (!value.isList() || value.getList().size() != count) {
+      return fail_position(position, FailureInfo{ErrorKind::bad_message, "",
+                                                 "the result of a unit of " + std::to_string(count) +
+                                                     " slots does not hold as many values",
+                                                 std::string(ran_on())});
+    }
+    learn(result, count);
+    for (const auto failed : result.getSlotErrors()) {
+      if (failed.getSlot() >= count) continue;
+      const auto error = failed.getError();
+      results_.failure(first + failed.getSlot(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
+                                                             error.getMessage(), error.getRanOn()});
+    }
+    const auto values = value.getList();
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!results_.settled(first + i)) results_.value(first + i, wire::wrap(values[static_cast<unsigned>(i)]), ran_on);
+    }
+  }
+
+  // A task's run time, for quick_names.
+  void learn(wire::Result::Reader result, std::size_t slots) {
+    learnt_us_ += result.getElapsedUs();
+    learnt_slots_ += slots;
+  }
+
   void unreadable_result(std::uint32_t index, const std::string& why) override {
-    results_.failure(index, FailureInfo{ErrorKind::bad_message, "", "its result could not be read: " + why,
-                                        "broker " + link_.where()});
+    if (index >= positions_.count()) return;
+    fail_position(index, FailureInfo{ErrorKind::bad_message, "", "its result could not be read: " + why,
+                                     "broker " + link_.where()});
   }
 
   void link_failed(ErrorKind kind, const std::string& message) override {
@@ -328,14 +458,22 @@ class BatchRun final : private BatchLink::Receiver {
   const RunOptions& options_;
   std::optional<std::string> never_reached_;  // why the broker was given up before it ever answered
   Health health_;
+  const Positions positions_;
+  const std::string_view learn_;
+  const Clock::time_point started_;
   BatchLink link_;
-  Clock::time_point started_;
-  std::size_t next_ = 0;          // slots [0, next_) have been sent at least once
-  std::size_t sent_ = 0;          // tasks sent since the broker last (re)opened the batch
-  std::size_t settled_base_ = 0;  // outcomes there were then
-  std::size_t resend_ = 0;        // after a restart: slots [resend_, resend_end_) to send again
+  std::size_t target_ = 0;        // done() once every slot of this run has an outcome
+  std::size_t next_ = 0;          // positions [0, next_) have been sent at least once
+  std::size_t sent_ = 0;          // slots sent since the broker last (re)opened the batch
+  std::size_t settled_base_ = 0;  // done() then
+  std::size_t resend_ = 0;        // after a restart: positions [resend_, resend_end_) to send again
   std::size_t resend_end_ = 0;
   bool forgotten_ = false;        // the broker said it does not know the batch (handled after pump)
+  std::vector<std::size_t> split_;  // positions of units to split
+  std::size_t split_slots_ = 0;     // their slots
+  std::vector<const Payload*> unit_args_;  // a unit's arguments, while it is written
+  std::uint64_t learnt_us_ = 0;     // run time of the slots with a value so far
+  std::size_t learnt_slots_ = 0;
 };
 
 Error too_large_to_defer(std::size_t tasks, std::size_t bytes, bool at_least) {
@@ -404,7 +542,7 @@ Receipt submit_deferred(const Batch& batch, const RunOptions& options, SocketPoo
       return link.send_window(
           total, total * (wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount + 2) +
                      payload / sizeof(capnp::word),
-          [&](wire::WindowWriter& window, std::size_t i) { encode_task(window, batch, i, timeout_ms); }, wire::max_frame_bytes());
+          [&](wire::WindowWriter& window, std::size_t i) { encode_task(window, batch, i, i, timeout_ms); }, wire::max_frame_bytes());
     };
     const std::size_t sent_bytes = send();
     if (sent_bytes > wire::max_frame_bytes()) throw too_large_to_defer(total, sent_bytes, false);
@@ -476,16 +614,29 @@ class ProcessBackend final : public Backend {
     auto socket = sockets.lease();
     BatchRun::Health health;
     if (pool_) health = [pool = pool_.get()] { return pool->broken(); };
-    BatchRun run(batch, results, options, *socket, sockets.endpoint(), std::move(health));
-    try {
-      run.go();
-    } catch (...) {
-      // A socket whose link failed may be one ZeroMQ gave up on (a refused handshake is never
-      // tried again): the next batch gets a fresh connection rather than this one.
-      if (run.link_failed()) socket.discard();
-      throw;
-    }
-    if (run.link_failed()) socket.discard();
+    const UnitPlan plan = plan_units(batch, options);
+    const auto started = Clock::now();
+    const auto run_slots = [&](Positions positions) {
+      BatchRun run(batch, results, options, *socket, sockets.endpoint(), health, std::move(positions), plan.name,
+                   started);
+      try {
+        run.go();
+      } catch (...) {
+        // A socket whose link failed may be one ZeroMQ gave up on (a refused handshake is never
+        // tried again): the next batch gets a fresh connection rather than this one.
+        if (run.link_failed()) socket.discard();
+        throw;
+      }
+      if (run.link_failed()) {
+        socket.discard();
+        return std::vector<std::size_t>{};  // every slot has its outcome: the link's failure
+      }
+      return run.to_split();
+    };
+    auto split = run_slots(plan.unit > 0 ? Positions::units(batch.size(), plan.unit) : Positions::each_slot(batch.size()));
+    // Units that failed whole, their slots one by one: the broker sees a batch of its own. A
+    // cancelled batch's slots stay as they are (cancelled).
+    if (!split.empty() && !results.cancelled()) run_slots(Positions::listed(std::move(split)));
   }
 
  private:

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -41,8 +42,23 @@ constexpr std::size_t kBatchId = 0, kBatchTotal = 8, kBatchTimeout = 12, kBatchD
                       kBatchSettledBefore = 24;
 // Task: batchId (UInt64 0), index (UInt32 2), hasKey (bit 96), timeoutMs (UInt32 6); key,
 // name and args in pointers 0, 1 and 2.
-constexpr std::size_t kTaskBatchId = 0, kTaskIndex = 8, kTaskHasKey = 12, kTaskTimeout = 24;
+constexpr std::size_t kTaskBatchId = 0, kTaskIndex = 8, kTaskHasKey = 12, kTaskTimeout = 24, kTaskSlots = 28;
 constexpr std::size_t kTaskKey = 0, kTaskName = 1, kTaskArgs = 2;
+// Value: the discriminant in bytes 0-1; `list` is member 8. Its pointer follows the data words.
+constexpr std::uint32_t kValueData = Value::_capnpPrivate::dataWordSize;
+constexpr std::uint32_t kValuePointers = Value::_capnpPrivate::pointerCount;
+constexpr std::uint16_t kValueList = static_cast<std::uint16_t>(Value::LIST);
+static_assert(kValueData == 2 && kValuePointers == 1, "fanout.capnp changed: check the Value layout below");
+
+// The pointer `word`, found at word `from`, rewritten to sit at word `to` and aim at the same
+// target (one segment: struct and list pointers only, whose offsets count from their own place).
+std::uint64_t moved_pointer(std::uint64_t word, std::size_t from, std::size_t to) {
+  if (word == 0) return 0;
+  if ((word & 3) > 1) throw Error("window writer: arguments with a far or capability pointer");
+  const std::size_t target = struct_target(from, word);  // lists encode their offset the same way
+  const auto offset = static_cast<std::int64_t>(target) - static_cast<std::int64_t>(to) - 1;
+  return (word & 0xffffffff00000003ULL) | static_cast<std::uint64_t>(static_cast<std::uint32_t>(offset) << 2);
+}
 
 template <class T>
 void put(std::uint64_t* words, std::size_t struct_at, std::size_t byte, T value) noexcept {
@@ -88,17 +104,48 @@ void WindowWriter::add(std::uint32_t index, std::string_view name, const std::st
   const std::size_t pointers = task + kTaskData;
   put(segment(), task, kTaskIndex, index);
   put(segment(), task, kTaskTimeout, timeout_ms);
-  if (name.data() != last_name_.data() || name.size() != last_name_.size()) {
-    if (last_name_.empty() || name != last_name_) last_name_at_ = text(name);
-    last_name_ = name;
-  }
-  segment()[pointers + kTaskName] = list_pointer(pointers + kTaskName, last_name_at_, kByteElements, name.size() + 1);
+  name_task(task, name);
   if (key != nullptr) {
     const std::uint32_t at = text(*key);
     segment()[pointers + kTaskKey] = list_pointer(pointers + kTaskKey, at, kByteElements, key->size() + 1);
     put<std::uint8_t>(segment(), task, kTaskHasKey, 1);
   }
   if (args != nullptr) copy_value(pointers + kTaskArgs, *args);
+}
+
+void WindowWriter::add_unit(std::uint32_t index, std::string_view name, std::span<const Payload* const> args) {
+  if (added_ == count_) throw Error("window writer: more tasks than the window holds");
+  if (args.empty() || args.size() > kMaxCount / (kValueData + kValuePointers)) {
+    throw Error("window writer: a unit of " + std::to_string(args.size()) + " slots");
+  }
+  const std::size_t task = first_task_ + added_++ * kTaskWords;
+  const std::size_t pointers = task + kTaskData;
+  put(segment(), task, kTaskIndex, index);
+  put(segment(), task, kTaskSlots, static_cast<std::uint32_t>(args.size()));
+  name_task(task, name);
+  // args: a Value whose member is `list`, of one Value per slot: each slot's argument tuple.
+  const std::uint32_t value = allocate(kValueData + kValuePointers);
+  segment()[pointers + kTaskArgs] = struct_pointer(pointers + kTaskArgs, value, kValueData, kValuePointers);
+  put(segment(), value, 0, kValueList);
+  const std::size_t element_words = kValueData + kValuePointers;
+  const std::uint32_t tag = allocate(1 + args.size() * element_words);
+  segment()[tag] = composite_tag(args.size(), kValueData, kValuePointers);
+  segment()[value + kValueData] = list_pointer(value + kValueData, tag, kCompositeElements, args.size() * element_words);
+  for (std::size_t slot = 0; slot < args.size(); ++slot) {
+    // The payload's objects go in whole; the element takes its root Value's words, its pointer
+    // moved to aim at the same object.
+    const auto root = place(*args[slot]);
+    if (!root) continue;  // `none`, as the zeroed element reads
+    const std::size_t element = tag + 1 + slot * element_words;
+    const auto data_words = static_cast<std::uint32_t>(root->sizes >> 32) & 0xffffU;
+    const auto pointer_count = static_cast<std::uint32_t>(root->sizes >> 48);
+    std::uint64_t* words = segment();
+    std::memcpy(words + element, words + root->at, std::min(data_words, kValueData) * sizeof(std::uint64_t));
+    if (pointer_count > 0) {
+      const std::size_t from = root->at + data_words;
+      words[element + kValueData] = moved_pointer(words[from], from, element + kValueData);
+    }
+  }
 }
 
 zmq::message_t WindowWriter::frame() {
@@ -131,10 +178,26 @@ std::uint32_t WindowWriter::text(std::string_view value) {
   return at;
 }
 
-// The payload's block minus its root pointer goes in whole; the pointer at `pointer` takes the
-// root pointer's place, aimed at the same object. A payload that is not one block (received from
-// elsewhere: rare for arguments) is first copied into one by capnp.
+// The task's name: consecutive tasks of one name point to one copy of it.
+void WindowWriter::name_task(std::size_t task, std::string_view name) {
+  if (last_name_at_ == 0 || name != last_name_) {
+    last_name_at_ = text(name);
+    last_name_ = name;
+  }
+  const std::size_t pointer = task + kTaskData + kTaskName;
+  segment()[pointer] = list_pointer(pointer, last_name_at_, kByteElements, name.size() + 1);
+}
+
+// The pointer at `pointer` takes the place of the payload's root pointer, aimed at its root.
 void WindowWriter::copy_value(std::uint32_t pointer, const Payload& args) {
+  const auto root = place(args);
+  if (!root) return;  // no value: reads as `none`
+  segment()[pointer] = (struct_pointer(pointer, root->at, 0, 0) & 0xffffffffULL) | root->sizes;
+}
+
+// The payload's block minus its root pointer goes in whole. A payload that is not one block
+// (received from elsewhere: rare for arguments) is first copied into one by capnp.
+std::optional<WindowWriter::Root> WindowWriter::place(const Payload& args) {
   std::span<const std::uint64_t> words = args.words();
   kj::Array<capnp::word> flat;
   if (words.empty()) {
@@ -149,13 +212,11 @@ void WindowWriter::copy_value(std::uint32_t pointer, const Payload& args) {
     }
     words = std::span<const std::uint64_t>(reinterpret_cast<const std::uint64_t*>(flat.begin()) + 1, flat.size() - 1);
   }
-  if (words.size() < 2 || words[0] == 0) return;  // no value: reads as `none`
+  if (words.size() < 2 || words[0] == 0) return std::nullopt;
   const std::size_t root = struct_target(0, words[0]);
   const std::uint32_t at = allocate(words.size() - 1);
   std::memcpy(segment() + at, words.data() + 1, (words.size() - 1) * sizeof(std::uint64_t));
-  // The root pointer, moved: the same sizes, the offset from its new place.
-  const std::uint64_t sizes = words[0] & 0xffffffff00000000ULL;
-  segment()[pointer] = (struct_pointer(pointer, at + root - 1, 0, 0) & 0xffffffffULL) | sizes;
+  return Root{at + root - 1, words[0] & 0xffffffff00000000ULL};
 }
 
 }  // namespace fanout::wire

@@ -13,6 +13,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -45,6 +47,10 @@ class WindowWriter {
   void add(std::uint32_t index, std::string_view name, const std::string* key, const Payload* args,
            std::uint32_t timeout_ms);
 
+  // The next task: a unit of slots of task `name` (fanout.capnp, Task.slots), one argument tuple
+  // each, none of them null.
+  void add_unit(std::uint32_t index, std::string_view name, std::span<const Payload* const> args);
+
   // Bytes of the frame, its segment table included.
   std::size_t bytes() const noexcept { return (1 + used_) * sizeof(std::uint64_t); }
   // The frame, given to ZeroMQ without a copy. Call once, after every task was added.
@@ -54,7 +60,14 @@ class WindowWriter {
   std::uint64_t* segment() noexcept { return block_ + 1; }  // word 0 is the segment table
   std::uint32_t allocate(std::size_t words);
   std::uint32_t text(std::string_view value);
+  // A payload's root struct once placed in the segment: its word, and its pointer's sizes.
+  struct Root {
+    std::size_t at;
+    std::uint64_t sizes;
+  };
   void copy_value(std::uint32_t pointer, const Payload& args);
+  std::optional<Root> place(const Payload& args);
+  void name_task(std::size_t task, std::string_view name);
 
   std::uint64_t* block_ = nullptr;
   std::size_t used_ = 0;      // words of the segment in use

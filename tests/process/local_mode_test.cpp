@@ -37,6 +37,12 @@ const fanout::Task local_crash{"local.crash", []() -> int {
                                  ::raise(SIGKILL);
                                  return 0;
                                }};
+// Quick, but for two arguments: 13 throws, 29 kills the executor running it.
+const fanout::Task local_units_probe{"local.units_probe", [](int x) -> int {
+                                      if (x == 13) throw std::domain_error("thirteen");
+                                      if (x == 29) ::raise(SIGKILL);
+                                      return 3 * x;
+                                    }};
 const fanout::Task local_bytes{"local.bytes", [](fanout::Bytes data) { return data.size(); }};
 
 fanout::Driver process() {
@@ -234,6 +240,35 @@ TEST_CASE("a task that keeps killing its executor fails with kind worker lost") 
   CHECK(crash.error().kind() == fanout::ErrorKind::worker_lost);
   CHECK(crash.error().remote_message().find("3 times") != std::string::npos);
   CHECK(fine.value() == 36);
+}
+
+// A batch of a task known to be quick travels in units of many slots (units.hpp); a slot's
+// failure must stay its own, a crash's too (the unit goes again slot by slot).
+TEST_CASE("in a batch of a quick task, a slot that throws and a slot that kills its executor fail alone") {
+  std::vector<fanout::Call<int>> warm_up;
+  for (int i = 100; i < 164; ++i) warm_up.push_back(local_units_probe(i));
+  CHECK(process().run(warm_up).at(1) == 303);  // run slot by slot: its results say it is quick
+
+  std::vector<fanout::Call<int>> calls;
+  for (int i = 0; i < 500; ++i) calls.push_back(local_units_probe(i));
+  const auto outcomes = process().deadline(60s).settle(calls);
+  REQUIRE(outcomes.size() == 500);
+  for (std::size_t i = 0; i < 500; ++i) {
+    CAPTURE(i);
+    if (i == 13) {
+      REQUIRE_FALSE(outcomes[i].ok());
+      CHECK(outcomes[i].error().kind() == fanout::ErrorKind::exception);
+      CHECK(outcomes[i].error().remote_message() == "thirteen");
+    } else if (i == 29) {
+      REQUIRE_FALSE(outcomes[i].ok());
+      CHECK(outcomes[i].error().kind() == fanout::ErrorKind::worker_lost);
+    } else {
+      REQUIRE(outcomes[i].ok());
+      CHECK(outcomes[i].value() == 3 * static_cast<int>(i));
+    }
+  }
+  // The pool recovered.
+  CHECK(process().run(local_square(7)) == std::tuple<int>{49});
 }
 
 TEST_CASE("large payloads travel to local workers") {

@@ -15,6 +15,7 @@ void fill_tasks(fanout::wire::TaskBatch::Builder window, std::uint64_t batch, st
     task.setIndex(tasks[i].index);
     task.setName(tasks[i].name);
     task.setAttempt(tasks[i].attempt);
+    task.setSlots(tasks[i].slots);
     task.setTimeoutMs(timeout_ms);
     tasks[i].args(task.initArgs());
   }

@@ -18,6 +18,7 @@ struct TaskSpec {
   std::string name;
   std::function<void(fanout::wire::Value::Builder)> args;
   std::uint16_t attempt = 0;
+  std::uint32_t slots = 0;  // > 0: a unit (fanout.capnp, Task.slots); `args` then writes the list
 };
 
 // Fills `window`: batch `batch` of `total` tasks in all, these `tasks` in it, the window and each

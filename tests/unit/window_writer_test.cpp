@@ -24,11 +24,18 @@ struct Slot {
   std::optional<std::string> key;
   std::optional<fanout::Payload> args;
   std::uint32_t timeout_ms = 0;
+  std::vector<fanout::Payload> unit = {};  // not empty: a unit of these slots' arguments (then no key, args or limit)
 };
 
 kj::Array<capnp::word> written_by_hand(const WindowWriter::Header& header, const std::vector<Slot>& slots) {
   WindowWriter window(header, slots.size(), 0);  // no hint: the buffer grows as it goes
   for (const Slot& slot : slots) {
+    if (!slot.unit.empty()) {
+      std::vector<const fanout::Payload*> args;
+      for (const auto& payload : slot.unit) args.push_back(&payload);
+      window.add_unit(slot.index, slot.name, args);
+      continue;
+    }
     window.add(slot.index, slot.name, slot.key ? &*slot.key : nullptr, slot.args ? &*slot.args : nullptr,
                slot.timeout_ms);
   }
@@ -63,6 +70,13 @@ kj::Array<capnp::word> built_by_capnp(const WindowWriter::Header& header, const 
       task.setHasKey(true);
     }
     task.setTimeoutMs(slots[i].timeout_ms);
+    if (!slots[i].unit.empty()) {
+      task.setSlots(static_cast<std::uint32_t>(slots[i].unit.size()));
+      auto list = task.initArgs().initList(static_cast<unsigned>(slots[i].unit.size()));
+      for (unsigned j = 0; j < slots[i].unit.size(); ++j) {
+        slots[i].unit[j].read([&](fanout::ValueReader args) { list.setWithCaveats(j, fanout::wire::unwrap(args)); });
+      }
+    }
     if (slots[i].args) slots[i].args->read([&](fanout::ValueReader args) { task.setArgs(fanout::wire::unwrap(args)); });
   }
   return capnp::canonicalize(message.getRoot<fanout::wire::Envelope>().asReader());
@@ -110,6 +124,35 @@ TEST_CASE("a window written by hand is the window capnp's builder makes") {
     const auto args = fanout::wire::payload_from_flat(capnp::messageToFlatArray(source), fanout::wire::PayloadRoot::value);
     REQUIRE(args.words().empty());
     check_same(header, {{3, "t", {}, args}});
+  }
+}
+
+TEST_CASE("a unit of slots is one task whose arguments are the list of the slots' argument tuples") {
+  const WindowWriter::Header header{77, 40, 0, 0, false, 0};
+  std::vector<fanout::Payload> ints;
+  for (int i = 0; i < 64; ++i) ints.push_back(fanout::encode_payload(std::tuple<int>{i * 3}));
+  SUBCASE("units of one name, a plain task of it between them") {
+    const std::vector<Slot> slots{
+        {0, "bench.twice", {}, {}, 0, {ints.begin(), ints.begin() + 30}},
+        {1, "bench.twice", {}, fanout::encode_payload(std::tuple<int>{5}), 0, {}},
+        {2, "bench.twice", {}, {}, 0, {ints.begin() + 30, ints.end()}},
+    };
+    check_same(header, slots);
+  }
+  SUBCASE("arguments with pointers of their own, a none payload, one slot, one not in one block") {
+    capnp::MallocMessageBuilder source;
+    fanout::Codec<std::tuple<std::string, int>>::encode(
+        fanout::wire::wrap(source.initRoot<fanout::wire::Value>()), std::tuple<std::string, int>{"far", 9});
+    const auto far = fanout::wire::payload_from_flat(capnp::messageToFlatArray(source), fanout::wire::PayloadRoot::value);
+    REQUIRE(far.words().empty());
+    const std::vector<Slot> slots{
+        {3, "t", {}, {}, 0,
+         {fanout::encode_payload(std::tuple<std::vector<std::string>, double>{{"p", "a longer text than a word"}, 2.5}),
+          fanout::Payload{}, far, fanout::encode_payload(std::tuple<fanout::Bytes>{fanout::Bytes(300, std::byte{9})}),
+          fanout::encode_payload(std::tuple<>{})}},
+        {4, "t", {}, {}, 0, {fanout::encode_payload(std::tuple<int>{-7})}},
+    };
+    check_same(header, slots);
   }
 }
 

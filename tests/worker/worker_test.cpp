@@ -252,6 +252,57 @@ TEST_CASE("an unknown task name fails its slot with kind unknownTask") {
   CHECK(std::string(result.getError().getMessage()).find("example.no_such_task") != std::string::npos);
 }
 
+// A unit (fanout.capnp, Task.slots): many slots of one quick task in one Task, whose arguments
+// are the list of the slots' tuples; its Result holds the list of their values.
+TEST_CASE("a unit's slots run in turn; a slot that fails is named in slotErrors, the others have values") {
+  Setup setup(1);
+  const auto unit_args = [](wire::Value::Builder out) {
+    auto list = out.initList(5);
+    for (unsigned i = 0; i < 5; ++i) {
+      if (i == 2) {
+        fanout::encode(wire::wrap(list[i]), std::make_tuple(std::string("not a number")));
+      } else {
+        fanout::encode(wire::wrap(list[i]), std::make_tuple(static_cast<int>(i) + 1));
+      }
+    }
+  };
+  auto message = tasks_message(42, {{3, "example.square", unit_args, 0, 5}});
+  setup.broker().send(setup.executor(0), message);
+  const auto result = single_result(setup.broker(), 42, setup.log());
+  CHECK(result.getIndex() == 3);
+  REQUIRE(result.isValue());
+  REQUIRE(result.getValue().isList());
+  const auto values = result.getValue().getList();
+  REQUIRE(values.size() == 5);
+  CHECK(values[0].getInt() == 1);
+  CHECK(values[1].getInt() == 4);
+  CHECK(values[2].isNone());
+  CHECK(values[3].getInt() == 16);
+  CHECK(values[4].getInt() == 25);
+  REQUIRE(result.getSlotErrors().size() == 1);
+  CHECK(result.getSlotErrors()[0].getSlot() == 2);
+  CHECK(result.getSlotErrors()[0].getError().getKind() == wire::ErrorKind::BAD_ARGUMENTS);
+  CHECK(std::string(result.getSlotErrors()[0].getError().getRanOn()) == std::string(result.getRanOn()));
+
+  SUBCASE("a unit of a name not registered fails whole") {
+    auto unknown = tasks_message(43, {{0, "example.no_such_task", unit_args, 0, 5}});
+    setup.broker().send(setup.executor(0), unknown);
+    const auto failed = single_result(setup.broker(), 43, setup.log());
+    REQUIRE(failed.isError());
+    CHECK(failed.getError().getKind() == wire::ErrorKind::UNKNOWN_TASK);
+  }
+  SUBCASE("a unit whose arguments are not a list of as many tuples fails whole, and the executor goes on") {
+    auto wrong = tasks_message(44, {{0, "example.square", unit_args, 0, 6}});
+    setup.broker().send(setup.executor(0), wrong);
+    const auto failed = single_result(setup.broker(), 44, setup.log());
+    REQUIRE(failed.isError());
+    CHECK(failed.getError().getKind() == wire::ErrorKind::BAD_MESSAGE);
+    auto plain = tasks_message(45, {{0, "example.square", arguments(9)}});
+    setup.broker().send(setup.executor(0), plain);
+    CHECK(value_of<int>(single_result(setup.broker(), 45, setup.log())) == 81);
+  }
+}
+
 TEST_CASE("arguments of the wrong types fail the slot with kind badArguments") {
   Setup setup(1);
   auto message = tasks_message(42, {{0, "example.square", arguments(std::string("three"))},

@@ -423,6 +423,7 @@ class Executor {
     unsigned group_first = 0;  // the group's first result in `results`
     unsigned group_left = 0;   // tasks the open group may still take
     std::uint32_t group_tick = 0;  // ticks_ when the open group began
+    std::uint32_t group_slots = 1;  // slots per task of the group: a unit is a group of its own
     const auto end_group = [&] {
       if (results->count() == group_first) return;
       const auto started = std::exchange(clock, Clock::now());
@@ -430,7 +431,7 @@ class Executor {
       const auto each_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(each).count());
       for (unsigned i = group_first; i < results->count(); ++i) {
         results->at(i).setElapsedUs(each_us);
-        durations_.record(group_name, each);
+        durations_.record(group_name, each / group_slots);  // what one slot of the name takes
       }
       if (group_first == 0) first_done = clock;
       group_first = results->count();
@@ -444,7 +445,8 @@ class Executor {
       // The name is read once per task, here: the quick-task rule, the registry and the record of
       // durations all take it from this view into the frame.
       const std::string_view name = name_of(task);
-      if (group_left == 0 || name != group_name) end_group();
+      const std::uint32_t slots = std::max<std::uint32_t>(task.getSlots(), 1);
+      if (group_left == 0 || name != group_name || slots > 1 || group_slots > 1) end_group();
       if (results->count() > 0 && (clock - first_done >= kResultDelay || !durations_.known_quick(name) ||
                                    results->bytes() >= wire::kResultsFlushBytes)) {
         end_group();
@@ -458,7 +460,8 @@ class Executor {
       }
       if (group_left == 0) {
         group_name = name;
-        group_left = name == kShellTask ? 1 : durations_.timed_together(name);
+        group_left = name == kShellTask || slots > 1 ? 1 : durations_.timed_together(name);
+        group_slots = slots;
         group_tick = ticks_.load(std::memory_order_relaxed);
       }
       run_task(task, name, frame.batch_id, results->next());
@@ -532,7 +535,40 @@ class Executor {
         send(out.frame());
       });
     }
+    if (const std::uint32_t slots = task.getSlots(); slots > 0) return run_unit(args, slots, name, result);
     registered(name)(wire::wrap(args), wire::wrap(result.initValue()));
+  }
+
+  // A unit (fanout.capnp, Task.slots): its slots run in turn, each one's failure its own. Only a
+  // name that is not registered, or a unit that is not one, fails it whole.
+  void run_unit(wire::Value::Reader args, std::uint32_t slots, std::string_view name, wire::Result::Builder result) {
+    if (!args.isList() || args.getList().size() != slots) {
+      return fail(result, ErrorKind::bad_message, "",
+                  "a unit of " + std::to_string(slots) + " slots without a list of as many argument tuples");
+    }
+    const auto& run = registered(name);
+    const auto tuples = args.getList();
+    auto values = result.initValue().initList(slots);
+    std::vector<std::pair<std::uint32_t, FailureInfo>> failed;
+    for (std::uint32_t slot = 0; slot < slots; ++slot) {
+      try {
+        run(wire::wrap(tuples[slot]), wire::wrap(values[slot]));
+      } catch (...) {
+        values[slot].setNone();  // whatever it wrote before it threw is left unreachable
+        failed.emplace_back(slot, detail::failure_from_current_exception(ran_on_));
+      }
+    }
+    if (failed.empty()) return;
+    auto errors = result.initSlotErrors(static_cast<unsigned>(failed.size()));
+    for (unsigned i = 0; i < failed.size(); ++i) {
+      errors[i].setSlot(failed[i].first);
+      auto error = errors[i].initError();
+      const FailureInfo& failure = failed[i].second;
+      error.setKind(detail::to_wire(failure.kind));
+      error.setRemoteType(failure.remote_type);
+      error.setMessage(failure.message);
+      error.setRanOn(ran_on_);
+    }
   }
 
   // The registered task `name`: looked up under the registry's lock once per run of tasks of one

@@ -1,0 +1,75 @@
+// units.cpp: when a batch goes in units (units.hpp).
+#include "units.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+namespace fanout::detail {
+
+namespace {
+
+// What one unit should take: long enough that a task's own cost (a few µs on its way) is small
+// next to it, short enough that its slots' results still come back within a fraction of a ms.
+constexpr std::chrono::nanoseconds kUnitTime = std::chrono::microseconds(100);
+constexpr std::size_t kLargestUnit = 64;
+// Fewer slots than this per unit do not pay for the units' own bookkeeping.
+constexpr std::size_t kSmallestUnit = 8;
+// Units enough to spread over executors and keep results coming.
+constexpr std::size_t kFewestUnits = 16;
+
+struct Learnt {
+  std::chrono::nanoseconds per_slot;
+};
+
+std::mutex learnt_mutex;
+std::unordered_map<std::string, Learnt>& learnt() {
+  static auto* by_name = new std::unordered_map<std::string, Learnt>();  // never destroyed: batches may run at exit
+  return *by_name;
+}
+
+}  // namespace
+
+namespace quick_names {
+
+std::size_t unit_for(std::string_view name, std::size_t slots) {
+  std::chrono::nanoseconds per_slot;
+  {
+    const std::lock_guard lock(learnt_mutex);
+    const auto found = learnt().find(std::string(name));
+    if (found == learnt().end()) return 0;
+    per_slot = found->second.per_slot;
+  }
+  const auto by_time = static_cast<std::size_t>(kUnitTime / std::max(per_slot, std::chrono::nanoseconds(1)));
+  const std::size_t unit = std::min({kLargestUnit, by_time, slots / kFewestUnits});
+  return unit >= kSmallestUnit ? unit : 0;
+}
+
+void learn(std::string_view name, std::uint64_t elapsed_us, std::size_t slots) {
+  if (slots == 0) return;
+  const std::chrono::nanoseconds per_slot = std::chrono::microseconds(elapsed_us) / slots;
+  const std::lock_guard lock(learnt_mutex);
+  auto [entry, created] = learnt().try_emplace(std::string(name), Learnt{per_slot});
+  // Half the last batch: a task that turns slow leaves units after a batch or two.
+  if (!created) entry->second.per_slot = (entry->second.per_slot + per_slot) / 2;
+}
+
+}  // namespace quick_names
+
+UnitPlan plan_units(const Batch& batch, const RunOptions& options) {
+  UnitPlan plan;
+  const std::size_t slots = batch.size();
+  if (slots == 0) return plan;
+  const Job first = batch.job(0);
+  if (first.is_callable() || first.args == nullptr) return plan;
+  for (std::size_t i = 1; i < slots; ++i) {
+    const Job job = batch.job(i);
+    if (job.is_callable() || job.args == nullptr || job.task != first.task) return plan;
+  }
+  plan.name = first.task;
+  if (options.max_concurrency == 0 && options.timeout.count() == 0) plan.unit = quick_names::unit_for(plan.name, slots);
+  return plan;
+}
+
+}  // namespace fanout::detail

@@ -1,0 +1,238 @@
+// The process driver sends the slots of a batch of one quick task as units (fanout.capnp,
+// Task.slots): what the broker receives, and how the client maps the units' outcomes back onto
+// slots. A fake broker on a real ZeroMQ socket plays broker and executors at once: it records
+// every window and answers each task at once, as an executor that knows units would.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fanout/fanout.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "test_support.hpp"
+#include "transport.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Only their names and argument types matter here: the fake broker computes the values.
+const fanout::Task units_twice{"units.twice", [](int x) { return 2 * x; }};
+const fanout::Task units_slow{"units.slow", [](int x) { return 2 * x; }};
+
+// What the fake executor does with the argument 13 in a unit: the slot throws.
+constexpr int kThrows = 13;
+
+struct SeenTask {
+  std::uint64_t batch;
+  std::uint32_t index;
+  std::uint32_t slots;
+  std::string name;
+};
+
+class FakeBroker {
+ public:
+  FakeBroker() : router_(context_, zmq::socket_type::router) {
+    fanout::wire::configure_socket(router_);
+    router_.bind("tcp://127.0.0.1:*");
+    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeBroker() {
+    stop_ = true;
+    thread_.join();
+  }
+  FakeBroker(const FakeBroker&) = delete;
+  FakeBroker& operator=(const FakeBroker&) = delete;
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  // Every task received from now on.
+  std::vector<SeenTask> take_seen() {
+    const std::lock_guard lock(mutex_);
+    return std::exchange(seen_, {});
+  }
+  // The next unit holding this argument fails whole, as a unit whose executor died does.
+  void crash_unit_holding(int argument) { crash_argument_ = argument; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, 10ms);
+      std::vector<zmq::message_t> parts;
+      while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+        if (parts.size() == 2) {
+          const std::string identity = parts[0].to_string();
+          auto message = fanout::wire::InMessage::parse(std::move(parts[1]));
+          if (message && message->envelope().isTasks()) answer(identity, message->envelope().getTasks().getTasks());
+        }
+        parts.clear();
+      }
+    }
+  }
+
+  void answer(const std::string& identity, capnp::List<fanout::wire::Task>::Reader tasks) {
+    fanout::wire::OutMessage out;
+    auto results = out.envelope().initResults(tasks.size());
+    for (unsigned i = 0; i < tasks.size(); ++i) {
+      const auto task = tasks[i];
+      {
+        const std::lock_guard lock(mutex_);
+        seen_.push_back({task.getBatchId(), task.getIndex(), task.getSlots(), task.getName().cStr()});
+      }
+      auto result = results[i];
+      result.setBatchId(task.getBatchId());
+      result.setIndex(task.getIndex());
+      result.setRanOn("fake executor");
+      // units.slow takes 5 ms a slot, units.twice nothing measurable.
+      const bool slow = std::string(task.getName().cStr()) == "units.slow";
+      if (task.getSlots() == 0) {
+        result.setElapsedUs(slow ? 5000 : 0);
+        result.initValue().setInt(2 * task.getArgs().getTuple()[0].getInt());
+        continue;
+      }
+      const auto tuples = task.getArgs().getList();
+      bool crash = false;
+      for (const auto tuple : tuples) crash = crash || tuple.getTuple()[0].getInt() == crash_argument_.load();
+      if (crash) {
+        crash_argument_ = -1;
+        auto error = result.initError();
+        error.setKind(fanout::wire::ErrorKind::CRASHED);
+        error.setMessage("the executor died (signal 9)");
+        error.setRanOn("fake executor");
+        continue;
+      }
+      result.setElapsedUs(slow ? 5000 * tuples.size() : 0);
+      auto values = result.initValue().initList(tuples.size());
+      std::vector<std::uint32_t> thrown;
+      for (unsigned slot = 0; slot < tuples.size(); ++slot) {
+        const std::int64_t x = tuples[slot].getTuple()[0].getInt();
+        if (x == kThrows) {
+          thrown.push_back(slot);
+        } else {
+          values[slot].setInt(2 * x);
+        }
+      }
+      auto errors = result.initSlotErrors(static_cast<unsigned>(thrown.size()));
+      for (unsigned e = 0; e < thrown.size(); ++e) {
+        errors[e].setSlot(thrown[e]);
+        auto error = errors[e].initError();
+        error.setKind(fanout::wire::ErrorKind::EXCEPTION);
+        error.setRemoteType("std::domain_error");
+        error.setMessage("thirteen");
+        error.setRanOn("fake executor");
+      }
+    }
+    router_.send(zmq::buffer(identity), zmq::send_flags::sndmore);
+    router_.send(out.frame(), zmq::send_flags::none);
+  }
+
+  zmq::context_t context_;
+  zmq::socket_t router_;
+  std::string endpoint_;
+  std::mutex mutex_;
+  std::vector<SeenTask> seen_;
+  std::atomic<int> crash_argument_{-1};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;  // last: starts once everything above exists
+};
+
+// One broker for the whole program: the process driver connects once per process.
+FakeBroker& broker() {
+  static FakeBroker fake;
+  static const fanout_test::ScopedEnv remote("FANOUT_BROKER", fake.endpoint().c_str());
+  return fake;
+}
+
+template <class T>
+std::vector<fanout::Call<int>> calls_of(const fanout::Task<T>& task, int count, int first = 0) {
+  std::vector<fanout::Call<int>> calls;
+  for (int i = first; i < first + count; ++i) calls.push_back(task(i));
+  return calls;
+}
+
+fanout::Driver process() { return fanout::Concurrency::driver("process").deadline(20s); }
+
+std::uint64_t total_slots(const std::vector<SeenTask>& seen) {
+  std::uint64_t slots = 0;
+  for (const auto& task : seen) slots += task.slots == 0 ? 1 : task.slots;
+  return slots;
+}
+
+}  // namespace
+
+TEST_CASE("a batch of a task known to be quick goes as units; each slot gets its own value or failure") {
+  auto& fake = broker();
+  // The first batch of a task goes slot by slot: nothing is known of it yet. Its results say it is quick.
+  CHECK(process().run(calls_of(units_twice, 64, 100)).at(5) == 210);
+  for (const auto& task : fake.take_seen()) CHECK(task.slots == 0);
+
+  const auto outcomes = process().settle(calls_of(units_twice, 1000));
+  const auto seen = fake.take_seen();
+  CHECK(total_slots(seen) == 1000);
+  CHECK(seen.size() < 100);  // units of many slots, not 1,000 tasks
+  for (const auto& task : seen) CHECK(task.slots > 1);
+  REQUIRE(outcomes.size() == 1000);
+  for (int i = 0; i < 1000; ++i) {
+    CAPTURE(i);
+    if (i == kThrows) {
+      REQUIRE_FALSE(outcomes[13].ok());
+      CHECK(outcomes[13].error().kind() == fanout::ErrorKind::exception);
+      CHECK(outcomes[13].error().remote_type() == "std::domain_error");
+      CHECK(outcomes[13].error().remote_message() == "thirteen");
+      CHECK(outcomes[13].error().index() == 13);
+    } else {
+      REQUIRE(outcomes[static_cast<std::size_t>(i)].ok());
+      CHECK(outcomes[static_cast<std::size_t>(i)].value() == 2 * i);
+    }
+  }
+}
+
+TEST_CASE("a unit that failed whole (its executor died) goes again slot by slot, in a batch of its own") {
+  auto& fake = broker();
+  (void)process().run(calls_of(units_twice, 64, 100));
+  (void)fake.take_seen();
+  fake.crash_unit_holding(300);
+  const auto values = process().run(calls_of(units_twice, 1000, 20));  // no 13: every slot succeeds
+  REQUIRE(values.size() == 1000);
+  for (int i = 0; i < 1000; ++i) CHECK(values[static_cast<std::size_t>(i)] == 2 * (i + 20));
+
+  const auto seen = fake.take_seen();
+  std::set<std::uint64_t> batches;
+  std::uint64_t plain = 0;
+  for (const auto& task : seen) {
+    batches.insert(task.batch);
+    if (task.slots == 0) ++plain;
+  }
+  CHECK(batches.size() == 2);
+  CHECK(plain > 1);  // the crashed unit's slots, one task each
+  CHECK(total_slots(seen) == 1000 + plain);
+}
+
+TEST_CASE("no units under a cap, a per-slot timeout, or for a task not known to be quick") {
+  auto& fake = broker();
+  (void)process().run(calls_of(units_twice, 64, 100));
+  (void)fake.take_seen();
+  SUBCASE("a cap counts slots, which the broker does not see inside a unit") {
+    CHECK(process().max_concurrency(4).run(calls_of(units_twice, 1000, 20)).at(1) == 42);
+  }
+  SUBCASE("a per-slot timeout is each slot's own") {
+    CHECK(process().timeout(5s).run(calls_of(units_twice, 1000, 20)).at(1) == 42);
+  }
+  SUBCASE("a task that took 5 ms a slot") {
+    CHECK(process().run(calls_of(units_slow, 64)).at(1) == 2);
+    CHECK(process().run(calls_of(units_slow, 1000, 20)).at(1) == 42);
+  }
+  const auto seen = fake.take_seen();
+  CHECK(seen.size() >= 1000);
+  for (const auto& task : seen) CHECK(task.slots == 0);
+}
