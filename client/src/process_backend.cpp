@@ -324,6 +324,11 @@ class BatchRun final : private BatchLink::Receiver {
     });
     if (bytes > wire::max_frame_bytes()) {  // one task's arguments alone are larger than that
       for (std::size_t i = 0; i < count; ++i) {
+        // A unit's slots may each fit alone (plan_units keeps units far below a frame).
+        if (positions_.unit() > 0) {
+          split(position_of(i), positions_.slot_count(position_of(i)));
+          continue;
+        }
         fail_position(position_of(i), FailureInfo{ErrorKind::bad_message, "",
                                                   "its arguments take " + std::to_string(bytes) + " bytes, more than the " +
                                                       std::to_string(wire::max_frame_bytes() >> 20) +
@@ -331,6 +336,12 @@ class BatchRun final : private BatchLink::Receiver {
                                                   "client"});
       }
     }
+  }
+
+  // `slots` slots of unit `position` are to go again one by one (to_split), once this run ends.
+  void split(std::size_t position, std::size_t slots) {
+    split_.push_back(position);
+    split_slots_ += slots;
   }
 
   void fail_position(std::size_t position, const FailureInfo& failure) {
@@ -404,9 +415,7 @@ class BatchRun final : private BatchLink::Receiver {
           kind == ErrorKind::unknown_task) {
         return fail_position(position, FailureInfo{kind, error.getRemoteType(), error.getMessage(), error.getRanOn()});
       }
-      split_.push_back(position);
-      split_slots_ += count;
-      return;
+      return split(position, count);
     }
     const auto value = result.getValue();
     if (!value.isList() || value.getList().size() != count) {
@@ -416,16 +425,30 @@ class BatchRun final : private BatchLink::Receiver {
                                                  std::string(ran_on())});
     }
     learn(result, count);
+    // Slots the executor did not run (`refused`: the unit's values filled half a message) go
+    // again alone; they stay without an outcome until then.
+    std::vector<bool> not_run;
     for (const auto failed : result.getSlotErrors()) {
       if (failed.getSlot() >= count) continue;
       const auto error = failed.getError();
+      if (error.getKind() == wire::ErrorKind::REFUSED) {
+        not_run.resize(count);
+        not_run[failed.getSlot()] = true;
+        continue;
+      }
       results_.failure(first + failed.getSlot(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
                                                              error.getMessage(), error.getRanOn()});
     }
     const auto values = value.getList();
+    std::size_t left = 0;
     for (std::size_t i = 0; i < count; ++i) {
-      if (!results_.settled(first + i)) results_.value(first + i, wire::wrap(values[static_cast<unsigned>(i)]), ran_on);
+      if (!not_run.empty() && not_run[i]) {
+        left += results_.settled(first + i) ? 0 : 1;
+      } else if (!results_.settled(first + i)) {
+        results_.value(first + i, wire::wrap(values[static_cast<unsigned>(i)]), ran_on);
+      }
     }
+    if (left > 0) split(position, left);
   }
 
   // A task's run time, for quick_names.
@@ -435,7 +458,7 @@ class BatchRun final : private BatchLink::Receiver {
   }
 
   void unreadable_result(std::uint32_t index, const std::string& why) override {
-    if (index >= positions_.count()) return;
+    if (index >= positions_.count() || position_done(index)) return;
     fail_position(index, FailureInfo{ErrorKind::bad_message, "", "its result could not be read: " + why,
                                      "broker " + link_.where()});
   }

@@ -18,6 +18,9 @@ constexpr std::size_t kLargestUnit = 64;
 constexpr std::size_t kSmallestUnit = 8;
 // Units enough to spread over executors and keep results coming.
 constexpr std::size_t kFewestUnits = 16;
+// What a unit's arguments may take: far below a frame (16 MiB by default) and the window's share
+// of arguments, and so that its slots' values (unknown until they run) rarely come near it.
+constexpr std::size_t kUnitArgumentBytes = 64 << 10;
 
 struct Learnt {
   std::chrono::nanoseconds per_slot;
@@ -63,12 +66,17 @@ UnitPlan plan_units(const Batch& batch, const RunOptions& options) {
   if (slots == 0) return plan;
   const Job first = batch.job(0);
   if (first.is_callable() || first.args == nullptr) return plan;
-  for (std::size_t i = 1; i < slots; ++i) {
+  std::size_t largest = 0;  // argument bytes of the largest slot
+  for (std::size_t i = 0; i < slots; ++i) {
     const Job job = batch.job(i);
     if (job.is_callable() || job.args == nullptr || job.task != first.task) return plan;
+    largest = std::max(largest, job.args->encoded_size());
   }
   plan.name = first.task;
-  if (options.max_concurrency == 0 && options.timeout.count() == 0) plan.unit = quick_names::unit_for(plan.name, slots);
+  if (options.max_concurrency == 0 && options.timeout.count() == 0) {
+    plan.unit = std::min(quick_names::unit_for(plan.name, slots), kUnitArgumentBytes / std::max<std::size_t>(largest, 1));
+    if (plan.unit < kSmallestUnit) plan.unit = 0;
+  }
   return plan;
 }
 

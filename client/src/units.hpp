@@ -65,8 +65,9 @@ struct UnitPlan {
 };
 
 // Units when they pay and keep every promise: every slot calls one task, quick here so far
-// (QuickNames); no cap and no per-slot timeout (both count slots, which the broker does not see
-// inside a unit); enough slots for at least kFewestUnits units of kSmallestUnit.
+// (quick_names); no cap and no per-slot timeout (both count slots, which the broker does not see
+// inside a unit); enough slots for at least kFewestUnits units of kSmallestUnit; a unit's
+// arguments far below a frame (kUnitArgumentBytes).
 UnitPlan plan_units(const Batch& batch, const RunOptions& options);
 
 // How long a slot of each task took in this process's batches so far (their results' run times).

@@ -8,8 +8,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -269,6 +271,61 @@ TEST_CASE("in a batch of a quick task, a slot that throws and a slot that kills 
   }
   // The pool recovered.
   CHECK(process().run(local_square(7)) == std::tuple<int>{49});
+}
+
+namespace {
+
+const fanout::Task local_size{"local.size", [](fanout::Bytes data) { return data.size(); }};
+// Returns `bytes` bytes, and appends a line to the file at `path` each time it runs.
+const fanout::Task local_blob{"local.blob", [](std::string path, std::size_t bytes) {
+                                if (std::FILE* file = std::fopen(path.c_str(), "a")) {
+                                  std::fputs("ran\n", file);
+                                  std::fclose(file);
+                                }
+                                return fanout::Bytes(bytes, std::byte{2});
+                              }};
+
+std::size_t lines_in(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::size_t lines = 0;
+  for (std::string line; std::getline(in, line);) ++lines;
+  return lines;
+}
+
+}  // namespace
+
+// Units of a quick task must stay far below a frame (16 MiB), whatever its slots carry: 128
+// slots of 2.15 MiB each fit a frame alone, 8 of them (a unit's size here) do not.
+TEST_CASE("a quick task's slots whose arguments would make units larger than a frame still run") {
+  constexpr std::size_t kSlotBytes = 2200 << 10;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<fanout::Call<std::size_t>> small;
+    for (int slot = 0; slot < 256; ++slot) small.push_back(local_size(fanout::Bytes(8, std::byte{1})));
+    (void)process().run(small);  // the task is quick
+  }
+  std::vector<fanout::Call<std::size_t>> large;
+  for (int slot = 0; slot < 128; ++slot) large.push_back(local_size(fanout::Bytes(kSlotBytes, std::byte{1})));
+  CHECK(process().deadline(60s).run(large) == std::vector<std::size_t>(128, kSlotBytes));
+}
+
+// A unit's values are only known once its slots ran: the executor stops a unit whose values fill
+// half a frame, and the client sends the slots not run one by one. Each slot runs once.
+TEST_CASE("a quick task's slots whose values outgrow a frame together each run once and have their value") {
+  const fanout_test::TempDir dir;
+  const auto runs = dir.path() / "runs";
+  const auto calls = [&](int count, std::size_t bytes) {
+    std::vector<fanout::Call<fanout::Bytes>> batch;
+    for (int slot = 0; slot < count; ++slot) batch.push_back(local_blob(runs.string(), bytes));
+    return batch;
+  };
+  for (int i = 0; i < 3; ++i) (void)process().run(calls(256, 8));  // the task is quick
+  std::filesystem::remove(runs);
+
+  constexpr std::size_t kValueBytes = 2200 << 10;
+  const auto values = process().deadline(60s).run(calls(128, kValueBytes));
+  REQUIRE(values.size() == 128);
+  for (const auto& value : values) CHECK(value.size() == kValueBytes);
+  CHECK(lines_in(runs) == 128);
 }
 
 TEST_CASE("large payloads travel to local workers") {

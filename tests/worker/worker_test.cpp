@@ -3,6 +3,8 @@
 // reaped by its owner object, also when a check fails.
 #include <doctest/doctest.h>
 
+#include <capnp/any.h>
+
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -661,4 +663,30 @@ TEST_CASE("the result of a quick name's task that turned slow leaves before the 
                                           << first->envelope().getResults().size() << " results");
   CHECK(first->envelope().getResults()[0].getIndex() == 0);
   CHECK(waited < milliseconds(1000));  // task 0 ended at ~400 ms
+}
+
+// A list claims its count in one word: a unit's list of zero-sized elements could claim millions
+// of runs and a results message of gigabytes from a frame of a few hundred KiB.
+TEST_CASE("a unit whose argument list is a list of zero-sized elements is refused, not run") {
+  Setup setup(1);
+  // A claim above the most slots a unit may have, and one below it that only the list's bytes
+  // give away.
+  std::uint64_t batch = 46;
+  for (const std::uint32_t claimed : {1u << 18, 1000u}) {
+    CAPTURE(claimed);
+    const auto void_list = [claimed](wire::Value::Builder out) {
+      out.initList(0);  // the union says `list`
+      capnp::toAny(out).getPointerSection()[0].initAsAnyList(capnp::ElementSize::VOID, claimed);
+    };
+    auto message = tasks_message(batch, {{0, "example.square", void_list, 0, claimed}});
+    // The traversal limit is 8 words per word of the frame: a key nobody reads pays for the claim.
+    message.envelope().getTasks().getTasks()[0].setKey(std::string(2 * claimed + 8192, 'k'));
+    CHECK(message.builder().sizeInWords() * sizeof(capnp::word) < claimed * 3 + 16384);
+    const auto started = Clock::now();
+    setup.broker().send(setup.executor(0), message);
+    const auto result = single_result(setup.broker(), batch++, setup.log());
+    REQUIRE(result.isError());
+    CHECK(result.getError().getKind() == wire::ErrorKind::BAD_MESSAGE);
+    CHECK(Clock::now() - started < milliseconds(2000));  // refused, not run 262,144 times (8.7 s)
+  }
 }

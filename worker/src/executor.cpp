@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include <capnp/any.h>
 #include <kj/exception.h>
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
@@ -49,6 +50,7 @@
 #include "task_durations.hpp"
 #include "task_queue.hpp"
 #include "keys.hpp"
+#include "limits.hpp"
 #include "transport.hpp"
 #include "wire_kinds.hpp"
 
@@ -62,6 +64,8 @@ std::string shown(std::string_view text) { return wire::printable(text, wire::kL
 using Clock = std::chrono::steady_clock;
 
 constexpr unsigned kMaxResultsPerMessage = 1024;
+// The most slots of a unit (fanout.capnp, Task.slots) an executor runs; clients send 64 at most.
+constexpr std::uint32_t kMostUnitSlots = 1024;
 // Results wait for the next ones at most this long: together while tasks are quick, at once when
 // they are not.
 constexpr auto kResultDelay = std::chrono::milliseconds(1);
@@ -464,7 +468,7 @@ class Executor {
         group_slots = slots;
         group_tick = ticks_.load(std::memory_order_relaxed);
       }
-      run_task(task, name, frame.batch_id, results->next());
+      run_task(task, name, frame.batch_id, results->next(), *results);
       --group_left;
       // Room for the envelope around the results, as the broker counts the frame.
       if (results->bytes() + 1024 > config_.max_frame_bytes) {
@@ -491,8 +495,10 @@ class Executor {
     }
   }
 
-  // Runs one task into `result` (its run time is set when its group ends: run_some).
-  void run_task(wire::Task::Reader task, std::string_view name, std::uint64_t batch_id, wire::Result::Builder result) {
+  // Runs one task into `result`, the last of `message` (its run time is set when its group ends:
+  // run_some).
+  void run_task(wire::Task::Reader task, std::string_view name, std::uint64_t batch_id, wire::Result::Builder result,
+                const ResultsMessage& message) {
     // Data fields of a list element are read without following pointers, so they never throw.
     const std::uint32_t index = task.getIndex();
     result.setBatchId(batch_id);
@@ -501,7 +507,7 @@ class Executor {
     result.setRanOn(ran_on_);
     config_.running->begin(batch_id, index);
     try {
-      run_call(task, name, result);
+      run_call(task, name, result, message);
     } catch (...) {
       const FailureInfo failure = detail::failure_from_current_exception(ran_on_);
       fail(result, failure.kind, failure.remote_type, failure.message);
@@ -509,7 +515,8 @@ class Executor {
     config_.running->end();
   }
 
-  void run_call(wire::Task::Reader task, std::string_view name, wire::Result::Builder result) {
+  void run_call(wire::Task::Reader task, std::string_view name, wire::Result::Builder result,
+                const ResultsMessage& message) {
     wire::Value::Reader args;
     try {
       if (name.data() == nullptr) task.getName();  // unreadable: read again, for what is wrong
@@ -535,22 +542,35 @@ class Executor {
         send(out.frame());
       });
     }
-    if (const std::uint32_t slots = task.getSlots(); slots > 0) return run_unit(args, slots, name, result);
+    if (const std::uint32_t slots = task.getSlots(); slots > 0) return run_unit(args, slots, name, result, message);
     registered(name)(wire::wrap(args), wire::wrap(result.initValue()));
   }
 
   // A unit (fanout.capnp, Task.slots): its slots run in turn, each one's failure its own. Only a
-  // name that is not registered, or a unit that is not one, fails it whole.
-  void run_unit(wire::Value::Reader args, std::uint32_t slots, std::string_view name, wire::Result::Builder result) {
-    if (!args.isList() || args.getList().size() != slots) {
+  // name that is not registered, or a unit that is not one, fails it whole. Once the values of
+  // `message` take half a frame, the slots left are not run but refused (the client sends each
+  // alone): a unit's values must never outgrow a frame, which would refuse the whole unit after
+  // its slots ran.
+  void run_unit(wire::Value::Reader args, std::uint32_t slots, std::string_view name, wire::Result::Builder result,
+                const ResultsMessage& message) {
+    // Clients send units of at most 64 slots; a list claims its count in one word, and a list of
+    // zero-sized elements could claim millions of runs.
+    if (slots > kMostUnitSlots || !args.isList() || args.getList().size() != slots ||
+        wire::amplified(capnp::AnyList::Reader(args.getList()))) {
       return fail(result, ErrorKind::bad_message, "",
-                  "a unit of " + std::to_string(slots) + " slots without a list of as many argument tuples");
+                  "a unit of " + std::to_string(slots) + " slots (at most " + std::to_string(kMostUnitSlots) +
+                      ") without a list of as many argument tuples");
     }
     const auto& run = registered(name);
     const auto tuples = args.getList();
     auto values = result.initValue().initList(slots);
     std::vector<std::pair<std::uint32_t, FailureInfo>> failed;
     for (std::uint32_t slot = 0; slot < slots; ++slot) {
+      if (message.bytes() > config_.max_frame_bytes / 2) {
+        failed.emplace_back(slot, FailureInfo{ErrorKind::refused, "",
+                                              "not run: its unit's values filled half a message; run it alone", ran_on_});
+        continue;
+      }
       try {
         run(wire::wrap(tuples[slot]), wire::wrap(values[slot]));
       } catch (...) {
