@@ -15,6 +15,7 @@
 #include <fanout/error.hpp>
 #include <kj/exception.h>
 
+#include "capnp_layout.hpp"
 #include "limits.hpp"
 #include "value_writer.hpp"
 #include "wire.hpp"
@@ -549,6 +550,38 @@ Payload Payload::build(FunctionRef<void(ValueBuilder)> fill) {
   const std::size_t words = writer.size();
   auto* impl = new (writer.release()) Impl;
   impl->inline_words = static_cast<std::uint32_t>(words);
+  return Payload(impl);
+}
+
+Payload Payload::of_scalars(std::span<const detail::Scalar> scalars) {
+  using namespace wire::layout;
+  constexpr std::uint32_t kData = wire::ValueWriter::kValueData;
+  constexpr std::uint32_t kPointers = wire::ValueWriter::kValuePointers;
+  constexpr std::uint32_t kValue = kData + kPointers;
+  const std::size_t count = scalars.size();
+  if (count == 0 || count > kMaxCount / kValue) throw Error("Payload::of_scalars: " + std::to_string(count) + " scalars");
+  // The layout ValueWriter makes for a tuple: the root pointer, the root Value (a tuple), the
+  // list's tag, one Value per element (its member in bytes 0-1, a bool in byte 2, every other
+  // scalar in word 1).
+  const std::size_t words = 1 + kValue + 1 + count * kValue;
+  Impl* impl = Impl::make(words);
+  auto* out = reinterpret_cast<std::uint64_t*>(impl->words());
+  std::memset(out, 0, words * sizeof(std::uint64_t));
+  out[0] = struct_pointer(0, 1, kData, kPointers);
+  const auto tuple = static_cast<std::uint16_t>(wire::Value::TUPLE);
+  std::memcpy(&out[1], &tuple, sizeof tuple);
+  out[1 + kData] = list_pointer(1 + kData, 1 + kValue, kCompositeElements, count * kValue);
+  out[1 + kValue] = composite_tag(count, kData, kPointers);
+  for (std::size_t i = 0; i < count; ++i) {
+    std::uint64_t* element = out + 2 + kValue + i * kValue;
+    const auto member = static_cast<std::uint16_t>(scalars[i].kind);  // ValueKind follows the schema's order
+    std::memcpy(element, &member, sizeof member);
+    if (scalars[i].kind == ValueKind::boolean) {
+      reinterpret_cast<unsigned char*>(element)[2] = scalars[i].bits != 0 ? 1 : 0;
+    } else {
+      element[1] = scalars[i].bits;
+    }
+  }
   return Payload(impl);
 }
 

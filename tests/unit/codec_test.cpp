@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <fanout/codec.hpp>
+#include <fanout/task.hpp>
 
 #include "value_text.hpp"
 #include "wire.hpp"  // in-tree tests may build raw messages
@@ -223,6 +224,47 @@ TEST_CASE("arguments are written exactly as a capnp builder writes them") {
   for (int i = 0; i < 300; ++i) many.push_back(std::string(static_cast<std::size_t>(i % 40), 'z'));
   check_written_as_capnp_would(many);
   check_written_as_capnp_would(fanout::Bytes(100000, std::byte{0x11}));
+}
+
+namespace {
+
+// Parameters of every scalar kind: a call of it is written without a writer (Payload::of_scalars).
+const fanout::Task scalar_task{"codec.scalars", [](bool, char, std::int8_t, std::uint16_t, int, std::uint64_t,
+                                                   std::int64_t, float, double, Color, Level) { return 0; }};
+
+template <class... A>
+void check_scalars_as_writer_would(A... values) {
+  const auto expected = fanout::encode_payload(std::tuple<A...>{values...});
+  const fanout::detail::Scalar scalars[] = {fanout::detail::scalar_of(values)...};
+  const auto written = fanout::Payload::of_scalars(scalars);
+  REQUIRE(written.words().size() == expected.words().size());
+  CHECK(std::memcmp(written.words().data(), expected.words().data(), expected.words().size() * 8) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("calls whose arguments are all scalars are written word for word as the writer writes them") {
+  check_scalars_as_writer_would(-7);
+  check_scalars_as_writer_would(true, false);
+  check_scalars_as_writer_would(std::numeric_limits<std::uint64_t>::max(), std::numeric_limits<std::int64_t>::min());
+  check_scalars_as_writer_would(-1.5F, 3.25e300, -0.0F, std::numeric_limits<double>::quiet_NaN());
+  check_scalars_as_writer_would('a', static_cast<std::int8_t>(-128), static_cast<std::uint16_t>(65535));
+  check_scalars_as_writer_would(Color::blue, high, low);
+  // What a Task's call holds, against the tuple encoded through the codec.
+  const auto call = scalar_task(true, 'z', std::int8_t{-3}, std::uint16_t{9}, -42, std::uint64_t{1} << 63,
+                                std::int64_t{-1}, 2.5F, -1e-300, Color::green, low);
+  const auto expected = fanout::encode_payload(std::tuple<bool, char, std::int8_t, std::uint16_t, int, std::uint64_t,
+                                                          std::int64_t, float, double, Color, Level>{
+      true, 'z', std::int8_t{-3}, std::uint16_t{9}, -42, std::uint64_t{1} << 63, std::int64_t{-1}, 2.5F, -1e-300,
+      Color::green, low});
+  REQUIRE(call.args().words().size() == expected.words().size());
+  CHECK(std::memcmp(call.args().words().data(), expected.words().data(), expected.words().size() * 8) == 0);
+  const auto back = fanout::decode_payload<std::tuple<bool, char, std::int8_t, std::uint16_t, int, std::uint64_t,
+                                                      std::int64_t, float, double, Color, Level>>(call.args());
+  CHECK(std::get<4>(back) == -42);
+  CHECK(std::get<5>(back) == std::uint64_t{1} << 63);
+  CHECK(std::get<8>(back) == -1e-300);
+  CHECK(std::get<9>(back) == Color::green);
 }
 
 TEST_CASE("small values are stored compactly") {

@@ -138,6 +138,11 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
  private:
   template <class... P>
   Call<typename Sig::result> make_call(const P&... args) const {
+    if constexpr (sizeof...(P) > 0 && (detail::kIsScalar<P> && ...)) {
+      // Numbers and bools only: their tuple's words are written at once (Payload::of_scalars).
+      const detail::Scalar scalars[] = {detail::scalar_of(args)...};
+      return Call<typename Sig::result>(name_, Payload::of_scalars(scalars));
+    }
     return Call<typename Sig::result>(name_, Payload::build([&](ValueBuilder out) {
       [[maybe_unused]] auto tuple = out.init_tuple(sizeof...(P));  // unused for tasks without parameters
       std::size_t index = 0;

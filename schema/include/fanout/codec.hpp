@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -139,6 +140,35 @@ struct Codec<E, std::enable_if_t<std::is_enum_v<E>>> {
   }
   static E decode(ValueReader in) { return static_cast<E>(detail::narrow_integer<Underlying>(in, &name)); }
 };
+
+namespace detail {
+
+// The types whose Codec writes one scalar member (above), and what it writes: a call of a task
+// whose parameters are all such types is encoded without a writer (Payload::of_scalars).
+template <class T>
+inline constexpr bool kIsScalar =
+    std::is_integral_v<T> || std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_enum_v<T>;
+
+template <class T>
+Scalar scalar_of(T value) {
+  if constexpr (std::is_enum_v<T>) {
+    return scalar_of(static_cast<std::underlying_type_t<T>>(value));
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return {ValueKind::boolean, value ? 1U : 0U};
+  } else if constexpr (std::is_same_v<T, float>) {
+    return {ValueKind::float32, std::bit_cast<std::uint32_t>(value)};
+  } else if constexpr (std::is_same_v<T, double>) {
+    return {ValueKind::float64, std::bit_cast<std::uint64_t>(value)};
+  } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    return {ValueKind::int64, static_cast<std::uint64_t>(static_cast<std::int64_t>(value))};
+  } else if constexpr (std::is_integral_v<T>) {
+    return {ValueKind::uint64, static_cast<std::uint64_t>(value)};
+  } else {
+    static_assert(sizeof(T) == 0, "fanout: not a scalar the codec writes as one member");
+  }
+}
+
+}  // namespace detail
 
 template <>
 struct Codec<std::monostate> {

@@ -71,6 +71,13 @@ struct alignas(8) HandleStorage {
   unsigned char bytes[48];
   bool direct = false;
 };
+
+// One argument of a call whose arguments are all bools, numbers or enums, as its Codec encodes
+// it: the Value member and the member's bits (Payload::of_scalars).
+struct Scalar {
+  ValueKind kind;      // boolean, int64, uint64, float32 or float64
+  std::uint64_t bits;  // the bool, the integer, or the float's bit pattern (float32 in the low half)
+};
 }  // namespace detail
 
 class ValueBuilder {
@@ -176,6 +183,10 @@ class Payload {
 
   // Encodes a value with `fill`; the builder passed to it is the payload's root.
   static Payload build(FunctionRef<void(ValueBuilder)> fill);
+
+  // The tuple of `scalars` (at least one), as build() would encode it with their Codecs, written
+  // without a writer: what a call of a task whose parameters are all scalars costs (task.hpp).
+  static Payload of_scalars(std::span<const detail::Scalar> scalars);
 
   // Calls `read` with the root, under reader limits derived from the encoded size. The reader is
   // valid only inside the call.
