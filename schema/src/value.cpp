@@ -356,6 +356,29 @@ SequenceReader make_sequence_reader(SequenceList::Reader items) {
 
 ValueKind ValueReader::kind() const { return kind_of(wire::unwrap(*this).which()); }
 
+bool ValueReader::read_scalars(std::span<detail::Scalar> out) const noexcept {
+  try {
+    const auto value = wire::unwrap(*this);
+    if (value.which() != Value::TUPLE) return false;
+    const auto elements = value.getTuple();
+    if (elements.size() != out.size()) return false;
+    for (unsigned i = 0; i < elements.size(); ++i) {
+      const auto element = elements[i];
+      switch (element.which()) {
+        case Value::BOOL: out[i] = {ValueKind::boolean, element.getBool() ? 1U : 0U}; break;
+        case Value::INT: out[i] = {ValueKind::int64, static_cast<std::uint64_t>(element.getInt())}; break;
+        case Value::UINT: out[i] = {ValueKind::uint64, element.getUint()}; break;
+        case Value::FLOAT32: out[i] = {ValueKind::float32, std::bit_cast<std::uint32_t>(element.getFloat32())}; break;
+        case Value::FLOAT64: out[i] = {ValueKind::float64, std::bit_cast<std::uint64_t>(element.getFloat64())}; break;
+        default: return false;
+      }
+    }
+    return true;
+  } catch (...) {  // unreadable: the accessors say why
+    return false;
+  }
+}
+
 bool ValueReader::as_bool(TypeName expected) const { return checked(*this, Value::BOOL, expected).getBool(); }
 
 std::int64_t ValueReader::as_int(TypeName expected) const {

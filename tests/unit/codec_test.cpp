@@ -267,6 +267,33 @@ TEST_CASE("calls whose arguments are all scalars are written word for word as th
   CHECK(std::get<9>(back) == Color::green);
 }
 
+namespace {
+
+template <class Tuple, class Encoded>
+std::optional<Tuple> scalars_read_as(const Encoded& value) {
+  std::optional<Tuple> read;
+  fanout::encode_payload(value).read([&](fanout::ValueReader in) { read = fanout::detail::decode_scalars<Tuple>(in); });
+  return read;
+}
+
+}  // namespace
+
+TEST_CASE("scalar arguments read in one call are what the codec decodes; anything else is left to it") {
+  using Args = std::tuple<bool, std::int8_t, std::uint32_t, float, double, Color, Level>;
+  const Args args{true, -128, 4000000000U, -2.5F, 1e-300, Color::blue, low};
+  CHECK(scalars_read_as<Args>(args) == args);
+  CHECK(scalars_read_as<Args>(args) == fanout::decode_payload<Args>(fanout::encode_payload(args)));
+  // Out of range, another signedness, another width of float, another member, another size:
+  // decode<T> converts or refuses with its message; the one-call read does neither.
+  CHECK_FALSE(scalars_read_as<std::tuple<std::int8_t>>(std::tuple<int>{300}));
+  CHECK_FALSE(scalars_read_as<std::tuple<int>>(std::tuple<unsigned>{7}));
+  CHECK(fanout::decode_payload<std::tuple<int>>(fanout::encode_payload(std::tuple<unsigned>{7})) == std::tuple<int>{7});
+  CHECK_FALSE(scalars_read_as<std::tuple<double>>(std::tuple<float>{1.5F}));
+  CHECK_FALSE(scalars_read_as<std::tuple<int, int>>(std::tuple<int, std::string>{1, "x"}));
+  CHECK_FALSE(scalars_read_as<std::tuple<int, int>>(std::tuple<int>{1}));
+  CHECK_FALSE(scalars_read_as<std::tuple<int>>(7));  // not a tuple at all
+}
+
 TEST_CASE("small values are stored compactly") {
   // Million-task batches hold a Payload per call: it must cost tens of bytes, not a segment.
   CHECK(fanout::encode_payload(std::tuple<int>{3}).encoded_size() <= 96);

@@ -153,10 +153,14 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
   static void invoke(const void* self, ValueReader args, ValueBuilder out) {
     const auto& task = *static_cast<const Task*>(self);
     std::optional<arguments> decoded;
-    try {
-      decoded.emplace(decode<arguments>(args));
-    } catch (const Error& unfit) {  // a TypeMismatch, or arguments that cannot be read at all
-      throw detail::BadArguments("arguments of task '" + task.name_ + "': " + unfit.what());
+    // Numbers and bools only: read in one call when they are exactly what a call writes.
+    if constexpr (detail::kIsScalarTuple<arguments>) decoded = detail::decode_scalars<arguments>(args);
+    if (!decoded) {
+      try {
+        decoded.emplace(decode<arguments>(args));
+      } catch (const Error& unfit) {  // a TypeMismatch, or arguments that cannot be read at all
+        throw detail::BadArguments("arguments of task '" + task.name_ + "': " + unfit.what());
+      }
     }
     encode(out, task.call_locally(std::move(*decoded)));
   }

@@ -168,6 +168,55 @@ Scalar scalar_of(T value) {
   }
 }
 
+// `scalar` as a T when it is exactly what T's Codec writes and its value fits T; nullopt else
+// (the Codec's decode then converts it, or says why it does not fit).
+template <class T>
+std::optional<T> from_scalar(const Scalar& scalar) {
+  if constexpr (std::is_enum_v<T>) {
+    const auto underlying = from_scalar<std::underlying_type_t<T>>(scalar);
+    return underlying ? std::optional<T>(static_cast<T>(*underlying)) : std::nullopt;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return scalar.kind == ValueKind::boolean ? std::optional<T>(scalar.bits != 0) : std::nullopt;
+  } else if constexpr (std::is_same_v<T, float>) {
+    if (scalar.kind != ValueKind::float32) return std::nullopt;
+    return std::bit_cast<float>(static_cast<std::uint32_t>(scalar.bits));
+  } else if constexpr (std::is_same_v<T, double>) {
+    if (scalar.kind != ValueKind::float64) return std::nullopt;
+    return std::bit_cast<double>(scalar.bits);
+  } else if constexpr (std::is_signed_v<T>) {
+    const auto value = static_cast<std::int64_t>(scalar.bits);
+    if (scalar.kind != ValueKind::int64 || value < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
+        value > static_cast<std::int64_t>(std::numeric_limits<T>::max())) {
+      return std::nullopt;
+    }
+    return static_cast<T>(value);
+  } else {
+    if (scalar.kind != ValueKind::uint64 || scalar.bits > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) {
+      return std::nullopt;
+    }
+    return static_cast<T>(scalar.bits);
+  }
+}
+
+template <class Tuple>
+inline constexpr bool kIsScalarTuple = false;
+template <class... T>
+inline constexpr bool kIsScalarTuple<std::tuple<T...>> = sizeof...(T) > 0 && (kIsScalar<T> && ...);
+
+// A tuple of scalars read in one call (ValueReader::read_scalars), when every element is exactly
+// what its Codec writes; nullopt else, for decode<Tuple> to convert or to say why not.
+template <class Tuple>
+std::optional<Tuple> decode_scalars(ValueReader in) {
+  constexpr std::size_t kCount = std::tuple_size_v<Tuple>;
+  Scalar scalars[kCount];
+  if (!in.read_scalars(scalars)) return std::nullopt;
+  return [&]<std::size_t... I>(std::index_sequence<I...>) -> std::optional<Tuple> {
+    const auto parts = std::make_tuple(from_scalar<std::tuple_element_t<I, Tuple>>(scalars[I])...);
+    if (!(std::get<I>(parts).has_value() && ...)) return std::nullopt;
+    return Tuple{*std::get<I>(parts)...};
+  }(std::make_index_sequence<kCount>{});
+}
+
 }  // namespace detail
 
 template <>

@@ -145,6 +145,11 @@ class ValueReader {
   // Content of an engaged optional; requires kind() == some.
   ValueReader as_some(TypeName expected) const;
 
+  // A tuple of exactly out.size() bools and numbers, read in one call: fills `out` and returns
+  // true. Anything else (other members, another size, an unreadable value) returns false and
+  // leaves the reasons to the as_* accessors. What an executor reads a scalar call with.
+  bool read_scalars(std::span<detail::Scalar> out) const noexcept;
+
   // The wire type as a readable type expression ("list<text>", "tuple<int, none>") for messages.
   std::string describe() const;
 
