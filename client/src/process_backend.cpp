@@ -49,6 +49,10 @@ constexpr std::size_t kWindowTasks = 16384;
 // A batch of up to this many tasks goes in one window, which the broker splits over idle
 // executors; larger ones go in windows of link::kFrameTasks.
 constexpr std::size_t kSingleFrameBatch = 256;
+// Units go in windows of this many: a window the broker forwards whole to one executor (a share
+// of it would be copied into a new message, unit by unit), and that executor starts on while
+// the next windows are written.
+constexpr std::size_t kUnitsPerFrame = 32;
 // How long defer waits for the broker's receipt when the driver sets no timeout.
 constexpr auto kDeferAckTimeout = std::chrono::seconds(30);
 // A deferred batch without an ack this long in local mode: is the local service still there? It
@@ -203,7 +207,9 @@ class BatchRun final : private BatchLink::Receiver {
           if (resend_ < resend_end_) {
             resend_window(room);
           } else {
-            const std::size_t frame = total <= kSingleFrameBatch ? total : link::kFrameTasks;
+            const std::size_t frame = positions_.unit() > 0     ? kUnitsPerFrame
+                                      : total <= kSingleFrameBatch ? total
+                                                                   : link::kFrameTasks;
             send_window(std::min({frame, total - next_, room}));
           }
         }
