@@ -69,14 +69,14 @@ std::string metrics_text(const MetricsSnapshot& s) {
                static_cast<double>(s.deferred_done));
   for (const auto& [outcome, count] : s.completed) {
     text.counter("fanout_broker_tasks_completed_total",
-                 "Task slots settled, by outcome (success, or the kind of failure); deferred tasks once, at the end",
+                 "Task slots settled, by outcome (success, or the kind of failure; a unit of quick slots counts each); deferred tasks once, at the end",
                  static_cast<double>(count), {{"outcome", outcome}});
   }
   for (const auto& [reason, count] : s.refused) {
     text.counter("fanout_broker_messages_refused_total", "Messages the broker refused or dropped, by reason",
                  static_cast<double>(count), {{"reason", reason}});
   }
-  text.counter("fanout_broker_tasks_received_total", "Tasks received from clients", static_cast<double>(s.tasks_received));
+  text.counter("fanout_broker_tasks_received_total", "Task slots received from clients (a unit of quick slots counts each)", static_cast<double>(s.tasks_received));
   text.counter("fanout_broker_tasks_requeued_total", "Tasks queued again after their executor was lost",
                static_cast<double>(s.requeued_tasks));
   text.counter("fanout_broker_duplicate_results_total", "Results dropped: their slot was no longer in flight",

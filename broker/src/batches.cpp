@@ -38,7 +38,13 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
   // received and settled.
   const std::uint32_t settled_before = known != batches_.end() ? 0 : window.getSettledBefore();
   const std::uint32_t received = known != batches_.end() ? known->second.received : settled_before;
+  std::uint64_t slots = 0;  // a unit counts its slots (fanout.capnp, Task.slots)
   for (const auto task : tasks) {
+    if (task.getSlots() > wire::kMostUnitSlots) {
+      return refuse("a unit of " + std::to_string(task.getSlots()) + " slots (at most " +
+                    std::to_string(wire::kMostUnitSlots) + ")");
+    }
+    slots += std::max<std::uint32_t>(task.getSlots(), 1);
     if (task.getIndex() >= total) {
       return refuse("task index " + std::to_string(task.getIndex()) + " is outside the batch of " +
                     std::to_string(total));
@@ -78,7 +84,7 @@ bool Batches::on_window(const PeerId& client, wire::InMessage message, Clock::ti
     }
     turns_.enter(client, id);
   }
-  counters_.tasks_received += count;
+  counters_.tasks_received += slots;
   batch.received += count;
   sweep_candidates_.push_back(id);  // an empty batch is finished at once
   if (!frame) return true;
@@ -127,13 +133,15 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
   seen.reserve(results.size());
   for (const auto result : results) {
     ResultSeen entry{result.getBatchId(), result.getIndex(), result.getElapsedUs(), result.isValue(),
-                     wire::ErrorKind::BAD_MESSAGE, {}};
+                     wire::ErrorKind::BAD_MESSAGE, {}, {}};
     if (!entry.ok) {
       const auto error = result.getError();
       entry.kind = error.getKind();
       entry.message = text(error.getMessage());
+    } else if (result.hasSlotErrors()) {
+      for (const auto failed : result.getSlotErrors()) entry.slot_failures.push_back(failed.getError().getKind());
     }
-    seen.push_back(entry);
+    seen.push_back(std::move(entry));
   }
   const auto now = Clock::now();
   executor.reclaim_pending = false;  // whatever it was asked, it is answering
@@ -152,6 +160,8 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
       continue;
     }
     const std::uint32_t index = found->index;
+    // A unit's slots (never deferred) count one by one in the metrics.
+    const std::uint32_t slots = std::max<std::uint32_t>(found->frame->tasks[found->position].getSlots(), 1);
     if (found->times != nullptr) found->times->record(std::chrono::microseconds(result.elapsed_us));
     metrics_.ran(std::chrono::microseconds(result.elapsed_us));
     executor.forget(found, now);
@@ -178,11 +188,18 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
     }
     matched[i] = true;
     ++matches;
-    if (result.ok) {
-      metrics_.completed_ok();
-    } else {
-      metrics_.completed(result.kind);
+    if (!result.ok) {
+      metrics_.completed(result.kind, slots);
+      continue;
     }
+    // A unit's slots that failed count as such; those it did not run (`refused`) settle later,
+    // sent again alone.
+    std::uint32_t failed = 0;
+    for (const wire::ErrorKind kind : result.slot_failures) {
+      failed += 1;
+      if (kind != wire::ErrorKind::REFUSED) metrics_.completed(kind);
+    }
+    metrics_.completed_ok(slots > failed ? slots - failed : 0);
   }
   if (matches == 0) return;
   const std::uint64_t first_batch = seen[0].batch;

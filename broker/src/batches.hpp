@@ -202,6 +202,7 @@ class Batches {
     bool ok;                   // a value; else an error of `kind`, saying `message`
     wire::ErrorKind kind;
     std::string_view message;  // into the message's frame
+    std::vector<wire::ErrorKind> slot_failures;  // a unit's slots that failed (Result.slotErrors)
   };
   std::vector<ResultSeen> results_seen_;  // on_results' scratch, kept for its capacity
   std::size_t deadlines_ = 0;                    // batches with a deadline (timers look only then)

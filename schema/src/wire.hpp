@@ -21,6 +21,9 @@ namespace fanout::wire {
 // The task name of shell commands (Task.shell set): what executors of --allow-shell workers
 // announce, what the broker routes one command per executor, what remote pools send.
 inline constexpr std::string_view kShellTaskName = "fanout.shell";
+// The most slots of a unit (fanout.capnp, Task.slots) a broker accepts and an executor runs;
+// clients send 64 at most.
+inline constexpr std::uint32_t kMostUnitSlots = 1024;
 
 // Limits for reading a message of `size_words` from a peer: the traversal limit is proportional to
 // the message (so a small hostile message cannot make us walk gigabytes) and nesting is capped.

@@ -111,3 +111,73 @@ TEST_CASE("a result whose value cannot be read fails its slot only, in the proce
   CHECK(broker.counters().results_forwarded == 3);
   CHECK(broker.died().empty());
 }
+
+namespace {
+
+// A unit (fanout.capnp, Task.slots) of `slots` square calls of 1..slots, as a client sends it.
+zmq::message_t unit_window(std::uint64_t batch, std::uint32_t slots) {
+  wire::OutMessage out;
+  fanout_test::fill_tasks(out.envelope().initTasks(), batch, 1,
+                          {{0, "square",
+                            [slots](wire::Value::Builder args) {
+                              auto list = args.initList(slots);
+                              for (unsigned i = 0; i < slots; ++i) {
+                                fanout::encode(wire::wrap(list[i]), std::make_tuple(std::int64_t{i + 1}));
+                              }
+                            },
+                            0, slots}});
+  return out.frame();
+}
+
+std::uint64_t completed(const RunningBroker& broker, const std::string& outcome) {
+  for (const auto& [label, count] : broker.metrics()->completed) {
+    if (label == outcome) return count;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("the broker's metrics count a unit's slots one by one, its failed slots by kind") {
+  zmq::context_t context;
+  RunningBroker broker(quick_task_config(), context);
+  const auto& endpoint = broker.endpoint();
+  auto supervisor = make_supervisor(context, endpoint, "w1", 1);
+  FakeExecutor executor(context, endpoint, ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 4, .answer = false});
+  REQUIRE(wait_executors(context, endpoint, 1));
+  FakeClient client(context, endpoint);
+
+  client.send(unit_window(7, 5));
+  REQUIRE(executor.wait_held(1));
+  CHECK(broker.counters().tasks_received == 5);
+  // The executor's answer: slot 2 threw, slot 4 was not run (its unit's values filled half a
+  // message; the client sends it again alone, so it is not settled here).
+  wire::OutMessage out;
+  auto result = out.envelope().initResults(1)[0];
+  result.setBatchId(7);
+  result.setIndex(0);
+  result.setRanOn("fake executor");
+  auto values = result.initValue().initList(5);
+  for (unsigned i = 0; i < 5; ++i) values[i].setInt(std::int64_t{i + 1} * (i + 1));
+  auto errors = result.initSlotErrors(2);
+  errors[0].setSlot(2);
+  errors[0].initError().setKind(wire::ErrorKind::EXCEPTION);
+  errors[1].setSlot(4);
+  errors[1].initError().setKind(wire::ErrorKind::REFUSED);
+  executor.peer().send(out.frame());
+  REQUIRE(client.wait_settled(7, 1));
+  CHECK(fanout_test::eventually([&] { return completed(broker, "success") == 3; }, kSoon));
+  CHECK(completed(broker, "exception") == 1);
+  CHECK(completed(broker, "refused") == 0);
+}
+
+TEST_CASE("a window holding a unit of more slots than any client sends is refused whole") {
+  zmq::context_t context;
+  RunningBroker broker(quick_task_config(), context);
+  FakeClient client(context, broker.endpoint());
+  client.send(unit_window(8, 1025));
+  const auto ack = client.wait_ack(8);
+  REQUIRE(ack.has_value());
+  CHECK(ack->find("refused: a unit of 1025 slots (at most 1024)") == 0);
+  CHECK(broker.counters().tasks_received == 0);
+}

@@ -64,8 +64,6 @@ std::string shown(std::string_view text) { return wire::printable(text, wire::kL
 using Clock = std::chrono::steady_clock;
 
 constexpr unsigned kMaxResultsPerMessage = 1024;
-// The most slots of a unit (fanout.capnp, Task.slots) an executor runs; clients send 64 at most.
-constexpr std::uint32_t kMostUnitSlots = 1024;
 // Results wait for the next ones at most this long: together while tasks are quick, at once when
 // they are not.
 constexpr auto kResultDelay = std::chrono::milliseconds(1);
@@ -555,10 +553,10 @@ class Executor {
                 const ResultsMessage& message) {
     // Clients send units of at most 64 slots; a list claims its count in one word, and a list of
     // zero-sized elements could claim millions of runs.
-    if (slots > kMostUnitSlots || !args.isList() || args.getList().size() != slots ||
+    if (slots > wire::kMostUnitSlots || !args.isList() || args.getList().size() != slots ||
         wire::amplified(capnp::AnyList::Reader(args.getList()))) {
       return fail(result, ErrorKind::bad_message, "",
-                  "a unit of " + std::to_string(slots) + " slots (at most " + std::to_string(kMostUnitSlots) +
+                  "a unit of " + std::to_string(slots) + " slots (at most " + std::to_string(wire::kMostUnitSlots) +
                       ") without a list of as many argument tuples");
     }
     const auto& run = registered(name);
