@@ -9,13 +9,12 @@
 #include <chrono>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fanout/fanout.hpp>
 #include <zmq.hpp>
-#include <zmq_addon.hpp>
 
+#include "fake_router.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
 
@@ -33,57 +32,38 @@ constexpr std::uint32_t kTasks = 4;
 // answers them.
 class RestartedBroker {
  public:
-  RestartedBroker() : router_(context_, zmq::socket_type::router) {
-    fanout::wire::configure_socket(router_);
-    router_.bind("tcp://127.0.0.1:*");
-    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~RestartedBroker() {
-    stop_ = true;
-    thread_.join();
-  }
-  RestartedBroker(const RestartedBroker&) = delete;
-  RestartedBroker& operator=(const RestartedBroker&) = delete;
+  RestartedBroker()
+      : router_([this](const std::string& identity, zmq::message_t& frame) { on_message(identity, frame); },
+                [this] { on_idle(); }) {}
 
-  const std::string& endpoint() const { return endpoint_; }
+  const std::string& endpoint() const { return router_.endpoint(); }
   std::uint32_t sent_again() const { return sent_again_; }
 
  private:
-  void serve() {
-    std::uint32_t first = 0;
-    auto quiet_since = std::chrono::steady_clock::now();
-    while (!stop_) {
-      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, 10ms);
-      std::vector<zmq::message_t> parts;
-      while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
-        if (parts.size() == 2) {
-          identity_ = parts[0].to_string();
-          auto message = fanout::wire::InMessage::parse(std::move(parts[1]));
-          if (message && message->envelope().isTasks()) {
-            const auto window = message->envelope().getTasks();
-            batch_ = window.getBatchId();
-            if (first < kTasks) {
-              first += window.getTasks().size();
-              if (first >= kTasks) send(refusal());
-            } else {
-              // The other two answers reach the client after it has begun sending the batch again:
-              // on the wire they were behind the first, and the client acts on the first at once.
-              if (sent_again_ == 0) {
-                for (int n = 0; n < 2; ++n) send(refusal());
-              }
-              sent_again_ += window.getTasks().size();
-              quiet_since = std::chrono::steady_clock::now();
-            }
-          }
-        }
-        parts.clear();
+  void on_message(const std::string& identity, zmq::message_t& frame) {
+    identity_ = identity;
+    auto message = fanout::wire::InMessage::parse(std::move(frame));
+    if (!message || !message->envelope().isTasks()) return;
+    const auto window = message->envelope().getTasks();
+    batch_ = window.getBatchId();
+    if (first_ < kTasks) {
+      first_ += window.getTasks().size();
+      if (first_ >= kTasks) send(refusal());
+    } else {
+      // The other two answers reach the client after it has begun sending the batch again: on
+      // the wire they were behind the first, and the client acts on the first at once.
+      if (sent_again_ == 0) {
+        for (int n = 0; n < 2; ++n) send(refusal());
       }
-      if (!answered_ && sent_again_ >= kTasks && std::chrono::steady_clock::now() - quiet_since > 300ms) {
-        send(results());
-        answered_ = true;
-      }
+      sent_again_ += window.getTasks().size();
+      quiet_since_ = std::chrono::steady_clock::now();
+    }
+  }
+
+  void on_idle() {
+    if (!answered_ && sent_again_ >= kTasks && std::chrono::steady_clock::now() - quiet_since_ > 300ms) {
+      send(results());
+      answered_ = true;
     }
   }
 
@@ -107,20 +87,15 @@ class RestartedBroker {
     return out.frame();
   }
 
-  void send(zmq::message_t frame) {
-    router_.send(zmq::buffer(identity_), zmq::send_flags::sndmore);
-    router_.send(frame, zmq::send_flags::none);
-  }
+  void send(zmq::message_t frame) { router_.send(identity_, std::move(frame)); }
 
-  zmq::context_t context_;
-  zmq::socket_t router_;
-  std::string endpoint_;
   std::string identity_;
   std::uint64_t batch_ = 0;
+  std::uint32_t first_ = 0;  // tasks of the first sending
+  std::chrono::steady_clock::time_point quiet_since_ = std::chrono::steady_clock::now();
   std::atomic<std::uint32_t> sent_again_{0};
   bool answered_ = false;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;  // last: starts once everything above exists
+  fanout_test::FakeRouter router_;  // last: serves once everything above exists
 };
 
 }  // namespace

@@ -26,10 +26,10 @@
 #include <fanout/broker/broker.hpp>
 #include <fanout/fanout.hpp>
 #include <zmq.hpp>
-#include <zmq_addon.hpp>
 
 #include "broker_thread.hpp"
 #include "child.hpp"
+#include "fake_router.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
 
@@ -79,20 +79,12 @@ class FakeBroker {
  public:
   enum class Answer { receipt, refuse, silence };
 
-  FakeBroker(Answer answer, std::string text) : answer_(answer), text_(std::move(text)), router_(context_, zmq::socket_type::router) {
-    fanout::wire::configure_socket(router_);
-    router_.bind("tcp://127.0.0.1:*");
-    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~FakeBroker() {
-    stop_ = true;
-    thread_.join();
-  }
-  FakeBroker(const FakeBroker&) = delete;
-  FakeBroker& operator=(const FakeBroker&) = delete;
+  FakeBroker(Answer answer, std::string text)
+      : answer_(answer),
+        text_(std::move(text)),
+        router_([this](const std::string& identity, zmq::message_t& frame) { handle(identity, frame); }) {}
 
-  const std::string& endpoint() const { return endpoint_; }
+  const std::string& endpoint() const { return router_.endpoint(); }
 
   // Every message received so far, and the `tasks` windows among them.
   std::size_t messages() const {
@@ -105,23 +97,10 @@ class FakeBroker {
   }
 
  private:
-  void serve() {
-    while (!stop_) {
-      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, 20ms);
-      std::vector<zmq::message_t> parts;
-      while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
-        handle(parts);
-        parts.clear();
-      }
-    }
-  }
-
-  void handle(std::vector<zmq::message_t>& parts) {
+  void handle(const std::string& identity, zmq::message_t& frame) {
     const std::lock_guard lock(mutex_);
     ++messages_;
-    if (parts.size() != 2) return;
-    auto message = fanout::wire::InMessage::parse(std::move(parts[1]), nullptr, fanout::wire::kDefaultMaxFrameBytes,
+    auto message = fanout::wire::InMessage::parse(std::move(frame), nullptr, fanout::wire::kDefaultMaxFrameBytes,
                                                   fanout::wire::InMessage::Check::whole);
     if (!message || message->envelope().which() != fanout::wire::Envelope::TASKS) return;
     const auto window = message->envelope().getTasks();
@@ -144,19 +123,15 @@ class FakeBroker {
       refused.setMessage(text_);
       refused.setRanOn("broker");
     }
-    fanout::wire::send_to(router_, parts[0].to_string_view(), out.frame());
+    router_.send(identity, out.frame());
   }
 
   Answer answer_;
   std::string text_;
-  zmq::context_t context_;
-  zmq::socket_t router_;
-  std::string endpoint_;
-  std::atomic<bool> stop_{false};
   mutable std::mutex mutex_;
   std::size_t messages_ = 0;
   std::vector<SeenWindow> windows_;
-  std::thread thread_;
+  fanout_test::FakeRouter router_;  // last: serves once everything above exists
 };
 
 // The real broker library on a thread, on loopback TCP, with a journal in `journal` (none when

@@ -10,13 +10,12 @@
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fanout/fanout.hpp>
 #include <zmq.hpp>
-#include <zmq_addon.hpp>
 
+#include "fake_router.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
 
@@ -40,20 +39,13 @@ struct SeenTask {
 
 class FakeBroker {
  public:
-  FakeBroker() : router_(context_, zmq::socket_type::router) {
-    fanout::wire::configure_socket(router_);
-    router_.bind("tcp://127.0.0.1:*");
-    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~FakeBroker() {
-    stop_ = true;
-    thread_.join();
-  }
-  FakeBroker(const FakeBroker&) = delete;
-  FakeBroker& operator=(const FakeBroker&) = delete;
+  FakeBroker()
+      : router_([this](const std::string& identity, zmq::message_t& frame) {
+          auto message = fanout::wire::InMessage::parse(std::move(frame));
+          if (message && message->envelope().isTasks()) answer(identity, message->envelope().getTasks().getTasks());
+        }) {}
 
-  const std::string& endpoint() const { return endpoint_; }
+  const std::string& endpoint() const { return router_.endpoint(); }
 
   // Every task received from now on.
   std::vector<SeenTask> take_seen() {
@@ -64,22 +56,6 @@ class FakeBroker {
   void crash_unit_holding(int argument) { crash_argument_ = argument; }
 
  private:
-  void serve() {
-    while (!stop_) {
-      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, 10ms);
-      std::vector<zmq::message_t> parts;
-      while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
-        if (parts.size() == 2) {
-          const std::string identity = parts[0].to_string();
-          auto message = fanout::wire::InMessage::parse(std::move(parts[1]));
-          if (message && message->envelope().isTasks()) answer(identity, message->envelope().getTasks().getTasks());
-        }
-        parts.clear();
-      }
-    }
-  }
-
   void answer(const std::string& identity, capnp::List<fanout::wire::Task>::Reader tasks) {
     fanout::wire::OutMessage out;
     auto results = out.envelope().initResults(tasks.size());
@@ -132,18 +108,13 @@ class FakeBroker {
         error.setRanOn("fake executor");
       }
     }
-    router_.send(zmq::buffer(identity), zmq::send_flags::sndmore);
-    router_.send(out.frame(), zmq::send_flags::none);
+    router_.send(identity, out.frame());
   }
 
-  zmq::context_t context_;
-  zmq::socket_t router_;
-  std::string endpoint_;
   std::mutex mutex_;
   std::vector<SeenTask> seen_;
   std::atomic<int> crash_argument_{-1};
-  std::atomic<bool> stop_{false};
-  std::thread thread_;  // last: starts once everything above exists
+  fanout_test::FakeRouter router_;  // last: serves once everything above exists
 };
 
 // One broker for the whole program: the process driver connects once per process.
