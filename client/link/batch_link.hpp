@@ -40,8 +40,9 @@ namespace fanout::link {
 // TaskBatch.total of a batch whose size is not known when it starts (`fanout run` reading stdin):
 // the broker keeps it until the client's `bye`.
 inline constexpr std::uint32_t kOpenEnded = std::numeric_limits<std::uint32_t>::max();
-// Tasks per window at most, and arguments per window in bytes (at least one task, however large):
-// the broker and the executors start on the first windows while later ones are still encoded.
+// Tasks per window at most, and their bytes per window (at least one task, however large; at
+// most half the frame limit, FANOUT_MAX_FRAME_BYTES, when that is lower): the broker and the
+// executors start on the first windows while later ones are still encoded.
 inline constexpr std::size_t kFrameTasks = 1024;
 inline constexpr std::size_t kFrameBytes = std::size_t{4} << 20;
 
@@ -107,15 +108,17 @@ class BatchLink {
   // The broker answered something of this batch (an ack, a result): it was reachable.
   bool heard() const noexcept { return heard_; }
 
-  // How many of the next `count` tasks go in one window by their argument sizes: one at least,
-  // at most kFrameTasks. `size_of(i)` is the encoded size of the i-th of them, in bytes.
+  // How many of the next `count` tasks go in one window by their sizes: one at least, at most
+  // kFrameTasks, and no more bytes than kFrameBytes or half the frame limit (the rest is room for
+  // what the estimate leaves out). `size_of(i)` is the encoded size of the i-th, in bytes.
   template <class SizeOf>
   static std::size_t window_size(std::size_t count, SizeOf size_of) {
     count = std::min(count, kFrameTasks);
+    const std::size_t limit = std::min(kFrameBytes, wire::max_frame_bytes() / 2);
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < count; ++i) {
       bytes += size_of(i);
-      if (bytes > kFrameBytes) return std::max<std::size_t>(i, 1);
+      if (bytes > limit) return std::max<std::size_t>(i, 1);
     }
     return count;
   }

@@ -70,37 +70,29 @@ void encode_task(wire::WindowWriter& window, const Batch& batch, std::size_t slo
   window.add(static_cast<std::uint32_t>(index), job.task, job.key, job.args, timeout_ms);
 }
 
-// What slot `index` takes in a window: the bytes of its arguments (what a window's size is limited
-// by, BatchLink::window_size) and the words of the whole task (its Task struct, name, key and
-// arguments). A window's message sized by the words stays one segment: one that spills into a
-// second is read through far pointers and a locked segment table by the broker and the executors,
-// for every task in it.
-struct TaskSize {
-  std::size_t argument_bytes;
-  std::size_t words;
-};
-
+// The words slot `index` takes in a window: its Task struct, name, key and arguments. What a
+// window's size is limited by (BatchLink::window_size), and what its message is sized by, so that
+// it stays one segment: one that spills into a second is read through far pointers and a locked
+// segment table by the broker and the executors, for every task in it.
 constexpr std::size_t kTaskStruct = wire::Task::_capnpPrivate::dataWordSize + wire::Task::_capnpPrivate::pointerCount;
 constexpr std::size_t kValueStruct = wire::Value::_capnpPrivate::dataWordSize + wire::Value::_capnpPrivate::pointerCount;
 
 std::size_t text_words(std::size_t bytes) { return (bytes + 1 + sizeof(capnp::word) - 1) / sizeof(capnp::word); }
 
-TaskSize task_size(const Batch& batch, std::size_t index) {
+std::size_t task_words(const Batch& batch, std::size_t index) {
   const Job job = batch.job(index);
   const std::size_t arguments = job.args != nullptr ? job.args->encoded_size() : 0;
-  return {arguments, kTaskStruct + text_words(job.task.size()) + (job.key != nullptr ? text_words(job.key->size()) : 0) +
-                         arguments / sizeof(capnp::word)};
+  return kTaskStruct + text_words(job.task.size()) + (job.key != nullptr ? text_words(job.key->size()) : 0) +
+         arguments / sizeof(capnp::word);
 }
 
 // The same for a unit of `count` slots from `first`: one Task, a list of their arguments.
-TaskSize unit_size(const Batch& batch, std::size_t first, std::size_t count) {
-  TaskSize size{0, kTaskStruct + text_words(batch.job(first).task.size()) + kValueStruct + 1};
+std::size_t unit_words(const Batch& batch, std::size_t first, std::size_t count) {
+  std::size_t words = kTaskStruct + text_words(batch.job(first).task.size()) + kValueStruct + 1;
   for (std::size_t slot = first; slot < first + count; ++slot) {
-    const std::size_t arguments = batch.job(slot).args->encoded_size();
-    size.argument_bytes += arguments;
-    size.words += kValueStruct + arguments / sizeof(capnp::word);
+    words += kValueStruct + batch.job(slot).args->encoded_size() / sizeof(capnp::word);
   }
-  return size;
+  return words;
 }
 
 // ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
@@ -277,9 +269,9 @@ class BatchRun final : private BatchLink::Receiver {
            std::find(split_.begin(), split_.end(), position) != split_.end();
   }
 
-  TaskSize position_size(std::size_t position) const {
+  std::size_t position_words(std::size_t position) const {
     const std::size_t first = positions_.first_slot(position);
-    return positions_.unit() == 0 ? task_size(batch_, first) : unit_size(batch_, first, positions_.slot_count(position));
+    return positions_.unit() == 0 ? task_words(batch_, first) : unit_words(batch_, first, positions_.slot_count(position));
   }
 
   // Sends the next tasks, up to `count` of them: as many as fit in one window.
@@ -287,9 +279,9 @@ class BatchRun final : private BatchLink::Receiver {
     const std::size_t first = next_;
     std::size_t words = 0;  // of the tasks looked at: the chosen ones, and perhaps one more
     count = BatchLink::window_size(count, [&](std::size_t i) {
-      const TaskSize size = position_size(first + i);
-      words += size.words;
-      return size.argument_bytes;
+      const std::size_t task = position_words(first + i);
+      words += task;
+      return task * sizeof(capnp::word);
     });
     next_ += count;
     send_tasks(count, words, [first](std::size_t i) { return first + i; });
@@ -305,9 +297,9 @@ class BatchRun final : private BatchLink::Receiver {
     if (indexes.empty()) return;
     std::size_t words = 0;
     const std::size_t count = BatchLink::window_size(indexes.size(), [&](std::size_t i) {
-      const TaskSize size = position_size(indexes[i]);
-      words += size.words;
-      return size.argument_bytes;
+      const std::size_t task = position_words(indexes[i]);
+      words += task;
+      return task * sizeof(capnp::word);
     });
     if (count < indexes.size()) resend_ = indexes[count];  // the rest go in the next window
     send_tasks(count, words, [&indexes](std::size_t i) { return indexes[i]; });
