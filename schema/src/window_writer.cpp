@@ -13,6 +13,7 @@
 #include <fanout/error.hpp>
 
 #include "capnp_layout.hpp"
+#include "value_writer.hpp"
 #include "wire.hpp"
 
 namespace fanout::wire {
@@ -44,11 +45,12 @@ constexpr std::size_t kBatchId = 0, kBatchTotal = 8, kBatchTimeout = 12, kBatchD
 // name and args in pointers 0, 1 and 2.
 constexpr std::size_t kTaskBatchId = 0, kTaskIndex = 8, kTaskHasKey = 12, kTaskTimeout = 24, kTaskSlots = 28;
 constexpr std::size_t kTaskKey = 0, kTaskName = 1, kTaskArgs = 2;
-// Value: the discriminant in bytes 0-1; `list` is member 8. Its pointer follows the data words.
-constexpr std::uint32_t kValueData = Value::_capnpPrivate::dataWordSize;
-constexpr std::uint32_t kValuePointers = Value::_capnpPrivate::pointerCount;
+// Value, as the value writer lays it out (value_writer.hpp, which checks it against the schema):
+// the discriminant in bytes 0-1, `list` being member 8; its pointer follows the data words.
+constexpr std::uint32_t kValueData = ValueWriter::kValueData;
+constexpr std::uint32_t kValuePointers = ValueWriter::kValuePointers;
+constexpr std::uint32_t kValueWords = ValueWriter::kValueWords;
 constexpr std::uint16_t kValueList = static_cast<std::uint16_t>(Value::LIST);
-static_assert(kValueData == 2 && kValuePointers == 1, "fanout.capnp changed: check the Value layout below");
 
 // The pointer `word`, found at word `from`, rewritten to sit at word `to` and aim at the same
 // target (one segment: struct and list pointers only, whose offsets count from their own place).
@@ -115,7 +117,7 @@ void WindowWriter::add(std::uint32_t index, std::string_view name, const std::st
 
 void WindowWriter::add_unit(std::uint32_t index, std::string_view name, std::span<const Payload* const> args) {
   if (added_ == count_) throw Error("window writer: more tasks than the window holds");
-  if (args.empty() || args.size() > kMaxCount / (kValueData + kValuePointers)) {
+  if (args.empty() || args.size() > kMaxCount / kValueWords) {
     throw Error("window writer: a unit of " + std::to_string(args.size()) + " slots");
   }
   const std::size_t task = first_task_ + added_++ * kTaskWords;
@@ -124,19 +126,18 @@ void WindowWriter::add_unit(std::uint32_t index, std::string_view name, std::spa
   put(segment(), task, kTaskSlots, static_cast<std::uint32_t>(args.size()));
   name_task(task, name);
   // args: a Value whose member is `list`, of one Value per slot: each slot's argument tuple.
-  const std::uint32_t value = allocate(kValueData + kValuePointers);
+  const std::uint32_t value = allocate(kValueWords);
   segment()[pointers + kTaskArgs] = struct_pointer(pointers + kTaskArgs, value, kValueData, kValuePointers);
   put(segment(), value, 0, kValueList);
-  const std::size_t element_words = kValueData + kValuePointers;
-  const std::uint32_t tag = allocate(1 + args.size() * element_words);
+  const std::uint32_t tag = allocate(1 + args.size() * kValueWords);
   segment()[tag] = composite_tag(args.size(), kValueData, kValuePointers);
-  segment()[value + kValueData] = list_pointer(value + kValueData, tag, kCompositeElements, args.size() * element_words);
+  segment()[value + kValueData] = list_pointer(value + kValueData, tag, kCompositeElements, args.size() * kValueWords);
   for (std::size_t slot = 0; slot < args.size(); ++slot) {
     // The payload's objects go in whole; the element takes its root Value's words, its pointer
     // moved to aim at the same object.
     const auto root = place(*args[slot]);
     if (!root) continue;  // `none`, as the zeroed element reads
-    const std::size_t element = tag + 1 + slot * element_words;
+    const std::size_t element = tag + 1 + slot * kValueWords;
     const auto data_words = static_cast<std::uint32_t>(root->sizes >> 32) & 0xffffU;
     const auto pointer_count = static_cast<std::uint32_t>(root->sizes >> 48);
     std::uint64_t* words = segment();
