@@ -22,7 +22,7 @@ namespace fanout::wire {
 // announce, what the broker routes one command per executor, what remote pools send.
 inline constexpr std::string_view kShellTaskName = "fanout.shell";
 // The most slots of a unit (fanout.capnp, Task.slots) a broker accepts and an executor runs;
-// clients send 64 at most.
+// clients send at most that many.
 inline constexpr std::uint32_t kMostUnitSlots = 1024;
 
 // Limits for reading a message of `size_words` from a peer: the traversal limit is proportional to

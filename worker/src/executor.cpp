@@ -551,7 +551,7 @@ class Executor {
   // its slots ran.
   void run_unit(wire::Value::Reader args, std::uint32_t slots, std::string_view name, wire::Result::Builder result,
                 const ResultsMessage& message) {
-    // Clients send units of at most 64 slots; a list claims its count in one word, and a list of
+    // Clients send units of at most kMostUnitSlots; a list claims its count in one word, and a list of
     // zero-sized elements could claim millions of runs.
     if (slots > wire::kMostUnitSlots || !args.isList() || args.getList().size() != slots ||
         wire::amplified(capnp::AnyList::Reader(args.getList()))) {
