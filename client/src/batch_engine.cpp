@@ -66,6 +66,31 @@ void Results::value(std::size_t index, ValueReader value, FunctionRef<std::strin
   settle(index);
 }
 
+void Results::values(std::size_t first, SequenceReader list, const std::vector<bool>& skip,
+                     FunctionRef<std::string_view()> ran_on) {
+  const std::size_t count = list.size();
+  // Read a run of scalars at once, store each without a decoder; the rest go through value().
+  Scalar scalars[256];
+  for (std::size_t done = 0; done < count;) {
+    const std::size_t chunk = std::min(count - done, std::size(scalars));
+    const std::size_t read = list.read_scalars(done, std::span(scalars, chunk));
+    // Elements [done, done + read) are scalars; when the run stops short, the element after it
+    // is something else, which value() takes.
+    const std::size_t taken = read < chunk ? read + 1 : read;
+    for (std::size_t i = 0; i < taken; ++i) {
+      const std::size_t element = done + i;
+      const std::size_t index = first + element;
+      if ((!skip.empty() && skip[element]) || index >= settled_.size() || settled_[index]) continue;
+      if (i < read && batch_.store_scalar(index, scalars[i])) {
+        settle(index);
+      } else {
+        value(index, list[element], ran_on);
+      }
+    }
+    done += taken;
+  }
+}
+
 void Results::failure(std::size_t index, FailureInfo failure) {
   if (index >= settled_.size() || settled_[index]) return;
   failures_[index] = std::move(failure);
@@ -75,7 +100,7 @@ void Results::failure(std::size_t index, FailureInfo failure) {
 void Results::settle(std::size_t index) {
   settled_[index] = true;
   ++settled_count_;
-  batch_.settled(index, failure_of(index));
+  batch_.settled(index, failures_.empty() ? nullptr : failure_of(index));
   if (options_.on_progress) options_.on_progress(settled_count_, settled_.size());
 }
 

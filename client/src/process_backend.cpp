@@ -438,15 +438,9 @@ class BatchRun final : private BatchLink::Receiver {
       results_.failure(first + failed.getSlot(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
                                                              error.getMessage(), error.getRanOn()});
     }
-    const auto values = value.getList();
     std::size_t left = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      if (!not_run.empty() && not_run[i]) {
-        left += results_.settled(first + i) ? 0 : 1;
-      } else if (!results_.settled(first + i)) {
-        results_.value(first + i, wire::wrap(values[static_cast<unsigned>(i)]), ran_on);
-      }
-    }
+    for (std::size_t i = 0; i < not_run.size(); ++i) left += not_run[i] && !results_.settled(first + i) ? 1 : 0;
+    results_.values(first, wire::wrap(value).as_list([] { return std::string("a unit's values"); }), not_run, ran_on);
     if (left > 0) split(position, left);
   }
 

@@ -356,6 +356,22 @@ SequenceReader make_sequence_reader(SequenceList::Reader items) {
 
 ValueKind ValueReader::kind() const { return kind_of(wire::unwrap(*this).which()); }
 
+namespace {
+
+// A bool or number as its member and bits; false for any other member.
+bool read_scalar(Value::Reader value, detail::Scalar& out) {
+  switch (value.which()) {
+    case Value::BOOL: out = {ValueKind::boolean, value.getBool() ? 1U : 0U}; return true;
+    case Value::INT: out = {ValueKind::int64, static_cast<std::uint64_t>(value.getInt())}; return true;
+    case Value::UINT: out = {ValueKind::uint64, value.getUint()}; return true;
+    case Value::FLOAT32: out = {ValueKind::float32, std::bit_cast<std::uint32_t>(value.getFloat32())}; return true;
+    case Value::FLOAT64: out = {ValueKind::float64, std::bit_cast<std::uint64_t>(value.getFloat64())}; return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
 bool ValueReader::read_scalars(std::span<detail::Scalar> out) const noexcept {
   try {
     const auto value = wire::unwrap(*this);
@@ -363,15 +379,7 @@ bool ValueReader::read_scalars(std::span<detail::Scalar> out) const noexcept {
     const auto elements = value.getTuple();
     if (elements.size() != out.size()) return false;
     for (unsigned i = 0; i < elements.size(); ++i) {
-      const auto element = elements[i];
-      switch (element.which()) {
-        case Value::BOOL: out[i] = {ValueKind::boolean, element.getBool() ? 1U : 0U}; break;
-        case Value::INT: out[i] = {ValueKind::int64, static_cast<std::uint64_t>(element.getInt())}; break;
-        case Value::UINT: out[i] = {ValueKind::uint64, element.getUint()}; break;
-        case Value::FLOAT32: out[i] = {ValueKind::float32, std::bit_cast<std::uint32_t>(element.getFloat32())}; break;
-        case Value::FLOAT64: out[i] = {ValueKind::float64, std::bit_cast<std::uint64_t>(element.getFloat64())}; break;
-        default: return false;
-      }
+      if (!read_scalar(elements[i], out[i])) return false;
     }
     return true;
   } catch (...) {  // unreadable: the accessors say why
@@ -466,6 +474,17 @@ ValueReader SequenceReader::operator[](std::size_t index) const {
     throw Error("value element " + std::to_string(index) + " out of range (size " + std::to_string(items.size()) + ")");
   }
   return wire::wrap(items[static_cast<unsigned>(index)]);
+}
+
+std::size_t SequenceReader::read_scalars(std::size_t first, std::span<detail::Scalar> out) const noexcept {
+  const auto items = load<SequenceList::Reader>(storage_);
+  std::size_t read = 0;
+  // Elements are structs inside the list: reading one cannot throw (capnp checked the list's
+  // bounds when it was read, and a struct's fields past its size read as zero).
+  for (; read < out.size() && first + read < items.size(); ++read) {
+    if (!read_scalar(items[static_cast<unsigned>(first + read)], out[read])) break;
+  }
+  return read;
 }
 
 std::size_t MapReader::size() const { return load<EntryList::Reader>(storage_).size(); }

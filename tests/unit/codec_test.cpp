@@ -1,7 +1,9 @@
 // The value codec: every supported C++ type survives a trip through the wire Value exactly.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -292,6 +294,28 @@ TEST_CASE("scalar arguments read in one call are what the codec decodes; anythin
   CHECK_FALSE(scalars_read_as<std::tuple<int, int>>(std::tuple<int, std::string>{1, "x"}));
   CHECK_FALSE(scalars_read_as<std::tuple<int, int>>(std::tuple<int>{1}));
   CHECK_FALSE(scalars_read_as<std::tuple<int>>(7));  // not a tuple at all
+}
+
+TEST_CASE("a sequence's bools and numbers are read in one call, up to the first element of another member") {
+  using fanout::ValueKind;
+  const auto payload = fanout::encode_payload(std::tuple<int, bool, double, std::string, unsigned>{-7, true, 2.5, "x", 9U});
+  payload.read([](fanout::ValueReader in) {
+    const auto items = in.as_tuple([] { return std::string("a tuple"); });
+    fanout::detail::Scalar out[8];
+    REQUIRE(items.read_scalars(0, out) == 3);
+    CHECK(out[0].kind == ValueKind::int64);
+    CHECK(static_cast<std::int64_t>(out[0].bits) == -7);
+    CHECK(out[1].kind == ValueKind::boolean);
+    CHECK(out[1].bits == 1);
+    CHECK(out[2].kind == ValueKind::float64);
+    CHECK(std::bit_cast<double>(out[2].bits) == 2.5);
+    CHECK(items.read_scalars(3, out) == 0);  // a text
+    REQUIRE(items.read_scalars(4, out) == 1);
+    CHECK(out[0].kind == ValueKind::uint64);
+    CHECK(out[0].bits == 9);
+    CHECK(items.read_scalars(0, std::span(out, 2)) == 2);  // no more than `out` holds
+    CHECK(items.read_scalars(5, out) == 0);  // past the end
+  });
 }
 
 TEST_CASE("small values are stored compactly") {

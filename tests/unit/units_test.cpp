@@ -4,6 +4,7 @@
 // every window and answers each task at once, as an executor that knows units would.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -26,9 +27,22 @@ namespace {
 // Only their names and argument types matter here: the fake broker computes the values.
 const fanout::Task units_twice{"units.twice", [](int x) { return 2 * x; }};
 const fanout::Task units_slow{"units.slow", [](int x) { return 2 * x; }};
+// In a unit, the fake executor answers this one with values of several shapes (value_shape).
+const fanout::Task units_shapes{"units.shapes", [](int x) { return 2 * x; }};
 
 // What the fake executor does with the argument 13 in a unit: the slot throws.
 constexpr int kThrows = 13;
+
+// The value of slot `x` of a units.shapes unit: by x % 5, an int (as the task's Codec writes it),
+// a uint that fits an int, a text, an int too large for an int, an int again.
+void value_shape(fanout::wire::Value::Builder value, std::int64_t x) {
+  switch (x % 5) {
+    case 1: value.setUint(static_cast<std::uint64_t>(2 * x)); break;
+    case 2: value.setText("not a number"); break;
+    case 3: value.setInt(std::int64_t{1} << 40); break;
+    default: value.setInt(2 * x); break;
+  }
+}
 
 struct SeenTask {
   std::uint64_t batch;
@@ -94,6 +108,8 @@ class FakeBroker {
         const std::int64_t x = tuples[slot].getTuple()[0].getInt();
         if (x == kThrows) {
           thrown.push_back(slot);
+        } else if (std::string(task.getName().cStr()) == "units.shapes") {
+          value_shape(values[slot], x);
         } else {
           values[slot].setInt(2 * x);
         }
@@ -164,6 +180,38 @@ TEST_CASE("a batch of a task known to be quick goes as units; each slot gets its
     } else {
       REQUIRE(outcomes[static_cast<std::size_t>(i)].ok());
       CHECK(outcomes[static_cast<std::size_t>(i)].value() == 2 * i);
+    }
+  }
+}
+
+TEST_CASE("a unit's values are read as a slot's value is: converted where the type allows, else that slot fails") {
+  auto& fake = broker();
+  (void)process().run(calls_of(units_shapes, 64, 100));  // slot by slot: ints only
+  (void)fake.take_seen();
+  // Units of 312 slots: more than the client reads at once (Results::values).
+  const auto outcomes = process().settle(calls_of(units_shapes, 5000, 20));
+  std::uint32_t largest = 0;
+  for (const auto& task : fake.take_seen()) largest = std::max(largest, task.slots);
+  CHECK(largest > 256);
+  REQUIRE(outcomes.size() == 5000);
+  for (int i = 0; i < 5000; ++i) {
+    const int x = i + 20;
+    CAPTURE(x);
+    const auto& outcome = outcomes[static_cast<std::size_t>(i)];
+    switch (x % 5) {
+      case 2:
+        REQUIRE_FALSE(outcome.ok());
+        CHECK(outcome.error().kind() == fanout::ErrorKind::bad_result);
+        CHECK(outcome.error().index() == static_cast<std::size_t>(i));
+        CHECK(std::string(outcome.error().what()).find("text") != std::string::npos);
+        break;
+      case 3:
+        REQUIRE_FALSE(outcome.ok());
+        CHECK(outcome.error().kind() == fanout::ErrorKind::bad_result);
+        break;
+      default:  // an int, or a uint that fits
+        REQUIRE(outcome.ok());
+        CHECK(outcome.value() == 2 * x);
     }
   }
 }

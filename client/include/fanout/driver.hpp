@@ -72,6 +72,10 @@ class Batch {
   // Decodes slot `index`'s value into the caller's result storage. Throws TypeMismatch when it is
   // not the type the caller expects, fanout::Error when it cannot be read.
   virtual void store(std::size_t index, ValueReader value) = 0;
+  // The same for a bool or number exactly as the Codec of slot `index`'s type writes it; returns
+  // false, storing nothing, for any other (which store() then converts or refuses). What the
+  // values of a unit of quick slots (client/src/units.hpp) are stored with.
+  virtual bool store_scalar(std::size_t /*index*/, const Scalar& /*value*/) { return false; }
   // Called once per slot as soon as it settled (its value stored, or `failure` set).
   virtual void settled(std::size_t /*index*/, const FailureInfo* /*failure*/) {}
 
@@ -89,6 +93,10 @@ class Results {
   // The same, with where it ran read only if the value does not decode (it names the failure):
   // most results never need it.
   void value(std::size_t index, ValueReader value, FunctionRef<std::string_view()> ran_on);
+  // The values of slots first, first + 1, ...: list element i is slot first + i's value, as
+  // value() would take it, except where `skip` (empty, or one flag per element) says so.
+  void values(std::size_t first, SequenceReader list, const std::vector<bool>& skip,
+              FunctionRef<std::string_view()> ran_on);
   void failure(std::size_t index, FailureInfo failure);
 
   bool settled(std::size_t index) const noexcept { return settled_[index]; }
@@ -187,6 +195,18 @@ Job make_job(const C& slot, const std::string* key = nullptr) {
   }
 }
 
+// Batch::store_scalar for a slot whose value goes into `slot`.
+template <class T>
+bool store_scalar_into(std::optional<T>& slot, const Scalar& value) {
+  if constexpr (kIsScalar<T>) {
+    if (auto decoded = from_scalar<T>(value)) {
+      slot.emplace(*decoded);
+      return true;
+    }
+  }
+  return false;
+}
+
 // Batches over the three forms. Each keeps one std::optional result per slot, filled by store().
 // Calls nothing: the default per-result callback.
 struct NoCallback {};
@@ -200,6 +220,7 @@ class VectorBatch final : public Batch {
   std::size_t size() const noexcept override { return slots_.size(); }
   Job job(std::size_t index) const override { return make_job(slots_[index]); }
   void store(std::size_t index, ValueReader value) override { values_[index].emplace(decode<Value>(value)); }
+  bool store_scalar(std::size_t index, const Scalar& value) override { return store_scalar_into(values_[index], value); }
   void settled(std::size_t index, const FailureInfo* failure) override {
     if constexpr (!std::is_same_v<OnResult, NoCallback>) {
       if (failure != nullptr) {
@@ -225,6 +246,7 @@ class KeyedBatch final : public Batch {
   std::size_t size() const noexcept override { return slots_.size(); }
   Job job(std::size_t index) const override { return make_job(slots_[index].second, &slots_[index].first); }
   void store(std::size_t index, ValueReader value) override { values_[index].emplace(decode<Value>(value)); }
+  bool store_scalar(std::size_t index, const Scalar& value) override { return store_scalar_into(values_[index], value); }
   std::optional<Value>& value(std::size_t index) { return values_[index]; }
   const std::string& key(std::size_t index) const { return slots_[index].first; }
 

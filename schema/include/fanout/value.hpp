@@ -162,6 +162,11 @@ class SequenceReader {
   std::size_t size() const;
   ValueReader operator[](std::size_t index) const;  // bounds-checked
 
+  // Elements first, first + 1, ... that are bools or numbers, read in one call into `out` (each
+  // one's member and bits) up to out.size() of them; stops at the first element of another
+  // member, or at the end. Returns how many it read. What the client reads a unit's values with.
+  std::size_t read_scalars(std::size_t first, std::span<detail::Scalar> out) const noexcept;
+
   detail::HandleStorage storage_;
 };
 
