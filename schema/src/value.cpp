@@ -557,19 +557,33 @@ const Payload::Impl* none_payload() {
 
 Payload::Payload() : impl_(none_payload()) {}
 Payload::~Payload() { Impl::release(impl_); }
-Payload::Payload(const Payload& other) : impl_(other.impl_) {
+static_assert(Payload::kHeldScalars == 2, "the copy and move constructors copy two held scalars");
+Payload::Payload(const Payload& other)
+    : impl_(other.impl_), held_(other.held_), kinds_{other.kinds_[0], other.kinds_[1]}, bits_{other.bits_[0], other.bits_[1]} {
   if (impl_ != nullptr) impl_->refs.fetch_add(1, std::memory_order_relaxed);
 }
 Payload& Payload::operator=(const Payload& other) {
   if (this != &other) {
     if (other.impl_ != nullptr) other.impl_->refs.fetch_add(1, std::memory_order_relaxed);
     Impl::release(std::exchange(impl_, other.impl_));
+    held_ = other.held_;
+    std::copy(std::begin(other.kinds_), std::end(other.kinds_), std::begin(kinds_));
+    std::copy(std::begin(other.bits_), std::end(other.bits_), std::begin(bits_));
   }
   return *this;
 }
-Payload::Payload(Payload&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+Payload::Payload(Payload&& other) noexcept
+    : impl_(std::exchange(other.impl_, nullptr)),
+      held_(std::exchange(other.held_, 0)),
+      kinds_{other.kinds_[0], other.kinds_[1]},
+      bits_{other.bits_[0], other.bits_[1]} {}
 Payload& Payload::operator=(Payload&& other) noexcept {
-  if (this != &other) Impl::release(std::exchange(impl_, std::exchange(other.impl_, nullptr)));
+  if (this != &other) {
+    Impl::release(std::exchange(impl_, std::exchange(other.impl_, nullptr)));
+    held_ = std::exchange(other.held_, 0);
+    std::copy(std::begin(other.kinds_), std::end(other.kinds_), std::begin(kinds_));
+    std::copy(std::begin(other.bits_), std::end(other.bits_), std::begin(bits_));
+  }
   return *this;
 }
 Payload::Payload(const Impl* impl) noexcept : impl_(impl) {}
@@ -595,39 +609,77 @@ Payload Payload::build(FunctionRef<void(ValueBuilder)> fill) {
   return Payload(impl);
 }
 
-Payload Payload::of_scalars(std::span<const detail::Scalar> scalars) {
+namespace {
+
+constexpr std::uint32_t kScalarValue = wire::ValueWriter::kValueData + wire::ValueWriter::kValuePointers;
+
+// The words of a tuple of `count` scalars.
+constexpr std::size_t scalar_tuple_words(std::size_t count) { return 1 + kScalarValue + 1 + count * kScalarValue; }
+static_assert(scalar_tuple_words(Payload::kHeldScalars) == Payload::kHeldWords);
+
+// Writes the tuple of `count` scalars, the i-th of kind kinds(i) and bits bits(i), into `out`
+// (scalar_tuple_words(count) words) in the layout ValueWriter makes for it: the root pointer, the
+// root Value (a tuple), the list's tag, one Value per element (its member in bytes 0-1, a bool in
+// byte 2, every other scalar in word 1).
+template <class Kinds, class Bits>
+void write_scalar_tuple(std::uint64_t* out, std::size_t count, Kinds kinds, Bits bits) {
   using namespace wire::layout;
   constexpr std::uint32_t kData = wire::ValueWriter::kValueData;
   constexpr std::uint32_t kPointers = wire::ValueWriter::kValuePointers;
-  constexpr std::uint32_t kValue = kData + kPointers;
-  const std::size_t count = scalars.size();
-  if (count == 0 || count > kMaxCount / kValue) throw Error("Payload::of_scalars: " + std::to_string(count) + " scalars");
-  // The layout ValueWriter makes for a tuple: the root pointer, the root Value (a tuple), the
-  // list's tag, one Value per element (its member in bytes 0-1, a bool in byte 2, every other
-  // scalar in word 1).
-  const std::size_t words = 1 + kValue + 1 + count * kValue;
-  Impl* impl = Impl::make(words);
-  auto* out = reinterpret_cast<std::uint64_t*>(impl->words());
-  std::memset(out, 0, words * sizeof(std::uint64_t));
+  std::memset(out, 0, scalar_tuple_words(count) * sizeof(std::uint64_t));
   out[0] = struct_pointer(0, 1, kData, kPointers);
   const auto tuple = static_cast<std::uint16_t>(wire::Value::TUPLE);
   std::memcpy(&out[1], &tuple, sizeof tuple);
-  out[1 + kData] = list_pointer(1 + kData, 1 + kValue, kCompositeElements, count * kValue);
-  out[1 + kValue] = composite_tag(count, kData, kPointers);
+  out[1 + kData] = list_pointer(1 + kData, 1 + kScalarValue, kCompositeElements, count * kScalarValue);
+  out[1 + kScalarValue] = composite_tag(count, kData, kPointers);
   for (std::size_t i = 0; i < count; ++i) {
-    std::uint64_t* element = out + 2 + kValue + i * kValue;
-    const auto member = static_cast<std::uint16_t>(scalars[i].kind);  // ValueKind follows the schema's order
+    std::uint64_t* element = out + 2 + kScalarValue + i * kScalarValue;
+    const ValueKind kind = kinds(i);
+    const auto member = static_cast<std::uint16_t>(kind);  // ValueKind follows the schema's order
     std::memcpy(element, &member, sizeof member);
-    if (scalars[i].kind == ValueKind::boolean) {
-      reinterpret_cast<unsigned char*>(element)[2] = scalars[i].bits != 0 ? 1 : 0;
+    if (kind == ValueKind::boolean) {
+      reinterpret_cast<unsigned char*>(element)[2] = bits(i) != 0 ? 1 : 0;
     } else {
-      element[1] = scalars[i].bits;
+      element[1] = bits(i);
     }
   }
+}
+
+}  // namespace
+
+Payload Payload::of_scalars(std::span<const detail::Scalar> scalars) {
+  const std::size_t count = scalars.size();
+  if (count == 0 || count > wire::layout::kMaxCount / kScalarValue) {
+    throw Error("Payload::of_scalars: " + std::to_string(count) + " scalars");
+  }
+  if (count <= kHeldScalars) {  // held here: no block at all
+    Payload payload(nullptr);
+    payload.held_ = static_cast<std::uint8_t>(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      payload.kinds_[i] = scalars[i].kind;
+      payload.bits_[i] = scalars[i].bits;
+    }
+    return payload;
+  }
+  Impl* impl = Impl::make(scalar_tuple_words(count));
+  write_scalar_tuple(
+      reinterpret_cast<std::uint64_t*>(impl->words()), count, [&](std::size_t i) { return scalars[i].kind; },
+      [&](std::size_t i) { return scalars[i].bits; });
   return Payload(impl);
 }
 
+std::size_t Payload::write_held(std::uint64_t* out) const noexcept {
+  write_scalar_tuple(out, held_, [this](std::size_t i) { return kinds_[i]; }, [this](std::size_t i) { return bits_[i]; });
+  return scalar_tuple_words(held_);
+}
+
 void Payload::read(FunctionRef<void(ValueReader)> read) const {
+  if (held_ > 0) {
+    alignas(capnp::word) WordRoom room;
+    write_held(room);
+    read(wire::wrap(capnp::readMessageUnchecked<Value>(reinterpret_cast<const capnp::word*>(room))));
+    return;
+  }
   if (impl_->other == nullptr) {
     // Built here, in one segment whose first word is the root pointer: trusted, read without a
     // message reader or limits (a reader per read costs more than the rest of a small task's
@@ -659,12 +711,14 @@ void Payload::read(FunctionRef<void(ValueReader)> read) const {
   read_root(*message);
 }
 
-std::span<const std::uint64_t> Payload::words() const noexcept {
+std::span<const std::uint64_t> Payload::words(WordRoom& room) const noexcept {
+  if (held_ > 0) return {room, write_held(room)};
   if (impl_ == nullptr || impl_->other != nullptr) return {};
   return {reinterpret_cast<const std::uint64_t*>(impl_->words()), impl_->inline_words};
 }
 
 std::size_t Payload::encoded_size() const {
+  if (held_ > 0) return scalar_tuple_words(held_) * sizeof(capnp::word);
   if (impl_->other == nullptr) return impl_->inline_words * sizeof(capnp::word);
   std::size_t words = impl_->other->flat.size();
   for (const auto& segment : impl_->other->segments) words += segment.size();

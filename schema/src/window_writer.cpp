@@ -199,7 +199,8 @@ void WindowWriter::copy_value(std::uint32_t pointer, const Payload& args) {
 // The payload's block minus its root pointer goes in whole. A payload that is not one block
 // (received from elsewhere: rare for arguments) is first copied into one by capnp.
 std::optional<WindowWriter::Root> WindowWriter::place(const Payload& args) {
-  std::span<const std::uint64_t> words = args.words();
+  Payload::WordRoom room;
+  std::span<const std::uint64_t> words = args.words(room);
   kj::Array<capnp::word> flat;
   if (words.empty()) {
     args.read([&](ValueReader value) {

@@ -122,7 +122,8 @@ TEST_CASE("a window written by hand is the window capnp's builder makes") {
     fanout::Codec<std::tuple<std::string, int>>::encode(
         fanout::wire::wrap(source.initRoot<fanout::wire::Value>()), std::tuple<std::string, int>{"far", 9});
     const auto args = fanout::wire::payload_from_flat(capnp::messageToFlatArray(source), fanout::wire::PayloadRoot::value);
-    REQUIRE(args.words().empty());
+    fanout::Payload::WordRoom room;
+    REQUIRE(args.words(room).empty());
     check_same(header, {{3, "t", {}, args}});
   }
 }
@@ -139,12 +140,22 @@ TEST_CASE("a unit of slots is one task whose arguments are the list of the slots
     };
     check_same(header, slots);
   }
+  SUBCASE("calls of one or two numbers, which their Payload holds without words of its own") {
+    std::vector<fanout::Payload> held;
+    for (int i = 0; i < 20; ++i) {
+      const fanout::detail::Scalar one[] = {fanout::detail::scalar_of(i)};
+      const fanout::detail::Scalar two[] = {fanout::detail::scalar_of(i % 2 == 0), fanout::detail::scalar_of(i * 0.5)};
+      held.push_back(i % 3 == 0 ? fanout::Payload::of_scalars(two) : fanout::Payload::of_scalars(one));
+    }
+    check_same(header, {{0, "bench.twice", {}, {}, 0, held}, {1, "bench.twice", {}, held[1], 0, {}}});
+  }
   SUBCASE("arguments with pointers of their own, a none payload, one slot, one not in one block") {
     capnp::MallocMessageBuilder source;
     fanout::Codec<std::tuple<std::string, int>>::encode(
         fanout::wire::wrap(source.initRoot<fanout::wire::Value>()), std::tuple<std::string, int>{"far", 9});
     const auto far = fanout::wire::payload_from_flat(capnp::messageToFlatArray(source), fanout::wire::PayloadRoot::value);
-    REQUIRE(far.words().empty());
+    fanout::Payload::WordRoom room;
+    REQUIRE(far.words(room).empty());
     const std::vector<Slot> slots{
         {3, "t", {}, {}, 0,
          {fanout::encode_payload(std::tuple<std::vector<std::string>, double>{{"p", "a longer text than a word"}, 2.5}),

@@ -181,7 +181,9 @@ class MapReader {
 
 // One encoded Value with its own storage: the arguments of a call, or a result.
 // Copying a Payload shares the immutable encoding; it is never re-encoded. A small value (the
-// arguments of nearly every call) is one allocation: a reference count, then its words.
+// arguments of nearly every call) is one allocation: a reference count, then its words. The
+// arguments of a call of one or two bools or numbers (of_scalars) take no allocation at all:
+// the Payload holds them, and their words are written out when they are read or sent.
 class Payload {
  public:
   Payload();  // holds `none`
@@ -205,16 +207,32 @@ class Payload {
   // Size of the encoding in bytes (all segments).
   std::size_t encoded_size() const;
 
+  // Scalars a Payload holds itself, and the words their tuple takes once written out.
+  static constexpr std::size_t kHeldScalars = 2;
+  static constexpr std::size_t kHeldWords = 2 + 3 * (1 + kHeldScalars);
+  using WordRoom = std::uint64_t[kHeldWords];
+
   // The encoding as one block of words (a Cap'n Proto segment, root pointer first) when it is one,
-  // as every built payload is; else empty. For the library's own encoders, which copy it whole.
-  std::span<const std::uint64_t> words() const noexcept;
+  // as every built payload is (a payload that holds its scalars writes them into `room` first,
+  // which the span then points into); else empty. For the library's own encoders, which copy it
+  // whole.
+  std::span<const std::uint64_t> words(WordRoom& room) const noexcept;
 
   struct Impl;
   // Adopts one reference to `impl` (the library's own constructor).
   explicit Payload(const Impl* impl) noexcept;
 
  private:
-  const Impl* impl_;  // shared, reference-counted, immutable; null only once moved from
+  // The scalars held here, written out as their tuple's words (of_scalars' layout) into `out`;
+  // returns how many words.
+  std::size_t write_held(std::uint64_t* out) const noexcept;
+
+  // Shared, reference-counted, immutable; null when the payload holds scalars (held_ > 0), or
+  // once moved from.
+  const Impl* impl_;
+  std::uint8_t held_ = 0;  // scalars held in kinds_ and bits_
+  ValueKind kinds_[kHeldScalars]{};
+  std::uint64_t bits_[kHeldScalars]{};
 };
 
 }  // namespace fanout
