@@ -634,14 +634,8 @@ void write_scalar_tuple(std::uint64_t* out, std::size_t count, Kinds kinds, Bits
   out[1 + kScalarValue] = composite_tag(count, kData, kPointers);
   for (std::size_t i = 0; i < count; ++i) {
     std::uint64_t* element = out + 2 + kScalarValue + i * kScalarValue;
-    const ValueKind kind = kinds(i);
-    const auto member = static_cast<std::uint16_t>(kind);  // ValueKind follows the schema's order
-    std::memcpy(element, &member, sizeof member);
-    if (kind == ValueKind::boolean) {
-      reinterpret_cast<unsigned char*>(element)[2] = bits(i) != 0 ? 1 : 0;
-    } else {
-      element[1] = bits(i);
-    }
+    const ValueKind kind = kinds(i);  // ValueKind follows the schema's order
+    wire::ValueWriter::write_scalar(element, static_cast<std::uint16_t>(kind), bits(i), kind == ValueKind::boolean);
   }
 }
 
@@ -666,6 +660,11 @@ Payload Payload::of_scalars(std::span<const detail::Scalar> scalars) {
       reinterpret_cast<std::uint64_t*>(impl->words()), count, [&](std::size_t i) { return scalars[i].kind; },
       [&](std::size_t i) { return scalars[i].bits; });
   return Payload(impl);
+}
+
+std::size_t Payload::held_scalars(detail::Scalar (&out)[kHeldScalars]) const noexcept {
+  for (std::size_t i = 0; i < held_; ++i) out[i] = {kinds_[i], bits_[i]};
+  return held_;
 }
 
 std::size_t Payload::write_held(std::uint64_t* out) const noexcept {

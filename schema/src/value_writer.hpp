@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 
@@ -45,6 +46,18 @@ class ValueWriter {
   void set_bool(std::uint32_t value, std::uint16_t which, bool flag) noexcept;
   void set_scalar(std::uint32_t value, std::uint16_t which, std::uint64_t bits, unsigned bytes) noexcept;
   void set_blob(std::uint32_t value, std::uint16_t which, std::span<const std::byte> bytes, bool text);
+  // A bool or number written into the (zeroed) Value at `value`: its member `which`, then the bool
+  // in byte 2 or the scalar's bits in word 1. How calls of scalars are written without a writer
+  // (Payload::of_scalars, and WindowWriter for the scalars a Payload holds).
+  static void write_scalar(std::uint64_t* value, std::uint16_t which, std::uint64_t bits, bool boolean) noexcept {
+    std::memcpy(value, &which, sizeof which);
+    if (boolean) {
+      reinterpret_cast<unsigned char*>(value)[2] = bits != 0 ? 1 : 0;
+    } else {
+      value[1] = bits;
+    }
+  }
+
   // A list of `count` Values (the list and tuple members); returns the first element's offset.
   std::uint32_t init_values(std::uint32_t value, std::uint16_t which, std::size_t count);
   // A list of `count` map entries; returns the first entry's offset.

@@ -51,6 +51,7 @@ constexpr std::uint32_t kValueData = ValueWriter::kValueData;
 constexpr std::uint32_t kValuePointers = ValueWriter::kValuePointers;
 constexpr std::uint32_t kValueWords = ValueWriter::kValueWords;
 constexpr std::uint16_t kValueList = static_cast<std::uint16_t>(Value::LIST);
+constexpr std::uint16_t kValueTuple = static_cast<std::uint16_t>(Value::TUPLE);
 
 // The pointer `word`, found at word `from`, rewritten to sit at word `to` and aim at the same
 // target (one segment: struct and list pointers only, whose offsets count from their own place).
@@ -133,11 +134,25 @@ void WindowWriter::add_unit(std::uint32_t index, std::string_view name, std::spa
   segment()[tag] = composite_tag(args.size(), kValueData, kValuePointers);
   segment()[value + kValueData] = list_pointer(value + kValueData, tag, kCompositeElements, args.size() * kValueWords);
   for (std::size_t slot = 0; slot < args.size(); ++slot) {
+    const std::size_t element = tag + 1 + slot * kValueWords;
+    detail::Scalar held[Payload::kHeldScalars];
+    if (const std::size_t count = args[slot]->held_scalars(held); count > 0) {
+      // A call of scalars the Payload holds: its tuple written here, as of_scalars writes it.
+      const std::uint32_t list = allocate(1 + count * kValueWords);
+      std::uint64_t* words = segment();
+      put(words, element, 0, kValueTuple);
+      words[element + kValueData] = list_pointer(element + kValueData, list, kCompositeElements, count * kValueWords);
+      words[list] = composite_tag(count, kValueData, kValuePointers);
+      for (std::size_t i = 0; i < count; ++i) {
+        ValueWriter::write_scalar(words + list + 1 + i * kValueWords, static_cast<std::uint16_t>(held[i].kind),
+                                  held[i].bits, held[i].kind == ValueKind::boolean);
+      }
+      continue;
+    }
     // The payload's objects go in whole; the element takes its root Value's words, its pointer
     // moved to aim at the same object.
     const auto root = place(*args[slot]);
     if (!root) continue;  // `none`, as the zeroed element reads
-    const std::size_t element = tag + 1 + slot * kValueWords;
     const auto data_words = static_cast<std::uint32_t>(root->sizes >> 32) & 0xffffU;
     const auto pointer_count = static_cast<std::uint32_t>(root->sizes >> 48);
     std::uint64_t* words = segment();

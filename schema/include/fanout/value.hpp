@@ -217,6 +217,9 @@ class Payload {
   // which the span then points into); else empty. For the library's own encoders, which copy it
   // whole.
   std::span<const std::uint64_t> words(WordRoom& room) const noexcept;
+  // The scalars the payload holds, into `out`; 0 when it holds none (its words are elsewhere).
+  // For the window writer, which writes them straight into a window.
+  std::size_t held_scalars(detail::Scalar (&out)[kHeldScalars]) const noexcept;
 
   struct Impl;
   // Adopts one reference to `impl` (the library's own constructor).
