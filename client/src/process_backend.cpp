@@ -205,6 +205,11 @@ class BatchRun final : private BatchLink::Receiver {
                                                                    : link::kFrameTasks;
             send_window(std::min({frame, total - next_, room}));
           }
+          // Results that came meanwhile are taken now, between windows: taken only once every
+          // window is out, they would wait, and their slots' callbacks with them, and the
+          // executors would sit idle at the end while the calling thread read them all.
+          link_.pump(Clock::now(), /*awaiting=*/true);
+          if (forgotten_ || link_.failed()) break;
         }
         if (done() >= target_) break;
 
