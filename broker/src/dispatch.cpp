@@ -65,8 +65,21 @@ void Dispatch::run() {
     if (executor.free() > 0) ready.push_back(&executor);
   }
   if (ready.empty()) return;
-  // Idle executors first, so that a small batch lands on executors that start it at once.
-  std::stable_partition(ready.begin(), ready.end(), [](const Executor* e) { return e->in_flight.empty(); });
+  // Idle executors first, so that a small batch lands on executors that start it at once; then
+  // the busy ones by how soon they are expected to get through what they hold, as a list
+  // scheduler gives the next task to whoever frees up first. In a fixed order, the first busy
+  // executor with room ahead took every quick window while another one sat idle behind it (10
+  // of 16 units of a W2 batch queued on one executor of two).
+  const auto now = Clock::now();
+  std::vector<std::pair<std::chrono::nanoseconds, Executor*>> by_backlog;
+  by_backlog.reserve(ready.size());
+  for (Executor* executor : ready) {
+    by_backlog.emplace_back(executor->in_flight.empty() ? std::chrono::nanoseconds(0) : expected_backlog(*executor, now),
+                            executor);
+  }
+  std::stable_sort(by_backlog.begin(), by_backlog.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (std::size_t i = 0; i < ready.size(); ++i) ready[i] = by_backlog[i].second;
   // A batch is shared over every executor that can take part: the ready ones, the busy ones
   // that will free up, and the ones a supervisor announced that have not connected yet (a pool
   // starting up must not hand a whole batch to its first executor).
