@@ -209,12 +209,16 @@ class BatchRun final : private BatchLink::Receiver {
           // window is out, they would wait, and their slots' callbacks with them, and the
           // executors would sit idle at the end while the calling thread read them all.
           link_.pump(Clock::now(), /*awaiting=*/true);
-          if (forgotten_ || link_.failed()) break;
+          if (forgotten_ || link_.failed() || results_.cancelled()) break;
         }
         if (done() >= target_) break;
 
-        // With a cancellation token, wake up now and then to look at it.
-        link_.pump(Clock::now() + (options_.cancelled ? kCancelCheck : wire::kHeartbeatInterval), /*awaiting=*/true);
+        // With a cancellation token, wake up now and then to look at it. What the pump between
+        // windows saw (a restarted broker, a cancellation) is acted on at once.
+        const bool act_now = forgotten_ || results_.cancelled();
+        link_.pump(act_now ? Clock::now()
+                           : Clock::now() + (options_.cancelled ? kCancelCheck : wire::kHeartbeatInterval),
+                   /*awaiting=*/true);
         if (forgotten_) restart();
         if (results_.cancelled()) {
           link_.cancel();  // the broker drops what is queued and stops what runs
@@ -296,7 +300,8 @@ class BatchRun final : private BatchLink::Receiver {
   // After the broker forgot the batch: the next tasks sent before and still without an outcome.
   void resend_window(std::size_t room) {
     std::vector<std::size_t> indexes;
-    const std::size_t most = std::min(room, link::kFrameTasks);
+    // Units go one a window, as send_window sends them, so that they spread over executors.
+    const std::size_t most = std::min(room, positions_.unit() > 0 ? kUnitsPerFrame : link::kFrameTasks);
     for (; resend_ < resend_end_ && indexes.size() < most; ++resend_) {
       if (!position_done(resend_)) indexes.push_back(resend_);
     }

@@ -57,6 +57,7 @@ class FakeBroker {
       : router_([this](const std::string& identity, zmq::message_t& frame) {
           auto message = fanout::wire::InMessage::parse(std::move(frame));
           if (message && message->envelope().isTasks()) answer(identity, message->envelope().getTasks().getTasks());
+          if (message && message->envelope().isCancel()) ++cancels_;
         }) {}
 
   const std::string& endpoint() const { return router_.endpoint(); }
@@ -68,6 +69,9 @@ class FakeBroker {
   }
   // The next unit holding this argument fails whole, as a unit whose executor died does.
   void crash_unit_holding(int argument) { crash_argument_ = argument; }
+  // Cancel messages received so far. A client's windows come before its cancel on one socket:
+  // once the cancel is here, every window it sent is counted.
+  int cancels() const { return cancels_.load(); }
 
  private:
   void answer(const std::string& identity, capnp::List<fanout::wire::Task>::Reader tasks) {
@@ -130,6 +134,7 @@ class FakeBroker {
   std::mutex mutex_;
   std::vector<SeenTask> seen_;
   std::atomic<int> crash_argument_{-1};
+  std::atomic<int> cancels_{0};
   fanout_test::FakeRouter router_;  // last: serves once everything above exists
 };
 
@@ -254,4 +259,46 @@ TEST_CASE("no units under a cap, a per-slot timeout, or for a task not known to 
   const auto seen = fake.take_seen();
   CHECK(seen.size() >= 1000);
   for (const auto& task : seen) CHECK(task.slots == 0);
+}
+
+namespace {
+const fanout::Task units_cancelled{"units.cancelled", [](int x) { return 2 * x; }};
+const fanout::Task slots_cancelled{"slots.cancelled", [](int x) { return 2 * x; }};
+
+// Runs `slots` calls of `task`, cancelling on the first settled slot, and returns how many slots
+// had been sent to the broker by then (windows keep going out while results come back).
+std::uint64_t slots_sent_before_cancel(FakeBroker& fake, const std::vector<fanout::Call<int>>& calls) {
+  (void)fake.take_seen();
+  const int cancels = fake.cancels();
+  fanout::CancellationToken token;
+  const auto outcomes = process()
+                            .cancel_with(token)
+                            .on_progress([&](std::size_t settled, std::size_t) {
+                              if (settled == 1) token.cancel();
+                            })
+                            .settle(calls);
+  std::size_t cancelled = 0;
+  for (const auto& outcome : outcomes) cancelled += !outcome.ok() && outcome.error().kind() == fanout::ErrorKind::cancelled;
+  CHECK(cancelled > 0);
+  REQUIRE(fanout_test::eventually([&] { return fake.cancels() > cancels; }));
+  return total_slots(fake.take_seen());
+}
+}  // namespace
+
+TEST_CASE("a cancellation stops the windows still to go, while results keep coming between them") {
+  auto& fake = broker();
+  // At most the windows in flight before the first result was taken (16,384 slots, one window
+  // more at most): the rest of the batch never leaves the client. Whether results come back
+  // while the first windows are still being written depends on the machine: a few rounds.
+  SUBCASE("slot by slot") {
+    for (int round = 0; round < 3; ++round) {
+      CHECK(slots_sent_before_cancel(fake, calls_of(slots_cancelled, 200000)) <= 16384 + 1024);
+    }
+  }
+  SUBCASE("in units") {
+    (void)process().run(calls_of(units_cancelled, 64, 100));  // slot by slot: learnt quick
+    for (int round = 0; round < 3; ++round) {
+      CHECK(slots_sent_before_cancel(fake, calls_of(units_cancelled, 400000)) <= 16384 + 1024);
+    }
+  }
 }
