@@ -9,14 +9,9 @@ namespace fanout::detail {
 
 namespace {
 
-struct Entry {
-  const void* task;
-  TaskInvoker invoke;
-};
-
 struct Registry {
   std::mutex mutex;
-  std::map<std::string, Entry, std::less<>> tasks;
+  std::map<std::string, RegisteredTask, std::less<>> tasks;
 };
 
 // Leaked on purpose: global Tasks unregister from their destructors at exit, in an order relative
@@ -28,11 +23,11 @@ Registry& registry() {
 
 }  // namespace
 
-void register_task(std::string_view name, const void* task, TaskInvoker invoke) {
+void register_task(std::string_view name, const RegisteredTask& task) {
   if (name.empty()) throw Error("fanout::Task: a task needs a non-empty name");
   auto& table = registry();
   const std::lock_guard lock(table.mutex);
-  const auto [where, inserted] = table.tasks.try_emplace(std::string(name), Entry{task, invoke});
+  const auto [where, inserted] = table.tasks.try_emplace(std::string(name), task);
   if (!inserted) {
     throw Error("fanout::Task: two tasks are named '" + std::string(name) +
                 "'; task names must be unique in a program");
@@ -53,7 +48,7 @@ RegisteredTask find_registered(std::string_view name) {
   if (found == table.tasks.end()) {
     throw UnknownTask("no task named '" + std::string(name) + "' is registered in this program");
   }
-  return RegisteredTask{found->second.task, found->second.invoke};
+  return found->second;
 }
 
 void invoke_registered(std::string_view name, ValueReader args, ValueBuilder out) {

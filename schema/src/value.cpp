@@ -373,8 +373,11 @@ bool read_scalar(Value::Reader value, detail::Scalar& out) {
 }  // namespace
 
 bool ValueReader::read_scalars(std::span<detail::Scalar> out) const noexcept {
+  return wire::read_scalar_tuple(wire::unwrap(*this), out);
+}
+
+bool wire::read_scalar_tuple(Value::Reader value, std::span<detail::Scalar> out) noexcept {
   try {
-    const auto value = wire::unwrap(*this);
     if (value.which() != Value::TUPLE) return false;
     const auto elements = value.getTuple();
     if (elements.size() != out.size()) return false;
@@ -474,6 +477,17 @@ ValueReader SequenceReader::operator[](std::size_t index) const {
     throw Error("value element " + std::to_string(index) + " out of range (size " + std::to_string(items.size()) + ")");
   }
   return wire::wrap(items[static_cast<unsigned>(index)]);
+}
+
+void wire::write_scalar(Value::Builder value, const detail::Scalar& scalar) {
+  switch (scalar.kind) {
+    case ValueKind::boolean: value.setBool(scalar.bits != 0); break;
+    case ValueKind::int64: value.setInt(static_cast<std::int64_t>(scalar.bits)); break;
+    case ValueKind::uint64: value.setUint(scalar.bits); break;
+    case ValueKind::float32: value.setFloat32(std::bit_cast<float>(static_cast<std::uint32_t>(scalar.bits))); break;
+    case ValueKind::float64: value.setFloat64(std::bit_cast<double>(scalar.bits)); break;
+    default: value.setNone(); break;  // scalar_of makes none of these
+  }
 }
 
 std::size_t SequenceReader::read_scalars(std::size_t first, std::span<detail::Scalar> out) const noexcept {

@@ -36,6 +36,12 @@ ValueReader wrap(Value::Reader reader) noexcept;
 Value::Builder unwrap(ValueBuilder builder) noexcept;
 Value::Reader unwrap(ValueReader reader) noexcept;
 
+// A tuple of exactly out.size() bools and numbers into `out` (ValueReader::read_scalars, without
+// the handle); false for anything else, or an unreadable value.
+bool read_scalar_tuple(Value::Reader value, std::span<detail::Scalar> out) noexcept;
+// A bool or number into `value`, as its Codec writes it.
+void write_scalar(Value::Builder value, const detail::Scalar& scalar);
+
 // A Payload whose Value lives inside a larger message: e.g. the `value` of a Result read from a
 // pipe. `words` holds the whole flat message; `root_of` locates the Value in it.
 enum class PayloadRoot { value, result_value };

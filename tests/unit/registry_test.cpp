@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <type_traits>
 
@@ -73,4 +74,27 @@ TEST_CASE("a task's name is free again once the task is gone") {
 
 TEST_CASE("a task needs a name") {
   CHECK_THROWS_AS(fanout::Task("", [] { return 0; }), fanout::Error);
+}
+
+TEST_CASE("a task of scalars registers a second way to run it, on scalars read already") {
+  using fanout::detail::Scalar;
+  const auto square = fanout::detail::find_registered("registry.square");
+  REQUIRE(static_cast<bool>(square.invoke_scalars));
+  CHECK(square.scalar_arity == 1);
+  const Scalar seven[] = {fanout::detail::scalar_of(7)};
+  Scalar result{};
+  REQUIRE(square.invoke_scalars(square.task, std::span(seven), result));
+  CHECK(result.kind == fanout::ValueKind::int64);
+  CHECK(static_cast<std::int64_t>(result.bits) == 49);
+  // Not exactly what an int's Codec writes, or not as many: nothing runs, the general way decides.
+  const Scalar unsigned_seven[] = {fanout::detail::scalar_of(7U)};
+  CHECK_FALSE(square.invoke_scalars(square.task, std::span(unsigned_seven), result));
+  const Scalar two[] = {fanout::detail::scalar_of(1), fanout::detail::scalar_of(2)};
+  CHECK_FALSE(square.invoke_scalars(square.task, std::span(two), result));
+  const auto sum = fanout::detail::find_registered("registry.function");
+  REQUIRE(static_cast<bool>(sum.invoke_scalars));
+  CHECK(sum.scalar_arity == 2);
+  // Text, lists, no result: only the general way.
+  CHECK_FALSE(static_cast<bool>(fanout::detail::find_registered("registry.join").invoke_scalars));
+  CHECK_FALSE(static_cast<bool>(fanout::detail::find_registered("registry.nothing").invoke_scalars));
 }

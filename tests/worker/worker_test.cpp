@@ -258,43 +258,53 @@ TEST_CASE("an unknown task name fails its slot with kind unknownTask") {
 // are the list of the slots' tuples; its Result holds the list of their values.
 TEST_CASE("a unit's slots run in turn; a slot that fails is named in slotErrors, the others have values") {
   Setup setup(1);
+  // example.square takes and gives an int: its slots run on scalars read straight from the
+  // unit, and those that are not exactly an int run the general way, converted or refused.
   const auto unit_args = [](wire::Value::Builder out) {
-    auto list = out.initList(5);
-    for (unsigned i = 0; i < 5; ++i) {
+    auto list = out.initList(7);
+    for (unsigned i = 0; i < 7; ++i) {
       if (i == 2) {
         fanout::encode(wire::wrap(list[i]), std::make_tuple(std::string("not a number")));
+      } else if (i == 5) {
+        fanout::encode(wire::wrap(list[i]), std::make_tuple(std::uint32_t{6}));  // a uint: converted
+      } else if (i == 6) {
+        fanout::encode(wire::wrap(list[i]), std::make_tuple(7, 7));  // one argument too many
       } else {
         fanout::encode(wire::wrap(list[i]), std::make_tuple(static_cast<int>(i) + 1));
       }
     }
   };
-  auto message = tasks_message(42, {{3, "example.square", unit_args, 0, 5}});
+  auto message = tasks_message(42, {{3, "example.square", unit_args, 0, 7}});
   setup.broker().send(setup.executor(0), message);
   const auto result = single_result(setup.broker(), 42, setup.log());
   CHECK(result.getIndex() == 3);
   REQUIRE(result.isValue());
   REQUIRE(result.getValue().isList());
   const auto values = result.getValue().getList();
-  REQUIRE(values.size() == 5);
+  REQUIRE(values.size() == 7);
   CHECK(values[0].getInt() == 1);
   CHECK(values[1].getInt() == 4);
   CHECK(values[2].isNone());
   CHECK(values[3].getInt() == 16);
   CHECK(values[4].getInt() == 25);
-  REQUIRE(result.getSlotErrors().size() == 1);
+  CHECK(values[5].getInt() == 36);
+  CHECK(values[6].isNone());
+  REQUIRE(result.getSlotErrors().size() == 2);
   CHECK(result.getSlotErrors()[0].getSlot() == 2);
   CHECK(result.getSlotErrors()[0].getError().getKind() == wire::ErrorKind::BAD_ARGUMENTS);
   CHECK(std::string(result.getSlotErrors()[0].getError().getRanOn()) == std::string(result.getRanOn()));
+  CHECK(result.getSlotErrors()[1].getSlot() == 6);
+  CHECK(result.getSlotErrors()[1].getError().getKind() == wire::ErrorKind::BAD_ARGUMENTS);
 
   SUBCASE("a unit of a name not registered fails whole") {
-    auto unknown = tasks_message(43, {{0, "example.no_such_task", unit_args, 0, 5}});
+    auto unknown = tasks_message(43, {{0, "example.no_such_task", unit_args, 0, 7}});
     setup.broker().send(setup.executor(0), unknown);
     const auto failed = single_result(setup.broker(), 43, setup.log());
     REQUIRE(failed.isError());
     CHECK(failed.getError().getKind() == wire::ErrorKind::UNKNOWN_TASK);
   }
   SUBCASE("a unit whose arguments are not a list of as many tuples fails whole, and the executor goes on") {
-    auto wrong = tasks_message(44, {{0, "example.square", unit_args, 0, 6}});
+    auto wrong = tasks_message(44, {{0, "example.square", unit_args, 0, 8}});
     setup.broker().send(setup.executor(0), wrong);
     const auto failed = single_result(setup.broker(), 44, setup.log());
     REQUIRE(failed.isError());

@@ -563,14 +563,31 @@ class Executor {
     const auto tuples = args.getList();
     auto values = result.initValue().initList(slots);
     std::vector<std::pair<std::uint32_t, FailureInfo>> failed;
+    // A task of scalars runs on the scalars read from each slot's tuple and writes its result
+    // into the slot's Value, which the list holds already: the message does not grow, and
+    // its size is looked at again only after a slot that went the general way.
+    constexpr std::size_t kMostScalars = 8;
+    detail::Scalar scalars[kMostScalars];
+    const std::size_t arity = run.invoke_scalars != nullptr && run.scalar_arity <= kMostScalars ? run.scalar_arity : 0;
+    bool may_have_grown = true;
     for (std::uint32_t slot = 0; slot < slots; ++slot) {
-      if (message.bytes() > config_.max_frame_bytes / 2) {
+      if (may_have_grown && message.bytes() > config_.max_frame_bytes / 2) {
         failed.emplace_back(slot, FailureInfo{ErrorKind::refused, "",
                                               "not run: its unit's values filled half a message; run it alone", ran_on_});
         continue;
       }
       try {
-        run(wire::wrap(tuples[slot]), wire::wrap(values[slot]));
+        const auto tuple = tuples[slot];
+        if (arity > 0 && wire::read_scalar_tuple(tuple, std::span(scalars, arity))) {
+          detail::Scalar value;
+          if (run.invoke_scalars(run.task, std::span(scalars, arity), value)) {
+            wire::write_scalar(values[slot], value);
+            may_have_grown = false;
+            continue;
+          }
+        }
+        may_have_grown = true;
+        run(wire::wrap(tuple), wire::wrap(values[slot]));
       } catch (...) {
         values[slot].setNone();  // whatever it wrote before it threw is left unreachable
         failed.emplace_back(slot, detail::failure_from_current_exception(ran_on_));

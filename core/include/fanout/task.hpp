@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -51,6 +52,11 @@ namespace detail {
 // How the registry runs one task: decode `args` (a tuple), call, encode the result into `out`.
 // Throws BadArguments when the arguments do not fit; anything the task throws passes through.
 using TaskInvoker = void (*)(const void* task, ValueReader args, ValueBuilder out);
+// The same for a task whose parameters and result are all bools, numbers or enums, given its
+// arguments as scalars read already: returns false, calling nothing, when they are not exactly
+// what the parameters' Codecs write (TaskInvoker then converts or refuses them). What an executor
+// runs a unit of quick slots with, without a reader or a builder per slot.
+using ScalarInvoker = bool (*)(const void* task, std::span<const Scalar> args, Scalar& result);
 
 class BadArguments : public Error {
  public:
@@ -62,8 +68,9 @@ class UnknownTask : public Error {
   using Error::Error;
 };
 
+struct RegisteredTask;
 // Registers `task` under `name`; throws fanout::Error when the name is taken.
-void register_task(std::string_view name, const void* task, TaskInvoker invoke);
+void register_task(std::string_view name, const RegisteredTask& task);
 void unregister_task(std::string_view name, const void* task) noexcept;
 
 template <class F>
@@ -117,7 +124,7 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
   // Throws fanout::Error when another live Task already has this name: for global tasks, the
   // program stops at start-up with that message.
   Task(std::string_view name, F function) : name_(name), function_(std::move(function)) {
-    detail::register_task(name_, this, &Task::invoke);
+    detail::register_task(name_, detail::RegisteredTask{this, &Task::invoke, scalar_invoker(), kScalarArity});
   }
   ~Task() { detail::unregister_task(name_, this); }
   Task(const Task&) = delete;
@@ -148,6 +155,25 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
       std::size_t index = 0;
       (encode(tuple[index++], args), ...);
     }));
+  }
+
+  static constexpr bool kScalarCall =
+      detail::kIsScalarTuple<arguments> && detail::kIsScalar<typename Sig::result>;
+  static constexpr std::size_t kScalarArity = kScalarCall ? std::tuple_size_v<arguments> : 0;
+
+  static constexpr detail::ScalarInvoker scalar_invoker() {
+    if constexpr (kScalarCall) {
+      return &Task::invoke_scalars;
+    } else {
+      return nullptr;
+    }
+  }
+
+  static bool invoke_scalars(const void* self, std::span<const detail::Scalar> args, detail::Scalar& result) {
+    auto decoded = detail::from_scalars<arguments>(args);
+    if (!decoded) return false;
+    result = detail::scalar_of(static_cast<const Task*>(self)->call_locally(std::move(*decoded)));
+    return true;
   }
 
   static void invoke(const void* self, ValueReader args, ValueBuilder out) {
@@ -188,6 +214,8 @@ void invoke_registered(std::string_view name, ValueReader args, ValueBuilder out
 struct RegisteredTask {
   const void* task = nullptr;
   TaskInvoker invoke = nullptr;
+  ScalarInvoker invoke_scalars = nullptr;  // for tasks of scalars only; null for any other
+  std::size_t scalar_arity = 0;            // the parameters invoke_scalars takes
 
   void operator()(ValueReader args, ValueBuilder out) const { invoke(task, args, out); }
 };

@@ -21,6 +21,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -203,18 +204,26 @@ inline constexpr bool kIsScalarTuple = false;
 template <class... T>
 inline constexpr bool kIsScalarTuple<std::tuple<T...>> = sizeof...(T) > 0 && (kIsScalar<T> && ...);
 
-// A tuple of scalars read in one call (ValueReader::read_scalars), when every element is exactly
-// what its Codec writes; nullopt else, for decode<Tuple> to convert or to say why not.
+// A tuple of scalars from their members and bits, when there are as many as it has elements and
+// every one is exactly what its element's Codec writes; nullopt else.
 template <class Tuple>
-std::optional<Tuple> decode_scalars(ValueReader in) {
+std::optional<Tuple> from_scalars(std::span<const Scalar> scalars) {
   constexpr std::size_t kCount = std::tuple_size_v<Tuple>;
-  Scalar scalars[kCount];
-  if (!in.read_scalars(scalars)) return std::nullopt;
+  if (scalars.size() != kCount) return std::nullopt;
   return [&]<std::size_t... I>(std::index_sequence<I...>) -> std::optional<Tuple> {
     const auto parts = std::make_tuple(from_scalar<std::tuple_element_t<I, Tuple>>(scalars[I])...);
     if (!(std::get<I>(parts).has_value() && ...)) return std::nullopt;
     return Tuple{*std::get<I>(parts)...};
   }(std::make_index_sequence<kCount>{});
+}
+
+// A tuple of scalars read in one call (ValueReader::read_scalars), when every element is exactly
+// what its Codec writes; nullopt else, for decode<Tuple> to convert or to say why not.
+template <class Tuple>
+std::optional<Tuple> decode_scalars(ValueReader in) {
+  Scalar scalars[std::tuple_size_v<Tuple>];
+  if (!in.read_scalars(scalars)) return std::nullopt;
+  return from_scalars<Tuple>(scalars);
 }
 
 }  // namespace detail
