@@ -570,7 +570,7 @@ const Payload::Impl* none_payload() {
 }  // namespace
 
 Payload::Payload() : impl_(none_payload()) {}
-Payload::~Payload() { Impl::release(impl_); }
+void Payload::release(const Impl* impl) noexcept { Impl::release(impl); }
 static_assert(Payload::kHeldScalars == 2, "the copy and move constructors copy two held scalars");
 Payload::Payload(const Payload& other)
     : impl_(other.impl_), held_(other.held_), kinds_{other.kinds_[0], other.kinds_[1]}, bits_{other.bits_[0], other.bits_[1]} {
@@ -586,11 +586,6 @@ Payload& Payload::operator=(const Payload& other) {
   }
   return *this;
 }
-Payload::Payload(Payload&& other) noexcept
-    : impl_(std::exchange(other.impl_, nullptr)),
-      held_(std::exchange(other.held_, 0)),
-      kinds_{other.kinds_[0], other.kinds_[1]},
-      bits_{other.bits_[0], other.bits_[1]} {}
 Payload& Payload::operator=(Payload&& other) noexcept {
   if (this != &other) {
     Impl::release(std::exchange(impl_, std::exchange(other.impl_, nullptr)));
@@ -655,19 +650,10 @@ void write_scalar_tuple(std::uint64_t* out, std::size_t count, Kinds kinds, Bits
 
 }  // namespace
 
-Payload Payload::of_scalars(std::span<const detail::Scalar> scalars) {
+Payload Payload::scalars_in_block(std::span<const detail::Scalar> scalars) {
   const std::size_t count = scalars.size();
   if (count == 0 || count > wire::layout::kMaxCount / kScalarValue) {
     throw Error("Payload::of_scalars: " + std::to_string(count) + " scalars");
-  }
-  if (count <= kHeldScalars) {  // held here: no block at all
-    Payload payload(nullptr);
-    payload.held_ = static_cast<std::uint8_t>(count);
-    for (std::size_t i = 0; i < count; ++i) {
-      payload.kinds_[i] = scalars[i].kind;
-      payload.bits_[i] = scalars[i].bits;
-    }
-    return payload;
   }
   Impl* impl = Impl::make(scalar_tuple_words(count));
   write_scalar_tuple(

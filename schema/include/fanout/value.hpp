@@ -187,10 +187,18 @@ class MapReader {
 class Payload {
  public:
   Payload();  // holds `none`
-  ~Payload();
+  // Moving and destroying are inline: a vector of a million calls moves and frees each one, and
+  // one that holds its scalars has nothing to release.
+  ~Payload() {
+    if (impl_ != nullptr) release(impl_);
+  }
   Payload(const Payload&);
   Payload& operator=(const Payload&);
-  Payload(Payload&&) noexcept;
+  Payload(Payload&& other) noexcept
+      : impl_(std::exchange(other.impl_, nullptr)),
+        held_(std::exchange(other.held_, 0)),
+        kinds_{other.kinds_[0], other.kinds_[1]},
+        bits_{other.bits_[0], other.bits_[1]} {}
   Payload& operator=(Payload&&) noexcept;
 
   // Encodes a value with `fill`; the builder passed to it is the payload's root.
@@ -198,7 +206,16 @@ class Payload {
 
   // The tuple of `scalars` (at least one), as build() would encode it with their Codecs, written
   // without a writer: what a call of a task whose parameters are all scalars costs (task.hpp).
-  static Payload of_scalars(std::span<const detail::Scalar> scalars);
+  static Payload of_scalars(std::span<const detail::Scalar> scalars) {
+    if (scalars.empty() || scalars.size() > kHeldScalars) return scalars_in_block(scalars);
+    Payload payload(nullptr);  // held here: no block at all
+    payload.held_ = static_cast<std::uint8_t>(scalars.size());
+    for (std::size_t i = 0; i < scalars.size(); ++i) {
+      payload.kinds_[i] = scalars[i].kind;
+      payload.bits_[i] = scalars[i].bits;
+    }
+    return payload;
+  }
 
   // Calls `read` with the root, under reader limits derived from the encoded size. The reader is
   // valid only inside the call.
@@ -229,6 +246,10 @@ class Payload {
   // The scalars held here, written out as their tuple's words (of_scalars' layout) into `out`;
   // returns how many words.
   std::size_t write_held(std::uint64_t* out) const noexcept;
+  // of_scalars for more scalars than a Payload holds (or none, which throws).
+  static Payload scalars_in_block(std::span<const detail::Scalar> scalars);
+  // Drops one reference to `impl`, freeing it with the last.
+  static void release(const Impl* impl) noexcept;
 
   // Shared, reference-counted, immutable; null when the payload holds scalars (held_ > 0), or
   // once moved from.
