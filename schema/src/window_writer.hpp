@@ -79,4 +79,7 @@ class WindowWriter {
   std::uint32_t last_name_at_ = 0;
 };
 
+// Blocks of sent windows kept for the next windows to write into (a few, each at most 1 MiB).
+std::size_t kept_window_blocks() noexcept;
+
 }  // namespace fanout::wire
