@@ -35,10 +35,10 @@ constexpr std::uint64_t kReportEveryBytes = std::uint64_t{8} << 20;
 std::mutex g_unreported_mutex;
 std::unordered_map<const void*, std::uint64_t> g_unreported;
 
-void add_unreported(zmq::socket_t& socket, std::uint64_t bytes) {
-  if (bytes == 0) return;
+// Returns what the socket has unreported now.
+std::uint64_t add_unreported(zmq::socket_t& socket, std::uint64_t bytes) {
   const std::lock_guard lock(g_unreported_mutex);
-  g_unreported[socket.handle()] += bytes;
+  return g_unreported[socket.handle()] += bytes;
 }
 
 std::uint64_t take_unreported(zmq::socket_t& socket) {
@@ -117,8 +117,12 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
     const auto later = Clock::now();
     // Early too when much was read: the broker holds back a client's work while it has more than
     // a few tens of MiB unreported (docs/limits.md), and a fast reader should not wait for that.
-    if (later - last_beat_ >= wire::kHeartbeatInterval || read_since_beat_ >= kReportEveryBytes) {
-      read_since_beat_ = 0;
+    // Counted on the socket, not the batch: a client running batch after batch, each shorter than
+    // a heartbeat interval and reading less than kReportEveryBytes, reported nothing until the
+    // broker held back its results, and each of its batches waited for the next heartbeat (500
+    // ms) once every 64 MiB of results.
+    if (later - last_beat_ >= wire::kHeartbeatInterval || unreported_ >= kReportEveryBytes) {
+      unreported_ = 0;
       const std::uint64_t read_since = take_unreported(socket_);
       send_simple([read_since](wire::Envelope::Builder envelope) {
         auto beat = envelope.initHeartbeat();
@@ -144,8 +148,7 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
 void BatchLink::drain() {
   std::uint64_t read_bytes = 0;
   const auto report = kj::defer([&] {
-    add_unreported(socket_, read_bytes);
-    read_since_beat_ += read_bytes;
+    if (read_bytes > 0) unreported_ = add_unreported(socket_, read_bytes);
   });
   zmq::message_t frame;
   while (socket_.recv(frame, zmq::recv_flags::dontwait)) {

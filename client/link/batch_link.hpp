@@ -191,7 +191,9 @@ class BatchLink {
   bool heard_ = false;  // the broker has answered since the batch opened: it exists, silence is a pause
   Clock::time_point last_heard_{};
   Clock::time_point last_beat_{};
-  std::uint64_t read_since_beat_ = 0;  // bytes of results and output read since the last heartbeat
+  // Bytes of results and output read on the socket and not yet reported, by this batch and the
+  // ones before it on the socket (batch_link.cpp, add_unreported), as of the last drain.
+  std::uint64_t unreported_ = 0;
   // After restart(): refusals that answer messages sent before it (heartbeats queued while the
   // broker was away, each answered "I do not know you" by the new one) are not a new restart.
   // They come before anything the broker says about the reopened batch, and soon.

@@ -30,6 +30,10 @@ const fanout::Task units_slow{"units.slow", [](int x) { return 2 * x; }};
 // In a unit, the fake executor answers this one with values of several shapes (value_shape).
 const fanout::Task units_shapes{"units.shapes", [](int x) { return 2 * x; }};
 
+// Answered with a text of 1 MiB (kBigValue): results that add up, for the heartbeat reports.
+const fanout::Task report_big{"report.big", [](int) { return std::string(); }};
+constexpr std::size_t kBigValue = std::size_t{1} << 20;
+
 // What the fake executor does with the argument 13 in a unit: the slot throws.
 constexpr int kThrows = 13;
 
@@ -58,6 +62,7 @@ class FakeBroker {
           auto message = fanout::wire::InMessage::parse(std::move(frame));
           if (message && message->envelope().isTasks()) answer(identity, message->envelope().getTasks().getTasks());
           if (message && message->envelope().isCancel()) ++cancels_;
+          if (message && message->envelope().isHeartbeat()) reported_ += message->envelope().getHeartbeat().getResultBytes();
         }) {}
 
   const std::string& endpoint() const { return router_.endpoint(); }
@@ -72,6 +77,8 @@ class FakeBroker {
   // Cancel messages received so far. A client's windows come before its cancel on one socket:
   // once the cancel is here, every window it sent is counted.
   int cancels() const { return cancels_.load(); }
+  // Bytes of results the client said in its heartbeats it read.
+  std::uint64_t reported() const { return reported_.load(); }
 
  private:
   void answer(const std::string& identity, capnp::List<fanout::wire::Task>::Reader tasks) {
@@ -91,6 +98,10 @@ class FakeBroker {
       const bool slow = std::string(task.getName().cStr()) == "units.slow";
       if (task.getSlots() == 0) {
         result.setElapsedUs(slow ? 5000 : 0);
+        if (std::string(task.getName().cStr()) == "report.big") {
+          result.initValue().setText(std::string(kBigValue, 'x'));
+          continue;
+        }
         result.initValue().setInt(2 * task.getArgs().getTuple()[0].getInt());
         continue;
       }
@@ -135,6 +146,7 @@ class FakeBroker {
   std::vector<SeenTask> seen_;
   std::atomic<int> crash_argument_{-1};
   std::atomic<int> cancels_{0};
+  std::atomic<std::uint64_t> reported_{0};
   fanout_test::FakeRouter router_;  // last: serves once everything above exists
 };
 
@@ -301,4 +313,19 @@ TEST_CASE("a cancellation stops the windows still to go, while results keep comi
       CHECK(slots_sent_before_cancel(fake, calls_of(units_cancelled, 400000)) <= 16384 + 1024);
     }
   }
+}
+
+// The broker holds back a client's work while it has more than 64 MiB of results unreported
+// (docs/limits.md); a client reports what it read in heartbeats. A program running batch after
+// batch, each shorter than a heartbeat interval and reading less than the 8 MiB that call for an
+// early report, reported nothing (each batch started counting afresh): once every 64 MiB one of
+// its batches waited for the broker to hear from it, half a second.
+TEST_CASE("a client running short batches back to back reports what it read every 8 MiB, across batches") {
+  auto& fake = broker();
+  const std::uint64_t before = fake.reported();
+  for (int batch = 0; batch < 12; ++batch) {
+    const auto values = process().run(std::vector{report_big(batch)});
+    REQUIRE(values.at(0).size() == kBigValue);
+  }
+  CHECK(fanout_test::eventually([&] { return fake.reported() - before >= (std::uint64_t{8} << 20); }));
 }
