@@ -76,6 +76,13 @@ struct Task {
                              # schedules, retries and counts a unit as one task; `index` is the
                              # unit's position in the batch as the broker sees it (the client maps
                              # it back to slots). A unit has no key and no per-task timeout.
+  scalarArgs @12 :List(UInt64);  # A unit whose every slot's arguments are the same number (1 to 8)
+                             # of bools and numbers, laid out together instead of `args` (unset):
+                             # slot s's argument a is element s * arity + a, arity being
+                             # scalarArgs.size / slots; each the member's bits as Value holds them
+                             # (a bool 0 or 1, a float32's bits in the low half).
+  scalarKinds @13 :List(UInt8);  # The Value member of each element of scalarArgs, by its number in
+                             # Value's union: bool 1, int 2, uint 3, float32 4, float64 5.
 }
 
 struct ShellCommand {
@@ -123,6 +130,11 @@ struct Result {
   exitCode @7 :Int32;        # Shell tasks: exit code (128+N for signal N).
   shell @8 :ShellOutcome;    # Shell tasks: how the command ended.
   slotErrors @9 :List(SlotError);  # A unit's slots that failed (Task.slots); the others succeeded.
+  scalarValues @10 :List(UInt64);  # A unit sent with scalarArgs whose values are all bools and
+                             # numbers: one per slot, laid out together, and `value` is unset. A
+                             # peer that does not write these answers with the `list` of values.
+  scalarKinds @11 :List(UInt8);  # The Value member of each of scalarValues (Task.scalarKinds); 0 for
+                             # a slot named in slotErrors.
 }
 
 struct SlotError {

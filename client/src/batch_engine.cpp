@@ -3,6 +3,7 @@
 #include <fanout/driver.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <string>
 
 namespace fanout::detail {
@@ -89,6 +90,23 @@ void Results::values(std::size_t first, SequenceReader list, const std::vector<b
     }
     done += taken;
   }
+}
+
+void Results::scalar(std::size_t index, const Scalar& value, FunctionRef<std::string_view()> ran_on) {
+  if (index >= settled_.size() || settled_[index]) return;
+  if (batch_.store_scalar(index, value)) return settle(index);
+  // Not exactly the caller's type: through the decoder, which converts it or says why not.
+  const Payload single = Payload::build([&](ValueBuilder out) {
+    switch (value.kind) {
+      case ValueKind::boolean: return out.set_bool(value.bits != 0);
+      case ValueKind::int64: return out.set_int(static_cast<std::int64_t>(value.bits));
+      case ValueKind::uint64: return out.set_uint(value.bits);
+      case ValueKind::float32: return out.set_float32(std::bit_cast<float>(static_cast<std::uint32_t>(value.bits)));
+      case ValueKind::float64: return out.set_float64(std::bit_cast<double>(value.bits));
+      default: return out.set_none();
+    }
+  });
+  single.read([&](ValueReader reader) { this->value(index, reader, ran_on); });
 }
 
 void Results::failure(std::size_t index, FailureInfo failure) {

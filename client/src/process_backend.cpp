@@ -329,7 +329,10 @@ class BatchRun final : private BatchLink::Receiver {
       for (std::size_t slot = first; slot < first + positions_.slot_count(position); ++slot) {
         unit_args_.push_back(batch_.job(slot).args);
       }
-      window.add_unit(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_);
+      // Scalars laid out together when every slot holds them; else a tuple per slot.
+      if (!window.add_scalar_args(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_)) {
+        window.add_unit(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_);
+      }
     });
     if (bytes > wire::max_frame_bytes()) {  // one task's arguments alone are larger than that
       for (std::size_t i = 0; i < count; ++i) {
@@ -426,16 +429,35 @@ class BatchRun final : private BatchLink::Receiver {
       }
       return split(position, count);
     }
+    // Each list is read once: a reader counts every read of a list against its traversal limit.
+    const bool scalars = result.hasScalarValues() || result.hasScalarKinds();
     const auto value = result.getValue();
-    if (!value.isList() || value.getList().size() != count) {
+    const auto bits = result.getScalarValues();
+    const auto kinds = result.getScalarKinds();
+    const bool fits = scalars ? bits.size() == count && kinds.size() == count
+                              : value.isList() && value.getList().size() == count;
+    if (!fits) {
       return fail_position(position, FailureInfo{ErrorKind::bad_message, "",
                                                  "the result of a unit of " + std::to_string(count) +
                                                      " slots does not hold as many values",
                                                  std::string(ran_on())});
     }
     learn(result, count);
-    // Slots the executor did not run (`refused`: the unit's values filled half a message) go
-    // again alone; they stay without an outcome until then.
+    const std::vector<bool> not_run = slot_errors(first, count, result);
+    std::size_t left = 0;
+    for (std::size_t i = 0; i < not_run.size(); ++i) left += not_run[i] && !results_.settled(first + i) ? 1 : 0;
+    if (scalars) {
+      scalar_values(first, bits, kinds, not_run, ran_on);
+    } else {
+      results_.values(first, wire::wrap(value).as_list([] { return std::string("a unit's values"); }), not_run, ran_on);
+    }
+    if (left > 0) split(position, left);
+  }
+
+  // A unit's slots that failed get their failures; returns which ones the executor did not run
+  // (`refused`: the unit's values filled half a message), which go again alone and stay without
+  // an outcome until then (empty: none).
+  std::vector<bool> slot_errors(std::size_t first, std::size_t count, wire::Result::Reader result) {
     std::vector<bool> not_run;
     for (const auto failed : result.getSlotErrors()) {
       if (failed.getSlot() >= count) continue;
@@ -448,10 +470,25 @@ class BatchRun final : private BatchLink::Receiver {
       results_.failure(first + failed.getSlot(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
                                                              error.getMessage(), error.getRanOn()});
     }
-    std::size_t left = 0;
-    for (std::size_t i = 0; i < not_run.size(); ++i) left += not_run[i] && !results_.settled(first + i) ? 1 : 0;
-    results_.values(first, wire::wrap(value).as_list([] { return std::string("a unit's values"); }), not_run, ran_on);
-    if (left > 0) split(position, left);
+    return not_run;
+  }
+
+  // A unit's values laid out together (Result.scalarValues), read in place: every slot not failed
+  // or skipped has a bool or a number.
+  void scalar_values(std::size_t first, capnp::List<std::uint64_t>::Reader bits, capnp::List<std::uint8_t>::Reader kinds,
+                     const std::vector<bool>& skip, FunctionRef<std::string_view()> ran_on) {
+    for (unsigned i = 0; i < bits.size(); ++i) {
+      if ((!skip.empty() && skip[i]) || results_.settled(first + i)) continue;
+      const std::uint8_t kind = kinds[i];
+      if (kind < static_cast<std::uint8_t>(ValueKind::boolean) || kind > static_cast<std::uint8_t>(ValueKind::float64)) {
+        results_.failure(first + i, FailureInfo{ErrorKind::bad_message, "",
+                                                "its unit's result holds a value of kind " + std::to_string(kind) +
+                                                    " for it, and no error",
+                                                std::string(ran_on())});
+        continue;
+      }
+      results_.scalar(first + i, Scalar{static_cast<ValueKind>(kind), bits[i]}, ran_on);
+    }
   }
 
   // A task's run time, for quick_names.

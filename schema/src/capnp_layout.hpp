@@ -17,6 +17,7 @@ static_assert(std::endian::native == std::endian::little, "words are written as 
 
 // Element size codes of a list pointer.
 inline constexpr unsigned kByteElements = 2;
+inline constexpr unsigned kWordElements = 5;
 inline constexpr unsigned kCompositeElements = 7;
 // What one list or segment may hold: counts are 29-bit fields, offsets 30-bit signed words.
 inline constexpr std::size_t kMaxCount = (std::size_t{1} << 29) - 1;

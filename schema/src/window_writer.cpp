@@ -34,7 +34,7 @@ constexpr std::uint32_t kTaskData = Task::_capnpPrivate::dataWordSize;
 constexpr std::uint32_t kTaskPointers = Task::_capnpPrivate::pointerCount;
 constexpr std::uint32_t kTaskWords = kTaskData + kTaskPointers;
 static_assert(kEnvelopeData == 1 && kEnvelopePointers == 1 && kBatchData == 4 && kBatchPointers == 1 && kTaskData == 4 &&
-              kTaskPointers == 5, "fanout.capnp changed: check the field positions below");
+              kTaskPointers == 7, "fanout.capnp changed: check the field positions below");
 
 // Envelope: version (UInt16 0), the union's discriminant (UInt16 1; `tasks` is 0), pointer 0.
 constexpr std::size_t kEnvelopeVersion = 0;
@@ -42,10 +42,10 @@ constexpr std::size_t kEnvelopeVersion = 0;
 // maxRunning (UInt32 5), settledBefore (UInt32 6); tasks in pointer 0.
 constexpr std::size_t kBatchId = 0, kBatchTotal = 8, kBatchTimeout = 12, kBatchDeferred = 16, kBatchMaxRunning = 20,
                       kBatchSettledBefore = 24;
-// Task: batchId (UInt64 0), index (UInt32 2), hasKey (bit 96), timeoutMs (UInt32 6); key,
-// name and args in pointers 0, 1 and 2.
+// Task: batchId (UInt64 0), index (UInt32 2), hasKey (bit 96), timeoutMs (UInt32 6), slots
+// (UInt32 7); key, name and args in pointers 0, 1 and 2, scalarArgs and scalarKinds in 5 and 6.
 constexpr std::size_t kTaskBatchId = 0, kTaskIndex = 8, kTaskHasKey = 12, kTaskTimeout = 24, kTaskSlots = 28;
-constexpr std::size_t kTaskKey = 0, kTaskName = 1, kTaskArgs = 2;
+constexpr std::size_t kTaskKey = 0, kTaskName = 1, kTaskArgs = 2, kTaskScalarArgs = 5, kTaskScalarKinds = 6;
 // Value, as the value writer lays it out (value_writer.hpp, which checks it against the schema):
 // the discriminant in bytes 0-1, `list` being member 8; its pointer follows the data words.
 constexpr std::uint32_t kValueData = ValueWriter::kValueData;
@@ -226,6 +226,38 @@ void WindowWriter::add_unit(std::uint32_t index, std::string_view name, std::spa
       words[element + kValueData] = moved_pointer(words[from], from, element + kValueData);
     }
   }
+}
+
+bool WindowWriter::add_scalar_args(std::uint32_t index, std::string_view name, std::span<const Payload* const> args) {
+  if (added_ == count_) throw Error("window writer: more tasks than the window holds");
+  if (args.empty() || args.size() > wire::kMostUnitSlots) return false;
+  detail::Scalar held[Payload::kHeldScalars];
+  const std::size_t arity = args[0]->held_scalars(held);
+  if (arity == 0) return false;
+  const std::size_t count = args.size() * arity;
+  const std::size_t mark = used_;  // a slot of other arguments takes back what was written
+  const std::uint32_t bits = allocate(count);
+  const std::uint32_t kinds = allocate(words_for_bytes(count));
+  for (std::size_t slot = 0; slot < args.size(); ++slot) {
+    if (args[slot]->held_scalars(held) != arity) {
+      used_ = mark;
+      return false;
+    }
+    std::uint64_t* words = segment();
+    for (std::size_t i = 0; i < arity; ++i) {
+      words[bits + slot * arity + i] = held[i].bits;
+      reinterpret_cast<unsigned char*>(words + kinds)[slot * arity + i] = static_cast<unsigned char>(held[i].kind);
+    }
+  }
+  const std::size_t task = first_task_ + added_++ * kTaskWords;
+  const std::size_t pointers = task + kTaskData;
+  std::uint64_t* words = segment();
+  put(words, task, kTaskIndex, index);
+  put(words, task, kTaskSlots, static_cast<std::uint32_t>(args.size()));
+  words[pointers + kTaskScalarArgs] = list_pointer(pointers + kTaskScalarArgs, bits, kWordElements, count);
+  words[pointers + kTaskScalarKinds] = list_pointer(pointers + kTaskScalarKinds, kinds, kByteElements, count);
+  name_task(task, name);
+  return true;
 }
 
 zmq::message_t WindowWriter::frame() {

@@ -51,6 +51,11 @@ class WindowWriter {
   // each, none of them null.
   void add_unit(std::uint32_t index, std::string_view name, std::span<const Payload* const> args);
 
+  // The next task: a unit of slots of task `name` whose arguments are laid out together
+  // (Task.scalarArgs), when every slot's payload holds the same number of scalars (Payload::
+  // of_scalars); false, adding nothing, otherwise (add_unit then takes it).
+  bool add_scalar_args(std::uint32_t index, std::string_view name, std::span<const Payload* const> args);
+
   // Bytes of the frame, its segment table included.
   std::size_t bytes() const noexcept { return (1 + used_) * sizeof(std::uint64_t); }
   // The frame, given to ZeroMQ without a copy. Call once, after every task was added.

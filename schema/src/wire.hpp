@@ -24,6 +24,8 @@ inline constexpr std::string_view kShellTaskName = "fanout.shell";
 // The most slots of a unit (fanout.capnp, Task.slots) a broker accepts and an executor runs;
 // clients send at most that many.
 inline constexpr std::uint32_t kMostUnitSlots = 1024;
+// The most arguments per slot of a unit laid out together (Task.scalarArgs) an executor runs.
+inline constexpr std::size_t kMostScalarArity = 8;
 
 // Limits for reading a message of `size_words` from a peer: the traversal limit is proportional to
 // the message (so a small hostile message cannot make us walk gigabytes) and nesting is capped.

@@ -17,7 +17,8 @@ void fill_tasks(fanout::wire::TaskBatch::Builder window, std::uint64_t batch, st
     task.setAttempt(tasks[i].attempt);
     task.setSlots(tasks[i].slots);
     task.setTimeoutMs(timeout_ms);
-    tasks[i].args(task.initArgs());
+    if (tasks[i].args) tasks[i].args(task.initArgs());
+    if (tasks[i].more) tasks[i].more(task);
   }
 }
 

@@ -19,6 +19,9 @@ struct TaskSpec {
   std::function<void(fanout::wire::Value::Builder)> args;
   std::uint16_t attempt = 0;
   std::uint32_t slots = 0;  // > 0: a unit (fanout.capnp, Task.slots); `args` then writes the list
+  // Writes the task's other fields after `args` (which may then be empty: no arguments at all),
+  // e.g. a unit's scalars laid out together (Task.scalarArgs).
+  std::function<void(fanout::wire::Task::Builder)> more = {};
 };
 
 // Fills `window`: batch `batch` of `total` tasks in all, these `tasks` in it, the window and each

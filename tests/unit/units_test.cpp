@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fanout/fanout.hpp>
@@ -34,8 +36,26 @@ const fanout::Task units_shapes{"units.shapes", [](int x) { return 2 * x; }};
 const fanout::Task report_big{"report.big", [](int) { return std::string(); }};
 constexpr std::size_t kBigValue = std::size_t{1} << 20;
 
+// Its units' values come back laid out together (Result.scalarValues) in several shapes
+// (scalar_shape).
+const fanout::Task units_scalar_shapes{"units.scalar_shapes", [](int x) { return 2 * x; }};
+
 // What the fake executor does with the argument 13 in a unit: the slot throws.
 constexpr int kThrows = 13;
+
+// The kinds of Value's scalar members (fanout.capnp), as scalarKinds numbers them.
+constexpr std::uint8_t kNoKind = 0, kInt = 2, kUint = 3, kFloat64 = 5;
+
+// Slot `x`'s value in a units.scalar_shapes unit, as (kind, bits): by x % 4, an int, a uint that
+// fits an int, a float64 (not an int: a bad result), and no value without an error (malformed).
+std::pair<std::uint8_t, std::uint64_t> scalar_shape(std::int64_t x) {
+  switch (x % 4) {
+    case 1: return {kUint, static_cast<std::uint64_t>(2 * x)};
+    case 2: return {kFloat64, std::bit_cast<std::uint64_t>(2.5 * static_cast<double>(x))};
+    case 3: return {kNoKind, 0};
+    default: return {kInt, static_cast<std::uint64_t>(2 * x)};
+  }
+}
 
 // The value of slot `x` of a units.shapes unit: by x % 5, an int (as the task's Codec writes it),
 // a uint that fits an int, a text, an int too large for an int, an int again.
@@ -53,6 +73,7 @@ struct SeenTask {
   std::uint32_t index;
   std::uint32_t slots;
   std::string name;
+  bool laid_out;  // a unit's scalars laid out together (Task.scalarArgs)
 };
 
 class FakeBroker {
@@ -74,6 +95,11 @@ class FakeBroker {
   }
   // The next unit holding this argument fails whole, as a unit whose executor died does.
   void crash_unit_holding(int argument) { crash_argument_ = argument; }
+  // Units of scalars laid out together fail whole as unreadable, as an executor older than
+  // Task.scalarArgs fails them (it finds no list of argument tuples).
+  void as_old_executor(bool old) { old_executor_ = old; }
+  // Units of scalars are answered with this many values (laid out together) instead of one a slot.
+  void answer_values_short(bool shorten) { short_values_ = shorten; }
   // Cancel messages received so far. A client's windows come before its cancel on one socket:
   // once the cancel is here, every window it sent is counted.
   int cancels() const { return cancels_.load(); }
@@ -88,7 +114,7 @@ class FakeBroker {
       const auto task = tasks[i];
       {
         const std::lock_guard lock(mutex_);
-        seen_.push_back({task.getBatchId(), task.getIndex(), task.getSlots(), task.getName().cStr()});
+        seen_.push_back({task.getBatchId(), task.getIndex(), task.getSlots(), task.getName().cStr(), task.hasScalarArgs()});
       }
       auto result = results[i];
       result.setBatchId(task.getBatchId());
@@ -105,9 +131,24 @@ class FakeBroker {
         result.initValue().setInt(2 * task.getArgs().getTuple()[0].getInt());
         continue;
       }
-      const auto tuples = task.getArgs().getList();
+      const bool laid_out = task.hasScalarArgs();
+      if (laid_out && old_executor_.load()) {
+        auto error = result.initError();
+        error.setKind(fanout::wire::ErrorKind::BAD_MESSAGE);
+        error.setMessage("a unit of slots without a list of as many argument tuples");
+        error.setRanOn("fake executor");
+        continue;
+      }
+      const unsigned count = task.getSlots();
+      // Each list read once: a reader counts every read of a list against its traversal limit.
+      const auto scalars = task.getScalarArgs();
+      const auto tuples = laid_out ? capnp::List<fanout::wire::Value>::Reader() : task.getArgs().getList();
+      const auto argument = [&](unsigned slot) -> std::int64_t {
+        if (laid_out) return static_cast<std::int64_t>(scalars[slot]);
+        return tuples[slot].getTuple()[0].getInt();
+      };
       bool crash = false;
-      for (const auto tuple : tuples) crash = crash || tuple.getTuple()[0].getInt() == crash_argument_.load();
+      for (unsigned slot = 0; slot < count; ++slot) crash = crash || argument(slot) == crash_argument_.load();
       if (crash) {
         crash_argument_ = -1;
         auto error = result.initError();
@@ -116,17 +157,34 @@ class FakeBroker {
         error.setRanOn("fake executor");
         continue;
       }
-      result.setElapsedUs(slow ? 5000 * tuples.size() : 0);
-      auto values = result.initValue().initList(tuples.size());
+      result.setElapsedUs(slow ? 5000 * count : 0);
+      const std::string name = task.getName().cStr();
       std::vector<std::uint32_t> thrown;
-      for (unsigned slot = 0; slot < tuples.size(); ++slot) {
-        const std::int64_t x = tuples[slot].getTuple()[0].getInt();
-        if (x == kThrows) {
-          thrown.push_back(slot);
-        } else if (std::string(task.getName().cStr()) == "units.shapes") {
-          value_shape(values[slot], x);
-        } else {
-          values[slot].setInt(2 * x);
+      if (laid_out && name != "units.shapes") {  // values laid out as the arguments came
+        const unsigned answered = short_values_.load() ? count - 1 : count;
+        auto bits = result.initScalarValues(answered);
+        auto kinds = result.initScalarKinds(answered);
+        for (unsigned slot = 0; slot < answered; ++slot) {
+          const std::int64_t x = argument(slot);
+          auto [kind, value] = name == "units.scalar_shapes" ? scalar_shape(x) : std::pair{kInt, static_cast<std::uint64_t>(2 * x)};
+          if (x == kThrows) {
+            thrown.push_back(slot);
+            kind = kNoKind;
+          }
+          kinds.set(slot, kind);
+          bits.set(slot, value);
+        }
+      } else {
+        auto values = result.initValue().initList(count);
+        for (unsigned slot = 0; slot < count; ++slot) {
+          const std::int64_t x = argument(slot);
+          if (x == kThrows) {
+            thrown.push_back(slot);
+          } else if (name == "units.shapes") {
+            value_shape(values[slot], x);
+          } else {
+            values[slot].setInt(2 * x);
+          }
         }
       }
       auto errors = result.initSlotErrors(static_cast<unsigned>(thrown.size()));
@@ -145,6 +203,8 @@ class FakeBroker {
   std::mutex mutex_;
   std::vector<SeenTask> seen_;
   std::atomic<int> crash_argument_{-1};
+  std::atomic<bool> old_executor_{false};
+  std::atomic<bool> short_values_{false};
   std::atomic<int> cancels_{0};
   std::atomic<std::uint64_t> reported_{0};
   fanout_test::FakeRouter router_;  // last: serves once everything above exists
@@ -184,7 +244,10 @@ TEST_CASE("a batch of a task known to be quick goes as units; each slot gets its
   const auto seen = fake.take_seen();
   CHECK(total_slots(seen) == 1000);
   CHECK(seen.size() < 100);  // units of many slots, not 1,000 tasks
-  for (const auto& task : seen) CHECK(task.slots > 1);
+  for (const auto& task : seen) {
+    CHECK(task.slots > 1);
+    CHECK(task.laid_out);  // calls of one int: a word and a kind byte each, not a tuple
+  }
   REQUIRE(outcomes.size() == 1000);
   for (int i = 0; i < 1000; ++i) {
     CAPTURE(i);
@@ -231,6 +294,71 @@ TEST_CASE("a unit's values are read as a slot's value is: converted where the ty
         CHECK(outcome.value() == 2 * x);
     }
   }
+}
+
+TEST_CASE("a unit's values laid out together are read as a slot's value is; a slot with none and no error fails") {
+  auto& fake = broker();
+  (void)process().run(calls_of(units_scalar_shapes, 64, 100));  // slot by slot: ints only
+  (void)fake.take_seen();
+  const auto outcomes = process().settle(calls_of(units_scalar_shapes, 3000, 4));
+  std::uint32_t laid_out = 0;
+  for (const auto& task : fake.take_seen()) laid_out += task.laid_out ? task.slots : 0;
+  CHECK(laid_out == 3000);
+  REQUIRE(outcomes.size() == 3000);
+  for (int i = 0; i < 3000; ++i) {
+    const int x = i + 4;
+    CAPTURE(x);
+    const auto& outcome = outcomes[static_cast<std::size_t>(i)];
+    if (x == kThrows) {
+      REQUIRE_FALSE(outcome.ok());
+      CHECK(outcome.error().kind() == fanout::ErrorKind::exception);
+      continue;
+    }
+    switch (x % 4) {
+      case 2:
+        REQUIRE_FALSE(outcome.ok());
+        CHECK(outcome.error().kind() == fanout::ErrorKind::bad_result);
+        CHECK(std::string(outcome.error().what()).find("float64") != std::string::npos);
+        break;
+      case 3:
+        REQUIRE_FALSE(outcome.ok());
+        CHECK(outcome.error().kind() == fanout::ErrorKind::bad_message);
+        CHECK(std::string(outcome.error().what()).find("kind 0") != std::string::npos);
+        break;
+      default:  // an int, or a uint that fits
+        REQUIRE(outcome.ok());
+        CHECK(outcome.value() == 2 * x);
+    }
+  }
+
+  SUBCASE("values fewer than the unit's slots fail the unit's slots as unreadable") {
+    fake.answer_values_short(true);
+    const auto shorted = process().settle(calls_of(units_twice, 1000, 20));
+    fake.answer_values_short(false);
+    std::size_t unreadable = 0;
+    for (const auto& outcome : shorted) {
+      if (outcome.ok()) continue;
+      CHECK(outcome.error().kind() == fanout::ErrorKind::bad_message);
+      CHECK(std::string(outcome.error().what()).find("does not hold as many values") != std::string::npos);
+      ++unreadable;
+    }
+    CHECK(unreadable > 0);
+  }
+}
+
+TEST_CASE("an executor that knows nothing of scalars laid out together fails their units, and their slots go alone") {
+  auto& fake = broker();
+  (void)process().run(calls_of(units_twice, 64, 100));
+  (void)fake.take_seen();
+  fake.as_old_executor(true);
+  const auto values = process().run(calls_of(units_twice, 1000, 20));
+  fake.as_old_executor(false);
+  REQUIRE(values.size() == 1000);
+  for (int i = 0; i < 1000; ++i) CHECK(values[static_cast<std::size_t>(i)] == 2 * (i + 20));
+  const auto seen = fake.take_seen();
+  std::uint64_t plain = 0;
+  for (const auto& task : seen) plain += task.slots == 0 ? 1 : 0;
+  CHECK(plain == 1000);  // every slot again, alone
 }
 
 TEST_CASE("a unit that failed whole (its executor died) goes again slot by slot, in a batch of its own") {

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <cstring>
@@ -28,6 +29,7 @@ struct Slot {
   std::optional<fanout::Payload> args;
   std::uint32_t timeout_ms = 0;
   std::vector<fanout::Payload> unit = {};  // not empty: a unit of these slots' arguments (then no key, args or limit)
+  bool laid_out = false;  // the unit's scalars laid out together (Task.scalarArgs) rather than a tuple each
 };
 
 kj::Array<capnp::word> written_by_hand(const WindowWriter::Header& header, const std::vector<Slot>& slots) {
@@ -36,7 +38,11 @@ kj::Array<capnp::word> written_by_hand(const WindowWriter::Header& header, const
     if (!slot.unit.empty()) {
       std::vector<const fanout::Payload*> args;
       for (const auto& payload : slot.unit) args.push_back(&payload);
-      window.add_unit(slot.index, slot.name, args);
+      if (slot.laid_out) {
+        REQUIRE(window.add_scalar_args(slot.index, slot.name, args));
+      } else {
+        window.add_unit(slot.index, slot.name, args);
+      }
       continue;
     }
     window.add(slot.index, slot.name, slot.key ? &*slot.key : nullptr, slot.args ? &*slot.args : nullptr,
@@ -73,7 +79,21 @@ kj::Array<capnp::word> built_by_capnp(const WindowWriter::Header& header, const 
       task.setHasKey(true);
     }
     task.setTimeoutMs(slots[i].timeout_ms);
-    if (!slots[i].unit.empty()) {
+    if (slots[i].laid_out) {
+      task.setSlots(static_cast<std::uint32_t>(slots[i].unit.size()));
+      std::vector<fanout::detail::Scalar> all;
+      for (const auto& payload : slots[i].unit) {
+        fanout::detail::Scalar held[fanout::Payload::kHeldScalars];
+        const std::size_t count = payload.held_scalars(held);
+        all.insert(all.end(), held, held + count);
+      }
+      auto bits = task.initScalarArgs(static_cast<unsigned>(all.size()));
+      auto kinds = task.initScalarKinds(static_cast<unsigned>(all.size()));
+      for (unsigned j = 0; j < all.size(); ++j) {
+        bits.set(j, all[j].bits);
+        kinds.set(j, static_cast<std::uint8_t>(all[j].kind));
+      }
+    } else if (!slots[i].unit.empty()) {
       task.setSlots(static_cast<std::uint32_t>(slots[i].unit.size()));
       auto list = task.initArgs().initList(static_cast<unsigned>(slots[i].unit.size()));
       for (unsigned j = 0; j < slots[i].unit.size(); ++j) {
@@ -167,6 +187,50 @@ TEST_CASE("a unit of slots is one task whose arguments are the list of the slots
         {4, "t", {}, {}, 0, {fanout::encode_payload(std::tuple<int>{-7})}},
     };
     check_same(header, slots);
+  }
+}
+
+TEST_CASE("a unit of calls of scalars lays their arguments out together: a word and a kind byte each") {
+  const WindowWriter::Header header{78, 900, 0, 0, false, 0};
+  const auto one = [](auto value) {
+    const fanout::detail::Scalar scalars[] = {fanout::detail::scalar_of(value)};
+    return fanout::Payload::of_scalars(scalars);
+  };
+  const auto two = [](auto a, auto b) {
+    const fanout::detail::Scalar scalars[] = {fanout::detail::scalar_of(a), fanout::detail::scalar_of(b)};
+    return fanout::Payload::of_scalars(scalars);
+  };
+  SUBCASE("one argument a slot, of every kind; two a slot; units beside a plain task and a tuple unit") {
+    std::vector<fanout::Payload> singles{one(true), one(-5), one(std::uint64_t{1} << 63), one(2.5F), one(-0.125),
+                                         one(std::int64_t{INT64_MIN})};
+    std::vector<fanout::Payload> pairs;
+    for (int i = 0; i < 700; ++i) pairs.push_back(two(i, i * 0.5));
+    const std::vector<Slot> slots{
+        {0, "bench.twice", {}, {}, 0, singles, true},
+        {1, "bench.twice", {}, one(3), 0, {}},
+        {2, "bench.pair", {}, {}, 0, pairs, true},
+        {3, "bench.pair", {}, {}, 0, {pairs.begin(), pairs.begin() + 3}, false},
+        {4, "bench.pair", {}, {}, 0, {pairs.begin() + 5, pairs.begin() + 6}, true},
+    };
+    check_same(header, slots);
+  }
+  SUBCASE("slots that do not all hold the same number of scalars are refused, and nothing is left behind") {
+    const std::vector<fanout::Payload> mixed{one(1), one(2), two(3, 4), one(5)};
+    const std::vector<fanout::Payload> blocks{one(1), fanout::encode_payload(std::tuple<int>{2})};
+    WindowWriter window(header, 3, 0);
+    std::vector<const fanout::Payload*> args;
+    for (const auto& payload : mixed) args.push_back(&payload);
+    const std::size_t before = window.bytes();
+    CHECK_FALSE(window.add_scalar_args(0, "t", args));
+    args.clear();
+    for (const auto& payload : blocks) args.push_back(&payload);
+    CHECK_FALSE(window.add_scalar_args(0, "t", args));  // a payload of words, not held scalars
+    const std::vector<fanout::Payload> none{fanout::Payload{}};
+    args = {&none[0]};
+    CHECK_FALSE(window.add_scalar_args(0, "t", args));
+    CHECK(window.bytes() == before);
+    // What was refused goes the general way; the window is the one capnp builds for it.
+    check_same(header, {{0, "t", {}, {}, 0, mixed}, {1, "t", {}, {}, 0, blocks}, {2, "t", {}, {}, 0, {one(7)}, true}});
   }
 }
 

@@ -8,12 +8,15 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <bit>
 #include <csignal>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
@@ -312,6 +315,96 @@ TEST_CASE("a unit's slots run in turn; a slot that fails is named in slotErrors,
     auto plain = tasks_message(45, {{0, "example.square", arguments(9)}});
     setup.broker().send(setup.executor(0), plain);
     CHECK(value_of<int>(single_result(setup.broker(), 45, setup.log())) == 81);
+  }
+}
+
+// A unit's scalars laid out together (Task.scalarArgs): a word and a kind byte per argument, slot
+// after slot; (kind, bits) pairs here, kinds numbered as Value's members (bool 1 ... float64 5).
+std::function<void(wire::Task::Builder)> laid_out(std::vector<std::pair<std::uint8_t, std::uint64_t>> scalars) {
+  return [scalars](wire::Task::Builder task) {
+    auto bits = task.initScalarArgs(static_cast<unsigned>(scalars.size()));
+    auto kinds = task.initScalarKinds(static_cast<unsigned>(scalars.size()));
+    for (unsigned i = 0; i < scalars.size(); ++i) {
+      kinds.set(i, scalars[i].first);
+      bits.set(i, scalars[i].second);
+    }
+  };
+}
+
+constexpr std::uint8_t kInt = 2, kUint = 3, kFloat64 = 5;
+
+TEST_CASE("a unit of scalars laid out together runs on them and answers with its values laid out the same way") {
+  Setup setup(1);
+  auto message = tasks_message(50, {{2, "example.square", {}, 0, 5, laid_out({{kInt, 1}, {kInt, 2}, {kInt, 3},
+                                                                              {kInt, static_cast<std::uint64_t>(-4)},
+                                                                              {kInt, 5}})}});
+  setup.broker().send(setup.executor(0), message);
+  const auto result = single_result(setup.broker(), 50, setup.log());
+  CHECK(result.getIndex() == 2);
+  REQUIRE(result.isValue());
+  CHECK_FALSE(result.getValue().isList());  // no Value per slot
+  REQUIRE(result.getScalarValues().size() == 5);
+  REQUIRE(result.getScalarKinds().size() == 5);
+  const std::int64_t squares[] = {1, 4, 9, 16, 25};
+  for (unsigned i = 0; i < 5; ++i) {
+    CHECK(static_cast<std::int64_t>(result.getScalarValues()[i]) == squares[i]);
+    CHECK(result.getScalarKinds()[i] == kInt);
+  }
+  CHECK(result.getSlotErrors().size() == 0);
+
+  SUBCASE("a slot that is not exactly the task's types runs the general way; the values become a list of Values") {
+    auto mixed = tasks_message(51, {{0, "example.square", {}, 0, 4, laid_out({{kInt, 2}, {kInt, 3}, {kUint, 4},
+                                                                              {kFloat64, std::bit_cast<std::uint64_t>(1.5)}})}});
+    setup.broker().send(setup.executor(0), mixed);
+    const auto answer = single_result(setup.broker(), 51, setup.log());
+    REQUIRE(answer.isValue());
+    CHECK(answer.getScalarValues().size() == 0);
+    REQUIRE(answer.getValue().isList());
+    const auto values = answer.getValue().getList();
+    REQUIRE(values.size() == 4);
+    CHECK(values[0].getInt() == 4);  // run before the switch, kept
+    CHECK(values[1].getInt() == 9);
+    CHECK(values[2].getInt() == 16);  // a uint, converted
+    CHECK(values[3].isNone());
+    REQUIRE(answer.getSlotErrors().size() == 1);
+    CHECK(answer.getSlotErrors()[0].getSlot() == 3);
+    CHECK(answer.getSlotErrors()[0].getError().getKind() == wire::ErrorKind::BAD_ARGUMENTS);
+  }
+  SUBCASE("two arguments a slot for a task of one: every slot fails as badArguments, the unit does not") {
+    auto pairs = tasks_message(52, {{0, "example.square", {}, 0, 2, laid_out({{kInt, 1}, {kInt, 2}, {kInt, 3}, {kInt, 4}})}});
+    setup.broker().send(setup.executor(0), pairs);
+    const auto answer = single_result(setup.broker(), 52, setup.log());
+    REQUIRE(answer.isValue());
+    REQUIRE(answer.getSlotErrors().size() == 2);
+    CHECK(answer.getSlotErrors()[1].getError().getKind() == wire::ErrorKind::BAD_ARGUMENTS);
+  }
+  SUBCASE("lists that do not describe the unit's slots fail it whole as badMessage, and the executor goes on") {
+    const std::vector<std::pair<std::string, TaskSpec>> malformed{
+        {"sizes that do not divide", {0, "example.square", {}, 0, 3, laid_out({{kInt, 1}, {kInt, 2}, {kInt, 3}, {kInt, 4}})}},
+        {"fewer kinds than words",
+         {0, "example.square", {}, 0, 2,
+          [](wire::Task::Builder task) {
+            task.initScalarArgs(2);
+            task.initScalarKinds(1).set(0, kInt);
+          }}},
+        {"kinds only", {0, "example.square", {}, 0, 1, [](wire::Task::Builder task) { task.initScalarKinds(1).set(0, kInt); }}},
+        {"a kind past float64", {0, "example.square", {}, 0, 2, laid_out({{kInt, 1}, {6, 2}})}},
+        {"kind none", {0, "example.square", {}, 0, 2, laid_out({{kInt, 1}, {0, 2}})}},
+        {"nine arguments a slot", {0, "example.square", {}, 0, 1, laid_out(std::vector<std::pair<std::uint8_t, std::uint64_t>>(9, {kInt, 1}))}},
+    };
+    std::uint64_t batch = 60;
+    for (const auto& [what, spec] : malformed) {
+      CAPTURE(what);
+      auto bad = tasks_message(batch, {spec});
+      setup.broker().send(setup.executor(0), bad);
+      const auto failed = single_result(setup.broker(), batch, setup.log());
+      REQUIRE(failed.isError());
+      CHECK(failed.getError().getKind() == wire::ErrorKind::BAD_MESSAGE);
+      ++batch;
+    }
+    auto plain = tasks_message(batch, {{0, "example.square", arguments(9)}});
+    setup.broker().send(setup.executor(0), plain);
+    CHECK(value_of<int>(single_result(setup.broker(), batch, setup.log())) == 81);
   }
 }
 

@@ -540,7 +540,10 @@ class Executor {
         send(out.frame());
       });
     }
-    if (const std::uint32_t slots = task.getSlots(); slots > 0) return run_unit(args, slots, name, result, message);
+    if (const std::uint32_t slots = task.getSlots(); slots > 0) {
+      if (task.hasScalarArgs() || task.hasScalarKinds()) return run_scalar_unit(task, slots, name, result, message);
+      return run_unit(args, slots, name, result, message);
+    }
     registered(name)(wire::wrap(args), wire::wrap(result.initValue()));
   }
 
@@ -566,14 +569,13 @@ class Executor {
     // A task of scalars runs on the scalars read from each slot's tuple and writes its result
     // into the slot's Value, which the list holds already: the message does not grow, and
     // its size is looked at again only after a slot that went the general way.
-    constexpr std::size_t kMostScalars = 8;
-    detail::Scalar scalars[kMostScalars];
-    const std::size_t arity = run.invoke_scalars != nullptr && run.scalar_arity <= kMostScalars ? run.scalar_arity : 0;
+    detail::Scalar scalars[wire::kMostScalarArity];
+    const std::size_t arity =
+        run.invoke_scalars != nullptr && run.scalar_arity <= wire::kMostScalarArity ? run.scalar_arity : 0;
     bool may_have_grown = true;
     for (std::uint32_t slot = 0; slot < slots; ++slot) {
-      if (may_have_grown && message.bytes() > config_.max_frame_bytes / 2) {
-        failed.emplace_back(slot, FailureInfo{ErrorKind::refused, "",
-                                              "not run: its unit's values filled half a message; run it alone", ran_on_});
+      if (may_have_grown && half_full(message)) {
+        failed.emplace_back(slot, not_run_in_unit());
         continue;
       }
       try {
@@ -593,6 +595,96 @@ class Executor {
         failed.emplace_back(slot, detail::failure_from_current_exception(ran_on_));
       }
     }
+    write_slot_errors(result, failed);
+  }
+
+  // A unit whose arguments are laid out together (fanout.capnp, Task.scalarArgs): each slot's
+  // scalars are read straight from the two lists, and its values go back the same way
+  // (Result.scalarValues) for as long as they are bools and numbers. A value of any other kind
+  // turns the answer into run_unit's list of Values from that slot on. Lists that do not describe
+  // `slots` slots of 1 to kMostScalarArity bools and numbers fail the unit as unreadable.
+  void run_scalar_unit(wire::Task::Reader task, std::uint32_t slots, std::string_view name, wire::Result::Builder result,
+                       const ResultsMessage& message) {
+    const auto bits = task.getScalarArgs();
+    const auto kinds = task.getScalarKinds();
+    const std::size_t arity = slots > 0 ? bits.size() / slots : 0;
+    if (slots > wire::kMostUnitSlots || kinds.size() != bits.size() || arity == 0 || arity * slots != bits.size() ||
+        arity > wire::kMostScalarArity) {
+      return fail(result, ErrorKind::bad_message, "",
+                  "a unit of " + std::to_string(slots) + " slots with " + std::to_string(bits.size()) +
+                      " scalar arguments and " + std::to_string(kinds.size()) + " kinds (1 to " +
+                      std::to_string(wire::kMostScalarArity) + " arguments per slot, one kind each)");
+    }
+    for (const std::uint8_t kind : kinds) {
+      if (kind < static_cast<std::uint8_t>(ValueKind::boolean) || kind > static_cast<std::uint8_t>(ValueKind::float64)) {
+        return fail(result, ErrorKind::bad_message, "",
+                    "a scalar argument of kind " + std::to_string(kind) +
+                        " (bool 1, int 2, uint 3, float32 4 and float64 5 only)");
+      }
+    }
+    const auto& run = registered(name);
+    scalar_values_.assign(slots, detail::Scalar{ValueKind::none, 0});
+    std::optional<capnp::List<wire::Value>::Builder> values;  // once a value is not a scalar
+    std::vector<std::pair<std::uint32_t, FailureInfo>> failed;
+    detail::Scalar scalars[wire::kMostScalarArity];
+    bool may_have_grown = true;
+    for (std::uint32_t slot = 0; slot < slots; ++slot) {
+      if (may_have_grown && half_full(message)) {
+        failed.emplace_back(slot, not_run_in_unit());
+        continue;
+      }
+      for (std::size_t i = 0; i < arity; ++i) {
+        scalars[i] = detail::Scalar{static_cast<ValueKind>(kinds[slot * arity + i]), bits[slot * arity + i]};
+      }
+      const std::span<const detail::Scalar> arguments(scalars, arity);
+      try {
+        detail::Scalar value;
+        if (run.invoke_scalars != nullptr && run.scalar_arity == arity && run.invoke_scalars(run.task, arguments, value)) {
+          if (values) {
+            wire::write_scalar((*values)[slot], value);
+          } else {
+            scalar_values_[slot] = value;
+          }
+          may_have_grown = false;
+          continue;
+        }
+        // The general way: arguments converted (or refused) by the task's decoder, any value.
+        if (!values) {
+          values = result.initValue().initList(slots);
+          for (std::uint32_t done = 0; done < slot; ++done) {
+            if (scalar_values_[done].kind != ValueKind::none) wire::write_scalar((*values)[done], scalar_values_[done]);
+          }
+        }
+        may_have_grown = true;
+        Payload::of_scalars(arguments).read([&](ValueReader tuple) { run(tuple, wire::wrap((*values)[slot])); });
+      } catch (...) {
+        if (values) (*values)[slot].setNone();  // whatever it wrote before it threw is left unreachable
+        failed.emplace_back(slot, detail::failure_from_current_exception(ran_on_));
+      }
+    }
+    if (!values) {
+      auto out_bits = result.initScalarValues(slots);
+      auto out_kinds = result.initScalarKinds(slots);
+      for (std::uint32_t slot = 0; slot < slots; ++slot) {
+        out_bits.set(slot, scalar_values_[slot].bits);
+        out_kinds.set(slot, static_cast<std::uint8_t>(scalar_values_[slot].kind));
+      }
+    }
+    write_slot_errors(result, failed);
+  }
+
+  // Whether the values of `message` take half a frame: a unit's slots left are then not run.
+  bool half_full(const ResultsMessage& message) const noexcept {
+    return message.bytes() > config_.max_frame_bytes / 2;
+  }
+
+  FailureInfo not_run_in_unit() const {
+    return FailureInfo{ErrorKind::refused, "", "not run: its unit's values filled half a message; run it alone",
+                       ran_on_};
+  }
+
+  // A unit's slots that failed, into its result.
+  void write_slot_errors(wire::Result::Builder result, const std::vector<std::pair<std::uint32_t, FailureInfo>>& failed) {
     if (failed.empty()) return;
     auto errors = result.initSlotErrors(static_cast<unsigned>(failed.size()));
     for (unsigned i = 0; i < failed.size(); ++i) {
@@ -636,6 +728,7 @@ class Executor {
   std::atomic<std::uint32_t> ticks_{0};
   std::optional<std::string> registered_name_;  // the main thread's: the name registered_ was found by
   detail::RegisteredTask registered_;
+  std::vector<detail::Scalar> scalar_values_;  // the main thread's: a scalar unit's values (run_scalar_unit)
   zmq::context_t context_;
   zmq::socket_t socket_;
   sys::UniqueFd signals_;

@@ -97,6 +97,9 @@ class Results {
   // value() would take it, except where `skip` (empty, or one flag per element) says so.
   void values(std::size_t first, SequenceReader list, const std::vector<bool>& skip,
               FunctionRef<std::string_view()> ran_on);
+  // Slot `index`'s value, a bool or number (a unit's values laid out together), as value() would
+  // take it.
+  void scalar(std::size_t index, const Scalar& value, FunctionRef<std::string_view()> ran_on);
   void failure(std::size_t index, FailureInfo failure);
 
   bool settled(std::size_t index) const noexcept { return settled_[index]; }
