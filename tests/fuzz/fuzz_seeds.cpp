@@ -84,6 +84,24 @@ void window_seeds() {
     write("window", "shell_command", out);
   }
   {
+    // A unit of four slots whose two scalars each are laid out together (Task.scalarArgs).
+    wire::OutMessage out;
+    auto window = out.envelope().initTasks();
+    window.setBatchId(8);
+    window.setTotal(1);
+    auto task = window.initTasks(1)[0];
+    task.setBatchId(8);
+    task.setName("pair");
+    task.setSlots(4);
+    auto bits = task.initScalarArgs(8);
+    auto kinds = task.initScalarKinds(8);
+    for (unsigned i = 0; i < 8; ++i) {
+      bits.set(i, i * 3);
+      kinds.set(i, static_cast<std::uint8_t>(i % 2 == 0 ? fanout::ValueKind::int64 : fanout::ValueKind::float64));
+    }
+    write("window", "scalar_unit", out);
+  }
+  {
     // Regression (issue 11): 2^29 empty tasks in 72 bytes; the broker exited on std::bad_alloc.
     wire::OutMessage out(16);
     auto window = out.envelope().initTasks();
@@ -109,6 +127,21 @@ void results_seeds() {
   error.setRemoteType("std::runtime_error");
   error.setMessage("boom");
   write("results", "three_results", out);
+
+  // A unit's values laid out together (Result.scalarValues), its second slot failed.
+  wire::OutMessage unit;
+  auto result = unit.envelope().initResults(1)[0];
+  result.setBatchId(8);
+  auto bits = result.initScalarValues(3);
+  auto kinds = result.initScalarKinds(3);
+  for (unsigned i = 0; i < 3; ++i) {
+    bits.set(i, i == 1 ? 0 : i * 9);
+    kinds.set(i, static_cast<std::uint8_t>(i == 1 ? fanout::ValueKind::none : fanout::ValueKind::int64));
+  }
+  auto failed = result.initSlotErrors(1)[0];
+  failed.setSlot(1);
+  failed.initError().setKind(wire::ErrorKind::EXCEPTION);
+  write("results", "scalar_unit_values", unit);
 }
 
 void announce_seeds() {

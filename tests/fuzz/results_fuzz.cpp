@@ -19,6 +19,8 @@ std::size_t read_results(capnp::List<fanout::wire::Result>::Reader results) {
               fanout_fuzz::touch(error.getRemoteType());
     }
     if (result.hasShell()) seen += result.getShell().totalSize().wordCount;
+    for (const auto bits : result.getScalarValues()) seen += bits;  // a unit's values laid out together
+    for (const auto kind : result.getScalarKinds()) seen += kind;
   }
   return seen;
 }

@@ -16,6 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       seen += task.getIndex() + task.getBatchId() + fanout_fuzz::touch(task.getKey()) +
               fanout_fuzz::touch(task.getAvoidWorker());
       fanout_fuzz::read_value(task.getArgs());
+      for (const auto bits : task.getScalarArgs()) seen += bits;  // a unit's scalars laid out together
+      for (const auto kind : task.getScalarKinds()) seen += kind;
       if (task.hasShell()) {
         const auto shell = task.getShell();
         for (const auto arg : shell.getArgv()) seen += fanout_fuzz::touch(arg);
