@@ -1,6 +1,8 @@
 // cluster.cpp
 #include "cluster.hpp"
 
+#include <optional>
+#include <string>
 #include <utility>
 
 #include <doctest/doctest.h>
@@ -9,7 +11,11 @@ namespace fanout_test {
 
 namespace {
 
-constexpr auto kStartLimit = std::chrono::seconds(20);
+// How long a cluster's processes may take to start and connect. Generous: the suite runs two tests
+// at once on two cores, under sanitizers too, and a cluster of ASan processes starting beside a
+// test that runs its own pool (process_local_test) once took longer than 20 s on a CI machine.
+// A cluster that connects returns as soon as it has.
+constexpr auto kStartLimit = std::chrono::seconds(60);
 constexpr const char* kLoopback = "tcp://127.0.0.1:*";
 
 // The cluster's processes see the test's environment minus FANOUT_*: only what the cluster says.
@@ -56,10 +62,20 @@ Cluster::Cluster(ClusterOptions options) : broker_(std::move(options.broker_argu
     executors += worker.processes;
   }
   const std::size_t workers = workers_.size();
-  const bool ready = wait_for([&](const StatusCounts& counts) {
-                       return counts.workers == workers && counts.executors == executors;
-                     }).has_value();
-  REQUIRE_MESSAGE(ready, "the workers did not all connect; logs:\n" << logs());
+  std::optional<StatusCounts> last;  // what the broker said last: which of them were missing
+  const bool ready = wait_for(
+                         [&](const StatusCounts& counts) {
+                           last = counts;
+                           return counts.workers == workers && counts.executors == executors;
+                         },
+                         kStartLimit)
+                         .has_value();
+  REQUIRE_MESSAGE(ready, "the workers did not all connect within " << kStartLimit.count() << " s: "
+                             << (last ? std::to_string(last->workers) + " of " + std::to_string(workers) + " workers and " +
+                                            std::to_string(last->executors) + " of " + std::to_string(executors) +
+                                            " executors when the broker last answered"
+                                      : std::string("the broker never answered a status request"))
+                             << "; logs:\n" << logs());
 }
 
 Cluster::~Cluster() = default;
