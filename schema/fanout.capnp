@@ -130,9 +130,10 @@ struct Result {
   exitCode @7 :Int32;        # Shell tasks: exit code (128+N for signal N).
   shell @8 :ShellOutcome;    # Shell tasks: how the command ended.
   slotErrors @9 :List(SlotError);  # A unit's slots that failed (Task.slots); the others succeeded.
-  scalarValues @10 :List(UInt64);  # A unit sent with scalarArgs whose values are all bools and
-                             # numbers: one per slot, laid out together, and `value` is unset. A
-                             # peer that does not write these answers with the `list` of values.
+  scalarValues @10 :List(UInt64);  # A unit sent with scalarArgs whose slots all ran on their
+                             # scalars as they came: one value per slot, laid out together, and
+                             # `value` is unset. Otherwise (or from a peer that does not write
+                             # these) the answer is the `list` of values.
   scalarKinds @11 :List(UInt8);  # The Value member of each of scalarValues (Task.scalarKinds); 0 for
                              # a slot named in slotErrors.
 }

@@ -275,8 +275,11 @@ class BatchRun final : private BatchLink::Receiver {
 
   // Whether position `position` needs nothing more from the broker.
   bool position_done(std::size_t position) const {
-    return results_.settled(positions_.first_slot(position)) ||
-           std::find(split_.begin(), split_.end(), position) != split_.end();
+    return results_.settled(positions_.first_slot(position)) || awaits_split(position);
+  }
+  // Whether the slots of unit `position` left without an outcome are to go again alone.
+  bool awaits_split(std::size_t position) const {
+    return std::find(split_.begin(), split_.end(), position) != split_.end();
   }
 
   std::size_t position_words(std::size_t position) const {
@@ -329,8 +332,12 @@ class BatchRun final : private BatchLink::Receiver {
       for (std::size_t slot = first; slot < first + positions_.slot_count(position); ++slot) {
         unit_args_.push_back(batch_.job(slot).args);
       }
-      // Scalars laid out together when every slot holds them; else a tuple per slot.
-      if (!window.add_scalar_args(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_)) {
+      // Scalars laid out together when every slot holds them (and no peer refused that); else a
+      // tuple per slot.
+      if (laid_out_units::allowed() &&
+          window.add_scalar_args(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_)) {
+        laid_out_ = true;
+      } else {
         window.add_unit(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_);
       }
     });
@@ -415,10 +422,13 @@ class BatchRun final : private BatchLink::Receiver {
     if (position_done(position)) return;  // a second outcome
     const std::size_t first = positions_.first_slot(position);
     const std::size_t count = positions_.slot_count(position);
-    const auto ran_on = [&]() -> std::string_view {
-      const auto text = result.getRanOn();
-      return {text.cStr(), text.size()};
-    };
+    // Read once, before any slot settles: a reader counts every read of a text or list against its
+    // traversal limit, and a unit whose every slot fails names where it ran in each failure. A
+    // result that runs out of it (an exception from here) fails the unit's unsettled slots
+    // (unreadable_result).
+    const auto ran_on_text = result.getRanOn();
+    const std::string_view where(ran_on_text.cStr(), ran_on_text.size());
+    const auto ran_on = [where] { return where; };
     if (!result.isValue()) {
       const auto error = result.getError();
       const ErrorKind kind = from_wire(error.getKind());
@@ -427,10 +437,12 @@ class BatchRun final : private BatchLink::Receiver {
           kind == ErrorKind::unknown_task) {
         return fail_position(position, FailureInfo{kind, error.getRemoteType(), error.getMessage(), error.getRanOn()});
       }
+      // Scalars laid out together that a peer could not read: one older than Task.scalarArgs
+      // (an executor, or a broker that copied the unit without them) is on the way.
+      if (kind == ErrorKind::bad_message && laid_out_) laid_out_units::refuse(where);
       return split(position, count);
     }
-    // Each list is read once: a reader counts every read of a list against its traversal limit.
-    const bool scalars = result.hasScalarValues() || result.hasScalarKinds();
+    const bool scalars = result.hasScalarValues() || result.hasScalarKinds();  // values laid out together
     const auto value = result.getValue();
     const auto bits = result.getScalarValues();
     const auto kinds = result.getScalarKinds();
@@ -443,7 +455,7 @@ class BatchRun final : private BatchLink::Receiver {
                                                  std::string(ran_on())});
     }
     learn(result, count);
-    const std::vector<bool> not_run = slot_errors(first, count, result);
+    const std::vector<bool> not_run = slot_errors(first, count, result, where);
     std::size_t left = 0;
     for (std::size_t i = 0; i < not_run.size(); ++i) left += not_run[i] && !results_.settled(first + i) ? 1 : 0;
     if (scalars) {
@@ -457,8 +469,11 @@ class BatchRun final : private BatchLink::Receiver {
   // A unit's slots that failed get their failures; returns which ones the executor did not run
   // (`refused`: the unit's values filled half a message), which go again alone and stay without
   // an outcome until then (empty: none).
-  std::vector<bool> slot_errors(std::size_t first, std::size_t count, wire::Result::Reader result) {
+  // Every one is read before any is applied: one that cannot be read fails the unit's slots
+  // (unreadable_result), none left behind settled while the others wait.
+  std::vector<bool> slot_errors(std::size_t first, std::size_t count, wire::Result::Reader result, std::string_view where) {
     std::vector<bool> not_run;
+    std::vector<std::pair<std::size_t, FailureInfo>> failures;
     for (const auto failed : result.getSlotErrors()) {
       if (failed.getSlot() >= count) continue;
       const auto error = failed.getError();
@@ -467,9 +482,11 @@ class BatchRun final : private BatchLink::Receiver {
         not_run[failed.getSlot()] = true;
         continue;
       }
-      results_.failure(first + failed.getSlot(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
-                                                             error.getMessage(), error.getRanOn()});
+      // Where the unit ran, read once (unit_result), rather than each slot's own copy of it.
+      failures.emplace_back(first + failed.getSlot(), FailureInfo{from_wire(error.getKind()), error.getRemoteType(),
+                                                                  error.getMessage(), std::string(where)});
     }
+    for (auto& [slot, failure] : failures) results_.failure(slot, std::move(failure));
     return not_run;
   }
 
@@ -498,7 +515,10 @@ class BatchRun final : private BatchLink::Receiver {
   }
 
   void unreadable_result(std::uint32_t index, const std::string& why) override {
-    if (index >= positions_.count() || position_done(index)) return;
+    if (index >= positions_.count()) return;
+    // A unit's slots may have settled in part before its result turned out unreadable: the others
+    // fail (a slot settled keeps its outcome), unless they already wait to go again alone.
+    if (positions_.unit() > 0 ? awaits_split(index) : position_done(index)) return;
     fail_position(index, FailureInfo{ErrorKind::bad_message, "", "its result could not be read: " + why,
                                      "broker " + link_.where()});
   }
@@ -535,6 +555,7 @@ class BatchRun final : private BatchLink::Receiver {
   std::vector<std::size_t> split_;  // positions of units to split
   std::size_t split_slots_ = 0;     // their slots
   std::vector<const Payload*> unit_args_;  // a unit's arguments, while it is written
+  bool laid_out_ = false;                  // some unit went with its scalars laid out together
   std::uint64_t learnt_us_ = 0;     // run time of the slots with a value so far
   std::size_t learnt_slots_ = 0;
 };

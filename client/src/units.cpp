@@ -2,10 +2,14 @@
 #include "units.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
+
+#include "printable.hpp"
 #include "wire.hpp"
 
 namespace fanout::detail {
@@ -64,6 +68,25 @@ void learn(std::string_view name, std::uint64_t elapsed_us, std::size_t slots) {
 }
 
 }  // namespace quick_names
+
+namespace laid_out_units {
+
+namespace {
+std::atomic<bool> refused{false};
+}  // namespace
+
+bool allowed() noexcept { return !refused.load(std::memory_order_relaxed); }
+
+void refuse(std::string_view where) {
+  if (refused.exchange(true)) return;
+  spdlog::warn("a unit of scalars laid out together could not be read where it ran ({}): an executor or broker "
+               "older than this client is on the way; units go as tuples from now on",
+               wire::printable(where, wire::kLogTextLimit));
+}
+
+void allow() noexcept { refused.store(false); }
+
+}  // namespace laid_out_units
 
 UnitPlan plan_units(const Batch& batch, const RunOptions& options) {
   UnitPlan plan;

@@ -80,4 +80,16 @@ std::size_t unit_for(std::string_view name, std::size_t slots);
 void learn(std::string_view name, std::uint64_t elapsed_us, std::size_t slots);
 }  // namespace quick_names
 
+// Whether units carry their scalars laid out together (fanout.capnp, Task.scalarArgs): yes, until
+// a peer fails such a unit whole as unreadable, as an executor older than those fields does (and
+// a broker that copies a unit without them); then units go as tuples, for the rest of the process,
+// and only the batch that found out sent its units twice.
+namespace laid_out_units {
+bool allowed() noexcept;
+// A unit laid out so failed where it ran (`where`); logged once.
+void refuse(std::string_view where);
+// Lays units out again (tests).
+void allow() noexcept;
+}  // namespace laid_out_units
+
 }  // namespace fanout::detail

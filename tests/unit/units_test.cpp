@@ -21,6 +21,7 @@
 #include "fake_router.hpp"
 #include "test_support.hpp"
 #include "transport.hpp"
+#include "units.hpp"
 
 using namespace std::chrono_literals;
 
@@ -39,6 +40,11 @@ constexpr std::size_t kBigValue = std::size_t{1} << 20;
 // Its units' values come back laid out together (Result.scalarValues) in several shapes
 // (scalar_shape).
 const fanout::Task units_scalar_shapes{"units.scalar_shapes", [](int x) { return 2 * x; }};
+
+// Its units come back from far away: a long ranOn, and every value a float64 that no slot's int
+// takes (each slot fails naming where it ran).
+const fanout::Task units_far_away{"units.far_away", [](int x) { return 2 * x; }};
+const std::string kFarAway = "worker " + std::string(300, 'h') + "/123456 pid 123457";
 
 // What the fake executor does with the argument 13 in a unit: the slot throws.
 constexpr int kThrows = 13;
@@ -159,6 +165,7 @@ class FakeBroker {
       }
       result.setElapsedUs(slow ? 5000 * count : 0);
       const std::string name = task.getName().cStr();
+      if (name == "units.far_away") result.setRanOn(kFarAway);
       std::vector<std::uint32_t> thrown;
       if (laid_out && name != "units.shapes") {  // values laid out as the arguments came
         const unsigned answered = short_values_.load() ? count - 1 : count;
@@ -166,7 +173,9 @@ class FakeBroker {
         auto kinds = result.initScalarKinds(answered);
         for (unsigned slot = 0; slot < answered; ++slot) {
           const std::int64_t x = argument(slot);
-          auto [kind, value] = name == "units.scalar_shapes" ? scalar_shape(x) : std::pair{kInt, static_cast<std::uint64_t>(2 * x)};
+          auto [kind, value] = name == "units.scalar_shapes" ? scalar_shape(x)
+                               : name == "units.far_away"    ? std::pair{kFloat64, std::bit_cast<std::uint64_t>(0.5)}
+                                                             : std::pair{kInt, static_cast<std::uint64_t>(2 * x)};
           if (x == kThrows) {
             thrown.push_back(slot);
             kind = kNoKind;
@@ -346,19 +355,51 @@ TEST_CASE("a unit's values laid out together are read as a slot's value is; a sl
   }
 }
 
-TEST_CASE("an executor that knows nothing of scalars laid out together fails their units, and their slots go alone") {
+// A reader counts each read of a text against a limit proportional to the message: a unit's
+// answer is small when its values are laid out together, and a failure of every slot named where
+// it ran, read again for each, once ran the reader out of it half-way through the unit.
+TEST_CASE("a unit whose every slot fails, from a peer with a long name, fails each slot and leaves none waiting") {
+  auto& fake = broker();
+  (void)process().run(calls_of(units_far_away, 64, 100));  // slot by slot: the fake answers ints
+  (void)fake.take_seen();
+  const auto outcomes = process().settle(calls_of(units_far_away, 4000, 20));  // no 13: no slot throws
+  std::uint32_t largest = 0;
+  for (const auto& task : fake.take_seen()) largest = std::max(largest, task.slots);
+  CHECK(largest >= 200);
+  REQUIRE(outcomes.size() == 4000);
+  std::size_t named = 0;
+  for (const auto& outcome : outcomes) {
+    REQUIRE_FALSE(outcome.ok());
+    CHECK(outcome.error().kind() == fanout::ErrorKind::bad_result);  // not a timeout: none left waiting
+    named += outcome.error().ran_on() == kFarAway ? 1 : 0;
+  }
+  CHECK(named == 4000);
+}
+
+TEST_CASE("an executor that knows nothing of scalars laid out together fails their units; their slots go alone, "
+          "and later units go as tuples") {
   auto& fake = broker();
   (void)process().run(calls_of(units_twice, 64, 100));
   (void)fake.take_seen();
   fake.as_old_executor(true);
   const auto values = process().run(calls_of(units_twice, 1000, 20));
-  fake.as_old_executor(false);
   REQUIRE(values.size() == 1000);
   for (int i = 0; i < 1000; ++i) CHECK(values[static_cast<std::size_t>(i)] == 2 * (i + 20));
-  const auto seen = fake.take_seen();
   std::uint64_t plain = 0;
-  for (const auto& task : seen) plain += task.slots == 0 ? 1 : 0;
+  for (const auto& task : fake.take_seen()) plain += task.slots == 0 ? 1 : 0;
   CHECK(plain == 1000);  // every slot again, alone
+  CHECK_FALSE(fanout::detail::laid_out_units::allowed());
+
+  // The next batch's units go as tuples, which the old executor reads.
+  CHECK(process().run(calls_of(units_twice, 1000, 20)).at(999) == 2 * 1019);
+  fake.as_old_executor(false);
+  fanout::detail::laid_out_units::allow();
+  const auto seen = fake.take_seen();
+  REQUIRE_FALSE(seen.empty());
+  for (const auto& task : seen) {
+    CHECK(task.slots > 1);
+    CHECK_FALSE(task.laid_out);
+  }
 }
 
 TEST_CASE("a unit that failed whole (its executor died) goes again slot by slot, in a batch of its own") {

@@ -600,13 +600,21 @@ class Executor {
 
   // A unit whose arguments are laid out together (fanout.capnp, Task.scalarArgs): each slot's
   // scalars are read straight from the two lists, and its values go back the same way
-  // (Result.scalarValues) for as long as they are bools and numbers. A value of any other kind
-  // turns the answer into run_unit's list of Values from that slot on. Lists that do not describe
+  // (Result.scalarValues) for as long as each slot runs on its scalars as they came
+  // (invoke_scalars). A slot that goes the general way (arguments to convert, a task whose
+  // result is not a scalar) turns the answer into run_unit's list of Values from then on. Lists that do not describe
   // `slots` slots of 1 to kMostScalarArity bools and numbers fail the unit as unreadable.
   void run_scalar_unit(wire::Task::Reader task, std::uint32_t slots, std::string_view name, wire::Result::Builder result,
                        const ResultsMessage& message) {
-    const auto bits = task.getScalarArgs();
-    const auto kinds = task.getScalarKinds();
+    capnp::List<std::uint64_t>::Reader bits;
+    capnp::List<std::uint8_t>::Reader kinds;
+    try {
+      bits = task.getScalarArgs();
+      kinds = task.getScalarKinds();
+    } catch (const kj::Exception& error) {  // e.g. a list of another element size
+      return fail(result, ErrorKind::bad_message, "",
+                  std::string("the unit's scalar arguments could not be read: ") + error.getDescription().cStr());
+    }
     const std::size_t arity = slots > 0 ? bits.size() / slots : 0;
     if (slots > wire::kMostUnitSlots || kinds.size() != bits.size() || arity == 0 || arity * slots != bits.size() ||
         arity > wire::kMostScalarArity) {
