@@ -87,13 +87,12 @@ std::size_t task_words(const Batch& batch, std::size_t index) {
          arguments / sizeof(capnp::word);
 }
 
-// The same for a unit of `count` slots from `first`: one Task, a list of their arguments.
-std::size_t unit_words(const Batch& batch, std::size_t first, std::size_t count) {
-  std::size_t words = kTaskStruct + text_words(batch.job(first).task.size()) + kValueStruct + 1;
-  for (std::size_t slot = first; slot < first + count; ++slot) {
-    words += kValueStruct + batch.job(slot).args->encoded_size() / sizeof(capnp::word);
-  }
-  return words;
+// At most the same for a unit of `count` slots of the task `plan` names, none of whose arguments
+// take more than the plan's largest: one Task, a list of their arguments (their scalars laid out
+// together take less). From the plan, so that a unit costs no second pass over its slots.
+std::size_t unit_words(const UnitPlan& plan, std::size_t count) {
+  return kTaskStruct + text_words(plan.name.size()) + kValueStruct + 1 +
+         count * (kValueStruct + plan.largest_args / sizeof(capnp::word));
 }
 
 // ZeroMQ sockets are single-threaded; batches run from several threads each lease their own.
@@ -155,16 +154,16 @@ class BatchRun final : private BatchLink::Receiver {
   using Health = std::function<std::optional<std::string>()>;
 
   // Runs the slots of `positions` (every slot of the batch, in units or not; or those of units
-  // that had to be split, after a first run that began at `started`). `learn`: the one task of
-  // the batch, whose slots' run times teach quick_names; empty: none.
+  // that had to be split, after a first run that began at `started`). `plan`: how the batch goes;
+  // its task (when it has one) is the one whose slots' run times teach quick_names.
   BatchRun(Batch& batch, Results& results, const RunOptions& options, zmq::socket_t& socket, const std::string& where,
-           Health health, Positions positions, std::string_view learn, Clock::time_point started = Clock::now())
+           Health health, Positions positions, const UnitPlan& plan, Clock::time_point started = Clock::now())
       : batch_(batch),
         results_(results),
         options_(options),
         health_(std::move(health)),
         positions_(std::move(positions)),
-        learn_(learn),
+        plan_(plan),
         started_(started),
         link_(socket, where,
               BatchLink::Header{static_cast<std::uint32_t>(positions_.count()),
@@ -250,7 +249,7 @@ class BatchRun final : private BatchLink::Receiver {
     // A broker never heard from is not a task's failure but the caller's setup (logistics): one
     // fanout::Error naming the endpoint, from run() and settle() alike.
     if (never_reached_) throw Error(*never_reached_);
-    if (!learn_.empty() && learnt_slots_ > 0) quick_names::learn(learn_, learnt_us_, learnt_slots_);
+    if (!plan_.name.empty() && learnt_slots_ > 0) quick_names::learn(plan_.name, learnt_us_, learnt_slots_);
   }
 
   // Slots of units that failed whole (their executor died, or one that knows nothing of units
@@ -284,7 +283,7 @@ class BatchRun final : private BatchLink::Receiver {
 
   std::size_t position_words(std::size_t position) const {
     const std::size_t first = positions_.first_slot(position);
-    return positions_.unit() == 0 ? task_words(batch_, first) : unit_words(batch_, first, positions_.slot_count(position));
+    return positions_.unit() == 0 ? task_words(batch_, first) : unit_words(plan_, positions_.slot_count(position));
   }
 
   // Sends the next tasks, up to `count` of them: as many as fit in one window.
@@ -542,7 +541,7 @@ class BatchRun final : private BatchLink::Receiver {
   std::optional<std::string> never_reached_;  // why the broker was given up before it ever answered
   Health health_;
   const Positions positions_;
-  const std::string_view learn_;
+  const UnitPlan& plan_;
   const Clock::time_point started_;
   BatchLink link_;
   std::size_t target_ = 0;        // done() once every slot of this run has an outcome
@@ -701,8 +700,7 @@ class ProcessBackend final : public Backend {
     const UnitPlan plan = plan_units(batch, options);
     const auto started = Clock::now();
     const auto run_slots = [&](Positions positions) {
-      BatchRun run(batch, results, options, *socket, sockets.endpoint(), health, std::move(positions), plan.name,
-                   started);
+      BatchRun run(batch, results, options, *socket, sockets.endpoint(), health, std::move(positions), plan, started);
       try {
         run.go();
       } catch (...) {

@@ -97,10 +97,13 @@ UnitPlan plan_units(const Batch& batch, const RunOptions& options) {
   std::size_t largest = 0;  // argument bytes of the largest slot
   for (std::size_t i = 0; i < slots; ++i) {
     const Job job = batch.job(i);
-    if (job.is_callable() || job.args == nullptr || job.task != first.task) return plan;
+    // A Task's calls share one kept copy of its name (task.hpp): the same pointer, nothing to compare.
+    const bool same_task = job.task.data() == first.task.data() ? job.task.size() == first.task.size() : job.task == first.task;
+    if (job.is_callable() || job.args == nullptr || !same_task) return plan;
     largest = std::max(largest, job.args->encoded_size());
   }
   plan.name = first.task;
+  plan.largest_args = largest;
   if (options.max_concurrency == 0 && options.timeout.count() == 0) {
     plan.unit = std::min(quick_names::unit_for(plan.name, slots), kUnitArgumentBytes / std::max<std::size_t>(largest, 1));
     if (plan.unit < kSmallestUnit) plan.unit = 0;

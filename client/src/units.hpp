@@ -60,8 +60,9 @@ class Positions {
 
 // How a batch is sent: in units or slot by slot, and the task whose run times it teaches.
 struct UnitPlan {
-  std::size_t unit = 0;  // slots per unit; 0: none
-  std::string name;      // the one task every slot calls; empty when they differ
+  std::size_t unit = 0;          // slots per unit; 0: none
+  std::string name;              // the one task every slot calls; empty when they differ
+  std::size_t largest_args = 0;  // bytes of the largest slot's arguments, when `name` is set
 };
 
 // Units when they pay and keep every promise: every slot calls one task, quick here so far

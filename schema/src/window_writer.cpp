@@ -292,7 +292,10 @@ std::uint32_t WindowWriter::text(std::string_view value) {
 
 // The task's name: consecutive tasks of one name point to one copy of it.
 void WindowWriter::name_task(std::size_t task, std::string_view name) {
-  if (last_name_at_ == 0 || name != last_name_) {
+  // A Task's calls point to one kept copy of its name (task.hpp): the same pointer, nothing to compare.
+  const bool same = last_name_at_ != 0 && ((name.data() == last_name_.data() && name.size() == last_name_.size()) ||
+                                           name == last_name_);
+  if (!same) {
     last_name_at_ = text(name);
     last_name_ = name;
   }

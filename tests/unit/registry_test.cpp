@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -32,6 +33,45 @@ TEST_CASE("a task call carries the task name and yields a typed Call") {
   static_assert(std::is_same_v<decltype(registry_nothing()), fanout::Call<void>>);
   static_assert(std::is_same_v<fanout::Call<void>::result_type, std::monostate>);
   static_assert(std::is_same_v<decltype(registry_function(1L, 2L)), fanout::Call<int>>);
+}
+
+TEST_CASE("a Task's calls point to one kept copy of its name; a call by name holds its own") {
+  const auto first = registry_square(1);
+  const auto second = registry_square(2);
+  CHECK(first.task().data() == second.task().data());  // not a copy each
+  CHECK(&first.task() == &registry_square.name());
+
+  SUBCASE("a moved-from call still names its task") {
+    auto moved = registry_square(3);
+    const auto taken = std::move(moved);
+    CHECK(taken.task() == "registry.square");
+    CHECK(moved.task() == "registry.square");  // NOLINT(bugprone-use-after-move): what this checks
+  }
+  SUBCASE("a call outlives its Task, and a Task of the same name later shares the kept name") {
+    std::optional<fanout::Call<int>> call;
+    const std::string* kept = nullptr;
+    {
+      const fanout::Task gone{"registry.gone", [](int x) { return x; }};
+      call.emplace(gone(4));
+      kept = &gone.name();
+    }
+    CHECK(call->task() == "registry.gone");
+    const fanout::Task again{"registry.gone", [](int x) { return x + 1; }};
+    CHECK(&again.name() == kept);
+  }
+  SUBCASE("a call by name owns its name, shared by its copies and the calls moved from it") {
+    std::optional<fanout::Call<int>> by_name;
+    by_name.emplace(std::string("registry.by_name"), fanout::encode_payload(std::tuple<int>{5}));
+    const auto copy = *by_name;
+    auto moved = std::move(*by_name);
+    by_name.reset();
+    CHECK(copy.task() == "registry.by_name");
+    CHECK(moved.task() == "registry.by_name");
+    CHECK(&copy.task() == &moved.task());
+    moved = registry_square(6);  // assigned a Task's call: now points to its kept name
+    CHECK(moved.task() == "registry.square");
+    CHECK(copy.task() == "registry.by_name");
+  }
 }
 
 TEST_CASE("task arguments are checked at compile time and converted to the parameter types") {

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,6 +31,16 @@ namespace fanout {
 template <class R>
 using ResultOf = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
+template <class F>
+class Task;
+
+namespace detail {
+// The one copy of task name `name` kept for the rest of the program: what a Task's calls point to
+// rather than each holding a copy of its own (a call is built for every slot of a batch, and a
+// copied name cost as much as the rest of the call). One per distinct Task name.
+const std::string& kept_task_name(std::string_view name);
+}  // namespace detail
+
 // A call of a registered task: its name and its arguments, already encoded. Cheap to copy (the
 // encoding is shared). R is the task's result type.
 template <class R>
@@ -37,13 +48,35 @@ class Call {
  public:
   using result_type = ResultOf<R>;
 
-  Call(std::string task, Payload args) : task_(std::move(task)), args_(std::move(args)) {}
+  // A call of the task named `task` (a Task makes them: task(args...)).
+  Call(std::string task, Payload args)
+      : owned_(std::make_shared<const std::string>(std::move(task))), task_(owned_.get()), args_(std::move(args)) {}
 
-  const std::string& task() const noexcept { return task_; }
+  Call(const Call&) = default;
+  Call& operator=(const Call&) = default;
+  // A moved-from call still names its task (its arguments are gone), as a moved-from string
+  // member used to leave it readable: the name is shared, never moved.
+  Call(Call&& other) noexcept : owned_(other.owned_), task_(other.task_), args_(std::move(other.args_)) {}
+  Call& operator=(Call&& other) noexcept {
+    owned_ = other.owned_;
+    task_ = other.task_;
+    args_ = std::move(other.args_);
+    return *this;
+  }
+  ~Call() = default;
+
+  const std::string& task() const noexcept { return *task_; }
   const Payload& args() const noexcept { return args_; }
 
  private:
-  std::string task_;
+  template <class F>
+  friend class Task;
+  struct Kept {};
+  // A Task's call: its name is the Task's kept one (detail::kept_task_name), owned by nobody.
+  Call(Kept, const std::string& kept, Payload args) noexcept : task_(&kept), args_(std::move(args)) {}
+
+  std::shared_ptr<const std::string> owned_;  // the name of a call made by name; null for a Task's
+  const std::string* task_;                   // the name: owned_'s, or a kept one
   Payload args_;
 };
 
@@ -123,7 +156,7 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
 
   // Throws fanout::Error when another live Task already has this name: for global tasks, the
   // program stops at start-up with that message.
-  Task(std::string_view name, F function) : name_(name), function_(std::move(function)) {
+  Task(std::string_view name, F function) : name_(detail::kept_task_name(name)), function_(std::move(function)) {
     detail::register_task(name_, detail::RegisteredTask{this, &Task::invoke, scalar_invoker(), kScalarArity});
   }
   ~Task() { detail::unregister_task(name_, this); }
@@ -148,9 +181,9 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
     if constexpr (sizeof...(P) > 0 && (detail::kIsScalar<P> && ...)) {
       // Numbers and bools only: their tuple's words are written at once (Payload::of_scalars).
       const detail::Scalar scalars[] = {detail::scalar_of(args)...};
-      return Call<typename Sig::result>(name_, Payload::of_scalars(scalars));
+      return Call<typename Sig::result>(typename Call<typename Sig::result>::Kept{}, name_, Payload::of_scalars(scalars));
     }
-    return Call<typename Sig::result>(name_, Payload::build([&](ValueBuilder out) {
+    return Call<typename Sig::result>(typename Call<typename Sig::result>::Kept{}, name_, Payload::build([&](ValueBuilder out) {
       [[maybe_unused]] auto tuple = out.init_tuple(sizeof...(P));  // unused for tasks without parameters
       std::size_t index = 0;
       (encode(tuple[index++], args), ...);
@@ -191,7 +224,7 @@ class Task : public detail::CallOperator<Task<F>, typename detail::Signature<std
     encode(out, task.call_locally(std::move(*decoded)));
   }
 
-  std::string name_;
+  const std::string& name_;  // kept for the rest of the program (detail::kept_task_name): its calls point to it
   F function_;
 };
 
