@@ -335,7 +335,8 @@ class BatchRun final : private BatchLink::Receiver {
       // tuple per slot.
       if (laid_out_units::allowed() &&
           window.add_scalar_args(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_)) {
-        laid_out_ = true;
+        if (laid_out_.empty()) laid_out_.resize(positions_.count());
+        laid_out_[position] = true;
       } else {
         window.add_unit(static_cast<std::uint32_t>(position), batch_.job(first).task, unit_args_);
       }
@@ -438,7 +439,9 @@ class BatchRun final : private BatchLink::Receiver {
       }
       // Scalars laid out together that a peer could not read: one older than Task.scalarArgs
       // (an executor, or a broker that copied the unit without them) is on the way.
-      if (kind == ErrorKind::bad_message && laid_out_) laid_out_units::refuse(where);
+      if (kind == ErrorKind::bad_message && position < laid_out_.size() && laid_out_[position]) {
+        laid_out_units::refuse(where);
+      }
       return split(position, count);
     }
     const bool scalars = result.hasScalarValues() || result.hasScalarKinds();  // values laid out together
@@ -460,7 +463,15 @@ class BatchRun final : private BatchLink::Receiver {
     if (scalars) {
       scalar_values(first, bits, kinds, not_run, ran_on);
     } else {
-      results_.values(first, wire::wrap(value).as_list([] { return std::string("a unit's values"); }), not_run, ran_on);
+      std::optional<SequenceReader> values;
+      try {
+        values = wire::wrap(value).as_list([] { return std::string("a unit's values"); });
+      } catch (const Error& unreadable) {  // e.g. a list of zero-sized elements claiming its count
+        return fail_position(position, FailureInfo{ErrorKind::bad_message, "",
+                                                   std::string("its unit's values could not be read: ") + unreadable.what(),
+                                                   std::string(where)});
+      }
+      results_.values(first, *values, not_run, ran_on);
     }
     if (left > 0) split(position, left);
   }
@@ -554,7 +565,7 @@ class BatchRun final : private BatchLink::Receiver {
   std::vector<std::size_t> split_;  // positions of units to split
   std::size_t split_slots_ = 0;     // their slots
   std::vector<const Payload*> unit_args_;  // a unit's arguments, while it is written
-  bool laid_out_ = false;                  // some unit went with its scalars laid out together
+  std::vector<bool> laid_out_;             // the units that went with their scalars laid out together (empty: none)
   std::uint64_t learnt_us_ = 0;     // run time of the slots with a value so far
   std::size_t learnt_slots_ = 0;
 };

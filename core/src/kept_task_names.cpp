@@ -8,13 +8,22 @@
 
 namespace fanout::detail {
 
+namespace {
+
+struct KeptNames {
+  std::mutex mutex;
+  std::set<std::string, std::less<>> names;  // a set's elements never move
+};
+
+}  // namespace
+
 const std::string& kept_task_name(std::string_view name) {
-  static std::mutex mutex;
-  // Never destroyed, and a set's elements never move: calls may outlive every static at exit.
-  static auto* kept = new std::set<std::string, std::less<>>();
-  const std::lock_guard lock(mutex);
-  auto found = kept->find(name);
-  if (found == kept->end()) found = kept->emplace(name).first;
+  // Never destroyed, the lock with it: calls may outlive every static at exit, and a Task may be
+  // made while others are destroyed.
+  static auto* kept = new KeptNames;
+  const std::lock_guard lock(kept->mutex);
+  auto found = kept->names.find(name);
+  if (found == kept->names.end()) found = kept->names.emplace(name).first;
   return *found;
 }
 

@@ -65,6 +65,8 @@ class Call {
   }
   ~Call() = default;
 
+  // The task's name: a Task's kept one, valid for the rest of the program; or, for a call made by
+  // name, the one it shares with its copies, valid while one of them lives.
   const std::string& task() const noexcept { return *task_; }
   const Payload& args() const noexcept { return args_; }
 
