@@ -276,14 +276,34 @@ TEST_CASE("in a batch of a quick task, a slot that throws and a slot that kills 
 namespace {
 
 const fanout::Task local_size{"local.size", [](fanout::Bytes data) { return data.size(); }};
-// Returns `bytes` bytes, and appends a line to the file at `path` each time it runs.
+// Appends a line to the file at `path` for a run that returns a large value; small ones are left
+// uncounted so that they stay quick (microseconds a slot: a file opened each time would not) and the
+// task is sent in units.
+void count_large_run(const std::filesystem::path& path, std::size_t bytes) {
+  if (bytes < 4096) return;
+  if (std::FILE* file = std::fopen(path.c_str(), "a")) {
+    std::fputs("ran\n", file);
+    std::fclose(file);
+  }
+}
+
+// Returns `bytes` bytes, and counts its large runs in the file at `path`.
 const fanout::Task local_blob{"local.blob", [](std::string path, std::size_t bytes) {
-                                if (std::FILE* file = std::fopen(path.c_str(), "a")) {
-                                  std::fputs("ran\n", file);
-                                  std::fclose(file);
-                                }
+                                count_large_run(path, bytes);
                                 return fanout::Bytes(bytes, std::byte{2});
                               }};
+
+// Returns `bytes` bytes of `slot`'s low byte, and counts its large runs in a file named after this
+// test program (the executor's grandparent: its arguments are scalars only, so they name no path).
+std::filesystem::path numbered_runs_file(int program) {
+  return std::filesystem::temp_directory_path() / ("fanout-local-numbered-" + std::to_string(program));
+}
+const fanout::Task local_numbered_blob{"local.numbered_blob", [](int slot, std::size_t bytes) {
+                                         if (bytes >= 4096) {
+                                           count_large_run(numbered_runs_file(fanout_test::parent_of(::getppid()).value_or(0)), bytes);
+                                         }
+                                         return fanout::Bytes(bytes, static_cast<std::byte>(slot & 0xff));
+                                       }};
 
 std::size_t lines_in(const std::filesystem::path& path) {
   std::ifstream in(path);
@@ -325,6 +345,32 @@ TEST_CASE("a quick task's slots whose values outgrow a frame together each run o
   const auto values = process().deadline(60s).run(calls(128, kValueBytes));
   REQUIRE(values.size() == 128);
   for (const auto& value : values) CHECK(value.size() == kValueBytes);
+  CHECK(lines_in(runs) == 128);
+}
+
+// The same with arguments that are all scalars, sent laid out together (Task.scalarArgs): the
+// executor's other way through a unit stops at half a frame too.
+TEST_CASE("a quick task of scalar arguments whose values outgrow a frame together runs each slot once") {
+  const auto runs = numbered_runs_file(::getpid());
+  struct Remove {
+    std::filesystem::path path;
+    ~Remove() { std::filesystem::remove(path); }
+  } remove{runs};
+  const auto calls = [](int count, std::size_t bytes) {
+    std::vector<fanout::Call<fanout::Bytes>> batch;
+    for (int slot = 0; slot < count; ++slot) batch.push_back(local_numbered_blob(slot, bytes));
+    return batch;
+  };
+  for (int i = 0; i < 3; ++i) (void)process().run(calls(256, 8));  // the task is quick
+  std::filesystem::remove(runs);
+
+  constexpr std::size_t kValueBytes = 2200 << 10;
+  const auto values = process().deadline(60s).run(calls(128, kValueBytes));
+  REQUIRE(values.size() == 128);
+  for (std::size_t slot = 0; slot < values.size(); ++slot) {
+    CHECK(values[slot].size() == kValueBytes);
+    CHECK(values[slot].front() == static_cast<std::byte>(slot & 0xff));
+  }
   CHECK(lines_in(runs) == 128);
 }
 
