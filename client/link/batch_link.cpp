@@ -14,6 +14,7 @@
 
 #include "batch_id.hpp"
 #include "keys.hpp"
+#include "link_keeper.hpp"
 #include "wire_kinds.hpp"
 
 namespace fanout::link {
@@ -52,6 +53,33 @@ std::uint64_t take_unreported(zmq::socket_t& socket) {
 
 BatchLink::BatchLink(zmq::socket_t& socket, std::string where, Header header, Receiver& receiver)
     : socket_(socket), where_(std::move(where)), header_(header), receiver_(receiver), id_(detail::random_batch_id()) {}
+
+BatchLink::~BatchLink() {
+  if (!kept_) return;
+  keeper::unwatch(*this);  // first: the keeper may be about to try the socket
+  socket_held_.unlock();
+}
+
+void BatchLink::keep_alive() {
+  if (kept_) return;
+  socket_held_.lock();
+  kept_ = true;
+  keeper::watch(*this);
+}
+
+void BatchLink::lend() noexcept {
+  if (kept_) socket_held_.unlock();
+}
+
+void BatchLink::take_back() noexcept {
+  if (kept_) socket_held_.lock();
+}
+
+void BatchLink::beat_if_lent(Clock::time_point now) noexcept {
+  if (!socket_held_.try_lock()) return;  // the owner is using the socket, and beats itself
+  const std::lock_guard held(socket_held_, std::adopt_lock);
+  if (opened_ && !failed_) beat_if_due(now);
+}
 
 wire::WindowWriter::Header BatchLink::window_header() const noexcept {
   return {id_, header_.total, header_.timeout_ms, header_.max_running, header_.deferred, header_.settled_before};
@@ -115,22 +143,7 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
   drain();
   if (beats && !failed_) {
     const auto later = Clock::now();
-    // Early too when much was read: the broker holds back a client's work while it has more than
-    // a few tens of MiB unreported (docs/limits.md), and a fast reader should not wait for that.
-    // Counted on the socket, not the batch: a client running batch after batch, each shorter than
-    // a heartbeat interval and reading less than kReportEveryBytes, reported nothing until the
-    // broker held back its results, and each of its batches waited for the next heartbeat (500
-    // ms) once every 64 MiB of results.
-    if (later - last_beat_ >= wire::kHeartbeatInterval || unreported_ >= kReportEveryBytes) {
-      unreported_ = 0;
-      const std::uint64_t read_since = take_unreported(socket_);
-      send_simple([read_since](wire::Envelope::Builder envelope) {
-        auto beat = envelope.initHeartbeat();
-        beat.setSentUnixMs(wire::unix_ms());
-        beat.setResultBytes(read_since);
-      });
-      last_beat_ = later;
-    }
+    beat_if_due(later);
     const auto silent = later - last_heard_;
     if (awaiting_ && !heard_ && silent > wire::kBrokerSilence) {
       fail(ErrorKind::unreachable, "no word from the broker at " + where_ + " for " +
@@ -143,6 +156,24 @@ bool BatchLink::pump(Clock::time_point until, bool awaiting, int wake_fd) {
     }
   }
   return count == 2 && (items[1].revents & ZMQ_POLLIN) != 0;
+}
+
+void BatchLink::beat_if_due(Clock::time_point now) {
+  // Early too when much was read: the broker holds back a client's work while it has more than
+  // a few tens of MiB unreported (docs/limits.md), and a fast reader should not wait for that.
+  // Counted on the socket, not the batch: a client running batch after batch, each shorter than
+  // a heartbeat interval and reading less than kReportEveryBytes, reported nothing until the
+  // broker held back its results, and each of its batches waited for the next heartbeat (500
+  // ms) once every 64 MiB of results.
+  if (now - last_beat_ < wire::kHeartbeatInterval && unreported_ < kReportEveryBytes) return;
+  unreported_ = 0;
+  const std::uint64_t read_since = take_unreported(socket_);
+  send_simple([read_since](wire::Envelope::Builder envelope) {
+    auto beat = envelope.initHeartbeat();
+    beat.setSentUnixMs(wire::unix_ms());
+    beat.setResultBytes(read_since);
+  });
+  last_beat_ = now;
 }
 
 void BatchLink::drain() {
@@ -169,6 +200,13 @@ void BatchLink::drain() {
       handle(message->envelope());
     } catch (const kj::Exception&) {
       // A field of the wrong kind: the broker never sends those; nothing to settle from it.
+    }
+    // Results that keep coming (large values, callbacks that take their time) keep this loop
+    // going for longer than the broker waits for a word (kPeerLiveness): the heartbeats go from
+    // here too, or the broker would take this client for dead and drop its batch while it reads.
+    if (opened_ && !failed_) {
+      if (read_bytes > 0) unreported_ = add_unreported(socket_, std::exchange(read_bytes, 0));
+      beat_if_due(Clock::now());
     }
   }
 }

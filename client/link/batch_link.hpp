@@ -18,13 +18,16 @@
 // owner's storage. Which tasks are out, and what to do when the link fails, is the owner's.
 //
 // Threads: none of its own. Every call, and every Receiver callback, happens on the thread that
-// calls pump(); the socket is the owner's and must be used by that thread only.
+// calls pump(); the socket is the owner's and must be used by that thread only, with one
+// exception: while the owner has lent it (keep_alive(), lend()) to run code that may take any
+// time, the process's link keeper thread (link_keeper.hpp) heartbeats on it.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <string>
 
 #include <zmq.hpp>
@@ -94,6 +97,9 @@ class BatchLink {
 
   // `socket` is a DEALER connected to the broker at `where` (for messages); both outlive the link.
   BatchLink(zmq::socket_t& socket, std::string where, Header header, Receiver& receiver);
+  ~BatchLink();
+  BatchLink(const BatchLink&) = delete;
+  BatchLink& operator=(const BatchLink&) = delete;
 
   std::uint64_t id() const noexcept { return id_; }
   const std::string& where() const noexcept { return where_; }
@@ -164,6 +170,17 @@ class BatchLink {
   // `settled_before` slots are settled already, with `timeout_ms` left of its deadline.
   void restart(std::uint32_t settled_before, std::uint32_t timeout_ms);
 
+  // For a batch whose owner runs the caller's callbacks from inside pump(), which may take longer
+  // than the broker waits for a word from a client (kPeerLiveness): from now until the link ends
+  // the owner holds the socket, and lends it between lend() and take_back(), while the link
+  // keeper heartbeats for it. Without it, a callback of a few seconds made the broker drop the
+  // batch, and the client sent it again: its running tasks ran twice.
+  void keep_alive();
+  void lend() noexcept;
+  void take_back() noexcept;
+  // From the link keeper's thread: a heartbeat, if the socket is lent and one is due.
+  void beat_if_lent(Clock::time_point now) noexcept;
+
   // Drop the batch's queued tasks and stop its running ones; its open slots come back cancelled.
   void cancel() noexcept;
   // The client is leaving: the broker forgets it and this batch at once. The socket then lingers
@@ -175,6 +192,8 @@ class BatchLink {
   capnp::List<wire::Task>::Builder start_window(wire::OutMessage& out, std::size_t count);
   void send_frame(zmq::message_t&& frame);
   void drain();
+  // A heartbeat, when one is due (kHeartbeatInterval since the last) or much was read since.
+  void beat_if_due(Clock::time_point now);
   void handle(wire::Envelope::Reader envelope);
   void fail(ErrorKind kind, const std::string& message);
   template <class Fill>
@@ -199,6 +218,9 @@ class BatchLink {
   // They come before anything the broker says about the reopened batch, and soon.
   bool stale_refusals_ = false;
   Clock::time_point restarted_at_{};
+  // keep_alive(): held by the owner's thread except while lent; the keeper only ever try_locks it.
+  std::mutex socket_held_;
+  bool kept_ = false;
 };
 
 }  // namespace fanout::link

@@ -118,6 +118,17 @@ void Results::failure(std::size_t index, FailureInfo failure) {
 void Results::settle(std::size_t index) {
   settled_[index] = true;
   ++settled_count_;
+  struct Covered {  // the callbacks below, however they end
+    CallbackCover* cover;
+    explicit Covered(CallbackCover* lent) : cover(lent) {
+      if (cover != nullptr) cover->lend();
+    }
+    Covered(const Covered&) = delete;
+    Covered& operator=(const Covered&) = delete;
+    ~Covered() {
+      if (cover != nullptr) cover->take_back();
+    }
+  } covered(cover_);
   batch_.settled(index, failures_.empty() ? nullptr : failure_of(index));
   if (options_.on_progress) options_.on_progress(settled_count_, settled_.size());
 }

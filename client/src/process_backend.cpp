@@ -148,7 +148,7 @@ class SocketPool {
 };
 
 // One batch run to its end: sends windows as results free room, settles slots as results arrive.
-class BatchRun final : private BatchLink::Receiver {
+class BatchRun final : private BatchLink::Receiver, private CallbackCover {
  public:
   // `health` says why the workers behind the broker cannot run anything (local mode), if so.
   using Health = std::function<std::optional<std::string>()>;
@@ -173,6 +173,10 @@ class BatchRun final : private BatchLink::Receiver {
                                 false},
               *this) {}
 
+  ~BatchRun() { results_.cover_callbacks(nullptr); }
+  BatchRun(const BatchRun&) = delete;
+  BatchRun& operator=(const BatchRun&) = delete;
+
   // Whether the link to the broker failed during the batch (unreachable, refused, unreadable).
   bool link_failed() const noexcept { return link_.failed(); }
 
@@ -191,6 +195,12 @@ class BatchRun final : private BatchLink::Receiver {
     // A broker that stops answering must not hang the caller past the batch's deadline.
     std::optional<Clock::time_point> give_up;
     if (options_.deadline.count() > 0) give_up = started_ + options_.deadline + std::chrono::seconds(2);
+    // The caller's callbacks run on this thread, from inside pump(), and may take any time: the
+    // link keeper heartbeats while they do.
+    if (results_.calls_back()) {
+      link_.keep_alive();
+      results_.cover_callbacks(this);
+    }
 
     try {
       while (done() < target_) {
@@ -251,6 +261,9 @@ class BatchRun final : private BatchLink::Receiver {
     if (never_reached_) throw Error(*never_reached_);
     if (!plan_.name.empty() && learnt_slots_ > 0) quick_names::learn(plan_.name, learnt_us_, learnt_slots_);
   }
+
+  void lend() noexcept override { link_.lend(); }
+  void take_back() noexcept override { link_.take_back(); }
 
   // Slots of units that failed whole (their executor died, or one that knows nothing of units
   // refused them) and still have no outcome: they go again one by one, so that only a slot that

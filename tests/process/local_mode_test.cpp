@@ -374,6 +374,36 @@ TEST_CASE("a quick task of scalar arguments whose values outgrow a frame togethe
   CHECK(lines_in(runs) == 128);
 }
 
+namespace {
+
+// Appends a line to the file at `path`, then sleeps `ms`.
+const fanout::Task local_counted_sleep{"local.counted_sleep", [](std::string path, int ms) {
+                                         if (std::FILE* file = std::fopen(path.c_str(), "a")) {
+                                           std::fputs("ran\n", file);
+                                           std::fclose(file);
+                                         }
+                                         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                                         return ms;
+                                       }};
+
+}  // namespace
+
+// The calling thread runs the caller's callbacks, and heartbeats wait for them: a callback that
+// takes longer than the broker waits for a word must not make it drop the batch and run it again.
+TEST_CASE("a per-result callback slower than the broker's patience loses no work") {
+  const fanout_test::TempDir dir;
+  const auto runs = (dir.path() / "runs").string();
+  const std::vector<fanout::Call<int>> calls{local_counted_sleep(runs, 0), local_counted_sleep(runs, 3000),
+                                             local_counted_sleep(runs, 3000)};
+  bool slept = false;
+  const auto values = process().deadline(60s).run(calls, [&](std::size_t, const auto&) {
+    if (!std::exchange(slept, true)) std::this_thread::sleep_for(4s);
+  });
+  REQUIRE(values.size() == 3);
+  CHECK(values[1] == 3000);
+  CHECK(lines_in(runs) == 3);
+}
+
 TEST_CASE("large payloads travel to local workers") {
   std::vector<fanout::Call<std::size_t>> calls;
   for (int i = 0; i < 8; ++i) calls.push_back(local_bytes(fanout::Bytes(1 << 20, std::byte{7})));

@@ -78,9 +78,23 @@ class Batch {
   virtual bool store_scalar(std::size_t /*index*/, const Scalar& /*value*/) { return false; }
   // Called once per slot as soon as it settled (its value stored, or `failure` set).
   virtual void settled(std::size_t /*index*/, const FailureInfo* /*failure*/) {}
+  // Whether settled() calls the caller back (a per-result callback): code that may take any time.
+  virtual bool calls_back() const noexcept { return false; }
 
  protected:
   ~Batch() = default;
+};
+
+// Brackets the caller's callbacks (per-result, on_progress), which may take any time, for a driver
+// whose thread has another duty while it waits: the process driver's heartbeats to its broker go
+// from elsewhere between lend() and take_back().
+class CallbackCover {
+ public:
+  virtual void lend() noexcept = 0;       // a callback is about to run
+  virtual void take_back() noexcept = 0;  // it returned or threw
+
+ protected:
+  ~CallbackCover() = default;
 };
 
 // Where a driver delivers each slot's outcome as soon as it is known, from the thread that runs the
@@ -88,6 +102,11 @@ class Batch {
 class Results {
  public:
   Results(Batch& batch, const RunOptions& options);
+
+  // Whether settling a slot calls the caller back (a per-result callback or on_progress).
+  bool calls_back() const noexcept { return options_.on_progress != nullptr || batch_.calls_back(); }
+  // Every callback from now on runs between cover->lend() and cover->take_back(); nullptr: none.
+  void cover_callbacks(CallbackCover* cover) noexcept { cover_ = cover; }
 
   void value(std::size_t index, ValueReader value, std::string_view ran_on);
   // The same, with where it ran read only if the value does not decode (it names the failure):
@@ -125,6 +144,7 @@ class Results {
   std::vector<bool> settled_;
   std::size_t settled_count_ = 0;
   std::map<std::size_t, FailureInfo> failures_;  // sparse: failures are the exception
+  CallbackCover* cover_ = nullptr;
 };
 
 // The engine behind a driver name. Implementations live in the client library.
@@ -224,6 +244,7 @@ class VectorBatch final : public Batch {
   Job job(std::size_t index) const override { return make_job(slots_[index]); }
   void store(std::size_t index, ValueReader value) override { values_[index].emplace(decode<Value>(value)); }
   bool store_scalar(std::size_t index, const Scalar& value) override { return store_scalar_into(values_[index], value); }
+  bool calls_back() const noexcept override { return !std::is_same_v<OnResult, NoCallback>; }
   void settled(std::size_t index, const FailureInfo* failure) override {
     if constexpr (!std::is_same_v<OnResult, NoCallback>) {
       if (failure != nullptr) {

@@ -1,0 +1,22 @@
+// link_keeper.hpp: one thread per process that heartbeats for batch links whose owner's thread is
+// away running the caller's callbacks (BatchLink::keep_alive). It wakes only while a link is
+// watched, and then every kTick; a link's heartbeat still goes at most every kHeartbeatInterval.
+//
+// After fork() the child has no keeper thread: the first watch() there starts one. A child forked
+// while the keeper held its lock (a few microseconds a tick) would wait on it forever in watch():
+// only a forked child that itself runs a process-driver batch with callbacks could.
+#pragma once
+
+namespace fanout::link {
+
+class BatchLink;
+
+namespace keeper {
+
+// From now until unwatch(), `link` is offered a heartbeat (BatchLink::beat_if_lent) every tick.
+void watch(BatchLink& link);
+// After it returns, the keeper no longer touches `link`.
+void unwatch(BatchLink& link) noexcept;
+
+}  // namespace keeper
+}  // namespace fanout::link
