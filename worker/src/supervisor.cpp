@@ -150,10 +150,14 @@ class Supervisor::State {
   State& operator=(const State&) = delete;
 
   int run() {
-    if (config_.on_setup) config_.on_setup();
+    // The first executors are forked while this process has one thread: before any ZeroMQ
+    // context exists, and before on_setup starts the operations endpoint's threads. A fork while
+    // another thread holds a lock the child then takes (an allocator's that does not guard fork,
+    // as ASan's in GCC 12 does not) leaves the executor hung before it ever announces.
     for (auto& slot : slots_) {
-      if (!slot.retired) start_executor(slot);  // before any ZeroMQ context exists
+      if (!slot.retired) start_executor(slot);
     }
+    if (config_.on_setup) config_.on_setup();
     context_.emplace(1);
     connect();
     next_heartbeat_ = Clock::now() + config_.heartbeat;

@@ -61,10 +61,10 @@ struct Config {
   // results message (limits.hpp); 0: FANOUT_MAX_FRAME_BYTES, else 16 MiB.
   std::size_t max_frame_bytes = 0;  // on SIGTERM, executors still busy after this are killed
   Status* status = nullptr;  // where the supervisor reports how it is (not owned; outlives run()), or none
-  // Called once by run() after the supervisor blocked its signals and before it forks executors:
-  // where fanout-worker starts its operations endpoint, so that the endpoint's threads never take
-  // the supervisor's signals and executors never keep its socket (they close what the supervisor
-  // opened). What it throws leaves run().
+  // Called once by run() after the supervisor blocked its signals and forked its first executors
+  // (while it had one thread): where fanout-worker starts its operations endpoint, so that the
+  // endpoint's threads never take the supervisor's signals. Executors forked later never keep its
+  // socket (they close what the supervisor opened). What it throws leaves run().
   std::function<void()> on_setup;
 };
 
