@@ -287,10 +287,10 @@ void count_large_run(const std::filesystem::path& path, std::size_t bytes) {
   }
 }
 
-// Returns `bytes` bytes, and counts its large runs in the file at `path`.
-const fanout::Task local_blob{"local.blob", [](std::string path, std::size_t bytes) {
+// Returns `bytes` bytes of `slot`'s low byte, and counts its large runs in the file at `path`.
+const fanout::Task local_blob{"local.blob", [](std::string path, int slot, std::size_t bytes) {
                                 count_large_run(path, bytes);
-                                return fanout::Bytes(bytes, std::byte{2});
+                                return fanout::Bytes(bytes, static_cast<std::byte>(slot & 0xff));
                               }};
 
 // Returns `bytes` bytes of `slot`'s low byte, and counts its large runs in a file named after this
@@ -329,23 +329,33 @@ TEST_CASE("a quick task's slots whose arguments would make units larger than a f
 }
 
 // A unit's values are only known once its slots ran: the executor stops a unit whose values fill
-// half a frame, and the client sends the slots not run one by one. Each slot runs once.
-TEST_CASE("a quick task's slots whose values outgrow a frame together each run once and have their value") {
-  const fanout_test::TempDir dir;
-  const auto runs = dir.path() / "runs";
+// half a frame, and the client sends the slots not run one by one. `slot_call(slot, bytes)` makes
+// a call of a task that returns `bytes` bytes of the slot's low byte and counts its large runs in
+// `runs`. Made quick first, so that the large batch goes in units (8 slots of 2.2 MiB: 17.6 MiB).
+template <class SlotCall>
+void check_units_outgrowing_a_frame(const std::filesystem::path& runs, SlotCall slot_call) {
   const auto calls = [&](int count, std::size_t bytes) {
     std::vector<fanout::Call<fanout::Bytes>> batch;
-    for (int slot = 0; slot < count; ++slot) batch.push_back(local_blob(runs.string(), bytes));
+    for (int slot = 0; slot < count; ++slot) batch.push_back(slot_call(slot, bytes));
     return batch;
   };
-  for (int i = 0; i < 3; ++i) (void)process().run(calls(256, 8));  // the task is quick
+  for (int i = 0; i < 3; ++i) (void)process().run(calls(256, 8));
   std::filesystem::remove(runs);
 
   constexpr std::size_t kValueBytes = 2200 << 10;
   const auto values = process().deadline(60s).run(calls(128, kValueBytes));
   REQUIRE(values.size() == 128);
-  for (const auto& value : values) CHECK(value.size() == kValueBytes);
-  CHECK(lines_in(runs) == 128);
+  for (std::size_t slot = 0; slot < values.size(); ++slot) {
+    CHECK(values[slot].size() == kValueBytes);
+    CHECK(values[slot].front() == static_cast<std::byte>(slot & 0xff));
+  }
+  CHECK(lines_in(runs) == 128);  // each slot ran once
+}
+
+TEST_CASE("a quick task's slots whose values outgrow a frame together each run once and have their value") {
+  const fanout_test::TempDir dir;
+  const auto runs = dir.path() / "runs";
+  check_units_outgrowing_a_frame(runs, [&](int slot, std::size_t bytes) { return local_blob(runs.string(), slot, bytes); });
 }
 
 // The same with arguments that are all scalars, sent laid out together (Task.scalarArgs): the
@@ -356,22 +366,7 @@ TEST_CASE("a quick task of scalar arguments whose values outgrow a frame togethe
     std::filesystem::path path;
     ~Remove() { std::filesystem::remove(path); }
   } remove{runs};
-  const auto calls = [](int count, std::size_t bytes) {
-    std::vector<fanout::Call<fanout::Bytes>> batch;
-    for (int slot = 0; slot < count; ++slot) batch.push_back(local_numbered_blob(slot, bytes));
-    return batch;
-  };
-  for (int i = 0; i < 3; ++i) (void)process().run(calls(256, 8));  // the task is quick
-  std::filesystem::remove(runs);
-
-  constexpr std::size_t kValueBytes = 2200 << 10;
-  const auto values = process().deadline(60s).run(calls(128, kValueBytes));
-  REQUIRE(values.size() == 128);
-  for (std::size_t slot = 0; slot < values.size(); ++slot) {
-    CHECK(values[slot].size() == kValueBytes);
-    CHECK(values[slot].front() == static_cast<std::byte>(slot & 0xff));
-  }
-  CHECK(lines_in(runs) == 128);
+  check_units_outgrowing_a_frame(runs, [](int slot, std::size_t bytes) { return local_numbered_blob(slot, bytes); });
 }
 
 namespace {
