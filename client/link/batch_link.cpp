@@ -33,19 +33,30 @@ const char* noun(const BatchLink::Header& header) { return header.deferred ? "th
 // address then reports a little too much read, which the broker caps at what it sent.
 constexpr std::uint64_t kReportEveryBytes = std::uint64_t{8} << 20;
 
-std::mutex g_unreported_mutex;
-std::unordered_map<const void*, std::uint64_t> g_unreported;
+struct Unreported {
+  std::mutex mutex;
+  std::unordered_map<const void*, std::uint64_t> by_socket;
+};
+
+// Never destroyed: the link keeper's thread may beat for a lent link while statics are destroyed
+// at exit.
+Unreported& unreported() {
+  static auto* all = new Unreported;
+  return *all;
+}
 
 // Returns what the socket has unreported now.
 std::uint64_t add_unreported(zmq::socket_t& socket, std::uint64_t bytes) {
-  const std::lock_guard lock(g_unreported_mutex);
-  return g_unreported[socket.handle()] += bytes;
+  Unreported& all = unreported();
+  const std::lock_guard lock(all.mutex);
+  return all.by_socket[socket.handle()] += bytes;
 }
 
 std::uint64_t take_unreported(zmq::socket_t& socket) {
-  const std::lock_guard lock(g_unreported_mutex);
-  const auto found = g_unreported.find(socket.handle());
-  if (found == g_unreported.end()) return 0;
+  Unreported& all = unreported();
+  const std::lock_guard lock(all.mutex);
+  const auto found = all.by_socket.find(socket.handle());
+  if (found == all.by_socket.end()) return 0;
   return std::exchange(found->second, 0);
 }
 
@@ -204,9 +215,11 @@ void BatchLink::drain() {
     // Results that keep coming (large values, callbacks that take their time) keep this loop
     // going for longer than the broker waits for a word (kPeerLiveness): the heartbeats go from
     // here too, or the broker would take this client for dead and drop its batch while it reads.
-    if (opened_ && !failed_) {
+    if (!opened_ || failed_) continue;
+    const auto now = Clock::now();
+    if (now - last_beat_ >= wire::kHeartbeatInterval || unreported_ + read_bytes >= kReportEveryBytes) {
       if (read_bytes > 0) unreported_ = add_unreported(socket_, std::exchange(read_bytes, 0));
-      beat_if_due(Clock::now());
+      beat_if_due(now);
     }
   }
 }

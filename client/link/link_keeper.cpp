@@ -26,6 +26,7 @@ struct Keeper {
   std::condition_variable wake;
   std::vector<BatchLink*> links;
   pid_t thread_of = 0;  // the process whose keeper thread runs; another after fork()
+  pid_t links_of = 0;   // the process whose links are listed
 };
 
 // Never destroyed: its thread may still run while statics are destroyed at exit.
@@ -49,6 +50,11 @@ void keep(Keeper& keeper) {
 void watch(BatchLink& link) {
   Keeper& keeper = the_keeper();
   const std::lock_guard lock(keeper.mutex);
+  // In a child forked since, the links listed are the parent's copies.
+  if (keeper.links_of != ::getpid()) {
+    keeper.links.clear();
+    keeper.links_of = ::getpid();
+  }
   keeper.links.push_back(&link);
   if (keeper.thread_of != ::getpid()) {
     try {
