@@ -162,7 +162,7 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
     const std::uint32_t index = found->index;
     // A unit's slots (never deferred) count one by one in the metrics.
     const std::uint32_t slots = std::max<std::uint32_t>(found->frame->tasks[found->position].getSlots(), 1);
-    if (found->times != nullptr) found->times->record(std::chrono::microseconds(result.elapsed_us));
+    if (found->times != nullptr) found->times->record(std::chrono::microseconds(result.elapsed_us), slots);
     metrics_.ran(std::chrono::microseconds(result.elapsed_us));
     executor.forget(found, now);
     if (batch == batches_.end() || batch->first != result.batch) batch = batches_.find(result.batch);

@@ -13,6 +13,12 @@ namespace {
 // microsecond tasks never wait for the broker, little enough that no executor sits on work another
 // could start (an idle executor waits at most this long for what a busy one holds).
 constexpr std::chrono::nanoseconds kAhead = std::chrono::milliseconds(2);
+// Work that takes less than this in all is sent to one executor rather than shared out among
+// several: another executor's share costs a message's round trip through the broker and both
+// ends' ZeroMQ I/O threads (100-300 µs on 2 vCPUs, where the hops of two executors also wait for
+// each other's CPU), far more than running the few microseconds of work in turn. Three trivial
+// tasks took 362 µs (p50) shared over two executors and 180 µs on one (W1, bench/fanout_bench.cpp).
+constexpr std::chrono::nanoseconds kWorthSharing = std::chrono::microseconds(100);
 // What a task is taken to take at least, however quick its results say it is.
 constexpr std::chrono::nanoseconds kShortestTask = std::chrono::microseconds(1);
 // A task with a run limit fails this long after its limit when its result has not come: the
@@ -134,7 +140,7 @@ void Dispatch::grow(Clock::time_point now) {
   for (const Executor& executor : peers_.executors()) {
     if (executor.draining || executor.in_flight.empty()) continue;
     const InFlight& front = executor.in_flight.front();
-    const bool known_quick = front.times != nullptr && front.times->samples > 0 && front.times->average < kQuickTask;
+    const bool known_quick = front.times != nullptr && front.times->samples > 0 && front.expected < kQuickTask;
     const auto slow_after = known_quick ? std::chrono::duration_cast<Clock::duration>(kSlowQuickSlot)
                                         : std::chrono::duration_cast<Clock::duration>(kSlowSlot);
     if (now - executor.front_since >= slow_after) {
@@ -203,7 +209,13 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
     // starts the moment it arrives, and runs alone.
     const bool alone = first->name_text() == kShellTask || first->frame->tasks[first->begin].getTimeoutMs() > 0;
     if (alone && !executor.in_flight.empty()) return false;
-    const std::size_t fair = (chosen.queued + capacity - 1) / capacity;
+    std::size_t fair = (chosen.queued + capacity - 1) / capacity;
+    // Quick work that together takes less than a message's round trip is not worth sharing out:
+    // it goes to one executor, in one message, and its results come back in one.
+    if (!alone) {
+      const auto worth_sharing = static_cast<std::size_t>(kWorthSharing / expected_each(*first));
+      fair = std::max(fair, std::min(chosen.queued, worth_sharing));
+    }
     std::size_t share = alone ? 1 : std::min<std::size_t>(fair, room_ahead(executor, *first));
     if (share == 0) return false;
     // A client's frame of quick tasks (all of it within kAhead of expected work) that its fair
@@ -242,7 +254,9 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
 // slow: nothing waits behind it.
 std::chrono::nanoseconds Dispatch::expected_each(Pending& pending) {
   TaskTimes& task_times = batches_.task_times();
-  return std::max(task_times.expected(pending.frame->times_of(pending.name, task_times)), kShortestTask);
+  return std::max(task_times.expected(pending.frame->times_of(pending.name, task_times),
+                                     pending.frame->tasks[pending.begin].getSlots()),
+                  kShortestTask);
 }
 
 std::size_t Dispatch::room_ahead(const Executor& executor, Pending& pending) {
@@ -276,8 +290,8 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
   const auto give = [&](const FramePtr& frame, std::uint32_t position, std::uint16_t attempt) {
     const auto task = frame->tasks[position];
     TaskTimes::Entry* times = frame->times_of(frame->name_at(position), batches_.task_times());
-    InFlight entry{frame, position, batch.id, task.getIndex(), attempt, batches_.task_times().expected(times), times,
-                   std::nullopt};
+    InFlight entry{frame, position, batch.id, task.getIndex(), attempt,
+                   batches_.task_times().expected(times, task.getSlots()), times, std::nullopt};
     // Shell commands enforce their own limits at the executor (and report the output so far).
     if (alone && task.getTimeoutMs() > 0 && frame->names[frame->name_at(position)] != kShellTask) {
       entry.deadline = now + std::chrono::milliseconds(task.getTimeoutMs()) + kRunLimitGrace;
@@ -300,11 +314,10 @@ void Dispatch::send_work(Executor& executor, Batch& batch, std::deque<Pending>::
       // Many tasks, of one name or a few: how long they take is looked up once per run of a name.
       for (const Frame::Run& run : frame->runs) {
         TaskTimes::Entry* times = frame->times_of(run.name, batches_.task_times());
-        const auto expected = batches_.task_times().expected(times);
         for (std::uint32_t position = run.begin; position < run.end; ++position) {
           const auto task = frame->tasks[position];
-          executor.give(InFlight{frame, position, batch.id, task.getIndex(), task.getAttempt(), expected, times,
-                                 std::nullopt},
+          executor.give(InFlight{frame, position, batch.id, task.getIndex(), task.getAttempt(),
+                                 batches_.task_times().expected(times, task.getSlots()), times, std::nullopt},
                         now);
         }
       }

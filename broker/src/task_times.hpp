@@ -11,6 +11,7 @@
 // Threads: the loop's thread only.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -28,18 +29,25 @@ class TaskTimes {
   // until its first results say otherwise).
   explicit TaskTimes(std::chrono::nanoseconds unknown) : unknown_(unknown) {}
 
+  // What one slot of a name takes: a unit (fanout.capnp, Task.slots) runs many slots of its name
+  // in one task, and its run time counts for each of them, so that a name's units and its single
+  // calls (a batch of three, then one of ten thousand) teach one figure rather than each other's.
   struct Entry {
     std::chrono::nanoseconds average{0};
     std::uint64_t samples = 0;
-    // One more task of this name ran for `took`. The average follows changes within a few tasks.
-    void record(std::chrono::nanoseconds took) noexcept {
-      average = samples++ == 0 ? took : average + (took - average) / 8;
+    // One more task of this name ran `slots` (at least 1) for `took` in all. The average follows
+    // changes within a few tasks.
+    void record(std::chrono::nanoseconds took, std::uint32_t slots) noexcept {
+      const auto each = took / std::max<std::uint32_t>(slots, 1);
+      average = samples++ == 0 ? each : average + (each - average) / 8;
     }
   };
 
-  // How long a task of `entry`'s name is expected to take (nullptr: a name not tracked).
-  std::chrono::nanoseconds expected(const Entry* entry) const noexcept {
-    return entry != nullptr && entry->samples > 0 ? entry->average : unknown_;
+  // How long a task of `entry`'s name holding `slots` is expected to take (nullptr: a name not
+  // tracked).
+  std::chrono::nanoseconds expected(const Entry* entry, std::uint32_t slots) const noexcept {
+    if (entry == nullptr || entry->samples == 0) return unknown_;
+    return entry->average * std::max<std::uint32_t>(slots, 1);
   }
 
   // The entry of `name`, made on first use; nullptr once kMaxNames names are tracked.
