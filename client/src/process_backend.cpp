@@ -216,7 +216,10 @@ class BatchRun final : private BatchLink::Receiver, private CallbackCover {
           }
           // Results that came meanwhile are taken now, between windows: taken only once every
           // window is out, they would wait, and their slots' callbacks with them, and the
-          // executors would sit idle at the end while the calling thread read them all.
+          // executors would sit idle at the end while the calling thread read them all. After
+          // the last window the wait below takes them: a look now costs five system calls, over
+          // 1 µs each on a virtual machine, and a batch of three tasks takes about 170 µs.
+          if (resend_ >= resend_end_ && next_ >= total) break;
           link_.pump(Clock::now(), /*awaiting=*/true);
           if (forgotten_ || link_.failed() || results_.cancelled()) break;
         }

@@ -196,8 +196,12 @@ class Executor {
     auto busy_until = Clock::now();  // when it last had work
     for (;;) {
       receive_available();
-      handle_signals();
       const auto now = Clock::now();
+      if (signal_ready_ || now - signals_read_ >= kBusyTick) {
+        signal_ready_ = false;
+        signals_read_ = now;
+        handle_signals();
+      }
       heartbeat_if_due(now);
       if (TaskQueue::Frame* frame = queue_.front()) {
         run_some(*frame);
@@ -300,7 +304,9 @@ class Executor {
 
   void wait_for_input(Clock::time_point until) {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, signals_.get(), ZMQ_POLLIN, 0}};
-    if (::zmq_poll(items, 2, sys::poll_timeout_ms(until)) < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
+    const int ready = ::zmq_poll(items, 2, sys::poll_timeout_ms(until));
+    if (ready < 0 && ::zmq_errno() != EINTR) throw zmq::error_t();
+    signal_ready_ = ready < 0 || (items[1].revents & ZMQ_POLLIN) != 0;
   }
 
   void handle_signals() {
@@ -751,6 +757,11 @@ class Executor {
   std::uint64_t unsent_frames_ = 0;
 
   Clock::time_point next_heartbeat_;  // the main thread's
+  // The main thread reads the signal descriptor when its wait saw it ready, and at least every
+  // kBusyTick while it is busy (the ticker reads it too while tasks run): a read that finds
+  // nothing is a system call, over 1 µs on a virtual machine, and a small batch made two.
+  bool signal_ready_ = true;
+  Clock::time_point signals_read_;
   std::mutex socket_mutex_;
   std::unique_lock<std::mutex> socket_lock_{socket_mutex_};  // the main thread's hold on the socket
   std::optional<Ticker> ticker_;  // last: stopped before anything it uses goes
