@@ -65,9 +65,12 @@ std::uint64_t take_unreported(zmq::socket_t& socket) {
 BatchLink::BatchLink(zmq::socket_t& socket, std::string where, Header header, Receiver& receiver)
     : socket_(socket), where_(std::move(where)), header_(header), receiver_(receiver), id_(detail::random_batch_id()) {}
 
-BatchLink::~BatchLink() {
+BatchLink::~BatchLink() { stop_keeping_alive(); }
+
+void BatchLink::stop_keeping_alive() noexcept {
   if (!kept_) return;
   keeper::unwatch(*this);  // first: the keeper may be about to try the socket
+  kept_ = false;
   socket_held_.unlock();
 }
 

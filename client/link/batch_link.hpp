@@ -178,6 +178,20 @@ class BatchLink {
   void keep_alive();
   void lend() noexcept;
   void take_back() noexcept;
+  // Ends keep_alive() early, on the owner's thread (the destructor does it otherwise): for a link
+  // that outlives the thread that kept it.
+  void stop_keeping_alive() noexcept;
+  // Lends the socket for as long as it lives: around a callback.
+  class Lent {
+   public:
+    explicit Lent(BatchLink& link) noexcept : link_(link) { link_.lend(); }
+    ~Lent() { link_.take_back(); }
+    Lent(const Lent&) = delete;
+    Lent& operator=(const Lent&) = delete;
+
+   private:
+    BatchLink& link_;
+  };
   // From the link keeper's thread: a heartbeat, if the socket is lent and one is due.
   void beat_if_lent(Clock::time_point now) noexcept;
 

@@ -174,6 +174,10 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
   };
 
   void loop() {
+    // The callbacks run on this thread and may take any time (a pool's output callback is the
+    // caller's): the link keeper heartbeats while they do, or the broker would drop the session
+    // and its batch, and the jobs would run again.
+    link_.keep_alive();
     for (;;) {
       bool stop = false;
       {
@@ -194,6 +198,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
       }
     }
     end();
+    link_.stop_keeping_alive();  // on this thread, which holds the socket
   }
 
   // One turn of the loop: sends what may go, waits for the broker or a wake-up, handles both.
@@ -245,8 +250,8 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     while (!waiting_.empty()) {
       const std::size_t seq = waiting_.front().seq;
       waiting_.pop_front();
-      on_finished_(seq, failed_ ? failure(126, failure_message_, "broker " + options_.endpoint)
-                                                  : failure(128 + SIGTERM, "stopped before it started", "local"));
+      finished(seq, failed_ ? failure(126, failure_message_, "broker " + options_.endpoint)
+                                              : failure(128 + SIGTERM, "stopped before it started", "local"));
     }
   }
 
@@ -264,10 +269,13 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     if (failed_) return;
     failed_ = true;
     failure_message_ = why;
-    if (on_failure_) on_failure_(why);
+    if (on_failure_) {
+      const link::BatchLink::Lent lent(link_);
+      on_failure_(why);
+    }
     auto in_flight = std::move(in_flight_);
     in_flight_.clear();
-    for (const auto& [index, job] : in_flight) on_finished_(job.seq, failure(126, why, "broker " + options_.endpoint));
+    for (const auto& [index, job] : in_flight) finished(job.seq, failure(126, why, "broker " + options_.endpoint));
     settle_waiting();
   }
 
@@ -276,8 +284,15 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     const auto job = in_flight_.find(chunk.getIndex());
     if (job == in_flight_.end()) return;
     const auto data = chunk.getData();
+    const link::BatchLink::Lent lent(link_);
     on_output_(job->second.seq, chunk.getStream() == wire::OutputChunk::Stream::OUT ? OutputType::out : OutputType::err,
                std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
+  }
+
+  // Job `seq` is done: the caller's callback, with the socket lent meanwhile.
+  void finished(std::size_t seq, ProcessOutcome outcome) {
+    const link::BatchLink::Lent lent(link_);
+    on_finished_(seq, std::move(outcome));
   }
 
   void result(wire::Result::Reader result) override {
@@ -286,7 +301,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     ProcessOutcome outcome = outcome_of(result);  // may throw (unreadable_result): the job stays
     const std::size_t seq = job->second.seq;
     in_flight_.erase(job);
-    on_finished_(seq, std::move(outcome));
+    finished(seq, std::move(outcome));
   }
 
   void unreadable_result(std::uint32_t index, const std::string& why) override {
@@ -294,7 +309,7 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     if (job == in_flight_.end()) return;
     const std::size_t seq = job->second.seq;
     in_flight_.erase(job);
-    on_finished_(seq, failure(126, "its result could not be read: " + why, "broker " + options_.endpoint));
+    finished(seq, failure(126, "its result could not be read: " + why, "broker " + options_.endpoint));
   }
 
   // Leaves: cancels what is still out (the broker kills running commands), then says bye, which

@@ -5,14 +5,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fanout/process.hpp>
@@ -152,6 +155,30 @@ TEST_CASE("a remote pool's concurrency cap holds") {
   touch(dir / "go");
   CHECK(pool.wait().successful());
   CHECK(std::filesystem::exists(dir / "started-2"));
+}
+
+TEST_CASE("a remote pool's output callback slower than the broker's patience loses no work") {
+  auto& cluster = shell_cluster();
+  const auto runs = cluster.dir() / "slow-callback-runs";
+  std::filesystem::remove(runs);
+  std::atomic<int> calls{0};
+  // The session's heartbeats must go on while the callback keeps its thread: the broker drops a
+  // client silent for its liveness (1.2 s here) and stops its running command, and the session,
+  // told it is unknown, sent the command again. The command outlives that silence.
+  const auto results =
+      Process::pool([&](Pool& p) { p.as("a").command("echo ran >> '" + runs.string() + "'; echo first; sleep 2; echo second"); })
+          .broker(cluster.endpoint())
+          .start([&](OutputType, std::string_view, const std::string&) {
+            if (calls++ == 0) std::this_thread::sleep_for(3s);  // the slowness under test, not a wait
+          })
+          .wait();
+  INFO(cluster.logs());
+  CHECK(calls.load() >= 1);
+  CHECK(results["a"].successful());
+  CHECK(results["a"].output() == "first\nsecond\n");
+  std::ifstream file(runs);
+  std::string all((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  CHECK(all == "ran\n");
 }
 
 TEST_CASE("stopping a remote pool kills its commands on the worker") {
