@@ -179,7 +179,7 @@ void BatchLink::beat_if_due(Clock::time_point now) {
   // a heartbeat interval and reading less than kReportEveryBytes, reported nothing until the
   // broker held back its results, and each of its batches waited for the next heartbeat (500
   // ms) once every 64 MiB of results.
-  if (now - last_beat_ < wire::kHeartbeatInterval && unreported_ < kReportEveryBytes) return;
+  if (!beat_due(now, 0)) return;
   unreported_ = 0;
   const std::uint64_t read_since = take_unreported(socket_);
   send_simple([read_since](wire::Envelope::Builder envelope) {
@@ -188,6 +188,10 @@ void BatchLink::beat_if_due(Clock::time_point now) {
     beat.setResultBytes(read_since);
   });
   last_beat_ = now;
+}
+
+bool BatchLink::beat_due(Clock::time_point now, std::uint64_t pending_bytes) const noexcept {
+  return now - last_beat_ >= wire::kHeartbeatInterval || unreported_ + pending_bytes >= kReportEveryBytes;
 }
 
 void BatchLink::drain() {
@@ -220,7 +224,7 @@ void BatchLink::drain() {
     // here too, or the broker would take this client for dead and drop its batch while it reads.
     if (!opened_ || failed_) continue;
     const auto now = Clock::now();
-    if (now - last_beat_ >= wire::kHeartbeatInterval || unreported_ + read_bytes >= kReportEveryBytes) {
+    if (beat_due(now, read_bytes)) {
       if (read_bytes > 0) unreported_ = add_unreported(socket_, std::exchange(read_bytes, 0));
       beat_if_due(now);
     }

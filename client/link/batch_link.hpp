@@ -208,6 +208,8 @@ class BatchLink {
   void drain();
   // A heartbeat, when one is due (kHeartbeatInterval since the last) or much was read since.
   void beat_if_due(Clock::time_point now);
+  // Whether one is due, with `pending_bytes` read and not yet counted in unreported_.
+  bool beat_due(Clock::time_point now, std::uint64_t pending_bytes) const noexcept;
   void handle(wire::Envelope::Reader envelope);
   void fail(ErrorKind kind, const std::string& message);
   template <class Fill>

@@ -1,6 +1,8 @@
 // link_keeper.hpp: one thread per process that heartbeats for batch links whose owner's thread is
-// away running the caller's callbacks (BatchLink::keep_alive). It wakes only while a link is
-// watched, and then every kTick; a link's heartbeat still goes at most every kHeartbeatInterval.
+// away running the caller's callbacks (BatchLink::keep_alive): a process-driver batch with
+// callbacks, for as long as it runs, and a remote pool's session (remote_session.cpp), for as long
+// as it lives. It wakes only while a link is watched, and then every kTick; a link's heartbeat
+// still goes at most every kHeartbeatInterval.
 //
 // After fork() the child has no keeper thread: the first watch() there starts one. A child forked
 // while the keeper held its lock (a few microseconds a tick) would wait on it forever in watch():
