@@ -66,16 +66,30 @@ ExecutorOptions holding(const std::string& id, const std::string& worker, bool r
   return ExecutorOptions{.id = id, .worker = worker, .slots = 64, .answer = false, .record = record};
 }
 
+// A broker, one worker of two executors that hold what they get until the test answers, and a
+// client.
+struct TwoHoldingExecutors {
+  zmq::context_t context;
+  RunningBroker broker{test_config(), context};
+  std::unique_ptr<Peer> supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
+  FakeExecutor first{context, broker.endpoint(), holding("w1/0/0", "w1")};
+  FakeExecutor second{context, broker.endpoint(), holding("w1/1/0", "w1")};
+  bool joined = wait_executors(context, broker.endpoint(), 2);
+  FakeClient client{context, broker.endpoint()};
+
+  // Tasks received so far by each executor.
+  std::pair<std::size_t, std::size_t> received() { return {first.stats().tasks, second.stats().tasks}; }
+  std::size_t received_in_all() { return first.stats().tasks + second.stats().tasks; }
+};
+
 }  // namespace
 
 TEST_CASE("a task nobody has seen finish goes only to an idle executor: slow work waits at the broker, not behind other work") {
-  zmq::context_t context;
-  RunningBroker broker(test_config(), context);
-  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
-  FakeExecutor first(context, broker.endpoint(), holding("w1/0/0", "w1"));
-  FakeExecutor second(context, broker.endpoint(), holding("w1/1/0", "w1"));
-  REQUIRE(wait_executors(context, broker.endpoint(), 2));
-  FakeClient client(context, broker.endpoint());
+  TwoHoldingExecutors pool;
+  REQUIRE(pool.joined);
+  FakeExecutor& first = pool.first;
+  FakeExecutor& second = pool.second;
+  FakeClient& client = pool.client;
 
   client.send(tasks_window(7, 4, 0, 4));
   REQUIRE(first.wait_held(1));
@@ -89,7 +103,7 @@ TEST_CASE("a task nobody has seen finish goes only to an idle executor: slow wor
   REQUIRE(client.wait_settled(7, 1));
   REQUIRE(first.wait_tasks(2));
   CHECK_FALSE(first.wait_tasks(3, std::chrono::milliseconds(200)));
-  CHECK(broker.died().empty());
+  CHECK(pool.broker.died().empty());
 }
 
 TEST_CASE("tasks that proved quick are sent ahead, as many as the executor's credit holds") {
@@ -105,32 +119,25 @@ TEST_CASE("tasks that proved quick are sent ahead, as many as the executor's cre
   CHECK(executor.wait_held(40));  // all at once: 40 tasks of 5 µs are well within what it may hold ahead
 }
 
-// How many tasks each of two executors has received so far.
-static std::pair<std::size_t, std::size_t> received(FakeExecutor& first, FakeExecutor& second) {
-  return {first.stats().tasks, second.stats().tasks};
-}
-
 TEST_CASE("quick work that together takes less than a message's round trip goes to one executor; more of it is shared") {
-  zmq::context_t context;
-  RunningBroker broker(test_config(), context);
-  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
-  FakeExecutor first(context, broker.endpoint(), holding("w1/0/0", "w1"));
-  FakeExecutor second(context, broker.endpoint(), holding("w1/1/0", "w1"));
-  REQUIRE(wait_executors(context, broker.endpoint(), 2));
-  FakeClient client(context, broker.endpoint());
+  TwoHoldingExecutors pool;
+  REQUIRE(pool.joined);
+  FakeExecutor& first = pool.first;
+  FakeExecutor& second = pool.second;
+  FakeClient& client = pool.client;
   // Tasks of 5 µs, taught by whichever executor gets the first; both are idle again after it.
   client.send(tasks_window(1, 1, 0, 1));
-  REQUIRE(fanout_test::eventually([&] { return first.stats().tasks + second.stats().tasks == 1; }));
+  REQUIRE(fanout_test::eventually([&] { return pool.received_in_all() == 1; }));
   FakeExecutor& taught = first.stats().tasks == 1 ? first : second;
   taught.peer().send(timed_results({{1, 0, 0, 0}}, std::chrono::microseconds(5)));
   REQUIRE(client.wait_settled(1, 1));
 
   // Three of them (15 µs): one executor takes all three, in the client's own message.
-  const auto before = received(first, second);
+  const auto before = pool.received();
   client.send(tasks_window(2, 3, 0, 3));
   const std::size_t expected = before.first + before.second + 3;
-  REQUIRE(fanout_test::eventually([&] { return first.stats().tasks + second.stats().tasks == expected; }));
-  const auto after = received(first, second);
+  REQUIRE(fanout_test::eventually([&] { return pool.received_in_all() == expected; }));
+  const auto after = pool.received();
   const bool first_took = after.first - before.first == 3;
   CHECK((first_took || after.second - before.second == 3));
   FakeExecutor& took = first_took ? first : second;
@@ -138,39 +145,37 @@ TEST_CASE("quick work that together takes less than a message's round trip goes 
   REQUIRE(client.wait_settled(2, 3));
 
   // Sixty of them (300 µs): worth another executor's round trip, so both get a share.
-  const auto then = received(first, second);
+  const auto then = pool.received();
   client.send(tasks_window(3, 60, 0, 60));
   CHECK(first.wait_tasks(then.first + 1));
   CHECK(second.wait_tasks(then.second + 1));
-  CHECK(broker.died().empty());
+  CHECK(pool.broker.died().empty());
 }
 
 TEST_CASE("a unit's run time counts for each of its slots: a name's units do not make its single calls look slow") {
-  zmq::context_t context;
-  RunningBroker broker(test_config(), context);
-  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
-  FakeExecutor first(context, broker.endpoint(), holding("w1/0/0", "w1"));
-  FakeExecutor second(context, broker.endpoint(), holding("w1/1/0", "w1"));
-  REQUIRE(wait_executors(context, broker.endpoint(), 2));
-  FakeClient client(context, broker.endpoint());
+  TwoHoldingExecutors pool;
+  REQUIRE(pool.joined);
+  FakeExecutor& first = pool.first;
+  FakeExecutor& second = pool.second;
+  FakeClient& client = pool.client;
   // A unit of 500 slots that ran 2.5 ms: 5 µs a slot.
   wire::OutMessage unit;
   fill_tasks(unit.envelope().initTasks(), 1, 500, {{0, "square"}}, 0);
   unit.envelope().getTasks().getTasks()[0].setSlots(500);
   client.send(unit.frame());
-  REQUIRE(fanout_test::eventually([&] { return first.stats().tasks + second.stats().tasks == 1; }));
+  REQUIRE(fanout_test::eventually([&] { return pool.received_in_all() == 1; }));
   FakeExecutor& taught = first.stats().tasks == 1 ? first : second;
   taught.peer().send(timed_results({{1, 0, 0, 0}}, std::chrono::microseconds(2500)));
-  REQUIRE(wait_status(context, broker.endpoint(), [](const StatusCounts& status) { return status.running == 0; }));
+  REQUIRE(wait_status(pool.context, pool.broker.endpoint(), [](const StatusCounts& status) { return status.running == 0; }));
 
   // Three single calls of that name are 15 µs of work, not 7.5 ms: they go together.
-  const auto before = received(first, second);
+  const auto before = pool.received();
   client.send(tasks_window(2, 3, 0, 3));
   const std::size_t expected = before.first + before.second + 3;
-  REQUIRE(fanout_test::eventually([&] { return first.stats().tasks + second.stats().tasks == expected; }));
-  const auto after = received(first, second);
+  REQUIRE(fanout_test::eventually([&] { return pool.received_in_all() == expected; }));
+  const auto after = pool.received();
   CHECK((after.first - before.first == 3 || after.second - before.second == 3));
-  CHECK(broker.died().empty());
+  CHECK(pool.broker.died().empty());
 }
 
 TEST_CASE("a window of quick tasks goes whole to a busy executor once it has room for half of it, never copied in parts") {
