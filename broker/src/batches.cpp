@@ -162,7 +162,13 @@ void Batches::on_results(Executor& executor, wire::InMessage message) {
     const std::uint32_t index = found->index;
     // A unit's slots (never deferred) count one by one in the metrics.
     const std::uint32_t slots = std::max<std::uint32_t>(found->frame->tasks[found->position].getSlots(), 1);
-    if (found->times != nullptr) found->times->record(std::chrono::microseconds(result.elapsed_us), slots);
+    // A unit's run time is what the slots it ran took: not those it refused (stopped at half a
+    // frame), and nothing when it failed whole (its slots did not run).
+    const auto refused = static_cast<std::uint32_t>(
+        std::count(result.slot_failures.begin(), result.slot_failures.end(), wire::ErrorKind::REFUSED));
+    if (found->times != nullptr && (result.ok || slots == 1) && refused < slots) {
+      found->times->record(std::chrono::microseconds(result.elapsed_us), slots - refused);
+    }
     metrics_.ran(std::chrono::microseconds(result.elapsed_us));
     executor.forget(found, now);
     if (batch == batches_.end() || batch->first != result.batch) batch = batches_.find(result.batch);

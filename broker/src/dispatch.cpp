@@ -212,7 +212,7 @@ bool Dispatch::assign_one(Executor& executor, std::size_t capacity, Given& given
     std::size_t fair = (chosen.queued + capacity - 1) / capacity;
     // Quick work that together takes less than a message's round trip is not worth sharing out:
     // it goes to one executor, in one message, and its results come back in one.
-    if (!alone) {
+    if (!alone && learnt(*first)) {
       const auto worth_sharing = static_cast<std::size_t>(kWorthSharing / expected_each(*first));
       fair = std::max(fair, std::min(chosen.queued, worth_sharing));
     }
@@ -257,6 +257,11 @@ std::chrono::nanoseconds Dispatch::expected_each(Pending& pending) {
   return std::max(task_times.expected(pending.frame->times_of(pending.name, task_times),
                                      pending.frame->tasks[pending.begin].getSlots()),
                   kShortestTask);
+}
+
+bool Dispatch::learnt(Pending& pending) {
+  const TaskTimes::Entry* times = pending.frame->times_of(pending.name, batches_.task_times());
+  return times != nullptr && times->samples > 0;
 }
 
 std::size_t Dispatch::room_ahead(const Executor& executor, Pending& pending) {

@@ -70,6 +70,8 @@ class Dispatch {
   bool assign_one(Executor& executor, std::size_t capacity, Given& given);
   // What a task of `pending` is expected to take (TaskTimes), at least kShortestTask.
   std::chrono::nanoseconds expected_each(Pending& pending);
+  // Whether how long `pending`'s tasks take has been learnt from results (not configured).
+  bool learnt(Pending& pending);
   std::size_t room_ahead(const Executor& executor, Pending& pending);
   static std::chrono::nanoseconds expected_backlog(const Executor& executor, Clock::time_point now);
   void send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit, bool alone);

@@ -1,6 +1,7 @@
 // link_keeper.cpp: see link_keeper.hpp.
 #include "link_keeper.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,7 +32,14 @@ struct Keeper {
 
 // Never destroyed: its thread may still run while statics are destroyed at exit.
 Keeper& the_keeper() {
-  static auto* keeper = new Keeper;
+  static auto* keeper = [] {
+    auto* made = new Keeper;
+    // fork() waits for the keeper's lock and holds it across the fork: a child never starts with
+    // the lock held by a thread it does not have (its first watch() would wait forever).
+    ::pthread_atfork([] { the_keeper().mutex.lock(); }, [] { the_keeper().mutex.unlock(); },
+                     [] { the_keeper().mutex.unlock(); });
+    return made;
+  }();
   return *keeper;
 }
 

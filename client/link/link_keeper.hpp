@@ -4,9 +4,9 @@
 // as it lives. It wakes only while a link is watched, and then every kTick; a link's heartbeat
 // still goes at most every kHeartbeatInterval.
 //
-// After fork() the child has no keeper thread: the first watch() there starts one. A child forked
-// while the keeper held its lock (a few microseconds a tick) would wait on it forever in watch():
-// only a forked child that itself runs a process-driver batch with callbacks could.
+// After fork() the child has no keeper thread: the first watch() there starts one. fork() takes
+// the keeper's lock first (pthread_atfork), so that no child starts with it held by a thread it
+// does not have.
 #pragma once
 
 namespace fanout::link {

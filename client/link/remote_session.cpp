@@ -233,6 +233,9 @@ class RemoteSession::Engine final : private link::BatchLink::Receiver {
     link_.send_built_window(count, bytes / 8 + count * 32, [&](wire::Task::Builder task, std::size_t i) {
       fill_task(task, first + static_cast<std::uint32_t>(i), waiting_[i].spec, options_.stream);
     });
+    // A send that could not go for as long as a silent broker is waited for failed the session,
+    // which finished every waiting job already.
+    if (failed_) return;
     for (std::size_t i = 0; i < count; ++i) {
       in_flight_.emplace(next_index_++, std::move(waiting_.front()));
       waiting_.pop_front();

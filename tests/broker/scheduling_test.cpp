@@ -178,6 +178,40 @@ TEST_CASE("a unit's run time counts for each of its slots: a name's units do not
   CHECK(pool.broker.died().empty());
 }
 
+TEST_CASE("a unit's slots it refused to run do not count in its run time") {
+  TwoHoldingExecutors pool;
+  REQUIRE(pool.joined);
+  // A unit of 100 slots that ran 50 of them in 3 ms (the rest refused, as past half a frame): 60 µs
+  // a slot, not 30.
+  wire::OutMessage unit;
+  fill_tasks(unit.envelope().initTasks(), 1, 100, {{0, "square"}}, 0);
+  unit.envelope().getTasks().getTasks()[0].setSlots(100);
+  pool.client.send(unit.frame());
+  REQUIRE(fanout_test::eventually([&] { return pool.received_in_all() == 1; }));
+  FakeExecutor& taught = pool.first.stats().tasks == 1 ? pool.first : pool.second;
+  wire::OutMessage answer;
+  auto result = answer.envelope().initResults(1)[0];
+  result.setBatchId(1);
+  result.setIndex(0);
+  result.initValue().initList(50);
+  result.setRanOn("fake executor");
+  result.setElapsedUs(3000);
+  auto refused = result.initSlotErrors(50);
+  for (unsigned i = 0; i < 50; ++i) {
+    refused[i].setSlot(50 + i);
+    refused[i].initError().setKind(wire::ErrorKind::REFUSED);
+  }
+  taught.peer().send(answer.frame());
+  REQUIRE(wait_status(pool.context, pool.broker.endpoint(), [](const StatusCounts& status) { return status.running == 0; }));
+
+  // Three single calls are 180 µs of work: worth sharing.
+  const auto before = pool.received();
+  pool.client.send(tasks_window(2, 3, 0, 3));
+  CHECK(pool.first.wait_tasks(before.first + 1));
+  CHECK(pool.second.wait_tasks(before.second + 1));
+  CHECK(pool.broker.died().empty());
+}
+
 TEST_CASE("a window of quick tasks goes whole to a busy executor once it has room for half of it, never copied in parts") {
   zmq::context_t context;
   RunningBroker broker(test_config(), context);
