@@ -35,7 +35,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr auto kProbe = std::chrono::milliseconds(300);
+// How long a program waits for the service to answer before it takes it for absent and starts
+// one (FANOUT_SERVICE_PROBE_MS): short, since the first defer of a program pays it in full.
+constexpr auto kDefaultProbe = std::chrono::milliseconds(300);
 constexpr auto kStartLimit = std::chrono::seconds(20);
 constexpr auto kRespawn = std::chrono::seconds(3);
 constexpr auto kDefaultIdle = std::chrono::seconds(10);
@@ -50,6 +52,14 @@ std::string hex(std::size_t value) {
 // gets a service of its own.
 std::string service_key(const std::string& program) {
   return std::to_string(::getuid()) + "-" + hex(std::hash<std::string>{}(program));
+}
+
+// A loaded machine may need longer to answer (a service found absent but there starts another,
+// which gives way to it).
+std::chrono::milliseconds probe_limit() {
+  const char* value = std::getenv("FANOUT_SERVICE_PROBE_MS");
+  if (value == nullptr || *value == '\0') return kDefaultProbe;
+  return std::chrono::milliseconds(std::max<unsigned long long>(1, std::strtoull(value, nullptr, 10)));
 }
 
 std::chrono::milliseconds idle_limit() {
@@ -136,7 +146,7 @@ std::string ensure_local_service() { return ensure_local_service_for(program_pat
 std::string ensure_local_service_for(const std::string& program, std::vector<std::string> arguments) {
   const std::string endpoint = local_service_endpoint_for(program);
   zmq::context_t context(1);
-  if (link::query_counts(context, endpoint, kProbe)) return endpoint;
+  if (link::query_counts(context, endpoint, probe_limit())) return endpoint;
   const auto directory = local_service_directory_for(program);
   create_service_directory(directory);
   const auto deadline = Clock::now() + kStartLimit;
@@ -147,7 +157,7 @@ std::string ensure_local_service_for(const std::string& program, std::vector<std
     spawn_service(program, arguments, directory / "service.log");
     const auto respawn = std::min(deadline, Clock::now() + kRespawn);
     while (Clock::now() < respawn) {
-      if (link::query_counts(context, endpoint, kProbe)) return endpoint;
+      if (link::query_counts(context, endpoint, probe_limit())) return endpoint;
     }
   }
   throw Error("the local fanout service did not start within " + std::to_string(kStartLimit.count()) +

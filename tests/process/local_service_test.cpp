@@ -143,7 +143,10 @@ TEST_CASE("a program whose local service stops between being found and the defer
   const auto begin = at + std::string("serving ").size();
   const std::string endpoint = log.substr(begin, log.find(' ', begin) - begin);
 
-  // Where it served, one that answers the program's question, takes its window and is gone.
+  // Where it served, one that answers the program's question, takes its window and is gone. The
+  // program waits for its answer as long as a loaded machine may take to give it: one that took
+  // it for absent would start a real service and never send it the window.
+  fanout_test::ScopedEnv patient("FANOUT_SERVICE_PROBE_MS", "2000");
   StoppingService stopping(endpoint);
   const auto started = std::chrono::steady_clock::now();
   const auto second = defer_and_exit(go, dir.path() / "second");
