@@ -54,19 +54,20 @@ std::string service_key(const std::string& program) {
   return std::to_string(::getuid()) + "-" + hex(std::hash<std::string>{}(program));
 }
 
+// The milliseconds in environment variable `variable`, or `fallback` when it is unset or empty.
+std::chrono::milliseconds milliseconds_from_env(const char* variable, std::chrono::milliseconds fallback) {
+  const char* value = std::getenv(variable);
+  if (value == nullptr || *value == '\0') return fallback;
+  return std::chrono::milliseconds(std::strtoull(value, nullptr, 10));
+}
+
 // A loaded machine may need longer to answer (a service found absent but there starts another,
 // which gives way to it).
 std::chrono::milliseconds probe_limit() {
-  const char* value = std::getenv("FANOUT_SERVICE_PROBE_MS");
-  if (value == nullptr || *value == '\0') return kDefaultProbe;
-  return std::chrono::milliseconds(std::max<unsigned long long>(1, std::strtoull(value, nullptr, 10)));
+  return std::max(milliseconds_from_env("FANOUT_SERVICE_PROBE_MS", kDefaultProbe), std::chrono::milliseconds(1));
 }
 
-std::chrono::milliseconds idle_limit() {
-  const char* value = std::getenv("FANOUT_SERVICE_IDLE_MS");
-  if (value == nullptr || *value == '\0') return kDefaultIdle;
-  return std::chrono::milliseconds(std::strtoull(value, nullptr, 10));
-}
+std::chrono::milliseconds idle_limit() { return milliseconds_from_env("FANOUT_SERVICE_IDLE_MS", kDefaultIdle); }
 
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop = true; }
@@ -146,7 +147,8 @@ std::string ensure_local_service() { return ensure_local_service_for(program_pat
 std::string ensure_local_service_for(const std::string& program, std::vector<std::string> arguments) {
   const std::string endpoint = local_service_endpoint_for(program);
   zmq::context_t context(1);
-  if (link::query_counts(context, endpoint, probe_limit())) return endpoint;
+  const auto probe = probe_limit();
+  if (link::query_counts(context, endpoint, probe)) return endpoint;
   const auto directory = local_service_directory_for(program);
   create_service_directory(directory);
   const auto deadline = Clock::now() + kStartLimit;
@@ -157,7 +159,7 @@ std::string ensure_local_service_for(const std::string& program, std::vector<std
     spawn_service(program, arguments, directory / "service.log");
     const auto respawn = std::min(deadline, Clock::now() + kRespawn);
     while (Clock::now() < respawn) {
-      if (link::query_counts(context, endpoint, probe_limit())) return endpoint;
+      if (link::query_counts(context, endpoint, probe)) return endpoint;
     }
   }
   throw Error("the local fanout service did not start within " + std::to_string(kStartLimit.count()) +
