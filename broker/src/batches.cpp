@@ -9,6 +9,8 @@
 #include <kj/exception.h>
 #include <spdlog/spdlog.h>
 
+#include "printable.hpp"
+
 namespace fanout::broker {
 
 Batches::Batches(const Config& config, spdlog::logger& logger, Outbox& outbox, Counters& counters, Metrics& metrics,
@@ -364,6 +366,7 @@ bool Batches::expire(Clock::time_point now) {
     if (batch.deadline && !batch.ended && now >= *batch.deadline) expired.push_back(&batch);
   }
   for (Batch* batch : expired) {
+    log_expiry(*batch, now);
     end_batch(*batch, wire::ErrorKind::TIMEOUT,
               "the batch exceeded its time limit of " + std::to_string(batch->timeout_ms) + " ms");
   }
@@ -563,6 +566,35 @@ bool Batches::runs_shell_commands(const Batch& batch) const {
       return f.batch == batch.id && f.frame->names[f.frame->name_at(f.position)] == kShellTask;
     });
   });
+}
+
+// Says where a batch's unsettled tasks were when its deadline came: waiting here (and why they
+// were not sent: its client too far behind in reading, or no executor free), or at which
+// executors, running for how long. What an operator needs to tell a slow task from a stuck pool.
+void Batches::log_expiry(const Batch& batch, Clock::time_point now) const {
+  if (!logger_.should_log(spdlog::level::warn)) return;
+  const Admission::Usage client = admission_.of(batch.client);
+  std::string where = fmt::format("{} queued", batch.queued);
+  if (batch.queued > 0 && held_back(batch)) {
+    where += fmt::format(" (held back: its client has {} bytes of results unread, all clients {})", client.unread,
+                         admission_.total().unread);
+  }
+  std::size_t executors = 0;
+  std::size_t free = 0;
+  for (const Executor& executor : std::as_const(peers_).executors()) {
+    ++executors;
+    if (!executor.draining && !executor.unconfirmed) free += executor.free() > 0 ? 1 : 0;
+    std::size_t mine = 0;
+    for (const InFlight& entry : executor.in_flight) mine += entry.batch == batch.id ? 1 : 0;
+    if (mine == 0) continue;
+    const auto front_for = std::chrono::duration_cast<std::chrono::milliseconds>(now - executor.front_since);
+    // Names chosen by peers, shown as printable text (a log line each, whatever they hold).
+    where += fmt::format("; {} at executor {} (holding {}, its first for {} ms{}{})", mine,
+                         wire::printable(executor.id, wire::kLogTextLimit), executor.in_flight.size(), front_for.count(),
+                         executor.draining ? ", draining" : "", executor.unconfirmed ? ", unconfirmed" : "");
+  }
+  logger_.warn("broker: batch {:016x} reached its deadline with {} of {} settled: {}; {} executor(s), {} with free credit",
+               batch.id, batch.settled, batch.total, where, executors, free);
 }
 
 void Batches::log_end(const Batch& batch, const std::string& how) const {

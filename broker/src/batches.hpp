@@ -179,6 +179,8 @@ class Batches {
   // One line at info for a client's batch that ends: `how` (finished, dropped...), its tasks, its
   // outcomes by kind, how long the broker held it.
   void log_end(const Batch& batch, const std::string& how) const;
+  // One line at warn for a batch that reached its deadline: where its unsettled tasks were.
+  void log_expiry(const Batch& batch, Clock::time_point now) const;
 
   const Config& config_;
   spdlog::logger& logger_;

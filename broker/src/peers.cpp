@@ -112,7 +112,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
     }
     if (supervisor.draining && !was_draining) logger_.info("broker: worker {} is draining", shown(worker));
     for (auto& [id, executor] : executors_) {
-      if (executor.worker == worker) executor.draining = supervisor.draining;
+      if (executor.worker == worker) executor.draining = executor.leaving || supervisor.draining;
     }
     recount_growable();
     // Heard at once: a supervisor that reconnected after a partition learns that it is back (and
@@ -138,7 +138,8 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
   executor.slots = std::max<std::uint32_t>(1, announce.getSlots());
   executor.processes = std::max<std::uint32_t>(1, announce.getProcesses());
   executor.last_seen = now;
-  executor.draining = announce.getDraining();
+  executor.leaving = executor.leaving || announce.getDraining();
+  executor.draining = executor.leaving;
   executor.unconfirmed = false;
   if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {
     if (auto s = supervisors_.find(supervisor->second); s != supervisors_.end() && s->second.draining) executor.draining = true;
@@ -315,7 +316,7 @@ void Peers::stop_executor(Executor& executor, const std::string& reason) {
   auto stop = out.envelope().initStopExecutor();
   stop.setExecutorId(executor.id);
   stop.setReason(reason);
-  if (outbox_.send(supervisor->second, out.frame())) executor.draining = true;
+  if (outbox_.send(supervisor->second, out.frame())) executor.leaving = executor.draining = true;
 }
 
 bool Peers::served_anywhere(std::string_view task_name) const {

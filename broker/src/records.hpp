@@ -171,7 +171,14 @@ struct Executor {
   // itself again, from a connection that is known to work.
   bool unconfirmed = false;
   Clock::time_point last_seen;
+  // Whether it gets no new work: it is leaving, or its worker drains, or a send to it failed.
   bool draining = false;
+  // It said it drains (SIGTERM, or an extra executor leaving idle), or the broker asked its
+  // supervisor to stop it: for good. Its supervisor's announces (a pool that grew or shrank) say
+  // whether the worker drains, and must not undo this: a draining executor hands back at once
+  // whatever it is sent and waits a quiet period more each time, so the broker, giving idle
+  // executors work first, sent the same task back and forth to it and the batch never ended.
+  bool leaving = false;
 
   std::uint32_t free() const noexcept {
     return in_flight.size() >= slots ? 0 : slots - static_cast<std::uint32_t>(in_flight.size());

@@ -277,6 +277,50 @@ TEST_CASE("tasks an executor hands back go to the front of the queue with their 
   CHECK(client.twice() == 0);
 }
 
+namespace {
+
+// The free slots of worker `worker` in a status reply; nullopt when it is not listed.
+std::optional<std::uint32_t> free_slots(const Received& status, const std::string& worker) {
+  if (!status) return std::nullopt;
+  for (const auto listed : status->envelope().getStatus().getWorkers()) {
+    if (listed.getWorkerId().cStr() == worker) return listed.getFreeSlots();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// A draining executor hands back at once whatever it is sent: were it given work, the same task
+// would go back and forth between it and the broker (an idle executor is served first) and its
+// batch would never end. Local mode's pool does this all the time: an extra executor leaves once
+// idle, and its supervisor announces the pool's new size.
+TEST_CASE("an executor that said it drains gets no more work, even after its supervisor announces itself again") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  Peer supervisor(context, broker.endpoint(), PeerOptions{"supervisor:w1", true, true});
+  supervisor.send(announce_supervisor("w1", 2, /*draining=*/false, /*max_processes=*/4));
+  FakeExecutor leaving(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  FakeExecutor staying(context, broker.endpoint(), holding("w1/1/0", "w1"));
+  REQUIRE(wait_executors(context, broker.endpoint(), 2));
+
+  leaving.peer().send(announce_executor("w1/0/0", "w1", {"square"}, 64, /*draining=*/true));
+  REQUIRE(fanout_test::eventually([&] {
+    const auto status = query_status(context, broker.endpoint());
+    return status && status->workers.size() == 1 && status->workers[0].free_slots == 64;
+  }));
+  // The supervisor announces the size it has now; its status request is answered after that.
+  supervisor.send(announce_supervisor("w1", 1, /*draining=*/false, /*max_processes=*/4));
+  supervisor.send(status_request());
+  const auto free = free_slots(supervisor.take(Kind::STATUS), "w1");
+  REQUIRE(free);
+  CHECK(*free == 64);  // the staying executor's
+
+  FakeClient client(context, broker.endpoint());
+  client.send(tasks_window(30, 2, 0, 2));  // a task not seen yet: one at a time, the other waits
+  REQUIRE(staying.wait_held(1));
+  CHECK(leaving.stats().tasks == 0);
+}
+
 TEST_CASE("an idle executor gets the work another holds behind a task that turned out slow: the broker reclaims it") {
   zmq::context_t context;
   RunningBroker broker(test_config(), context);

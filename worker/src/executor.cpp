@@ -374,8 +374,11 @@ class Executor {
           if (tasks.size() == 0) return;
           const std::uint64_t batch_id = batch.getBatchId();
           queue_.push(std::move(*message), tasks, batch_id);
-          if (draining_) {  // sent before the broker learnt about the drain: straight back
+          if (draining_) {
+            // Sent before the broker learnt about the drain, or by a broker that lost track of it:
+            // straight back, with the drain said again, so that the same work does not come back.
             quiet_until_ = Clock::now() + kDrainQuietPeriod;
+            announce();
             hand_back(std::numeric_limits<std::size_t>::max(), false);
           }
           return;
