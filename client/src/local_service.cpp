@@ -12,8 +12,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -27,6 +30,7 @@
 #include "system/child_process.hpp"
 #include "system/exec_image.hpp"
 #include "system/os_error.hpp"
+#include "system/unique_fd.hpp"
 #include "system/private_directory.hpp"
 
 namespace fanout::detail {
@@ -74,19 +78,27 @@ extern "C" void on_stop_signal(int) { g_stop = true; }
 
 // Starts the service detached: a child that starts a new session and forks the service, then
 // exits at once (reaped here), so the service has no parent to die with and leaves no zombie.
-void spawn_service(const std::string& executable, const std::vector<std::string>& arguments, const std::filesystem::path& log) {
+// Returns the service's pid, which that child passes back through a pipe (0 if it could not).
+pid_t spawn_service(const std::string& executable, const std::vector<std::string>& arguments, const std::filesystem::path& log) {
   if (executable.empty()) throw Error("cannot start the local fanout service: /proc/self/exe is unreadable");
   // Not a worker of this program's pool, not a child of its settings for the broker.
   const sys::ExecImage image(executable, arguments, {"FANOUT_LOCAL_", "FANOUT_WORKER="},
                              {std::string(kServiceRoleVariable) + "=1"});
   const std::string log_path = log.string();
 
+  int pid_pipe[2];
+  if (::pipe2(pid_pipe, O_CLOEXEC) != 0) sys::throw_os_error("pipe for the local fanout service");
+  const sys::UniqueFd pid_in(pid_pipe[0]);
+  sys::UniqueFd pid_out(pid_pipe[1]);
   std::fflush(nullptr);
   const pid_t middle = ::fork();
   if (middle < 0) sys::throw_os_error("fork of the local fanout service");
   if (middle == 0) {
     ::setsid();
-    if (::fork() != 0) ::_exit(0);
+    if (const pid_t service = ::fork(); service != 0) {
+      if (service > 0) (void)!::write(pid_out.get(), &service, sizeof service);
+      ::_exit(0);
+    }
     const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     const int out = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (null >= 0) ::dup2(null, STDIN_FILENO);
@@ -99,7 +111,21 @@ void spawn_service(const std::string& executable, const std::vector<std::string>
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     image.exec();
   }
+  pid_out.reset();
   sys::ChildProcess(middle, /*group_leader=*/false).wait();
+  pid_t service = 0;
+  if (::read(pid_in.get(), &service, sizeof service) != static_cast<ssize_t>(sizeof service)) return 0;
+  return service;
+}
+
+// Whether process `pid` still runs (a zombie has ended: a test that reaps orphans may hold one).
+bool still_running(pid_t pid) {
+  if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH)) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto state = line.rfind(") ");
+  return state == std::string::npos || state + 2 >= line.size() || (line[state + 2] != 'Z' && line[state + 2] != 'X');
 }
 
 // The service's directory holds its journal: the arguments of deferred tasks, which may be
@@ -152,14 +178,20 @@ std::string ensure_local_service_for(const std::string& program, std::vector<std
   const auto directory = local_service_directory_for(program);
   create_service_directory(directory);
   const auto deadline = Clock::now() + kStartLimit;
+  // A service that is stopping still holds the name and the journal's lock for a moment: the one
+  // started then gives way ("not starting") and exits, and nobody would serve. So another starts
+  // once the last one started has exited without an answer. One that is only slow to answer (a
+  // loaded machine, a sanitizer's build) is waited for: started again each few seconds, a second
+  // service could serve after the first had already served and stopped.
+  pid_t service = 0;
   while (Clock::now() < deadline) {
-    // A service that is stopping still holds the name and the journal's lock for a moment: the
-    // one started then gives way ("not starting") and nobody would serve. So start one again
-    // each kRespawn without an answer; a second one that finds the first serving gives way too.
-    spawn_service(program, arguments, directory / "service.log");
-    const auto respawn = std::min(deadline, Clock::now() + kRespawn);
-    while (Clock::now() < respawn) {
-      if (link::query_counts(context, endpoint, probe)) return endpoint;
+    if (!still_running(service)) service = spawn_service(program, arguments, directory / "service.log");
+    if (link::query_counts(context, endpoint, probe)) return endpoint;
+    // A pid that could not be learnt: started again each kRespawn, as a last resort.
+    if (service == 0) {
+      for (const auto respawn = std::min(deadline, Clock::now() + kRespawn); Clock::now() < respawn;) {
+        if (link::query_counts(context, endpoint, probe)) return endpoint;
+      }
     }
   }
   throw Error("the local fanout service did not start within " + std::to_string(kStartLimit.count()) +
