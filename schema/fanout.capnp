@@ -232,6 +232,10 @@ struct Announce {
                              # what was sent to the previous one may never have arrived.
   version @12 :Text;         # Supervisors: the fanout release it runs ("0.1.0"), for `fanout status`;
                              # empty from a worker older than this field.
+  extra @13 :Bool;           # Executors: started beyond the worker's own number (growth, for slow
+                             # work), and leaving once idle. Work known to be quick goes to the
+                             # worker's other executors while they have room: on one core each,
+                             # tiny tasks only slow each other down.
 }
 
 struct TaskRef {

@@ -72,6 +72,8 @@ class Dispatch {
   std::chrono::nanoseconds expected_each(Pending& pending);
   // Whether how long `pending`'s tasks take has been learnt from results (not configured).
   bool learnt(Pending& pending);
+  // Whether an executor of `extra`'s worker that is not an extra has room for `pending`'s tasks.
+  bool others_have_room(const Executor& extra, Pending& pending);
   std::size_t room_ahead(const Executor& executor, Pending& pending);
   static std::chrono::nanoseconds expected_backlog(const Executor& executor, Clock::time_point now);
   void send_work(Executor& executor, Batch& batch, std::deque<Pending>::iterator first, std::uint32_t limit, bool alone);

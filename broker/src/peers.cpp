@@ -139,6 +139,7 @@ Peers::Announced Peers::on_announce(const PeerId& peer, const std::string& key, 
   executor.processes = std::max<std::uint32_t>(1, announce.getProcesses());
   executor.last_seen = now;
   executor.leaving = executor.leaving || announce.getDraining();
+  executor.extra = announce.getExtra();
   executor.draining = executor.leaving;
   executor.unconfirmed = false;
   if (auto supervisor = supervisor_by_worker_.find(worker); supervisor != supervisor_by_worker_.end()) {

@@ -179,6 +179,8 @@ struct Executor {
   // whatever it is sent and waits a quiet period more each time, so the broker, giving idle
   // executors work first, sent the same task back and forth to it and the batch never ended.
   bool leaving = false;
+  // Started beyond its worker's own number (Announce.extra): quick work goes to the others first.
+  bool extra = false;
 
   std::uint32_t free() const noexcept {
     return in_flight.size() >= slots ? 0 : slots - static_cast<std::uint32_t>(in_flight.size());

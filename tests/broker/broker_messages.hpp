@@ -36,10 +36,11 @@ inline zmq::message_t announce_supervisor(const std::string& worker, std::uint32
 
 inline zmq::message_t announce_executor(const std::string& executor, const std::string& worker,
                                         const std::vector<std::string>& names, std::uint32_t slots,
-                                        bool draining = false) {
+                                        bool draining = false, bool extra = false) {
   wire::OutMessage out;
   auto announce = out.envelope().initAnnounce();
   announce.setRole(wire::Announce::Role::EXECUTOR);
+  announce.setExtra(extra);
   announce.setWorkerId(worker);
   announce.setExecutorId(executor);
   auto list = announce.initTaskNames(static_cast<unsigned>(names.size()));

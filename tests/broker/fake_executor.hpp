@@ -37,6 +37,7 @@ struct ExecutorOptions {
   bool record = false;                          // keep raw messages (tasks frames) for inspection
   bool fail = false;                            // answer every task with an exception ("boom")
   std::atomic<std::uint64_t>* sequence = nullptr;  // a counter shared by executors, to order dispatches
+  bool extra = false;                           // announces itself as an extra executor (Announce.extra)
 };
 
 // An executor: announces itself with its credit, keeps what it receives, and answers
@@ -61,7 +62,7 @@ class FakeExecutor {
         peer_(context, endpoint, PeerOptions{options_.id, true, options_.record},
               [this](Peer&, wire::InMessage& message) { on_message(message); },
               [this](Peer& peer) { on_tick(peer); }) {
-    peer_.send(announce_executor(options_.id, options_.worker, options_.names, options_.slots));
+    peer_.send(announce_executor(options_.id, options_.worker, options_.names, options_.slots, false, options_.extra));
   }
 
   const std::string& id() const { return options_.id; }

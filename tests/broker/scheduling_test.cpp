@@ -106,6 +106,39 @@ TEST_CASE("a task nobody has seen finish goes only to an idle executor: slow wor
   CHECK(pool.broker.died().empty());
 }
 
+// An extra executor (started for slow work, Announce.extra) shares its worker's cores: quick work
+// spread over more processes than cores only slows itself down. It gets quick work only once the
+// worker's own executors have no room for it.
+TEST_CASE("quick work goes to a worker's own executors, and to its extra executors only when they are full") {
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
+  FakeExecutor own(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  auto extra_options = holding("w1/1/0", "w1");
+  extra_options.extra = true;
+  FakeExecutor extra(context, broker.endpoint(), extra_options);
+  REQUIRE(wait_executors(context, broker.endpoint(), 2));
+  FakeClient client(context, broker.endpoint());
+  // Tasks of 5 µs, taught by whichever executor gets the first (nothing is known of them yet).
+  client.send(tasks_window(1, 1, 0, 1));
+  REQUIRE(fanout_test::eventually([&] { return own.stats().tasks + extra.stats().tasks == 1; }));
+  FakeExecutor& taught = own.stats().tasks == 1 ? own : extra;
+  taught.peer().send(timed_results({{1, 0, 0, 0}}, std::chrono::microseconds(5)));
+  REQUIRE(client.wait_settled(1, 1));
+
+  // Sixty of them (300 µs, worth sharing between two of the worker's own executors): all to its own.
+  const std::size_t own_before = own.stats().tasks;
+  const std::size_t extra_before = extra.stats().tasks;
+  client.send(tasks_window(2, 60, 0, 60));
+  REQUIRE(own.wait_tasks(own_before + 60));
+  CHECK(extra.stats().tasks == extra_before);
+
+  // Sixty more, with room for at most four at its own (a credit of 64): the extra takes the rest.
+  client.send(tasks_window(3, 60, 0, 60));
+  CHECK(extra.wait_tasks(extra_before + 56));
+  CHECK(broker.died().empty());
+}
+
 TEST_CASE("tasks that proved quick are sent ahead, as many as the executor's credit holds") {
   zmq::context_t context;
   RunningBroker broker(test_config(), context);

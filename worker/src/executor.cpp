@@ -251,6 +251,7 @@ class Executor {
     announce.setPid(::getpid());
     announce.setDraining(draining_);
     announce.setFresh(fresh);
+    announce.setExtra(config_.idle_exit.count() > 0);
     send(out.frame());
     last_announce_ = Clock::now();
   }
