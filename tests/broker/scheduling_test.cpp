@@ -111,9 +111,15 @@ TEST_CASE("a task nobody has seen finish goes only to an idle executor: slow wor
 // worker's own executors have no room for it.
 TEST_CASE("quick work goes to a worker's own executors, and to its extra executors only when they are full") {
   zmq::context_t context;
-  RunningBroker broker(test_config(), context);
+  // A task of a name never seen finish counts as 100 µs: the own executor below, holding one,
+  // has a backlog that does not grow with time (a known task's would, once it overran).
+  auto config = test_config();
+  config.unknown_task_time = std::chrono::microseconds(100);
+  RunningBroker broker(config, context);
   auto supervisor = make_supervisor(context, broker.endpoint(), "w1", 2);
-  FakeExecutor own(context, broker.endpoint(), holding("w1/0/0", "w1"));
+  auto own_options = holding("w1/0/0", "w1");
+  own_options.names = {"square", "other"};
+  FakeExecutor own(context, broker.endpoint(), own_options);
   auto extra_options = holding("w1/1/0", "w1");
   extra_options.extra = true;
   FakeExecutor extra(context, broker.endpoint(), extra_options);
@@ -125,17 +131,21 @@ TEST_CASE("quick work goes to a worker's own executors, and to its extra executo
   FakeExecutor& taught = own.stats().tasks == 1 ? own : extra;
   taught.peer().send(timed_results({{1, 0, 0, 0}}, std::chrono::microseconds(5)));
   REQUIRE(client.wait_settled(1, 1));
-
-  // Sixty of them (300 µs, worth sharing between two of the worker's own executors): all to its own.
+  // The own executor busy with one task only it serves: the extra, idle, is the first choice of
+  // the broker's idle-first order, and the own one still has room (100 µs of 2 ms ahead).
   const std::size_t own_before = own.stats().tasks;
+  client.send(tasks_window(2, 1, 0, 1, "other"));
+  REQUIRE(own.wait_tasks(own_before + 1));
+
+  // Fifteen of them (75 µs: not worth sharing, they go to one executor): to the own one.
   const std::size_t extra_before = extra.stats().tasks;
-  client.send(tasks_window(2, 60, 0, 60));
-  REQUIRE(own.wait_tasks(own_before + 60));
+  client.send(tasks_window(3, 15, 0, 15));
+  REQUIRE(own.wait_tasks(own_before + 16));
   CHECK(extra.stats().tasks == extra_before);
 
-  // Sixty more, with room for at most four at its own (a credit of 64): the extra takes the rest.
-  client.send(tasks_window(3, 60, 0, 60));
-  CHECK(extra.wait_tasks(extra_before + 56));
+  // Sixty more, with room for at most 48 at its own (a credit of 64): the extra takes the rest.
+  client.send(tasks_window(4, 60, 0, 60));
+  CHECK(extra.wait_tasks(extra_before + 12));
   CHECK(broker.died().empty());
 }
 
