@@ -29,9 +29,8 @@ std::atomic<bool> g_initialized{false};
 std::mutex g_mutex;
 std::vector<std::string> g_arguments;
 
-// The number in environment variable `variable`; 0 when it is unset or empty.
-unsigned count_from_environment(const char* variable) {
-  const char* value = std::getenv(variable);
+unsigned processes_from_environment() {
+  const char* value = std::getenv(detail::kWorkerProcessesVariable);
   if (value == nullptr || *value == '\0') return 0;
   return static_cast<unsigned>(std::strtoul(value, nullptr, 10));
 }
@@ -66,14 +65,10 @@ void init(int argc, char** argv) {
                                                           : (is_local ? spdlog::level::err : spdlog::level::info));
     worker::Config config;
     config.broker = is_local ? local : remote;
-    config.processes = count_from_environment(detail::kWorkerProcessesVariable);
+    config.processes = processes_from_environment();
     // Local mode's pool grows while tasks wait on slow ones, as wide as Laravel's drivers run a
     // batch (width.hpp); a remote worker program (FANOUT_WORKER) keeps its number.
-    if (is_local) {
-      config.max_processes = static_cast<unsigned>(detail::max_processes());
-      config.initial_processes = count_from_environment(detail::kWorkerWidthVariable);
-      ::unsetenv(detail::kWorkerWidthVariable);  // the pool's size now, not that of pools its tasks start
-    }
+    if (is_local) config.max_processes = static_cast<unsigned>(detail::max_processes());
     if (const char* idle = std::getenv("FANOUT_EXTRA_IDLE_MS"); idle != nullptr && *idle != '\0') {
       config.extra_idle = std::chrono::milliseconds(std::strtoull(idle, nullptr, 10));
     }

@@ -76,7 +76,7 @@ std::optional<int> wait_for_end(sys::ChildProcess& worker, const sys::EventFd* s
 
 }  // namespace
 
-LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) : first_width_(options.first_width) {
+LocalPool::LocalPool(zmq::context_t& context, const LocalPoolOptions& options) {
   const std::string suffix = unique_suffix();
   broker::Config config;
   client_endpoint_ = "inproc://fanout-local-" + suffix;
@@ -139,9 +139,8 @@ void LocalPool::set_broken(std::string why) {
 
 void LocalPool::watch_worker() {
   // Everything the child needs is prepared before fork: after it, only exec-safe calls.
-  std::vector<std::string> role{std::string(kWorkerRoleVariable) + "=" + worker_endpoint_};
-  if (first_width_ > 0) role.push_back(std::string(kWorkerWidthVariable) + "=" + std::to_string(first_width_));
-  const sys::ExecImage image(program_path(), program_arguments(), {kWorkerRoleVariable, kWorkerWidthVariable}, role);
+  const sys::ExecImage image(program_path(), program_arguments(), {kWorkerRoleVariable},
+                             {std::string(kWorkerRoleVariable) + "=" + worker_endpoint_});
   // A worker that dies is restarted, unless it dies young twice in a row: then something is wrong
   // with the program (no fanout::init, a crash at start-up) and batches fail with the reason.
   int quick_deaths = 0;

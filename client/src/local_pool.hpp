@@ -9,7 +9,6 @@
 #pragma once
 
 #include <atomic>
-#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -33,8 +32,6 @@ namespace fanout::detail {
 struct LocalPoolOptions {
   std::string worker_endpoint;  // empty: a fresh socket file in the user's private directory
   std::filesystem::path journal;  // empty: none
-  // Executors to start with, when more than one per core: the first batch's width (width.hpp).
-  std::size_t first_width = 0;
 };
 
 class LocalPool {
@@ -69,7 +66,6 @@ class LocalPool {
   std::string client_endpoint_;
   std::string worker_endpoint_;
   std::string socket_file_;  // of worker_endpoint_, when this pool chose it: removed at the end
-  std::size_t first_width_ = 0;
   sys::EventFd stop_requested_;  // the destructor's word to the watcher
   std::atomic<bool> stopping_{false};
   mutable std::mutex mutex_;

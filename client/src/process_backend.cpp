@@ -34,7 +34,6 @@
 #include "keys.hpp"
 #include "transport.hpp"
 #include "units.hpp"
-#include "width.hpp"
 #include "wire_kinds.hpp"
 
 namespace fanout::detail {
@@ -721,7 +720,7 @@ class ProcessBackend final : public Backend {
   }
 
   void execute(Batch& batch, Results& results, const RunOptions& options) override {
-    SocketPool& sockets = connect(first_width(batch, options));
+    SocketPool& sockets = connect();
     auto socket = sockets.lease();
     BatchRun::Health health;
     if (pool_) health = [pool = pool_.get()] { return pool->broken(); };
@@ -750,21 +749,9 @@ class ProcessBackend final : public Backend {
   }
 
  private:
-  // How many slots of the first batch start at once, as Laravel's drivers start them: all of them,
-  // or the cap. A small batch (no wider than the pool may grow) gets its executors from the
-  // start, rather than after the growth its slow tasks would ask for (on two cores the third of
-  // three lookups waited for it). A wide one does not: thousands of tiny tasks run best one
-  // executor per core, and the extras started here get quick work only when those are full.
-  static std::size_t first_width(const Batch& batch, const RunOptions& options) {
-    std::size_t width = batch.size();
-    if (options.max_concurrency > 0) width = std::min(width, options.max_concurrency);
-    return width <= max_processes() ? width : 0;
-  }
-
   // Starts what the first batch needs: nothing in remote mode but a socket; the embedded broker
-  // and the local worker pool in local mode, started `first_width` executors wide when that is
-  // more than one per core.
-  SocketPool& connect(std::size_t first_width) {
+  // and the local worker pool in local mode.
+  SocketPool& connect() {
     const std::lock_guard lock(mutex_);
     if (sockets_) return *sockets_;
     refuse_recursive_start();
@@ -781,9 +768,7 @@ class ProcessBackend final : public Backend {
       // Making sure the registry exists first, then registering the pool's shutdown with
       // atexit, stops the pool before the registry goes (exit runs both in reverse order).
       (void)spdlog::default_logger_raw();
-      LocalPoolOptions pool_options;
-      pool_options.first_width = first_width;
-      pool_ = std::make_unique<LocalPool>(context_, pool_options);
+      pool_ = std::make_unique<LocalPool>(context_);
       sockets_ = std::make_unique<SocketPool>(context_, pool_->client_endpoint());
       static ProcessBackend* self = nullptr;
       self = this;

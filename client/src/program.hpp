@@ -11,9 +11,6 @@ namespace fanout::detail {
 inline constexpr const char* kWorkerRoleVariable = "FANOUT_LOCAL_WORKER";
 // How many executors a local worker runs (default: the number of cores).
 inline constexpr const char* kWorkerProcessesVariable = "FANOUT_PROCESSES";
-// How many executors a local worker starts with when its first batch is wider than its cores
-// (worker::Config::initial_processes); unset otherwise.
-inline constexpr const char* kWorkerWidthVariable = "FANOUT_LOCAL_WIDTH";
 // Set (to 1) in the environment of the program re-executed as its local service.
 inline constexpr const char* kServiceRoleVariable = "FANOUT_LOCAL_SERVICE";
 // Exit code of a re-executed program that reached a batch without calling fanout::init.

@@ -50,33 +50,3 @@ TEST_CASE("killing a program with SIGKILL takes its local workers with it") {
     CHECK(fanout_test::eventually([&] { return fanout_test::process_ended(pid); }));
   }
 }
-
-// Laravel starts every task of a batch at once. A program's first batch starts its pool, and a
-// small one (here three slow tasks, on a pool of one executor per core made one executor wide)
-// gets an executor for each of its slots from the start: none waits for the pool to grow, which
-// the worker would log ("at the broker's request").
-TEST_CASE("a small first batch starts its local pool as wide as itself: no task waits for growth") {
-  const auto output = fanout_test::run_to_end({FANOUT_FIRST_BATCH_PROGRAM, "3"},
-                                              {.env = {"FANOUT_PROCESSES=1", "FANOUT_LOG_LEVEL=info"},
-                                               .drop_env = {"FANOUT_BROKER=", "FANOUT_MAX_PROCESSES="},
-                                               .merge_output = true});
-  INFO(output.out);
-  REQUIRE(WIFEXITED(output.status));
-  CHECK(WEXITSTATUS(output.status) == 0);
-  CHECK(output.out.find("3 executor(s) with 2048 slot(s) each (2 of them extras") != std::string::npos);
-  CHECK(output.out.find("executors 3") != std::string::npos);
-  CHECK(output.out.find("at the broker's request") == std::string::npos);
-}
-
-TEST_CASE("a wide first batch starts one executor per core, and the pool grows only while tasks wait") {
-  // 40 slots, wider than the pool may grow (FANOUT_MAX_PROCESSES 8): not started all at once.
-  const auto output = fanout_test::run_to_end({FANOUT_FIRST_BATCH_PROGRAM, "40"},
-                                              {.env = {"FANOUT_PROCESSES=1", "FANOUT_MAX_PROCESSES=8", "FANOUT_LOG_LEVEL=info"},
-                                               .drop_env = {"FANOUT_BROKER="},
-                                               .merge_output = true});
-  INFO(output.out);
-  REQUIRE(WIFEXITED(output.status));
-  CHECK(WEXITSTATUS(output.status) == 0);
-  CHECK(output.out.find("1 executor(s) with 2048 slot(s) each (0 of them extras") != std::string::npos);
-  CHECK(output.out.find("at the broker's request") != std::string::npos);
-}

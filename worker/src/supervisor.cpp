@@ -136,12 +136,10 @@ class Supervisor::State {
     for (const int signal : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) ::sigaddset(&executor_mask_, signal);
     const std::uint64_t seed = random_seed();
     slots_.reserve(config.max_processes);
-    // Slots past `processes` are extras; those past `initial_processes` wait for growth.
-    const unsigned initial = std::max(config.initial_processes, config.processes);
     for (unsigned n = 0; n < config.max_processes; ++n) {
       slots_.push_back(ExecutorSlot{n, 0, {}, sys::ChildProcess(), {}, false, false, Clock::time_point::max(),
                                     Backoff(kBackoffInitial, kBackoffLimit, kBackoffJitter, seed + n), n >= config.processes,
-                                    n >= initial});
+                                    n >= config.processes});
     }
   }
 
@@ -164,10 +162,9 @@ class Supervisor::State {
     connect();
     next_heartbeat_ = Clock::now() + config_.heartbeat;
     next_attempt_ = Clock::now() + config_.liveness;  // the first connection gets a whole liveness period
-    spdlog::info("worker {}: {} executor(s) with {} slot(s) each ({} of them extras, up to {} when asked to grow), "
-                 "connecting to {}",
-                 config_.worker_id, executors_wanted(), config_.slots_per_executor, executors_wanted() - config_.processes,
-                 config_.max_processes, config_.broker);
+    spdlog::info("worker {}: {} executor(s) with {} slot(s) each (up to {} when asked to grow), connecting to {}",
+                 config_.worker_id, config_.processes, config_.slots_per_executor, config_.max_processes,
+                 config_.broker);
     while (!(draining_ && live_executors() == 0)) {
       report_status();
       wait();

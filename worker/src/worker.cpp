@@ -32,7 +32,6 @@ Config complete(Config config) {
   }
   if (config.processes == 0) config.processes = sys::available_cores();
   config.max_processes = std::max(config.max_processes, config.processes);
-  config.initial_processes = std::clamp(config.initial_processes, config.processes, config.max_processes);
   if (config.slots_per_executor == 0) throw ConfigError("executors need at least one slot");
   if (config.heartbeat.count() <= 0) throw ConfigError("the heartbeat interval must be positive");
   if (config.liveness <= config.heartbeat) {

@@ -41,11 +41,6 @@ struct Config {
   // `extra_idle` with nothing to do.
   unsigned max_processes = 0;
   std::chrono::milliseconds extra_idle{10000};
-  // Executors to start with, when more than `processes` (at most max_processes): those beyond
-  // `processes` are extras from the start, and leave once idle like those started on growth.
-  // Local mode starts its pool as wide as a small first batch, which would otherwise wait for
-  // growth; 0: `processes`.
-  unsigned initial_processes = 0;
   unsigned slots_per_executor = 2048;  // credit each executor announces: two client frames (1,024 tasks each) in flight
   bool allow_shell = false;
   // Shell commands run with a declared environment (PATH, HOME, USER, LOGNAME, SHELL, the locale,
