@@ -40,6 +40,10 @@ constexpr auto kQuickTask = std::chrono::milliseconds(1);
 constexpr auto kSlowQuickSlot = std::chrono::milliseconds(250);
 // Growth asked for at most this many executors at a time.
 constexpr std::size_t kMostGrowth = 64;
+// Tasks of names never seen finish grow the pool at once only while at most this many wait (the
+// default FANOUT_MAX_PROCESSES): a small batch, as Laravel's drivers start whole. A large batch of
+// unknown tasks (W2's first) is mostly tiny ones, and waits kSlowSlot to find out.
+constexpr std::size_t kEagerGrowthWaiting = 16;
 
 // The first queue entry of `batch` that `executor` serves (almost always the front). A retry that
 // asks to avoid this executor's worker is left for another worker, when one serves it.
@@ -140,10 +144,15 @@ void Dispatch::grow(Clock::time_point now) {
   for (const Executor& executor : peers_.executors()) {
     if (executor.draining || executor.in_flight.empty()) continue;
     const InFlight& front = executor.in_flight.front();
-    const bool known_quick = front.times != nullptr && front.times->samples > 0 && front.expected < kQuickTask;
+    const bool known = front.times != nullptr && front.times->samples > 0;
+    const bool known_quick = known && front.expected < kQuickTask;
     const auto slow_after = known_quick ? std::chrono::duration_cast<Clock::duration>(kSlowQuickSlot)
                                         : std::chrono::duration_cast<Clock::duration>(kSlowSlot);
-    if (now - executor.front_since >= slow_after) {
+    // Waiting already, without watching it for kSlowSlot: a task known to take longer than that,
+    // or, while few tasks wait, one never seen finish. A small batch of slow tasks then starts
+    // whole as soon as the extra executors have connected, as the fork driver starts it.
+    const bool slow_already = known ? front.expected >= kSlowSlot : waiting <= kEagerGrowthWaiting;
+    if (slow_already || now - executor.front_since >= slow_after) {
       ++slow;
     } else {
       next_growth_check_ = std::min(next_growth_check_, executor.front_since + slow_after);

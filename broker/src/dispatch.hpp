@@ -52,8 +52,9 @@ class Dispatch {
   void run();
 
   // Asks workers that may grow for more executors when tasks wait while every executor runs a
-  // task that has taken longer than kSlowSlot (waiting on something rather than computing): one
-  // more for each such executor, up to the tasks waiting. Local mode's pool grows this way, as
+  // task that has taken longer than kSlowSlot (waiting on something rather than computing), or is
+  // known to take that long, or, in a small batch, was never seen finish: one more for each such
+  // executor, up to the tasks waiting. Local mode's pool grows this way, as
   // wide as the work (client/src/width.hpp); fanout-worker --max-processes opts in.
   void grow(Clock::time_point now);
   // When the loop should come back here even if nothing arrives: an executor's task is about to

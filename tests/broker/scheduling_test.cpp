@@ -462,6 +462,26 @@ TEST_CASE("tasks waiting while every executor runs a slow one make the broker as
   CHECK_FALSE(supervisor->take(Kind::GROW, std::chrono::milliseconds(300)));
 }
 
+TEST_CASE("a small batch of tasks never seen finish grows the worker at once, before any of them has run for long") {
+  // As Laravel starts every task of a small batch at once: the broker does not wait kSlowSlot to
+  // find out whether they are slow. These executors answer at once, so no task ever runs for
+  // kSlowSlot, and only the eager rule can ask for growth.
+  zmq::context_t context;
+  RunningBroker broker(test_config(), context);
+  auto supervisor = std::make_unique<Peer>(context, broker.endpoint(), PeerOptions{"supervisor:w1", true, true});
+  supervisor->send(announce_supervisor("w1", 2, /*draining=*/false, /*max_processes=*/4));
+  FakeExecutor first(context, broker.endpoint(), ExecutorOptions{.id = "w1/0/0", .worker = "w1", .slots = 64});
+  FakeExecutor second(context, broker.endpoint(), ExecutorOptions{.id = "w1/1/0", .worker = "w1", .slots = 64});
+  REQUIRE(wait_executors(context, broker.endpoint(), 2));
+  FakeClient client(context, broker.endpoint());
+
+  client.send(tasks_window(30, 3, 0, 3));  // two start, one waits
+  const Received grow = supervisor->take(Kind::GROW);
+  REQUIRE(grow);
+  CHECK(grow->envelope().getGrow().getExecutors() == 1);
+  CHECK(client.wait_settled(30, 3));
+}
+
 TEST_CASE("a task known to be quick that is late makes a worker grow only after a long while, not at once") {
   // A late result of a name that takes microseconds means an executor without a CPU (a loaded
   // machine), which more processes on the same CPUs would make worse; a long wait still grows.
