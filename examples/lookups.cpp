@@ -5,9 +5,11 @@
 //   fanout-lookups [--driver NAME]...   (default: sync, then the default driver, then fork)
 //
 // The default driver is the process driver in local mode: a pool of worker processes, one per
-// core unless FANOUT_PROCESSES says otherwise, started on the first batch and reused. Like the fork
-// driver, it runs as wide as the work: while tasks wait on slow ones, the pool grows (up to
-// FANOUT_MAX_PROCESSES, at least 16), so the three lookups run at once on any number of cores.
+// core unless FANOUT_PROCESSES says otherwise, started in the background when the program first
+// gets the driver (below, before the sync run: `--driver process` alone shows a batch that waits
+// for the start) and reused. Like the fork driver, it runs as wide as the work: while tasks wait
+// on slow ones, the pool grows (up to FANOUT_MAX_PROCESSES, at least 16), so the three lookups
+// run at once on any number of cores.
 #include <chrono>
 #include <cstdio>
 #include <string>

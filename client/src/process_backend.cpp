@@ -698,6 +698,20 @@ class ProcessBackend final : public Backend {
   std::string_view name() const noexcept override { return "process"; }
   bool runs_plain_callables() const noexcept override { return false; }
 
+  // In local mode the pool starts as soon as the program first asks for this driver, not at its
+  // first batch: re-executing the program and connecting its executors takes some 30-40 ms, which
+  // the program's own work meanwhile hides (as multiprocessing.Pool and Dask's LocalCluster start
+  // their processes when made). A batch that comes at once waits for the start as it did.
+  ProcessBackend() {
+    if (!initialized() || remote_broker() || std::getenv(kWorkerRoleVariable) != nullptr) return;
+    if (const char* worker = std::getenv("FANOUT_WORKER"); worker != nullptr && *worker != '\0') return;
+    try {
+      (void)connect();
+    } catch (const std::exception&) {
+      // The first batch tries again and fails with the reason.
+    }
+  }
+
   ~ProcessBackend() override { shut_down(); }
 
   // Sockets before the pool (whose broker they talk to) and the pool before the context.

@@ -50,3 +50,24 @@ TEST_CASE("killing a program with SIGKILL takes its local workers with it") {
     CHECK(fanout_test::eventually([&] { return fanout_test::process_ended(pid); }));
   }
 }
+
+TEST_CASE("getting the process driver starts the local pool before any batch, and it dies with the program") {
+  fanout_test::Child program({FANOUT_VICTIM_PROGRAM, "--driver-only"}, {.drop_env = {"FANOUT_BROKER="}});
+  REQUIRE(program.wait_for_line("ready", 60s).has_value());
+  // Its worker (this program re-executed) and the worker's executors, with no batch sent.
+  std::vector<pid_t> workers;
+  REQUIRE(fanout_test::eventually(
+      [&] {
+        workers = fanout_test::children_of(program.pid());
+        return workers.size() == 1 && !fanout_test::children_of(workers.front()).empty();
+      },
+      60s));
+  const std::vector<pid_t> executors = fanout_test::children_of(workers.front());
+  program.signal(SIGKILL);
+  program.wait_exit();
+  CHECK(fanout_test::eventually([&] { return fanout_test::process_ended(workers.front()); }));
+  for (const pid_t pid : executors) {
+    CAPTURE(pid);
+    CHECK(fanout_test::eventually([&] { return fanout_test::process_ended(pid); }));
+  }
+}

@@ -19,7 +19,9 @@ namespace fanout {
 class Concurrency {
  public:
   // The driver named `name` ("process", "fork" or "sync"). Throws fanout::Error listing the valid
-  // names for any other. Getting a driver starts nothing; its first batch does.
+  // names for any other. Getting the process driver in local mode (after fanout::init, without
+  // FANOUT_BROKER) starts its pool of worker processes in the background, so that the program's
+  // own work hides the start; the other drivers start nothing until a batch.
   static Driver driver(std::string_view name);
   // The default driver: FANOUT_DRIVER, else "process".
   static Driver driver();
