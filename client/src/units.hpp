@@ -67,7 +67,7 @@ struct UnitPlan {
 
 // Units when they pay and keep every promise: every slot calls one task, quick here so far
 // (quick_names); no cap and no per-slot timeout (both count slots, which the broker does not see
-// inside a unit); enough slots for at least kFewestUnits units of kSmallestUnit; a unit's
+// inside a unit); at least kSmallestUnitBatch slots, and units of at least kSmallestUnit; a unit's
 // arguments far below a frame (kUnitArgumentBytes).
 UnitPlan plan_units(const Batch& batch, const RunOptions& options);
 
